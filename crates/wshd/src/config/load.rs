@@ -1,0 +1,218 @@
+//! Reading `server.toml`: parse, validate, resolve — every error names the file, line,
+//! column and key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::schema::FileConfig;
+use super::{Config, RouteConfig, WsSettings};
+
+/// A configuration error, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or `<string>`).
+    pub file: String,
+    /// 1-based line, 0 when unknown.
+    pub line: usize,
+    /// 1-based column, 0 when unknown.
+    pub column: usize,
+    /// The dotted key (`websocket.max_message_bytes`), empty when unknown.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": key `{}`", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and resolves a config file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        line: 0,
+        column: 0,
+        key: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let mut config = parse_str(&text, &path.display().to_string())?;
+    config.source = Some(path.to_path_buf());
+    Ok(config)
+}
+
+/// Parses and resolves config text; `file` names it in errors.
+pub fn parse_str(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let raw: FileConfig = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        located(text, file, span, e.message().to_string())
+    })?;
+    resolve(raw, Some(text), file)
+}
+
+/// Builds a located error from a byte span of `text`.
+fn located(text: &str, file: &str, span: Range<usize>, message: String) -> ConfigError {
+    let start = span.start.min(text.len());
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..start].chars().count() + 1;
+    ConfigError { file: file.to_owned(), line, column, key: key_at(text, line_start), message }
+}
+
+/// The dotted key of the `key = value` line starting at `line_start`, prefixed by the table
+/// header in force there.
+fn key_at(text: &str, line_start: usize) -> String {
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let section = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    let trimmed = line.trim();
+    if trimmed.starts_with('[') {
+        return trimmed.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+    }
+    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_owned()).unwrap_or_default();
+    match (section, key.is_empty()) {
+        (Some(s), false) => format!("{s}.{key}"),
+        (Some(s), true) => s,
+        (None, _) => key,
+    }
+}
+
+/// Validates a parsed file and resolves it into a [`Config`].
+pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result<Config, ConfigError> {
+    let err = |span: Range<usize>, key: &str, message: String| match text {
+        Some(text) if span != (0..0) => {
+            let mut e = located(text, file, span, message);
+            e.key = key.to_owned();
+            e
+        }
+        _ => ConfigError { file: file.to_owned(), line: 0, column: 0, key: key.to_owned(), message },
+    };
+
+    let mut listen = Vec::new();
+    for addr in &raw.server.listen {
+        let parsed: SocketAddr = addr.get_ref().parse().map_err(|_| {
+            err(
+                addr.span(),
+                "server.listen",
+                format!("`{}` is not an address:port (e.g. \"127.0.0.1:9998\" or \"[::1]:9998\")", addr.get_ref()),
+            )
+        })?;
+        listen.push(parsed);
+    }
+    if listen.is_empty() {
+        return Err(err(0..0, "server.listen", "at least one listen address is needed".into()));
+    }
+
+    let ws = &raw.websocket;
+    let to_usize = |v: u64, key: &str| {
+        usize::try_from(v).map_err(|_| err(0..0, key, format!("{v} is too large for this machine")))
+    };
+    if ws.read_buffer_bytes < 256 {
+        return Err(err(0..0, "websocket.read_buffer_bytes", "must be at least 256".into()));
+    }
+    let websocket = WsSettings {
+        max_message_bytes: to_usize(ws.max_message_bytes, "websocket.max_message_bytes")?,
+        max_frame_bytes: to_usize(ws.max_frame_bytes, "websocket.max_frame_bytes")?,
+        handshake_timeout: Duration::from_secs(ws.handshake_timeout_secs),
+        close_timeout: Duration::from_secs(ws.close_timeout_secs),
+        read_buffer_bytes: to_usize(ws.read_buffer_bytes, "websocket.read_buffer_bytes")?,
+        inbound_queue_bytes: to_usize(ws.inbound_queue_bytes, "websocket.inbound_queue_bytes")?,
+    };
+
+    let mut routes = Vec::new();
+    for route in &raw.route {
+        let path = route.path.get_ref();
+        if !path.starts_with('/') {
+            return Err(err(route.path.span(), "route.path", format!("`{path}` must start with `/`")));
+        }
+        let handler = match &route.handler {
+            Some(h) if !h.get_ref().starts_with('/') => {
+                return Err(err(h.span(), "route.handler", format!("`{}` must start with `/`", h.get_ref())));
+            }
+            Some(h) => h.get_ref().clone(),
+            None => path.clone(),
+        };
+        if routes.iter().any(|r: &RouteConfig| &r.path == path) {
+            return Err(err(route.path.span(), "route.path", format!("route `{path}` is defined twice")));
+        }
+        let origin = match text {
+            Some(text) => {
+                let e = located(text, file, route.path.span(), String::new());
+                format!("{}:{}", e.file, e.line)
+            }
+            None => file.to_owned(),
+        };
+        routes.push(RouteConfig {
+            path: path.clone(),
+            handler,
+            config: route.config.clone(),
+            max_message_bytes: route.max_message_bytes.map(|v| to_usize(v, "route.max_message_bytes")).transpose()?,
+            origin,
+        });
+    }
+
+    Ok(Config {
+        source: None,
+        listen,
+        document_root: raw.server.document_root.map(|d| PathBuf::from(d.into_inner())),
+        handlers_dir: PathBuf::from(raw.handlers.dir.into_inner()),
+        handlers_recursive: raw.handlers.recursive,
+        websocket,
+        log_level: raw.log.level,
+        routes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_line_column_and_key() {
+        let text = "[server]\nlisten = [\"127.0.0.1:1\"]\n\n[websocket]\nmax_mesage_bytes = 5\n";
+        let e = parse_str(text, "x.toml").unwrap_err();
+        assert_eq!((e.line, e.column), (5, 1), "{e}");
+        assert_eq!(e.key, "websocket.max_mesage_bytes");
+        assert!(e.message.contains("unknown field"), "{e}");
+        assert!(e.to_string().starts_with("x.toml:5:1: key `websocket.max_mesage_bytes`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = parse_str("[websocket]\nclose_timeout_secs = \"soon\"\n", "y.toml").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert_eq!(e.key, "websocket.close_timeout_secs");
+    }
+
+    #[test]
+    fn bad_listen_address_is_located() {
+        let e = parse_str("[server]\nlisten = [\"localhost\"]\n", "z.toml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "server.listen"), "{e}");
+    }
+
+    #[test]
+    fn routes_resolve_aliases() {
+        let c = parse_str("[[route]]\npath = \"/\"\nhandler = \"/echo\"\n", "r.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.routes[0].path, "/");
+        assert_eq!(c.routes[0].handler, "/echo");
+        assert_eq!(c.routes[0].origin, "r.toml:2");
+    }
+}

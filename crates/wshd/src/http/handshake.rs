@@ -1,0 +1,152 @@
+//! RFC 6455 §4.2 opening-handshake validation, in a fixed order with one named failure each.
+
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, StatusCode, Version};
+
+/// Why a handshake request is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandshakeError {
+    /// Not `GET`.
+    MethodNotGet,
+    /// Not HTTP/1.1.
+    NotHttp11,
+    /// No `Upgrade: websocket` (e.g. a plain GET of a handler path).
+    NoUpgradeWebSocket,
+    /// `Connection` lacks the `upgrade` token.
+    NoConnectionUpgrade,
+    /// No `Host` header.
+    NoHost,
+    /// `Sec-WebSocket-Key` missing or not base64 of 16 bytes.
+    BadKey,
+    /// `Sec-WebSocket-Version` missing or not a single value.
+    BadVersion,
+    /// A single version other than 13.
+    UnsupportedVersion,
+}
+
+impl HandshakeError {
+    /// Status for the error response.
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            HandshakeError::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Human-readable explanation (the response body).
+    pub(crate) fn explain(self) -> &'static str {
+        match self {
+            HandshakeError::MethodNotGet => "a WebSocket handshake must use GET",
+            HandshakeError::NotHttp11 => "a WebSocket handshake must use HTTP/1.1",
+            HandshakeError::NoUpgradeWebSocket => {
+                "this is a WebSocket endpoint: connect with a WebSocket client (Upgrade: websocket)"
+            }
+            HandshakeError::NoConnectionUpgrade => "the Connection header must contain `upgrade`",
+            HandshakeError::NoHost => "the Host header is missing",
+            HandshakeError::BadKey => "Sec-WebSocket-Key must be the base64 encoding of 16 bytes",
+            HandshakeError::BadVersion => "Sec-WebSocket-Version must be given once, as 13",
+            HandshakeError::UnsupportedVersion => "unsupported WebSocket version; this server speaks 13",
+        }
+    }
+
+    /// Short name for logs and metrics.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            HandshakeError::MethodNotGet => "method_not_get",
+            HandshakeError::NotHttp11 => "not_http11",
+            HandshakeError::NoUpgradeWebSocket => "no_upgrade",
+            HandshakeError::NoConnectionUpgrade => "no_connection_upgrade",
+            HandshakeError::NoHost => "no_host",
+            HandshakeError::BadKey => "bad_key",
+            HandshakeError::BadVersion => "bad_version",
+            HandshakeError::UnsupportedVersion => "unsupported_version",
+        }
+    }
+}
+
+/// The parts of a valid handshake the server needs.
+#[derive(Debug, Clone)]
+pub(crate) struct ValidHandshake {
+    /// `Sec-WebSocket-Accept` for the response.
+    pub(crate) accept: String,
+    /// Subprotocols offered, in order.
+    pub(crate) protocols: Vec<String>,
+}
+
+/// Whether the request asks for a WebSocket upgrade at all (`Upgrade: websocket`).
+pub(crate) fn wants_websocket<B>(req: &Request<B>) -> bool {
+    has_token(req.headers(), header::UPGRADE, "websocket")
+}
+
+/// Validates the handshake request.
+pub(crate) fn validate<B>(req: &Request<B>) -> Result<ValidHandshake, HandshakeError> {
+    let headers = req.headers();
+    if req.method() != Method::GET {
+        return Err(HandshakeError::MethodNotGet);
+    }
+    if req.version() != Version::HTTP_11 {
+        return Err(HandshakeError::NotHttp11);
+    }
+    if !has_token(headers, header::UPGRADE, "websocket") {
+        return Err(HandshakeError::NoUpgradeWebSocket);
+    }
+    if !has_token(headers, header::CONNECTION, "upgrade") {
+        return Err(HandshakeError::NoConnectionUpgrade);
+    }
+    if !headers.contains_key(header::HOST) {
+        return Err(HandshakeError::NoHost);
+    }
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let key = match (keys.next(), keys.next()) {
+        (Some(key), None) if is_valid_key(key.as_bytes()) => key,
+        _ => return Err(HandshakeError::BadKey),
+    };
+    let mut versions = headers.get_all(header::SEC_WEBSOCKET_VERSION).iter();
+    match (versions.next(), versions.next()) {
+        (Some(v), None) if v.as_bytes() == b"13" => {}
+        (Some(v), None) if v.to_str().is_ok_and(|s| !s.contains(',') && s.trim().parse::<u32>().is_ok()) => {
+            return Err(HandshakeError::UnsupportedVersion);
+        }
+        _ => return Err(HandshakeError::BadVersion),
+    }
+    Ok(ValidHandshake {
+        accept: tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
+        protocols: tokens(headers, header::SEC_WEBSOCKET_PROTOCOL),
+    })
+}
+
+/// A key is base64 of exactly 16 bytes: 22 significant characters, the last one of `AQgw`
+/// (its low 4 bits unused), then `==`.
+fn is_valid_key(key: &[u8]) -> bool {
+    let is_b64 = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
+    key.len() == 24 && key[..21].iter().all(is_b64) && b"AQgw".contains(&key[21]) && &key[22..] == b"=="
+}
+
+fn tokens(headers: &HeaderMap, name: header::HeaderName) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v: &HeaderValue| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    tokens(headers, name).iter().any(|t| t.eq_ignore_ascii_case(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        assert!(is_valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(!is_valid_key(b"dGhlIHNhbXBsZSBub25jZR=="), "non-canonical final char");
+        assert!(!is_valid_key(b"dGhlIHNhbXBsZSBub25j"), "too short");
+        assert!(!is_valid_key(b"dGhlIHNhbXBsZSBub25jZQ="), "bad padding");
+        assert!(!is_valid_key(b"dGhlIHNhbXBsZSBub2*jZQ=="), "not base64");
+    }
+}

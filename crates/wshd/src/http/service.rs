@@ -1,0 +1,238 @@
+//! The HTTP service on the WebSocket port. Each request goes through fixed phases:
+//! route → validate handshake → handler `do_handshake` → 101 and session; requests for paths
+//! without a handler go to the static document root.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use wshd_sdk::abi::{HANDSHAKE_ABORT, HANDSHAKE_ACCEPT, HANDSHAKE_PANICKED, HANDSHAKE_REJECT, RStr};
+
+use super::handshake::{self, ValidHandshake};
+use super::request_view::RequestView;
+use super::response::{plain, with_status};
+use super::static_files;
+use crate::plugin::{HandshakeAnswer, Route, conn_for};
+use crate::server::ServerState;
+use crate::ws::session::{ConnShared, Driver, SessionSettings};
+use crate::ws::transport;
+
+/// The handler asked to drop the connection without a response.
+#[derive(Debug)]
+pub(crate) struct AbortConnection;
+
+impl std::fmt::Display for AbortConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection aborted by the handler")
+    }
+}
+
+impl std::error::Error for AbortConnection {}
+
+/// Addresses of the connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnAddrs {
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+}
+
+/// Handles one HTTP request.
+pub(crate) async fn handle(
+    state: Arc<ServerState>,
+    addrs: ConnAddrs,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, AbortConnection> {
+    let table = state.registry.current();
+    if let Some(route) = table.get(req.uri().path()) {
+        let route = Arc::clone(route);
+        drop(table);
+        // A browser visiting a handler path that is also a page (e.g. `/`, aliased to
+        // `/echo` like pywebsocket's handler map) gets the page; everything else is a
+        // handshake attempt and is validated as one.
+        if !handshake::wants_websocket(&req)
+            && let Some(root) = &state.config.document_root
+        {
+            let page = static_files::serve(root, &req).await;
+            if page.status() != StatusCode::NOT_FOUND {
+                return Ok(page);
+            }
+        }
+        return websocket(&state, addrs, route, req);
+    }
+    if handshake::wants_websocket(&req) {
+        tracing::info!(peer = %addrs.peer, path = %req.uri().path(), status = 404, "handshake refused: no handler");
+        return Ok(plain(StatusCode::NOT_FOUND, "no WebSocket handler at this path\n"));
+    }
+    match &state.config.document_root {
+        Some(root) => Ok(static_files::serve(root, &req).await),
+        None => Ok(plain(StatusCode::NOT_FOUND, "not found\n")),
+    }
+}
+
+/// Headers a handler may not set on the 101: they belong to the protocol.
+fn is_reserved_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(name.as_str(), "upgrade" | "connection" | "content-length" | "transfer-encoding")
+        || name.starts_with("sec-websocket-")
+}
+
+fn websocket(
+    state: &Arc<ServerState>,
+    addrs: ConnAddrs,
+    route: Arc<Route>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, AbortConnection> {
+    let started = Instant::now();
+    let valid = match handshake::validate(&req) {
+        Ok(valid) => valid,
+        Err(e) => {
+            tracing::info!(peer = %addrs.peer, path = %route.path, status = e.status().as_u16(), reason = e.name(), "handshake refused");
+            let mut resp = plain(e.status(), &format!("{}\n", e.explain()));
+            if e == handshake::HandshakeError::UnsupportedVersion {
+                resp.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            }
+            return Ok(resp);
+        }
+    };
+
+    let view = RequestView::new(&req, &route, addrs);
+    let mut answer = HandshakeAnswer::default();
+    let verdict = view.with_raw(|raw| {
+        let mut out = answer.as_out();
+        route.instance.do_handshake(raw, &mut out)
+    });
+    let handler = &route.instance.plugin.handler_name;
+    match verdict {
+        HANDSHAKE_ACCEPT => {}
+        HANDSHAKE_ABORT => {
+            tracing::info!(peer = %addrs.peer, path = %route.path, %handler, "handshake aborted by the handler");
+            return Err(AbortConnection);
+        }
+        HANDSHAKE_REJECT => {
+            let status = StatusCode::from_u16(answer.status)
+                .ok()
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .unwrap_or(StatusCode::FORBIDDEN);
+            tracing::info!(peer = %addrs.peer, path = %route.path, %handler, status = status.as_u16(), "handshake rejected by the handler");
+            let mut resp = with_status(status, Bytes::from(answer.body));
+            for (name, value) in &answer.headers {
+                if let (Ok(n), Ok(v)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+                    resp.headers_mut().append(n, v);
+                }
+            }
+            return Ok(resp);
+        }
+        HANDSHAKE_PANICKED => {
+            let message = answer.message.as_deref().unwrap_or("unknown panic");
+            tracing::error!(path = %route.path, %handler, file = %route.instance.plugin.file.display(), "handler panicked in do_handshake: {message}");
+            return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n"));
+        }
+        other => {
+            tracing::error!(path = %route.path, %handler, "handler returned an unknown handshake verdict {other}");
+            return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n"));
+        }
+    }
+
+    let response = match accept_response(&valid, &answer) {
+        Ok(resp) => resp,
+        Err(bug) => {
+            tracing::error!(path = %route.path, %handler, file = %route.instance.plugin.file.display(), "handler bug in do_handshake: {bug}");
+            return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n"));
+        }
+    };
+    tracing::info!(
+        peer = %addrs.peer,
+        path = %route.path,
+        %handler,
+        protocol = answer.protocol.as_deref().unwrap_or(""),
+        "handshake accepted"
+    );
+
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let protocol = answer.protocol.clone();
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!(peer = %addrs.peer, "upgrade failed: {e}");
+                return;
+            }
+        };
+        run_session(state, route, view, protocol, upgraded, addrs, started).await;
+    });
+    Ok(response)
+}
+
+/// Builds the 101, or explains the handler's mistake.
+fn accept_response(valid: &ValidHandshake, answer: &HandshakeAnswer) -> Result<Response<Full<Bytes>>, String> {
+    let mut resp = with_status(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
+    let headers = resp.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    let accept = HeaderValue::from_str(&valid.accept).map_err(|e| e.to_string())?;
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if let Some(protocol) = &answer.protocol {
+        if !valid.protocols.iter().any(|p| p == protocol) {
+            return Err(format!(
+                "chose subprotocol `{protocol}`, which the client did not offer (offered: {:?})",
+                valid.protocols
+            ));
+        }
+        let value = HeaderValue::from_str(protocol).map_err(|_| format!("invalid subprotocol `{protocol}`"))?;
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
+    }
+    for (name, value) in &answer.headers {
+        if is_reserved_header(name) {
+            return Err(format!("tried to set the reserved header `{name}`"));
+        }
+        let n = HeaderName::try_from(name.as_str()).map_err(|_| format!("invalid header name `{name}`"))?;
+        let v = HeaderValue::try_from(value.as_str()).map_err(|_| format!("invalid value for header `{name}`"))?;
+        headers.append(n, v);
+    }
+    Ok(resp)
+}
+
+async fn run_session(
+    state: Arc<ServerState>,
+    route: Arc<Route>,
+    view: RequestView,
+    protocol: Option<String>,
+    upgraded: hyper::upgrade::Upgraded,
+    addrs: ConnAddrs,
+    started: Instant,
+) {
+    let settings = &route.settings;
+    let stream = transport::accept(upgraded, settings, settings.max_message_bytes).await;
+    let session_settings = SessionSettings {
+        close_timeout: settings.close_timeout,
+        inbound_queue_bytes: settings.inbound_queue_bytes,
+    };
+    let shared = ConnShared::new(stream, session_settings, Arc::clone(&route.instance.plugin));
+    let instance = Arc::clone(&route.instance);
+    let future =
+        view.with_raw(|raw| instance.transfer_data(raw, RStr::from_opt(protocol.as_deref()), conn_for(&shared)));
+    drop(view);
+    let end = Driver::new(future, shared).await;
+    let handler = &instance.plugin.handler_name;
+    if end.panicked {
+        tracing::error!(peer = %addrs.peer, path = %route.path, %handler, file = %instance.plugin.file.display(), "handler panicked in transfer_data; connection closed with 1011");
+    }
+    tracing::info!(
+        peer = %addrs.peer,
+        path = %route.path,
+        %handler,
+        peer_close = end.peer_code,
+        aborted = end.aborted,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "connection closed"
+    );
+    // Keep the instance (and so the plugin's code) until the session is fully over.
+    drop(instance);
+    drop(state);
+}

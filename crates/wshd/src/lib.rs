@@ -1,0 +1,21 @@
+//! # wshd: a WebSocket host server
+//!
+//! wshd is to Rust what mod_pywebsocket is to Python: drop a compiled `*_wsh` handler plugin
+//! into a directory and it serves a WebSocket endpoint. This crate is the host; handler
+//! authors use the `wshd-sdk` crate.
+//!
+//! The pipeline for one connection: [`server`] accepts TCP, the HTTP service routes the
+//! request (a handler path, or the static document root), validates the RFC 6455 handshake,
+//! runs the handler's `do_handshake` through the plugin ABI, answers 101, and a session
+//! drives the handler's `transfer_data` until the connection closes.
+
+pub mod cli;
+pub mod config;
+mod http;
+pub mod logging;
+pub mod plugin;
+pub mod server;
+mod ws;
+
+pub use config::Config;
+pub use server::{Server, StartError};

@@ -1,0 +1,108 @@
+//! The `wshd` binary.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use wshd::cli::{Cli, Command};
+use wshd::plugin::{RouteTable, scan};
+use wshd::{Server, logging};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wshd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    if let Some(Command::CheckPlugin { file }) = &cli.command {
+        return check_plugin(file);
+    }
+    let config = match cli.options.resolve().await {
+        Ok(config) => config,
+        Err(e) => {
+            logging::init("error");
+            eprintln!("wshd: configuration error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(&config.log_level);
+    match cli.command {
+        Some(Command::CheckConfig) => check_config(&config),
+        _ => serve(config).await,
+    }
+}
+
+async fn serve(config: wshd::Config) -> ExitCode {
+    match &config.source {
+        Some(file) => tracing::info!("configuration: {}", file.display()),
+        None => tracing::info!("configuration: built-in defaults (no config/server.toml here)"),
+    }
+    tracing::info!("handler directory: {}", config.handlers_dir.display());
+    let server = match Server::start(config).await {
+        Ok(server) => server,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::select! {
+        () = server.wait() => {}
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; exiting"),
+    }
+    ExitCode::SUCCESS
+}
+
+fn check_config(config: &wshd::Config) -> ExitCode {
+    let source = config.source.as_ref().map_or("built-in defaults".to_owned(), |p| p.display().to_string());
+    println!("configuration {source}: ok");
+    println!("listen: {}", config.listen.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+    println!(
+        "handler directory: {} ({})",
+        config.handlers_dir.display(),
+        if config.handlers_recursive { "recursive" } else { "top level only" }
+    );
+    if let Some(root) = &config.document_root {
+        println!("document root: {}", root.display());
+    }
+    let table = RouteTable::build(config);
+    for route in table.routes() {
+        let plugin = &route.instance.plugin;
+        let alias = if route.path == route.resource { String::new() } else { format!(" (alias of {})", route.resource) };
+        println!("  {}{alias} -> {} [{}]", route.path, plugin.file.display(), plugin.handler_name);
+    }
+    for refusal in &table.refusals {
+        println!("  REFUSED {}: {}", refusal.file.display(), refusal.reason);
+    }
+    if table.refusals.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn check_plugin(file: &std::path::Path) -> ExitCode {
+    let resource = file.file_name().and_then(|n| scan::resource_for(std::path::Path::new(n)));
+    let loaded = wshd::plugin::load(file).and_then(|plugin| {
+        plugin.instantiate(&Default::default())?;
+        Ok(plugin)
+    });
+    match loaded {
+        Ok(plugin) => {
+            println!("{}: ok", file.display());
+            match &resource {
+                Some(r) => println!("  resource: {r} (when placed at the top of the handler directory)"),
+                None => println!("  resource: none (the file name does not end in _wsh.so; it would not be served)"),
+            }
+            println!("  handler: {}", plugin.handler_name);
+            println!("  crate: {}", plugin.crate_version);
+            println!("  sdk: {}, plugin ABI v{}", plugin.sdk_version, wshd_sdk::abi::ABI_VERSION);
+            if resource.is_some() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            println!("{}: refused: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}

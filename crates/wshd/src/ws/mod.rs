@@ -1,0 +1,4 @@
+//! WebSocket sessions after the handshake.
+
+pub(crate) mod session;
+pub(crate) mod transport;
