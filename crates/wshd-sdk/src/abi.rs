@@ -309,7 +309,8 @@ pub struct ConnVTable {
     /// Starts the closing handshake with `code` and `reason`.
     pub start_close: unsafe extern "C" fn(ctx: *const c_void, code: u16, reason: RStr) -> u32,
     /// Ready when the closing handshake finished (or timed out); writes the peer's close.
-    pub poll_closed: unsafe extern "C" fn(ctx: *const c_void, cx: *mut FfiContext, out: *mut RCloseStatus) -> u32,
+    pub poll_closed:
+        unsafe extern "C" fn(ctx: *const c_void, cx: *mut FfiContext, out: *mut RCloseStatus) -> u32,
     /// Asks for `MSG_PONG` notifications from `poll_recv`.
     pub set_pong_notifications: unsafe extern "C" fn(ctx: *const c_void, enabled: bool),
     /// Drops the TCP connection at once, without a close frame (pywebsocket's
@@ -387,15 +388,21 @@ pub struct PluginDescriptor {
     pub crate_version: RStr,
     /// Creates the handler instance from the route's TOML configuration (a TOML table as
     /// text). Returns null on failure, with the reason written to `err`.
-    pub init: unsafe extern "C" fn(host: *const HostVTable, config_toml: RStr, err: *mut RErrorOut) -> *mut c_void,
+    pub init:
+        unsafe extern "C" fn(host: *const HostVTable, config_toml: RStr, err: *mut RErrorOut) -> *mut c_void,
     /// Destroys an instance made by `init`.
     pub drop_instance: unsafe extern "C" fn(instance: *mut c_void),
     /// The handshake hook: returns one of the `HANDSHAKE_*` codes.
-    pub do_handshake: unsafe extern "C" fn(instance: *const c_void, req: *const RRequest, out: *mut RHandshakeOut) -> u32,
+    pub do_handshake:
+        unsafe extern "C" fn(instance: *const c_void, req: *const RRequest, out: *mut RHandshakeOut) -> u32,
     /// The data hook: the conversation. `protocol` is the chosen subprotocol (absent if none).
     /// The future's output is one of the `TRANSFER_*` codes.
-    pub transfer_data:
-        unsafe extern "C" fn(instance: *const c_void, req: *const RRequest, protocol: RStr, conn: RConn) -> FfiFuture<u32>,
+    pub transfer_data: unsafe extern "C" fn(
+        instance: *const c_void,
+        req: *const RRequest,
+        protocol: RStr,
+        conn: RConn,
+    ) -> FfiFuture<u32>,
 }
 
 // SAFETY: descriptors are immutable statics holding 'static strings and function pointers.
@@ -415,7 +422,9 @@ pub const LAYOUT_FINGERPRINT: u64 = {
         .mix(size_of::<RRequest>() as u64)
         .mix(offset_of!(RRequest, headers) as u64)
         .mix(offset_of!(RRequest, local_addr) as u64);
-    h = h.mix(size_of::<HandshakeOutVTable>() as u64).mix(offset_of!(HandshakeOutVTable, decline_extensions) as u64);
+    h = h
+        .mix(size_of::<HandshakeOutVTable>() as u64)
+        .mix(offset_of!(HandshakeOutVTable, decline_extensions) as u64);
     h = h.mix(size_of::<RRecv>() as u64).mix(offset_of!(RRecv, data) as u64);
     h = h.mix(size_of::<RCloseStatus>() as u64);
     h = h.mix(size_of::<RConn>() as u64);

@@ -416,7 +416,11 @@ fn request_from_raw(raw: &RRequest) -> Request<'_> {
 ///
 /// # Safety
 /// Called by the host with a host table that outlives the library and a valid `err`.
-pub unsafe extern "C" fn init<H: Handler>(host: *const HostVTable, config: RStr, err: *mut RErrorOut) -> *mut c_void {
+pub unsafe extern "C" fn init<H: Handler>(
+    host: *const HostVTable,
+    config: RStr,
+    err: *mut RErrorOut,
+) -> *mut c_void {
     let result = catch_unwind(|| {
         install_panic_hook();
         host::set(host);
@@ -451,7 +455,11 @@ pub unsafe extern "C" fn drop_instance<H: Handler>(instance: *mut c_void) {
 ///
 /// # Safety
 /// `instance` came from `init::<H>`; `req` and `out` are valid for the call.
-pub unsafe extern "C" fn do_handshake<H: Handler>(instance: *const c_void, req: *const RRequest, out: *mut RHandshakeOut) -> u32 {
+pub unsafe extern "C" fn do_handshake<H: Handler>(
+    instance: *const c_void,
+    req: *const RRequest,
+    out: *mut RHandshakeOut,
+) -> u32 {
     // SAFETY: valid for the call (contract above); the host table outlives it.
     let (out, vt) = unsafe { (&*out, &*(*out).vt) };
     let result = catch_unwind(|| {
@@ -496,7 +504,12 @@ pub unsafe extern "C" fn do_handshake<H: Handler>(instance: *const c_void, req: 
 /// `instance` came from `init::<H>` and outlives the returned future (the host holds the
 /// library and instance until the future is dropped); `req` is valid for the call; `conn`
 /// is one reference the future takes over.
-pub unsafe extern "C" fn transfer_data<H: Handler>(instance: *const c_void, req: *const RRequest, protocol: RStr, conn: RConn) -> FfiFuture<u32> {
+pub unsafe extern "C" fn transfer_data<H: Handler>(
+    instance: *const c_void,
+    req: *const RRequest,
+    protocol: RStr,
+    conn: RConn,
+) -> FfiFuture<u32> {
     // SAFETY: the host's connection vtable is static for the library's lifetime.
     let raw = RawConn { ctx: conn.ctx, vt: unsafe { &*conn.vt } };
     let result = catch_unwind(AssertUnwindSafe(|| {

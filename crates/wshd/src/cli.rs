@@ -54,7 +54,13 @@ pub struct Options {
     #[arg(short = 'H', long = "host", visible_alias = "server-host", global = true)]
     pub host: Option<String>,
     /// Handler directory, scanned for *_wsh plugins.
-    #[arg(short = 'w', long = "handler-dir", visible_alias = "websock-handlers", global = true, value_name = "DIR")]
+    #[arg(
+        short = 'w',
+        long = "handler-dir",
+        visible_alias = "websock-handlers",
+        global = true,
+        value_name = "DIR"
+    )]
     pub handler_dir: Option<PathBuf>,
     /// Static document root served on the same port.
     #[arg(short = 'd', long = "document-root", global = true, value_name = "DIR")]

@@ -73,7 +73,11 @@ fn check_config(config: &wshd::Config) -> ExitCode {
     let table = RouteTable::build(config);
     for route in table.routes() {
         let plugin = &route.instance.plugin;
-        let alias = if route.path == route.resource { String::new() } else { format!(" (alias of {})", route.resource) };
+        let alias = if route.path == route.resource {
+            String::new()
+        } else {
+            format!(" (alias of {})", route.resource)
+        };
         println!("  {}{alias} -> {} [{}]", route.path, plugin.file.display(), plugin.handler_name);
     }
     for refusal in &table.refusals {
@@ -93,7 +97,9 @@ fn check_plugin(file: &std::path::Path) -> ExitCode {
             println!("{}: ok", file.display());
             match &resource {
                 Some(r) => println!("  resource: {r} (when placed at the top of the handler directory)"),
-                None => println!("  resource: none (the file name does not end in _wsh.so; it would not be served)"),
+                None => println!(
+                    "  resource: none (the file name does not end in _wsh.so; it would not be served)"
+                ),
             }
             println!("  handler: {}", plugin.handler_name);
             println!("  crate: {}", plugin.crate_version);

@@ -112,7 +112,10 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
             err(
                 addr.span(),
                 "server.listen",
-                format!("`{}` is not an address:port (e.g. \"127.0.0.1:9998\" or \"[::1]:9998\")", addr.get_ref()),
+                format!(
+                    "`{}` is not an address:port (e.g. \"127.0.0.1:9998\" or \"[::1]:9998\")",
+                    addr.get_ref()
+                ),
             )
         })?;
         listen.push(parsed);
@@ -164,7 +167,10 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
             path: path.clone(),
             handler,
             config: route.config.clone(),
-            max_message_bytes: route.max_message_bytes.map(|v| to_usize(v, "route.max_message_bytes")).transpose()?,
+            max_message_bytes: route
+                .max_message_bytes
+                .map(|v| to_usize(v, "route.max_message_bytes"))
+                .transpose()?,
             origin,
         });
     }
@@ -188,7 +194,7 @@ mod tests {
     #[test]
     fn unknown_key_names_line_column_and_key() {
         let text = "[server]\nlisten = [\"127.0.0.1:1\"]\n\n[websocket]\nmax_mesage_bytes = 5\n";
-        let e = parse_str(text, "x.toml").unwrap_err();
+        let e = parse_str(text, "x.toml").expect_err("must be refused");
         assert_eq!((e.line, e.column), (5, 1), "{e}");
         assert_eq!(e.key, "websocket.max_mesage_bytes");
         assert!(e.message.contains("unknown field"), "{e}");
@@ -197,20 +203,22 @@ mod tests {
 
     #[test]
     fn wrong_type_names_the_key() {
-        let e = parse_str("[websocket]\nclose_timeout_secs = \"soon\"\n", "y.toml").unwrap_err();
+        let e =
+            parse_str("[websocket]\nclose_timeout_secs = \"soon\"\n", "y.toml").expect_err("must be refused");
         assert_eq!(e.line, 2);
         assert_eq!(e.key, "websocket.close_timeout_secs");
     }
 
     #[test]
     fn bad_listen_address_is_located() {
-        let e = parse_str("[server]\nlisten = [\"localhost\"]\n", "z.toml").unwrap_err();
+        let e = parse_str("[server]\nlisten = [\"localhost\"]\n", "z.toml").expect_err("must be refused");
         assert_eq!((e.line, e.key.as_str()), (2, "server.listen"), "{e}");
     }
 
     #[test]
     fn routes_resolve_aliases() {
-        let c = parse_str("[[route]]\npath = \"/\"\nhandler = \"/echo\"\n", "r.toml").unwrap_or_else(|e| panic!("{e}"));
+        let c = parse_str("[[route]]\npath = \"/\"\nhandler = \"/echo\"\n", "r.toml")
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.routes[0].path, "/");
         assert_eq!(c.routes[0].handler, "/echo");
         assert_eq!(c.routes[0].origin, "r.toml:2");

@@ -35,7 +35,10 @@ pub struct ServerSection {
 impl Default for ServerSection {
     fn default() -> Self {
         ServerSection {
-            listen: vec![Spanned::new(0..0, "127.0.0.1:9998".into()), Spanned::new(0..0, "[::1]:9998".into())],
+            listen: vec![
+                Spanned::new(0..0, "127.0.0.1:9998".into()),
+                Spanned::new(0..0, "[::1]:9998".into()),
+            ],
             document_root: None,
         }
     }

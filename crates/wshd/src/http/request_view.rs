@@ -30,11 +30,18 @@ impl RequestView {
     pub(crate) fn new<B>(req: &Request<B>, route: &Route, addrs: ConnAddrs) -> RequestView {
         RequestView {
             method: req.method().as_str().to_owned(),
-            uri: req.uri().path_and_query().map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned()),
+            uri: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned()),
             path: req.uri().path().to_owned(),
             resource: route.resource.clone(),
             query: req.uri().query().map(str::to_owned),
-            headers: req.headers().iter().map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec())).collect(),
+            headers: req
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect(),
             peer_addr: addrs.peer.to_string(),
             socket_addr: addrs.peer.to_string(),
             local_addr: addrs.local.to_string(),

@@ -121,7 +121,9 @@ fn websocket(
             tracing::info!(peer = %addrs.peer, path = %route.path, %handler, status = status.as_u16(), "handshake rejected by the handler");
             let mut resp = with_status(status, Bytes::from(answer.body));
             for (name, value) in &answer.headers {
-                if let (Ok(n), Ok(v)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+                if let (Ok(n), Ok(v)) =
+                    (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
+                {
                     resp.headers_mut().append(n, v);
                 }
             }
@@ -170,7 +172,10 @@ fn websocket(
 }
 
 /// Builds the 101, or explains the handler's mistake.
-fn accept_response(valid: &ValidHandshake, answer: &HandshakeAnswer) -> Result<Response<Full<Bytes>>, String> {
+fn accept_response(
+    valid: &ValidHandshake,
+    answer: &HandshakeAnswer,
+) -> Result<Response<Full<Bytes>>, String> {
     let mut resp = with_status(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
     let headers = resp.headers_mut();
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -184,7 +189,8 @@ fn accept_response(valid: &ValidHandshake, answer: &HandshakeAnswer) -> Result<R
                 valid.protocols
             ));
         }
-        let value = HeaderValue::from_str(protocol).map_err(|_| format!("invalid subprotocol `{protocol}`"))?;
+        let value =
+            HeaderValue::from_str(protocol).map_err(|_| format!("invalid subprotocol `{protocol}`"))?;
         headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
     }
     for (name, value) in &answer.headers {
@@ -192,7 +198,8 @@ fn accept_response(valid: &ValidHandshake, answer: &HandshakeAnswer) -> Result<R
             return Err(format!("tried to set the reserved header `{name}`"));
         }
         let n = HeaderName::try_from(name.as_str()).map_err(|_| format!("invalid header name `{name}`"))?;
-        let v = HeaderValue::try_from(value.as_str()).map_err(|_| format!("invalid value for header `{name}`"))?;
+        let v = HeaderValue::try_from(value.as_str())
+            .map_err(|_| format!("invalid value for header `{name}`"))?;
         headers.append(n, v);
     }
     Ok(resp)
@@ -215,8 +222,8 @@ async fn run_session(
     };
     let shared = ConnShared::new(stream, session_settings, Arc::clone(&route.instance.plugin));
     let instance = Arc::clone(&route.instance);
-    let future =
-        view.with_raw(|raw| instance.transfer_data(raw, RStr::from_opt(protocol.as_deref()), conn_for(&shared)));
+    let future = view
+        .with_raw(|raw| instance.transfer_data(raw, RStr::from_opt(protocol.as_deref()), conn_for(&shared)));
     drop(view);
     let end = Driver::new(future, shared).await;
     let handler = &instance.plugin.handler_name;

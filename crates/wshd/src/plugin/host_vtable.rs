@@ -21,7 +21,9 @@ fn guard<R>(what: &str, fallback: R, f: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(_) => {
-            tracing::error!("host function `{what}` panicked (bug in wshd); returning an error to the plugin");
+            tracing::error!(
+                "host function `{what}` panicked (bug in wshd); returning an error to the plugin"
+            );
             fallback
         }
     }
@@ -100,7 +102,9 @@ unsafe extern "C" fn host_log_enabled(_ctx: *const c_void, level: u32) -> bool {
 }
 
 unsafe extern "C" fn host_sleep(_ctx: *const c_void, millis: u64) -> FfiFuture<()> {
-    guard("sleep", async {}.into_ffi(), || tokio::time::sleep(std::time::Duration::from_millis(millis)).into_ffi())
+    guard("sleep", async {}.into_ffi(), || {
+        tokio::time::sleep(std::time::Duration::from_millis(millis)).into_ffi()
+    })
 }
 
 unsafe extern "C" fn host_spawn(ctx: *const c_void, future: FfiFuture<()>) {
@@ -177,7 +181,9 @@ unsafe extern "C" fn answer_set_protocol(ctx: *mut c_void, protocol: RStr) {
 
 unsafe extern "C" fn answer_add_header(ctx: *mut c_void, name: RStr, value: RStr) {
     // SAFETY: valid for the `do_handshake` call.
-    guard("add_header", (), || unsafe { answer(ctx).headers.push((text(bytes_of(name)), text(bytes_of(value)))) })
+    guard("add_header", (), || unsafe {
+        answer(ctx).headers.push((text(bytes_of(name)), text(bytes_of(value))))
+    })
 }
 
 unsafe extern "C" fn answer_set_status(ctx: *mut c_void, status: u16) {
@@ -345,12 +351,17 @@ unsafe extern "C" fn conn_start_close(ctx: *const c_void, code: u16, reason: RSt
     })
 }
 
-unsafe extern "C" fn conn_poll_closed(ctx: *const c_void, fcx: *mut FfiContext, out: *mut RCloseStatus) -> u32 {
+unsafe extern "C" fn conn_poll_closed(
+    ctx: *const c_void,
+    fcx: *mut FfiContext,
+    out: *mut RCloseStatus,
+) -> u32 {
     guard("poll_closed", POLL_CLOSED, || {
         // SAFETY: a live connection reference and the caller's context.
         let shared = unsafe { conn(ctx) };
         // SAFETY: as above.
-        let Poll::Ready((code, reason)) = (unsafe { poll_with(shared, fcx, |cx| shared.poll_closed(cx)) }) else {
+        let Poll::Ready((code, reason)) = (unsafe { poll_with(shared, fcx, |cx| shared.poll_closed(cx)) })
+        else {
             return POLL_PENDING;
         };
         // SAFETY: `out` is a valid place provided by the caller for this call.

@@ -51,7 +51,10 @@ impl fmt::Display for LoadError {
             LoadError::Io(e) => write!(f, "cannot read the file: {e}"),
             LoadError::Dlopen(e) => write!(f, "not a loadable shared library: {e}"),
             LoadError::NotAPlugin => {
-                write!(f, "not a wshd plugin (no `wshd_abi_version` symbol; build it with wshd_sdk::export_handler!)")
+                write!(
+                    f,
+                    "not a wshd plugin (no `wshd_abi_version` symbol; build it with wshd_sdk::export_handler!)"
+                )
             }
             LoadError::AbiVersion { plugin } => write!(
                 f,
@@ -151,7 +154,12 @@ impl HandlerInstance {
 
     /// Runs the plugin's `transfer_data`, returning its future. The caller must keep this
     /// instance alive until the future is dropped.
-    pub(crate) fn transfer_data(&self, req: &abi::RRequest, protocol: RStr, conn: abi::RConn) -> abi::FfiFuture<u32> {
+    pub(crate) fn transfer_data(
+        &self,
+        req: &abi::RRequest,
+        protocol: RStr,
+        conn: abi::RConn,
+    ) -> abi::FfiFuture<u32> {
         // SAFETY: a live instance of this library; `req` is valid for the call; `conn` is one
         // reference handed over; the caller keeps `self` alive while the future lives.
         unsafe { (self.plugin.descriptor().transfer_data)(self.instance, req, protocol, conn) }
@@ -198,7 +206,13 @@ pub fn load(file: &Path) -> Result<Arc<Plugin>, LoadError> {
     let library = dlopen(&copy);
     // The mapping survives the unlink; nothing is left behind if we crash later.
     let _ = std::fs::remove_file(&copy);
-    let library = library?;
+    // dlerror names the private copy; name the operator's file instead.
+    let library = library.map_err(|e| match e {
+        LoadError::Dlopen(text) => {
+            LoadError::Dlopen(text.replace(&copy.display().to_string(), &file.display().to_string()))
+        }
+        other => other,
+    })?;
 
     // SAFETY: the probe's signature is frozen forever as `extern "C" fn() -> u32`.
     let probe = unsafe { library.get::<extern "C" fn() -> u32>(abi::ABI_VERSION_SYMBOL) }
@@ -208,8 +222,9 @@ pub fn load(file: &Path) -> Result<Arc<Plugin>, LoadError> {
         return Err(LoadError::AbiVersion { plugin: version });
     }
     // SAFETY: for ABI version 1 this symbol has exactly this signature.
-    let describe = unsafe { library.get::<extern "C" fn() -> *const PluginDescriptor>(abi::DESCRIPTOR_SYMBOL) }
-        .map_err(|_| LoadError::Layout)?;
+    let describe =
+        unsafe { library.get::<extern "C" fn() -> *const PluginDescriptor>(abi::DESCRIPTOR_SYMBOL) }
+            .map_err(|_| LoadError::Layout)?;
     let descriptor = describe();
     if descriptor.is_null() {
         return Err(LoadError::Layout);
@@ -258,11 +273,13 @@ impl Plugin {
     pub fn instantiate(self: &Arc<Self>, config: &toml::Table) -> Result<Arc<HandlerInstance>, LoadError> {
         let config_text = config.to_string();
         let mut message: Option<String> = None;
-        let mut err = RErrorOut { ctx: (&mut message as *mut Option<String>).cast(), set: host_vtable::set_error };
+        let mut err =
+            RErrorOut { ctx: (&mut message as *mut Option<String>).cast(), set: host_vtable::set_error };
         let host: *const HostVTable = &*self.host_table;
         // SAFETY: the library's own `init`; the host table lives as long as the library; the
         // config string and error sink outlive the call.
-        let instance = unsafe { (self.descriptor().init)(host, RStr::from_bytes(config_text.as_bytes()), &mut err) };
+        let instance =
+            unsafe { (self.descriptor().init)(host, RStr::from_bytes(config_text.as_bytes()), &mut err) };
         if instance.is_null() {
             return Err(LoadError::Constructor(message.unwrap_or_else(|| "no reason given".into())));
         }

@@ -141,7 +141,8 @@ impl RouteTable {
                 },
             };
             let settings = route_settings(config, &route.path);
-            let entry = Route { path: route.path.clone(), resource: route.handler.clone(), instance, settings };
+            let entry =
+                Route { path: route.path.clone(), resource: route.handler.clone(), instance, settings };
             table.routes.insert(route.path.clone(), Arc::new(entry));
         }
         table

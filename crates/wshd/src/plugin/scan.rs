@@ -20,7 +20,8 @@ pub fn resource_for(relative: &Path) -> Option<String> {
     if !LIBRARY_EXTENSIONS.contains(&extension) {
         return None;
     }
-    let stem = stem.strip_prefix("lib").filter(|s| s.len() > "_wsh".len() && s.ends_with("_wsh")).unwrap_or(stem);
+    let stem =
+        stem.strip_prefix("lib").filter(|s| s.len() > "_wsh".len() && s.ends_with("_wsh")).unwrap_or(stem);
     let base = stem.strip_suffix("_wsh").filter(|b| !b.is_empty())?;
     let mut resource = String::new();
     if let Some(parent) = relative.parent() {

@@ -139,10 +139,12 @@ impl ConnShared {
         mut f: impl FnMut(&mut Context<'_>) -> R,
     ) -> R {
         let in_driver = CURRENT.with(|c| std::ptr::eq(c.get(), self));
-        if in_driver && let Some(waker) = self.lock().driver_waker.clone() {
-            return f(&mut Context::from_waker(&waker));
+        // Clone the waker out first: `f` takes the lock itself.
+        let driver_waker = if in_driver { self.lock().driver_waker.clone() } else { None };
+        match driver_waker {
+            Some(waker) => f(&mut Context::from_waker(&waker)),
+            None => foreign(&mut f),
         }
-        foreign(&mut f)
     }
 
     /// Next inbound item, or `Pending`.
@@ -199,7 +201,9 @@ impl ConnShared {
             return Err(OpError::Closed);
         }
         let Some(stream) = st.stream.as_mut() else { return Err(OpError::Closed) };
-        Pin::new(stream).start_send(WsMessage::Ping(Bytes::copy_from_slice(data))).map_err(|_| OpError::Closed)
+        Pin::new(stream)
+            .start_send(WsMessage::Ping(Bytes::copy_from_slice(data)))
+            .map_err(|_| OpError::Closed)
     }
 
     /// Writes queued frames out.
@@ -425,7 +429,8 @@ impl Future for Driver {
             if let Some(deadline) = st.close_deadline
                 && !st.read_done
             {
-                let timer = this.close_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                let timer =
+                    this.close_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 if timer.as_mut().poll(cx).is_ready() {
                     tracing::debug!("closing handshake timed out");
                     st.read_done = true;
@@ -442,7 +447,8 @@ impl Future for Driver {
                 }
                 return Poll::Pending;
             };
-            let polled = as_current(&this.shared, || catch_unwind(AssertUnwindSafe(|| Pin::new(plugin).poll(cx))));
+            let polled =
+                as_current(&this.shared, || catch_unwind(AssertUnwindSafe(|| Pin::new(plugin).poll(cx))));
             match polled {
                 Ok(Poll::Pending) => {
                     let st = this.shared.lock();
