@@ -7,5 +7,6 @@ mod frames;
 mod handshake;
 mod hooks;
 mod plugins;
+mod reload;
 mod routes;
 mod static_files;

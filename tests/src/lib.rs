@@ -34,8 +34,16 @@ pub fn target_debug() -> PathBuf {
 }
 
 /// The packages the tests need built: the host, the example handlers and the fixtures.
-const PACKAGES: &[&str] =
-    &["wshd", "echo_wsh", "fixture_probe", "fixture_bad_abi", "fixture_not_a_plugin", "fixture_panic_abort"];
+const PACKAGES: &[&str] = &[
+    "wshd",
+    "echo_wsh",
+    "fixture_probe",
+    "fixture_bad_abi",
+    "fixture_not_a_plugin",
+    "fixture_panic_abort",
+    "fixture_version_one",
+    "fixture_version_two",
+];
 
 /// Builds the binary and plugins once per test run (a no-op when they are up to date).
 pub fn build_artifacts() {
@@ -206,6 +214,26 @@ impl ServerProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The server's working directory (holds `server.toml` and `handlers/`).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// Sends a Unix signal (`HUP`, `TERM`, …) to the server.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("kill: {e}"));
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// How many log lines contain `needle` so far.
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|l| l.contains(needle)).count()
     }
 
     /// Whether the process is still running.

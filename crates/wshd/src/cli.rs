@@ -92,7 +92,7 @@ impl std::error::Error for OptionsError {}
 
 impl Options {
     /// Loads the config file (explicit, or the default one if present) and applies the flags.
-    pub async fn resolve(&self) -> Result<Config, OptionsError> {
+    pub fn resolve(&self) -> Result<Config, OptionsError> {
         let mut config = match &self.config {
             Some(path) => config::load_file(path).map_err(OptionsError::Config)?,
             None if Path::new(DEFAULT_CONFIG).is_file() => {
@@ -102,7 +102,7 @@ impl Options {
         };
         if let Some(host) = &self.host {
             let port = self.port.unwrap_or_else(|| config.listen.first().map_or(9998, SocketAddr::port));
-            config.listen = resolve_host(host, port).await?;
+            config.listen = resolve_host(host, port)?;
         } else if let Some(port) = self.port {
             for addr in &mut config.listen {
                 addr.set_port(port);
@@ -121,7 +121,7 @@ impl Options {
     }
 }
 
-async fn resolve_host(host: &str, port: u16) -> Result<Vec<SocketAddr>, OptionsError> {
+fn resolve_host(host: &str, port: u16) -> Result<Vec<SocketAddr>, OptionsError> {
     if host.is_empty() {
         return Ok(vec![
             SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
@@ -132,8 +132,7 @@ async fn resolve_host(host: &str, port: u16) -> Result<Vec<SocketAddr>, OptionsE
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
         .map_err(|e| OptionsError::Flag(format!("--host {host}: cannot resolve: {e}")))?
         .collect();
     if addrs.is_empty() {

@@ -14,8 +14,10 @@ pub mod config;
 mod http;
 pub mod logging;
 pub mod plugin;
+mod reload_task;
 pub mod server;
 mod ws;
 
 pub use config::Config;
+pub use reload_task::ConfigSource;
 pub use server::{Server, StartError};

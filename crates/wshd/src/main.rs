@@ -3,9 +3,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use std::sync::Arc;
 use wshd::cli::{Cli, Command};
-use wshd::plugin::{RouteTable, scan};
-use wshd::{Server, logging};
+
+use wshd::plugin::{Reloader, scan};
+use wshd::{ConfigSource, Server, logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -23,7 +25,7 @@ async fn run(cli: Cli) -> ExitCode {
     if let Some(Command::CheckPlugin { file }) = &cli.command {
         return check_plugin(file);
     }
-    let config = match cli.options.resolve().await {
+    let config = match cli.options.resolve() {
         Ok(config) => config,
         Err(e) => {
             logging::init("error");
@@ -34,17 +36,21 @@ async fn run(cli: Cli) -> ExitCode {
     logging::init(&config.log_level);
     match cli.command {
         Some(Command::CheckConfig) => check_config(&config),
-        _ => serve(config).await,
+        _ => {
+            let options = Arc::new(cli.options);
+            let source: ConfigSource = Arc::new(move || options.resolve().map_err(|e| e.to_string()));
+            serve(config, source).await
+        }
     }
 }
 
-async fn serve(config: wshd::Config) -> ExitCode {
+async fn serve(config: wshd::Config, source: ConfigSource) -> ExitCode {
     match &config.source {
         Some(file) => tracing::info!("configuration: {}", file.display()),
         None => tracing::info!("configuration: built-in defaults (no config/server.toml here)"),
     }
     tracing::info!("handler directory: {}", config.handlers_dir.display());
-    let server = match Server::start(config).await {
+    let server = match Server::start(config, Some(source)).await {
         Ok(server) => server,
         Err(e) => {
             tracing::error!("{e}");
@@ -70,7 +76,7 @@ fn check_config(config: &wshd::Config) -> ExitCode {
     if let Some(root) = &config.document_root {
         println!("document root: {}", root.display());
     }
-    let table = RouteTable::build(config);
+    let table = Reloader::new(Arc::new(config.clone())).pass().table;
     for route in table.routes() {
         let plugin = &route.instance.plugin;
         let alias = if route.path == route.resource {

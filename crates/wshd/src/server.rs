@@ -13,14 +13,13 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::http::service::{self, ConnAddrs};
-use crate::plugin::{Registry, RouteTable};
+use crate::plugin::Registry;
+use crate::reload_task::{self, ConfigSource};
 
 /// What every connection shares.
 #[derive(Debug)]
 pub struct ServerState {
-    /// The configuration in force.
-    pub config: Config,
-    /// The route table.
+    /// The route table (with the configuration it was built from).
     pub registry: Registry,
 }
 
@@ -78,11 +77,13 @@ async fn bind_all(listen: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError>
 }
 
 impl Server {
-    /// Loads the handlers, binds the listeners and starts serving.
-    pub async fn start(config: Config) -> Result<Server, StartError> {
+    /// Loads the handlers, binds the listeners and starts serving, with hot reload of the
+    /// handler directory. Without a `source`, SIGHUP only rescans the handler directory.
+    pub async fn start(config: Config, source: Option<ConfigSource>) -> Result<Server, StartError> {
         let listeners = bind_all(&config.listen).await?;
-        let table = RouteTable::build(&config);
-        let state = Arc::new(ServerState { config, registry: Registry::new(table) });
+        let mut reloader = crate::plugin::Reloader::new(Arc::new(config));
+        let first = reloader.pass();
+        let state = Arc::new(ServerState { registry: Registry::new(first.table) });
         let (stop, stopped) = watch::channel(false);
         let mut addrs = Vec::new();
         let mut tasks = JoinSet::new();
@@ -92,6 +93,7 @@ impl Server {
             addrs.push(addr);
             tasks.spawn(accept_loop(listener, Arc::clone(&state), stopped.clone()));
         }
+        tokio::spawn(reload_task::run(Arc::clone(&state), reloader, source, first.unsettled, stopped));
         Ok(Server { addrs, state, stop, listeners: tasks })
     }
 
@@ -140,7 +142,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<Server
     let _ = stream.set_nodelay(true);
     let Ok(local) = stream.local_addr() else { return };
     let addrs = ConnAddrs { peer, local };
-    let timeout = state.config.websocket.handshake_timeout;
+    let timeout = state.registry.current().config.websocket.handshake_timeout;
     let svc_state = Arc::clone(&state);
     let svc = service_fn(move |req| service::handle(Arc::clone(&svc_state), addrs, req));
     let mut builder = http1::Builder::new();

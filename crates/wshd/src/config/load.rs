@@ -181,6 +181,8 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
         document_root: raw.server.document_root.map(|d| PathBuf::from(d.into_inner())),
         handlers_dir: PathBuf::from(raw.handlers.dir.into_inner()),
         handlers_recursive: raw.handlers.recursive,
+        handlers_watch: raw.handlers.watch,
+        handlers_debounce: Duration::from_millis(raw.handlers.debounce_ms),
         websocket,
         log_level: raw.log.level,
         routes,

@@ -56,6 +56,10 @@ pub struct Config {
     pub handlers_dir: PathBuf,
     /// Scan subdirectories of the handler directory.
     pub handlers_recursive: bool,
+    /// Watch the handler directory for changes.
+    pub handlers_watch: bool,
+    /// Debounce before a rescan.
+    pub handlers_debounce: Duration,
     /// Default protocol settings.
     pub websocket: WsSettings,
     /// Log filter.

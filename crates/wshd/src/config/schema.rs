@@ -52,11 +52,21 @@ pub struct HandlersSection {
     pub dir: Spanned<String>,
     /// Scan subdirectories too (`<dir>/chat/libroom_wsh.so` → `/chat/room`). Default `true`.
     pub recursive: bool,
+    /// Watch the directory and hot-reload changed, added and removed handlers. Default `true`.
+    pub watch: bool,
+    /// Quiet time after the last file event before the directory is rescanned, in
+    /// milliseconds. Default 100.
+    pub debounce_ms: u64,
 }
 
 impl Default for HandlersSection {
     fn default() -> Self {
-        HandlersSection { dir: Spanned::new(0..0, "handlers".into()), recursive: true }
+        HandlersSection {
+            dir: Spanned::new(0..0, "handlers".into()),
+            recursive: true,
+            watch: true,
+            debounce_ms: 100,
+        }
     }
 }
 

@@ -50,25 +50,25 @@ pub(crate) async fn handle(
     let table = state.registry.current();
     if let Some(route) = table.get(req.uri().path()) {
         let route = Arc::clone(route);
-        drop(table);
         // A browser visiting a handler path that is also a page (e.g. `/`, aliased to
         // `/echo` like pywebsocket's handler map) gets the page; everything else is a
         // handshake attempt and is validated as one.
         if !handshake::wants_websocket(&req)
-            && let Some(root) = &state.config.document_root
+            && let Some(root) = &table.config.document_root
         {
             let page = static_files::serve(root, &req).await;
             if page.status() != StatusCode::NOT_FOUND {
                 return Ok(page);
             }
         }
+        drop(table);
         return websocket(&state, addrs, route, req);
     }
     if handshake::wants_websocket(&req) {
         tracing::info!(peer = %addrs.peer, path = %req.uri().path(), status = 404, "handshake refused: no handler");
         return Ok(plain(StatusCode::NOT_FOUND, "no WebSocket handler at this path\n"));
     }
-    match &state.config.document_root {
+    match &table.config.document_root {
         Some(root) => Ok(static_files::serve(root, &req).await),
         None => Ok(plain(StatusCode::NOT_FOUND, "not found\n")),
     }

@@ -82,6 +82,10 @@ impl std::error::Error for LoadError {}
 pub struct Plugin {
     /// The file it was loaded from.
     pub file: PathBuf,
+    /// Its generation: a number unique to this load in this process.
+    pub generation: u64,
+    /// Hash of the loaded content (see [`content_hash`]).
+    pub hash: u64,
     /// The handler type's name.
     pub handler_name: String,
     /// The SDK version it was built with.
@@ -105,6 +109,7 @@ impl fmt::Debug for Plugin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Plugin")
             .field("file", &self.file)
+            .field("generation", &self.generation)
             .field("handler", &self.handler_name)
             .field("crate", &self.crate_version)
             .finish_non_exhaustive()
@@ -113,7 +118,13 @@ impl fmt::Debug for Plugin {
 
 impl Drop for Plugin {
     fn drop(&mut self) {
-        tracing::debug!(file = %self.file.display(), handler = %self.handler_name, "plugin unloaded");
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+        tracing::info!(
+            file = %self.file.display(),
+            generation = self.generation,
+            hash = %format_args!("{:016x}", self.hash),
+            "handler generation released (its last connection ended)"
+        );
         // `library` drops last (field order): dlclose after the tables it may reference.
         let _ = (&self.host_table, &self.services, &self.library);
     }
@@ -180,14 +191,31 @@ fn private_dir() -> Result<&'static Path, LoadError> {
     dir.as_deref().map_err(|e| LoadError::Io(e.clone()))
 }
 
-/// Copies `file` to a never-reused private path, so each load gets its own mapping and a
-/// later overwrite of `file` cannot touch it.
-fn private_copy(file: &Path) -> Result<PathBuf, LoadError> {
+/// Writes `bytes` (the content of `file`) to a never-reused private path, so each load gets
+/// its own mapping and a later overwrite of `file` cannot touch it.
+fn private_copy(file: &Path, bytes: &[u8]) -> Result<PathBuf, LoadError> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
     let copy = private_dir()?.join(format!("{stem}.{}.so", SEQ.fetch_add(1, Ordering::Relaxed)));
-    std::fs::copy(file, &copy).map_err(|e| LoadError::Io(format!("{}: {e}", file.display())))?;
+    std::fs::write(&copy, bytes).map_err(|e| LoadError::Io(format!("{}: {e}", copy.display())))?;
     Ok(copy)
+}
+
+/// A content hash of a plugin file (SipHash with fixed keys: stable across runs), shown in
+/// logs and used to skip reloading identical content.
+pub fn content_hash(bytes: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(bytes)
+}
+
+/// Plugin generations: every successful load gets the next number.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// Libraries currently mapped (loaded and not yet released).
+static LIVE: AtomicU64 = AtomicU64::new(0);
+
+/// How many plugin libraries are mapped right now (every generation still in use).
+pub fn live_generations() -> u64 {
+    LIVE.load(Ordering::Relaxed)
 }
 
 fn dlopen(path: &Path) -> Result<Library, LoadError> {
@@ -200,9 +228,17 @@ fn dlopen(path: &Path) -> Result<Library, LoadError> {
     })
 }
 
-/// Loads `file` and runs checks 1–5. The library is ready for [`Plugin::instantiate`].
+/// Reads `file` and loads it; see [`load_bytes`].
 pub fn load(file: &Path) -> Result<Arc<Plugin>, LoadError> {
-    let copy = private_copy(file)?;
+    let bytes = std::fs::read(file).map_err(|e| LoadError::Io(e.to_string()))?;
+    load_bytes(file, &bytes)
+}
+
+/// Loads `bytes`, the content of `file`, and runs checks 1–5. The library is ready for
+/// [`Plugin::instantiate`].
+pub fn load_bytes(file: &Path, bytes: &[u8]) -> Result<Arc<Plugin>, LoadError> {
+    super::elf::check_complete(bytes).map_err(LoadError::Dlopen)?;
+    let copy = private_copy(file, bytes)?;
     let library = dlopen(&copy);
     // The mapping survives the unlink; nothing is left behind if we crash later.
     let _ = std::fs::remove_file(&copy);
@@ -247,11 +283,15 @@ pub fn load(file: &Path) -> Result<Arc<Plugin>, LoadError> {
     let sdk_version = text(d.sdk_version);
     let crate_version = text(d.crate_version);
 
+    let generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
+    LIVE.fetch_add(1, Ordering::Relaxed);
     Ok(Arc::new_cyclic(|weak| {
         let services = Box::new(PluginServices::new(file.to_path_buf(), handler_name.clone(), weak.clone()));
         let host_table = Box::new(host_vtable::host_table(&services));
         Plugin {
             file: file.to_path_buf(),
+            generation,
+            hash: content_hash(bytes),
             handler_name,
             sdk_version,
             crate_version,

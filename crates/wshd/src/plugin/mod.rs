@@ -1,10 +1,15 @@
-//! Plugins: discovery, loading and checking, the host side of the ABI, and the route table.
+//! Plugins: discovery, loading and checking, the host side of the ABI, the route table, and
+//! hot reload.
 
+mod elf;
 mod host_vtable;
 mod loader;
 mod registry;
+pub mod reload;
 pub mod scan;
+pub mod watch;
 
 pub(crate) use host_vtable::{HandshakeAnswer, conn_for};
-pub use loader::{HandlerInstance, LoadError, Plugin, load};
+pub use loader::{HandlerInstance, LoadError, Plugin, content_hash, live_generations, load, load_bytes};
 pub use registry::{LoadedHandler, Refusal, Registry, Route, RouteTable};
+pub use reload::{PassOutcome, Reloader};

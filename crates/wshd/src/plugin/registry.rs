@@ -1,13 +1,13 @@
-//! The route table: request path → handler instance and its settings. Built from a scan of
-//! the handler directory plus the `[[route]]`s of the config; swapped whole on reload, so a
-//! connection sees one consistent table.
+//! The route table: request path → handler instance and its settings. A table is immutable;
+//! reloads build a new one and swap it in whole, so a connection routes against one
+//! consistent table and keeps the instance (the handler generation) it was routed to.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use super::loader::{self, HandlerInstance, Plugin};
-use super::scan;
+use super::loader::{HandlerInstance, Plugin};
 use crate::config::{Config, WsSettings};
 
 /// One routable path.
@@ -23,18 +23,20 @@ pub struct Route {
     pub settings: WsSettings,
 }
 
-/// A loaded handler file.
+/// A loaded handler file: one generation of it.
 #[derive(Debug, Clone)]
 pub struct LoadedHandler {
     /// Its resource path.
     pub resource: String,
-    /// The library.
+    /// The library (its `generation` and `hash` identify this load).
     pub plugin: Arc<Plugin>,
     /// Its default instance (configured by a `[[route]]` with the same path, if any).
     pub instance: Arc<HandlerInstance>,
+    /// The configuration the default instance was made with.
+    pub instance_config: toml::Table,
 }
 
-/// A file that was not loaded, and why.
+/// A file that is not served, and why.
 #[derive(Debug, Clone)]
 pub struct Refusal {
     /// The file.
@@ -43,17 +45,24 @@ pub struct Refusal {
     pub reason: String,
 }
 
-/// A complete routing table.
-#[derive(Debug, Default)]
+/// A complete routing table and the configuration it was built from.
+#[derive(Debug)]
 pub struct RouteTable {
+    /// The configuration in force for connections routed through this table.
+    pub config: Arc<Config>,
     routes: HashMap<String, Arc<Route>>,
     /// Loaded handlers by resource.
     pub handlers: BTreeMap<String, LoadedHandler>,
-    /// Files refused in the scan that built this table.
+    /// Files refused by the scan that built this table.
     pub refusals: Vec<Refusal>,
 }
 
 impl RouteTable {
+    /// A table with no routes.
+    pub fn empty(config: Arc<Config>) -> RouteTable {
+        RouteTable { config, routes: HashMap::new(), handlers: BTreeMap::new(), refusals: Vec::new() }
+    }
+
     /// The route for a request path (query already stripped).
     pub fn get(&self, path: &str) -> Option<&Arc<Route>> {
         self.routes.get(path)
@@ -66,62 +75,29 @@ impl RouteTable {
         routes
     }
 
-    /// Scans the handler directory, loads every plugin and applies the config's routes.
-    /// Refusals are logged (one line per file, with the reason) and recorded.
-    pub fn build(config: &Config) -> RouteTable {
-        let mut table = RouteTable::default();
-        let found = scan::scan(&config.handlers_dir, config.handlers_recursive);
-        for problem in &found.problems {
-            tracing::error!("handler scan: {problem}");
-            if let scan::ScanProblem::Conflict { files, .. } = problem {
-                for file in files {
-                    table.refusals.push(Refusal { file: file.clone(), reason: problem.to_string() });
-                }
-            }
-        }
-        for (resource, file) in &found.handlers {
-            let own_config = config
-                .routes
-                .iter()
-                .find(|r| &r.path == resource && &r.handler == resource)
-                .and_then(|r| r.config.clone())
-                .unwrap_or_default();
-            let loaded = loader::load(file).and_then(|plugin| {
-                let instance = plugin.instantiate(&own_config)?;
-                Ok(LoadedHandler { resource: resource.clone(), plugin, instance })
-            });
-            match loaded {
-                Ok(handler) => {
-                    tracing::info!(
-                        resource = %resource,
-                        file = %file.display(),
-                        handler = %handler.plugin.handler_name,
-                        plugin = %handler.plugin.crate_version,
-                        "handler loaded"
-                    );
-                    table.handlers.insert(resource.clone(), handler);
-                }
-                Err(e) => {
-                    tracing::error!(file = %file.display(), "handler refused: {e}");
-                    table.refusals.push(Refusal { file: file.clone(), reason: e.to_string() });
-                }
-            }
-        }
-        for (resource, handler) in &table.handlers {
-            let settings = route_settings(config, resource);
+    /// Builds the table: a route per loaded handler, plus the config's aliases.
+    /// `alias_instance` makes (or reuses) the instance of an alias with its own config.
+    pub(crate) fn assemble(
+        config: Arc<Config>,
+        handlers: BTreeMap<String, LoadedHandler>,
+        refusals: Vec<Refusal>,
+        mut alias_instance: impl FnMut(&str, &LoadedHandler, &toml::Table) -> Option<Arc<HandlerInstance>>,
+    ) -> RouteTable {
+        let mut routes = HashMap::new();
+        for (resource, handler) in &handlers {
             let route = Route {
                 path: resource.clone(),
                 resource: resource.clone(),
                 instance: Arc::clone(&handler.instance),
-                settings,
+                settings: route_settings(&config, resource),
             };
-            table.routes.insert(resource.clone(), Arc::new(route));
+            routes.insert(resource.clone(), Arc::new(route));
         }
         for route in &config.routes {
             if route.path == route.handler {
                 continue; // settings for a discovered handler, applied above
             }
-            let Some(target) = table.handlers.get(&route.handler) else {
+            let Some(target) = handlers.get(&route.handler) else {
                 tracing::warn!(
                     "route {} ({}): handler {} is not loaded; the route answers 404 until it is",
                     route.path,
@@ -132,20 +108,20 @@ impl RouteTable {
             };
             let instance = match &route.config {
                 None => Arc::clone(&target.instance),
-                Some(own) => match target.plugin.instantiate(own) {
-                    Ok(instance) => instance,
-                    Err(e) => {
-                        tracing::error!(route = %route.path, file = %target.plugin.file.display(), "handler refused: {e}");
-                        continue;
-                    }
+                Some(own) => match alias_instance(&route.path, target, own) {
+                    Some(instance) => instance,
+                    None => continue,
                 },
             };
-            let settings = route_settings(config, &route.path);
-            let entry =
-                Route { path: route.path.clone(), resource: route.handler.clone(), instance, settings };
-            table.routes.insert(route.path.clone(), Arc::new(entry));
+            let entry = Route {
+                path: route.path.clone(),
+                resource: route.handler.clone(),
+                instance,
+                settings: route_settings(&config, &route.path),
+            };
+            routes.insert(route.path.clone(), Arc::new(entry));
         }
-        table
+        RouteTable { config, routes, handlers, refusals }
     }
 }
 
@@ -161,7 +137,7 @@ fn route_settings(config: &Config, path: &str) -> WsSettings {
 }
 
 /// The current table, replaceable at run time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
     current: RwLock<Arc<RouteTable>>,
 }
