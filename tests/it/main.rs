@@ -1,12 +1,18 @@
 //! wshd's integration tests: each starts the real `wshd` binary on a port the OS picks, with
 //! real plugins in a temporary handler directory, and talks to it over real sockets.
 
+mod auth;
+mod cgi;
+mod client;
 mod config;
 mod echo;
+mod examples;
 mod frames;
+mod handler_options;
 mod handshake;
 mod hooks;
 mod plugins;
 mod reload;
 mod routes;
 mod static_files;
+mod tls;

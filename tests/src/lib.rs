@@ -43,6 +43,16 @@ const PACKAGES: &[&str] = &[
     "fixture_panic_abort",
     "fixture_version_one",
     "fixture_version_two",
+    "echo_noext_wsh",
+    "close_wsh",
+    "abort_wsh",
+    "abort_handshake_wsh",
+    "origin_check_wsh",
+    "cookie_wsh",
+    "hsts_wsh",
+    "internal_error_wsh",
+    "bench_wsh",
+    "benchmark_helper_wsh",
 ];
 
 /// Builds the binary and plugins once per test run (a no-op when they are up to date).

@@ -8,14 +8,20 @@
 //! request (a handler path, or the static document root), validates the RFC 6455 handshake,
 //! runs the handler's `do_handshake` through the plugin ABI, answers 101, and a session
 //! drives the handler's `transfer_data` until the connection closes.
+//!
+//! Around that: optional TLS on every listener ([`tls`]), HTTP Basic authentication, CGI
+//! scripts and the static document root on the same port, and an echo client
+//! ([`client`], `wshd client`) like pywebsocket's `echo_client.py`.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 mod http;
 pub mod logging;
 pub mod plugin;
 mod reload_task;
 pub mod server;
+pub mod tls;
 mod ws;
 
 pub use config::Config;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use std::sync::Arc;
-use wshd::cli::{Cli, Command};
+use wshd::cli::{Cli, Command, Options};
 
 use wshd::plugin::{Reloader, scan};
 use wshd::{ConfigSource, Server, logging};
@@ -22,10 +22,23 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
-    if let Some(Command::CheckPlugin { file }) = &cli.command {
-        return check_plugin(file);
-    }
-    let config = match cli.options.resolve() {
+    let (check, options) = match cli.command {
+        Some(Command::CheckPlugin { file }) => return check_plugin(&file),
+        Some(Command::Client(args)) => {
+            if cli.options != Options::default() {
+                eprintln!(
+                    "wshd: server options before `client` do not apply to it; \
+                     put the client's options after `client` (see `wshd client --help`)"
+                );
+                return ExitCode::FAILURE;
+            }
+            return wshd::client::run(args).await;
+        }
+        Some(Command::CheckConfig(later)) => (true, cli.options.merged(&later)),
+        Some(Command::Serve(later)) => (false, cli.options.merged(&later)),
+        None => (false, cli.options),
+    };
+    let config = match options.resolve() {
         Ok(config) => config,
         Err(e) => {
             logging::init("error");
@@ -34,14 +47,12 @@ async fn run(cli: Cli) -> ExitCode {
         }
     };
     logging::init(&config.log_level);
-    match cli.command {
-        Some(Command::CheckConfig) => check_config(&config),
-        _ => {
-            let options = Arc::new(cli.options);
-            let source: ConfigSource = Arc::new(move || options.resolve().map_err(|e| e.to_string()));
-            serve(config, source).await
-        }
+    if check {
+        return check_config(&config);
     }
+    let options = Arc::new(options);
+    let source: ConfigSource = Arc::new(move || options.resolve().map_err(|e| e.to_string()));
+    serve(config, source).await
 }
 
 async fn serve(config: wshd::Config, source: ConfigSource) -> ExitCode {
@@ -76,6 +87,33 @@ fn check_config(config: &wshd::Config) -> ExitCode {
     if let Some(root) = &config.document_root {
         println!("document root: {}", root.display());
     }
+    if let Some(scan) = &config.handlers_scan_dir {
+        println!("scan directory: {}", scan.display());
+    }
+    if let Some(map) = &config.handler_map {
+        println!("handler map: {}", map.display());
+    }
+    let mut failed = false;
+    if config.tls.enabled {
+        match wshd::tls::server_config(&config.tls) {
+            Ok(_) => println!(
+                "tls: on, certificate {}, client certificates {:?}",
+                config.tls.cert.as_ref().map_or(String::new(), |c| c.display().to_string()),
+                config.tls.client_auth
+            ),
+            Err(e) => {
+                println!("tls: REFUSED: {e}");
+                eprintln!("wshd: {e}");
+                failed = true;
+            }
+        }
+    }
+    if config.auth.basic {
+        println!("basic auth: user {}, realm \"{}\"", config.auth.credential.user(), config.auth.realm);
+    }
+    if !config.cgi.paths.is_empty() {
+        println!("cgi: {} (timeout {:?})", config.cgi.paths.join(", "), config.cgi.timeout);
+    }
     let table = Reloader::new(Arc::new(config.clone())).pass().table;
     for route in table.routes() {
         let plugin = &route.instance.plugin;
@@ -89,7 +127,7 @@ fn check_config(config: &wshd::Config) -> ExitCode {
     for refusal in &table.refusals {
         println!("  REFUSED {}: {}", refusal.file.display(), refusal.reason);
     }
-    if table.refusals.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if table.refusals.is_empty() && !failed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 fn check_plugin(file: &std::path::Path) -> ExitCode {

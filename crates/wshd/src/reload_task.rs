@@ -112,6 +112,7 @@ pub(crate) async fn run(
                             let rewatch = config.handlers_dir != old.handlers_dir
                                 || config.handlers_recursive != old.handlers_recursive
                                 || config.handlers_watch != old.handlers_watch;
+                            state.reload_tls(&config);
                             reloader.set_config(Arc::new(config));
                             if rewatch {
                                 drop(watching.take());

@@ -2,7 +2,8 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -10,6 +11,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::http::service::{self, ConnAddrs};
@@ -17,10 +19,50 @@ use crate::plugin::Registry;
 use crate::reload_task::{self, ConfigSource};
 
 /// What every connection shares.
-#[derive(Debug)]
 pub struct ServerState {
     /// The route table (with the configuration it was built from).
     pub registry: Registry,
+    /// The TLS acceptor when TLS is on; SIGHUP swaps in reloaded certificates.
+    tls: Option<RwLock<TlsAcceptor>>,
+}
+
+impl std::fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerState")
+            .field("registry", &self.registry)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl ServerState {
+    /// Whether the listeners speak TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    fn acceptor(&self) -> Option<TlsAcceptor> {
+        self.tls.as_ref().map(|lock| lock.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// Applies the TLS part of a reloaded configuration: new certificate files are loaded
+    /// (an unusable one is refused and the current one kept); switching TLS on or off needs a
+    /// restart.
+    pub(crate) fn reload_tls(&self, config: &Config) {
+        match (&self.tls, config.tls.enabled) {
+            (Some(lock), true) => match crate::tls::acceptor(&config.tls) {
+                Ok(acceptor) => {
+                    *lock.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
+                    tracing::info!("TLS certificate and settings reloaded");
+                }
+                Err(e) => tracing::error!("TLS reload refused, keeping the current certificate: {e}"),
+            },
+            (None, false) => {}
+            (Some(_), false) | (None, true) => {
+                tracing::warn!("TLS was switched on or off in the configuration; restart wshd to apply it");
+            }
+        }
+    }
 }
 
 /// A running server.
@@ -80,10 +122,18 @@ impl Server {
     /// Loads the handlers, binds the listeners and starts serving, with hot reload of the
     /// handler directory. Without a `source`, SIGHUP only rescans the handler directory.
     pub async fn start(config: Config, source: Option<ConfigSource>) -> Result<Server, StartError> {
+        let tls = if config.tls.enabled {
+            let acceptor = crate::tls::acceptor(&config.tls).map_err(|e| StartError(e.to_string()))?;
+            let cert = config.tls.cert.as_ref().map_or(String::new(), |c| c.display().to_string());
+            tracing::info!(client_auth = ?config.tls.client_auth, "TLS on every listener, certificate {cert}");
+            Some(RwLock::new(acceptor))
+        } else {
+            None
+        };
         let listeners = bind_all(&config.listen).await?;
         let mut reloader = crate::plugin::Reloader::new(Arc::new(config));
         let first = reloader.pass();
-        let state = Arc::new(ServerState { registry: Registry::new(first.table) });
+        let state = Arc::new(ServerState { registry: Registry::new(first.table), tls });
         let (stop, stopped) = watch::channel(false);
         let mut addrs = Vec::new();
         let mut tasks = JoinSet::new();
@@ -141,13 +191,32 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut stopped
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<ServerState>) {
     let _ = stream.set_nodelay(true);
     let Ok(local) = stream.local_addr() else { return };
-    let addrs = ConnAddrs { peer, local };
     let timeout = state.registry.current().config.websocket.handshake_timeout;
-    let svc_state = Arc::clone(&state);
-    let svc = service_fn(move |req| service::handle(Arc::clone(&svc_state), addrs, req));
+    let Some(acceptor) = state.acceptor() else {
+        let addrs = ConnAddrs { peer, local, secure: false };
+        serve_http(TokioIo::new(stream), addrs, state, timeout).await;
+        return;
+    };
+    // The TLS handshake shares the handshake timeout, so a silent client cannot hold a slot.
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            let addrs = ConnAddrs { peer, local, secure: true };
+            serve_http(TokioIo::new(tls), addrs, state, timeout).await;
+        }
+        Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),
+        Err(_) => tracing::info!(%peer, "TLS handshake timed out after {timeout:?}"),
+    }
+}
+
+async fn serve_http<I>(io: I, addrs: ConnAddrs, state: Arc<ServerState>, timeout: Duration)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let peer = addrs.peer;
+    let svc = service_fn(move |req| service::handle(Arc::clone(&state), addrs, req));
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(timeout).max_buf_size(64 * 1024);
-    if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades().await {
+    if let Err(e) = builder.serve_connection(io, svc).with_upgrades().await {
         tracing::debug!(%peer, "connection ended: {e}");
     }
 }

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::schema::FileConfig;
-use super::{Config, RouteConfig, WsSettings};
+use super::{
+    AuthSettings, CgiSettings, ClientAuth, Config, Credential, DeflateSettings, RouteConfig, TlsSettings,
+    WsSettings, check_realm, normalize_cgi_path,
+};
 
 /// A configuration error, located in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,16 +131,31 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
     let to_usize = |v: u64, key: &str| {
         usize::try_from(v).map_err(|_| err(0..0, key, format!("{v} is too large for this machine")))
     };
-    if ws.read_buffer_bytes < 256 {
-        return Err(err(0..0, "websocket.read_buffer_bytes", "must be at least 256".into()));
+    let d = &ws.deflate;
+    if !(9..=15).contains(&d.server_max_window_bits) {
+        return Err(err(0..0, "websocket.deflate.server_max_window_bits", "must be between 9 and 15".into()));
+    }
+    if d.level > 9 {
+        return Err(err(0..0, "websocket.deflate.level", "must be between 0 and 9".into()));
+    }
+    if !(1..=9).contains(&d.mem_level) {
+        return Err(err(0..0, "websocket.deflate.mem_level", "must be between 1 and 9".into()));
     }
     let websocket = WsSettings {
         max_message_bytes: to_usize(ws.max_message_bytes, "websocket.max_message_bytes")?,
         max_frame_bytes: to_usize(ws.max_frame_bytes, "websocket.max_frame_bytes")?,
         handshake_timeout: Duration::from_secs(ws.handshake_timeout_secs),
         close_timeout: Duration::from_secs(ws.close_timeout_secs),
-        read_buffer_bytes: to_usize(ws.read_buffer_bytes, "websocket.read_buffer_bytes")?,
         inbound_queue_bytes: to_usize(ws.inbound_queue_bytes, "websocket.inbound_queue_bytes")?,
+        deflate: DeflateSettings {
+            enabled: d.enabled,
+            server_max_window_bits: d.server_max_window_bits,
+            server_no_context_takeover: d.server_no_context_takeover,
+            client_no_context_takeover: d.client_no_context_takeover,
+            level: d.level,
+            mem_level: d.mem_level,
+            min_message_bytes: to_usize(d.min_message_bytes, "websocket.deflate.min_message_bytes")?,
+        },
     };
 
     let mut routes = Vec::new();
@@ -171,9 +189,56 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
                 .max_message_bytes
                 .map(|v| to_usize(v, "route.max_message_bytes"))
                 .transpose()?,
+            deflate: route.deflate,
             origin,
         });
     }
+
+    let tls_raw = &raw.tls;
+    let path_of = |v: &Option<toml::Spanned<String>>| v.as_ref().map(|p| PathBuf::from(p.get_ref()));
+    let tls = TlsSettings {
+        enabled: tls_raw.enabled.unwrap_or(tls_raw.cert.is_some() || tls_raw.key.is_some()),
+        cert: path_of(&tls_raw.cert),
+        key: path_of(&tls_raw.key),
+        client_auth: tls_raw.client_auth,
+        client_ca: path_of(&tls_raw.client_ca),
+    };
+    if tls.enabled {
+        for (value, key) in [(&tls_raw.cert, "tls.cert"), (&tls_raw.key, "tls.key")] {
+            if value.is_none() {
+                return Err(err(0..0, key, "TLS is enabled, so both `cert` and `key` are needed".into()));
+            }
+        }
+        if tls.client_auth != ClientAuth::None && tls.client_ca.is_none() {
+            return Err(err(
+                0..0,
+                "tls.client_ca",
+                "client_auth needs `client_ca`, the PEM bundle of the CAs that sign client certificates"
+                    .into(),
+            ));
+        }
+    }
+
+    let auth_raw = &raw.auth;
+    let credential = Credential::parse(auth_raw.credential.get_ref())
+        .map_err(|m| err(auth_raw.credential.span(), "auth.credential", m))?;
+    check_realm(auth_raw.realm.get_ref()).map_err(|m| err(auth_raw.realm.span(), "auth.realm", m))?;
+    let auth = AuthSettings { basic: auth_raw.basic, credential, realm: auth_raw.realm.get_ref().clone() };
+
+    let cgi_raw = &raw.cgi;
+    let mut cgi_paths = Vec::new();
+    for path in &cgi_raw.paths {
+        cgi_paths.push(normalize_cgi_path(path.get_ref()).map_err(|m| err(path.span(), "cgi.paths", m))?);
+    }
+    if cgi_raw.timeout_secs == 0 {
+        return Err(err(0..0, "cgi.timeout_secs", "must be at least 1".into()));
+    }
+    let cgi = CgiSettings {
+        paths: cgi_paths,
+        timeout: Duration::from_secs(cgi_raw.timeout_secs),
+        max_output_bytes: to_usize(cgi_raw.max_output_bytes, "cgi.max_output_bytes")?,
+        max_input_bytes: to_usize(cgi_raw.max_input_bytes, "cgi.max_input_bytes")?,
+    };
 
     Ok(Config {
         source: None,
@@ -186,6 +251,14 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
         websocket,
         log_level: raw.log.level,
         routes,
+        validation_host: raw.server.validation_host,
+        validation_port: raw.server.validation_port,
+        handler_map: path_of(&raw.handlers.map_file),
+        handlers_scan_dir: path_of(&raw.handlers.scan_dir),
+        handlers_allow_outside: raw.handlers.allow_outside_dir,
+        tls,
+        auth,
+        cgi,
     })
 }
 
@@ -215,6 +288,26 @@ mod tests {
     fn bad_listen_address_is_located() {
         let e = parse_str("[server]\nlisten = [\"localhost\"]\n", "z.toml").expect_err("must be refused");
         assert_eq!((e.line, e.key.as_str()), (2, "server.listen"), "{e}");
+    }
+
+    #[test]
+    fn new_sections_resolve_and_errors_are_located() {
+        let text = "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_auth = \"optional\"\nclient_ca = \"ca.pem\"\n\
+                    [auth]\nbasic = true\ncredential = \"a:b\"\n[cgi]\npaths = [\"/cgi-bin/\"]\ntimeout_secs = 2\n";
+        let c = parse_str(text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.tls.enabled);
+        assert_eq!(c.tls.client_auth, ClientAuth::Optional);
+        assert_eq!(c.auth.credential.as_str(), "a:b");
+        assert_eq!(c.cgi.paths, ["/cgi-bin"]);
+        let e = parse_str("[auth]\ncredential = \"nocolon\"\n", "a.toml").expect_err("must be refused");
+        assert_eq!((e.line, e.key.as_str()), (2, "auth.credential"), "{e}");
+        assert!(!e.to_string().contains("nocolon"), "the secret is not echoed: {e}");
+        let e = parse_str("[tls]\ncert = \"c.pem\"\n", "b.toml").expect_err("must be refused");
+        assert_eq!(e.key, "tls.key", "{e}");
+        let e = parse_str("[tls]\nclient_auth = \"maybe\"\n", "b.toml").expect_err("must be refused");
+        assert_eq!(e.key, "tls.client_auth", "{e}");
+        let e = parse_str("[cgi]\npaths = [\"cgi-bin\"]\n", "c.toml").expect_err("must be refused");
+        assert_eq!((e.line, e.key.as_str()), (2, "cgi.paths"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,12 @@ pub struct FileConfig {
     pub websocket: WebSocketSection,
     /// `[log]`: logging.
     pub log: LogSection,
+    /// `[tls]`: serve `wss://` and `https://` instead of plain TCP.
+    pub tls: TlsSection,
+    /// `[auth]`: HTTP Basic authentication for every request.
+    pub auth: AuthSection,
+    /// `[cgi]`: CGI/1.1 scripts under URL path prefixes of the document root.
+    pub cgi: CgiSection,
     /// `[[route]]`: aliases and per-route settings.
     pub route: Vec<RouteSection>,
 }
@@ -30,6 +36,12 @@ pub struct ServerSection {
     pub listen: Vec<Spanned<String>>,
     /// Static document root served on the same port (pywebsocket `-d`). Default: none.
     pub document_root: Option<Spanned<String>>,
+    /// When set, a request whose target is an absolute `ws://host:port/...` URI naming
+    /// another host is not treated as a WebSocket request (pywebsocket `-V`). Default: none.
+    pub validation_host: Option<String>,
+    /// Like `validation_host`, for the port of an absolute target (default port 80 for
+    /// `ws://`, 443 for `wss://`; pywebsocket `-P`). Default: none.
+    pub validation_port: Option<u16>,
 }
 
 impl Default for ServerSection {
@@ -40,6 +52,8 @@ impl Default for ServerSection {
                 Spanned::new(0..0, "[::1]:9998".into()),
             ],
             document_root: None,
+            validation_host: None,
+            validation_port: None,
         }
     }
 }
@@ -57,6 +71,15 @@ pub struct HandlersSection {
     /// Quiet time after the last file event before the directory is rescanned, in
     /// milliseconds. Default 100.
     pub debounce_ms: u64,
+    /// Handler map file (pywebsocket `-m`): lines `alias_path existing_path`, each becoming a
+    /// route alias. Default: none.
+    pub map_file: Option<Spanned<String>>,
+    /// Scan only this subtree of `dir` (pywebsocket `-s`); resource paths stay relative to
+    /// `dir`. Must be inside `dir`. Default: all of `dir`.
+    pub scan_dir: Option<Spanned<String>>,
+    /// Serve handler files that are symlinks to files outside `dir` (pywebsocket
+    /// `--allow-handlers-outside-root-dir`). Default `false`: such files are skipped.
+    pub allow_outside_dir: bool,
 }
 
 impl Default for HandlersSection {
@@ -66,6 +89,9 @@ impl Default for HandlersSection {
             recursive: true,
             watch: true,
             debounce_ms: 100,
+            map_file: None,
+            scan_dir: None,
+            allow_outside_dir: false,
         }
     }
 }
@@ -82,13 +108,48 @@ pub struct WebSocketSection {
     pub handshake_timeout_secs: u64,
     /// Time the server waits for the peer's close frame after sending its own. Default 5 s.
     pub close_timeout_secs: u64,
-    /// Size of each connection's read buffer in bytes. Small keeps idle connections cheap;
-    /// large helps bulk transfers. Default 8 KiB.
-    pub read_buffer_bytes: u64,
     /// Received messages queued for a handler that is not reading, in bytes, before the host
     /// stops reading from the socket (TCP back-pressure). Default 1 MiB (always at least one
     /// message).
     pub inbound_queue_bytes: u64,
+    /// `[websocket.deflate]`: permessage-deflate (RFC 7692).
+    pub deflate: DeflateSection,
+}
+
+/// `[websocket.deflate]`: permessage-deflate negotiation and cost.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeflateSection {
+    /// Negotiate permessage-deflate when a client offers it. Default `true`.
+    pub enabled: bool,
+    /// Largest LZ77 window the server compresses with, 9–15 (memory: `2^(bits+2)` bytes).
+    /// Default 15.
+    pub server_max_window_bits: u8,
+    /// Reset the compressor after every message (less ratio, and the option to free memory).
+    /// Default `false`.
+    pub server_no_context_takeover: bool,
+    /// Ask clients not to keep compression context between messages. Default `false`.
+    pub client_no_context_takeover: bool,
+    /// Compression level 0–9. Default 6.
+    pub level: u32,
+    /// zlib memory level 1–9 (hash table: `2^(level+9)` bytes). Default 8.
+    pub mem_level: u8,
+    /// Messages shorter than this many bytes are sent uncompressed. Default 0.
+    pub min_message_bytes: u64,
+}
+
+impl Default for DeflateSection {
+    fn default() -> Self {
+        DeflateSection {
+            enabled: true,
+            server_max_window_bits: 15,
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            level: 6,
+            mem_level: 8,
+            min_message_bytes: 0,
+        }
+    }
 }
 
 impl Default for WebSocketSection {
@@ -98,8 +159,8 @@ impl Default for WebSocketSection {
             max_frame_bytes: 16 << 20,
             handshake_timeout_secs: 10,
             close_timeout_secs: 5,
-            read_buffer_bytes: 8 << 10,
             inbound_queue_bytes: 1 << 20,
+            deflate: DeflateSection::default(),
         }
     }
 }
@@ -119,6 +180,88 @@ impl Default for LogSection {
     }
 }
 
+/// Client certificate policy of `[tls] client_auth`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthMode {
+    /// No client certificate is asked for (the default).
+    #[default]
+    None,
+    /// A client certificate is asked for; one that is presented must be signed by
+    /// `client_ca`, but a client without one is served too.
+    Optional,
+    /// Only clients presenting a certificate signed by `client_ca` are served.
+    Required,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// Turn TLS on or off. Default: on when `cert` or `key` is set.
+    pub enabled: Option<bool>,
+    /// PEM certificate chain, server certificate first (pywebsocket `-c`).
+    pub cert: Option<Spanned<String>>,
+    /// PEM private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC) (pywebsocket `-k`).
+    pub key: Option<Spanned<String>>,
+    /// `"none"` (default), `"optional"` or `"required"`.
+    pub client_auth: ClientAuthMode,
+    /// PEM bundle of the CAs that sign accepted client certificates; needed unless
+    /// `client_auth = "none"`.
+    pub client_ca: Option<Spanned<String>>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Require HTTP Basic authentication on every request. Default `false`.
+    pub basic: bool,
+    /// `user:password`. Default `test:test` (pywebsocket's default).
+    pub credential: Spanned<String>,
+    /// The realm announced in `WWW-Authenticate`. Default `wshd`.
+    pub realm: Spanned<String>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            basic: false,
+            credential: Spanned::new(0..0, "test:test".into()),
+            realm: Spanned::new(0..0, "wshd".into()),
+        }
+    }
+}
+
+/// `[cgi]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CgiSection {
+    /// URL path prefixes (`/cgi-bin`) under which executable files of the document root run
+    /// as CGI scripts (pywebsocket `-x`). Default: none.
+    pub paths: Vec<Spanned<String>>,
+    /// Time a script may run, in seconds; it is killed and the client gets 504 after it.
+    /// Default 30.
+    pub timeout_secs: u64,
+    /// Largest script output (headers and body) in bytes; beyond it the script is killed and
+    /// the client gets 502. Default 10 MiB.
+    pub max_output_bytes: u64,
+    /// Largest request body handed to a script, in bytes; a larger one gets 413.
+    /// Default 10 MiB.
+    pub max_input_bytes: u64,
+}
+
+impl Default for CgiSection {
+    fn default() -> Self {
+        CgiSection {
+            paths: Vec::new(),
+            timeout_secs: 30,
+            max_output_bytes: 10 << 20,
+            max_input_bytes: 10 << 20,
+        }
+    }
+}
+
 /// One `[[route]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,4 +276,6 @@ pub struct RouteSection {
     pub config: Option<toml::Table>,
     /// Overrides `[websocket] max_message_bytes` for this route.
     pub max_message_bytes: Option<u64>,
+    /// Overrides `[websocket.deflate] enabled` for this route.
+    pub deflate: Option<bool>,
 }

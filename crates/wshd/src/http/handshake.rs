@@ -110,9 +110,18 @@ pub(crate) fn validate<B>(req: &Request<B>) -> Result<ValidHandshake, HandshakeE
         _ => return Err(HandshakeError::BadVersion),
     }
     Ok(ValidHandshake {
-        accept: tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
+        accept: accept_key(key.as_bytes()),
         protocols: tokens(headers, header::SEC_WEBSOCKET_PROTOCOL),
     })
+}
+
+/// `Sec-WebSocket-Accept` for a key (RFC 6455 §4.2.2): base64(SHA-1(key + GUID)).
+pub(crate) fn accept_key(key: &[u8]) -> String {
+    use base64::Engine;
+    let mut sha1 = sha1_smol::Sha1::new();
+    sha1.update(key);
+    sha1.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(sha1.digest().bytes())
 }
 
 /// A key is base64 of exactly 16 bytes: 22 significant characters, the last one of `AQgw`
@@ -140,6 +149,11 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_key_matches_the_rfc_example() {
+        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
 
     #[test]
     fn keys() {

@@ -1,5 +1,7 @@
-//! The HTTP side: handshake validation, dispatch, static files.
+//! The HTTP side: handshake validation, dispatch, Basic auth, CGI, static files.
 
+pub(crate) mod auth;
+pub(crate) mod cgi;
 pub(crate) mod handshake;
 pub(crate) mod request_view;
 pub(crate) mod response;

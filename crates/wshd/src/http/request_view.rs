@@ -45,7 +45,7 @@ impl RequestView {
             peer_addr: addrs.peer.to_string(),
             socket_addr: addrs.peer.to_string(),
             local_addr: addrs.local.to_string(),
-            is_secure: false,
+            is_secure: addrs.secure,
         }
     }
 

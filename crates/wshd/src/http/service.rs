@@ -16,7 +16,7 @@ use wshd_sdk::abi::{HANDSHAKE_ABORT, HANDSHAKE_ACCEPT, HANDSHAKE_PANICKED, HANDS
 use super::handshake::{self, ValidHandshake};
 use super::request_view::RequestView;
 use super::response::{plain, with_status};
-use super::static_files;
+use super::{auth, cgi, static_files};
 use crate::plugin::{HandshakeAnswer, Route, conn_for};
 use crate::server::ServerState;
 use crate::ws::session::{ConnShared, Driver, SessionSettings};
@@ -39,6 +39,8 @@ impl std::error::Error for AbortConnection {}
 pub(crate) struct ConnAddrs {
     pub(crate) peer: SocketAddr,
     pub(crate) local: SocketAddr,
+    /// The connection is TLS.
+    pub(crate) secure: bool,
 }
 
 /// Handles one HTTP request.
@@ -48,6 +50,11 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, AbortConnection> {
     let table = state.registry.current();
+    if let Some(refusal) =
+        auth::check(&table.config, addrs, &req).or_else(|| auth::check_target(&table.config, addrs, &req))
+    {
+        return Ok(refusal);
+    }
     if let Some(route) = table.get(req.uri().path()) {
         let route = Arc::clone(route);
         // A browser visiting a handler path that is also a page (e.g. `/`, aliased to
@@ -68,6 +75,10 @@ pub(crate) async fn handle(
         tracing::info!(peer = %addrs.peer, path = %req.uri().path(), status = 404, "handshake refused: no handler");
         return Ok(plain(StatusCode::NOT_FOUND, "no WebSocket handler at this path\n"));
     }
+    let req = match cgi::serve(&table.config, addrs, req).await {
+        Ok(response) => return Ok(response),
+        Err(not_cgi) => not_cgi,
+    };
     match &table.config.document_root {
         Some(root) => Ok(static_files::serve(root, &req).await),
         None => Ok(plain(StatusCode::NOT_FOUND, "not found\n")),
@@ -140,18 +151,35 @@ fn websocket(
         }
     }
 
-    let response = match accept_response(&valid, &answer) {
+    let mut response = match accept_response(&valid, &answer) {
         Ok(resp) => resp,
         Err(bug) => {
             tracing::error!(path = %route.path, %handler, file = %route.instance.plugin.file.display(), "handler bug in do_handshake: {bug}");
             return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n"));
         }
     };
+    let deflate = if answer.decline_extensions {
+        None
+    } else {
+        let offers: Vec<&str> = req
+            .headers()
+            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        transport::negotiate_deflate(&offers, &route.settings.deflate)
+    };
+    if let Some(agreement) = &deflate
+        && let Ok(value) = HeaderValue::from_str(&agreement.response)
+    {
+        response.headers_mut().insert(header::SEC_WEBSOCKET_EXTENSIONS, value);
+    }
     tracing::info!(
         peer = %addrs.peer,
         path = %route.path,
         %handler,
         protocol = answer.protocol.as_deref().unwrap_or(""),
+        extensions = deflate.as_ref().map_or("", |a| a.response.as_str()),
         "handshake accepted"
     );
 
@@ -166,7 +194,8 @@ fn websocket(
                 return;
             }
         };
-        run_session(state, route, view, protocol, upgraded, addrs, started).await;
+        let stream = transport::accept(upgraded, &route.settings, deflate);
+        run_session(state, route, view, protocol, stream, addrs, started).await;
     });
     Ok(response)
 }
@@ -210,12 +239,11 @@ async fn run_session(
     route: Arc<Route>,
     view: RequestView,
     protocol: Option<String>,
-    upgraded: hyper::upgrade::Upgraded,
+    stream: transport::WsStream,
     addrs: ConnAddrs,
     started: Instant,
 ) {
     let settings = &route.settings;
-    let stream = transport::accept(upgraded, settings, settings.max_message_bytes).await;
     let session_settings = SessionSettings {
         close_timeout: settings.close_timeout,
         inbound_queue_bytes: settings.inbound_queue_bytes,

@@ -57,9 +57,8 @@ pub(crate) async fn serve<B>(root: &Path, req: &Request<B>) -> Response<Full<Byt
     file_response(&target, head).await
 }
 
-/// Percent-decodes the path and returns it relative to the root, or `None` when it is
-/// malformed or tries to leave the root.
-fn decode_path(raw: &str) -> Option<PathBuf> {
+/// Percent-decodes a URL path; `None` when it is malformed or not UTF-8.
+pub(crate) fn percent_decode(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -73,7 +72,13 @@ fn decode_path(raw: &str) -> Option<PathBuf> {
             i += 1;
         }
     }
-    let text = String::from_utf8(decoded).ok()?;
+    String::from_utf8(decoded).ok()
+}
+
+/// Percent-decodes the path and returns it relative to the root, or `None` when it is
+/// malformed or tries to leave the root.
+fn decode_path(raw: &str) -> Option<PathBuf> {
+    let text = percent_decode(raw)?;
     if text.contains('\0') || text.contains('\\') {
         return None;
     }

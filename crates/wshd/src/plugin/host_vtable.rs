@@ -14,7 +14,8 @@ use bytes::Bytes;
 use wshd_sdk::abi::*;
 
 use super::loader::Plugin;
-use crate::ws::session::{ConnShared, DataKind, Inbound, OpError};
+use crate::ws::session::{ConnShared, Inbound, OpError};
+use crate::ws::transport::DataKind;
 
 /// Runs `f`, turning a panic into `fallback` (and a log line).
 fn guard<R>(what: &str, fallback: R, f: impl FnOnce() -> R) -> R {

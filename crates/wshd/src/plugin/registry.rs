@@ -128,10 +128,13 @@ impl RouteTable {
 /// The settings for a route path: defaults, overridden by its `[[route]]`.
 fn route_settings(config: &Config, path: &str) -> WsSettings {
     let mut settings = config.websocket.clone();
-    if let Some(route) = config.routes.iter().find(|r| r.path == path)
-        && let Some(max) = route.max_message_bytes
-    {
-        settings.max_message_bytes = max;
+    if let Some(route) = config.routes.iter().find(|r| r.path == path) {
+        if let Some(max) = route.max_message_bytes {
+            settings.max_message_bytes = max;
+        }
+        if let Some(enabled) = route.deflate {
+            settings.deflate.enabled = enabled;
+        }
     }
     settings
 }

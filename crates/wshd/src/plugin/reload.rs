@@ -138,7 +138,12 @@ impl Reloader {
     /// Rescans the handler directory and builds the table to serve.
     pub fn pass(&mut self) -> PassOutcome {
         let config = Arc::clone(&self.config);
-        let found = scan::scan(&config.handlers_dir, config.handlers_recursive);
+        let options = scan::ScanOptions {
+            recursive: config.handlers_recursive,
+            scan_dir: config.handlers_scan_dir.as_deref(),
+            allow_outside: config.handlers_allow_outside,
+        };
+        let found = scan::scan_with(&config.handlers_dir, &options);
         let mut refusals = Vec::new();
         let mut unsettled = false;
         let mut next: BTreeMap<String, Tracked> = BTreeMap::new();

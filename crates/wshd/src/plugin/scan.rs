@@ -79,11 +79,49 @@ pub struct Scan {
     pub problems: Vec<ScanProblem>,
 }
 
+/// How to scan the handler directory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanOptions<'a> {
+    /// Scan subdirectories too.
+    pub recursive: bool,
+    /// Scan only this subtree (pywebsocket `-s`); resources stay relative to the handler
+    /// directory. It must be inside it (by real path), else nothing is found and a problem
+    /// is reported.
+    pub scan_dir: Option<&'a Path>,
+    /// Also take handler files whose real path is outside the handler directory (symlinks
+    /// pointing out of it). Off: they are skipped with a debug log.
+    pub allow_outside: bool,
+}
+
 /// Scans `dir` (and its subdirectories when `recursive`) for handler files.
 pub fn scan(dir: &Path, recursive: bool) -> Scan {
+    scan_with(dir, &ScanOptions { recursive, scan_dir: None, allow_outside: true })
+}
+
+/// Where the walk starts: `dir`, or the scan directory expressed under `dir`.
+fn start_dir(dir: &Path, real_root: Option<&Path>, scan_dir: Option<&Path>) -> Result<PathBuf, ScanProblem> {
+    let Some(sub) = scan_dir else { return Ok(dir.to_path_buf()) };
+    let unreadable = |reason: String| ScanProblem::Unreadable { dir: sub.to_path_buf(), reason };
+    let real_sub = std::fs::canonicalize(sub).map_err(|e| unreadable(e.to_string()))?;
+    let Some(root) = real_root else {
+        return Err(unreadable(format!("the handler directory {} cannot be resolved", dir.display())));
+    };
+    match real_sub.strip_prefix(root) {
+        Ok(relative) => Ok(dir.join(relative)),
+        Err(_) => Err(unreadable(format!("not inside the handler directory {}", dir.display()))),
+    }
+}
+
+/// Scans `dir` for handler files, as `options` say.
+pub fn scan_with(dir: &Path, options: &ScanOptions<'_>) -> Scan {
+    let recursive = options.recursive;
     let mut found: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     let mut problems = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
+    let real_root = std::fs::canonicalize(dir).ok();
+    let mut pending = match start_dir(dir, real_root.as_deref(), options.scan_dir) {
+        Ok(start) => vec![start],
+        Err(problem) => return Scan { handlers: BTreeMap::new(), problems: vec![problem] },
+    };
     while let Some(current) = pending.pop() {
         let entries = match std::fs::read_dir(&current) {
             Ok(entries) => entries,
@@ -106,6 +144,17 @@ pub fn scan(dir: &Path, recursive: bool) -> Scan {
             }
             let Ok(relative) = path.strip_prefix(dir) else { continue };
             if let Some(resource) = resource_for(relative) {
+                if !options.allow_outside
+                    && let Some(root) = &real_root
+                    && !std::fs::canonicalize(&path).is_ok_and(|real| real.starts_with(root))
+                {
+                    tracing::debug!(
+                        file = %path.display(),
+                        "handler skipped: its real path is outside the handler directory \
+                         (--allow-handlers-outside-root-dir serves it)"
+                    );
+                    continue;
+                }
                 found.entry(resource).or_default().push(path);
             }
         }

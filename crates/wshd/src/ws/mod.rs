@@ -1,4 +1,6 @@
-//! WebSocket sessions after the handshake.
+//! WebSocket sessions after the handshake: the codec, the transport seam, and the session
+//! driver.
 
+pub(crate) mod codec;
 pub(crate) mod session;
 pub(crate) mod transport;

@@ -1,15 +1,17 @@
 //! One WebSocket connection: the socket, the handler's `transfer_data` future, and the
 //! closing handshake, all driven by one task.
 //!
-//! The [`Driver`] future polls, in turn, the socket's read side (into a bounded inbound queue),
-//! and the plugin's future, which receives from that queue and sends through
-//! [`ConnShared`]. Everything normally happens in this one task: no channels, no cross-task
-//! hops. A [`Sender`](wshd_sdk::Sender) the handler moved to another task uses the same
-//! object through its mutex.
+//! The [`Driver`] future polls, in turn, the socket's read side (into a bounded inbound queue)
+//! and the plugin's future, which receives from that queue and sends through [`ConnShared`].
+//! Everything normally happens in this one task: no channels, no cross-task hops. A
+//! [`Sender`](wshd_sdk::Sender) the handler moved to another task uses the same object
+//! through its mutex.
 //!
 //! When the queue is full the driver stops reading, so TCP flow control pushes back on the
-//! client. Once the handler returns (or panics) the driver closes with 1000 (or 1011) and
-//! waits for the peer's close, at most `close_timeout`.
+//! client. A protocol failure is queued behind the messages that arrived before it, so the
+//! handler still sees (and may answer) them before the connection is closed with the
+//! failure's code. Once the handler returns (or panics) the driver closes with 1000 (or 1011)
+//! and waits for the peer's close, at most `close_timeout`.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -21,11 +23,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Sink, Stream};
 use tokio::time::{Instant, Sleep};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use super::transport::{self, WsStream};
+use super::transport::{self, DataKind, Failure, Incoming, QueueError, ReadProgress, WsStream};
 use crate::plugin::Plugin;
 
 /// What the handler receives.
@@ -50,6 +50,15 @@ pub(crate) enum OpError {
     Invalid,
 }
 
+impl From<QueueError> for OpError {
+    fn from(e: QueueError) -> OpError {
+        match e {
+            QueueError::Closed => OpError::Closed,
+            QueueError::Invalid => OpError::Invalid,
+        }
+    }
+}
+
 /// Settings a session needs.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionSettings {
@@ -59,12 +68,8 @@ pub(crate) struct SessionSettings {
     pub(crate) inbound_queue_bytes: usize,
 }
 
-/// Message kinds as the plugin ABI numbers them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DataKind {
-    Text,
-    Binary,
-}
+/// Outgoing bytes queued before a sender has to wait for the socket.
+const SEND_HIGH_WATER: usize = 64 * 1024;
 
 /// The connection state shared by the driver and the handler's handles.
 pub(crate) struct ConnShared {
@@ -80,19 +85,17 @@ struct ConnState {
     stream: Option<WsStream>,
     inbound: VecDeque<Inbound>,
     inbound_bytes: usize,
-    /// The read side ended (stream finished, failed or timed out).
+    /// Nothing more will be read (peer's close, EOF, failure, or close timeout).
     read_done: bool,
     /// The close the handler is told about: the peer's, or ours after a protocol failure.
     close_status: Option<(u16, Bytes)>,
-    /// We have sent (or queued) our close frame.
-    close_sent: bool,
+    /// A protocol failure waiting for the messages before it to be consumed.
+    pending_failure: Option<Failure>,
     close_deadline: Option<Instant>,
     /// A task other than the driver waiting in `poll_recv`/`poll_closed`.
     recv_waker: Option<Waker>,
     /// The driver task's waker, used for socket I/O the handler does from within the driver.
     driver_waker: Option<Waker>,
-    /// A fragmented message we are sending is open (its next frame is a continuation).
-    sending_fragments: bool,
     notify_pongs: bool,
     aborted: bool,
 }
@@ -111,11 +114,10 @@ impl ConnShared {
                 inbound_bytes: 0,
                 read_done: false,
                 close_status: None,
-                close_sent: false,
+                pending_failure: None,
                 close_deadline: None,
                 recv_waker: None,
                 driver_waker: None,
-                sending_fragments: false,
                 notify_pongs: false,
                 aborted: false,
             }),
@@ -171,46 +173,39 @@ impl ConnShared {
     /// Ready when one more frame can be queued.
     pub(crate) fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), OpError>> {
         let mut st = self.lock();
-        if st.close_sent || st.close_status.is_some() {
+        let Some(stream) = st.stream.as_mut() else { return Poll::Ready(Err(OpError::Closed)) };
+        if stream.close_sent() {
             return Poll::Ready(Err(OpError::Closed));
         }
-        let Some(stream) = st.stream.as_mut() else { return Poll::Ready(Err(OpError::Closed)) };
-        Pin::new(stream).poll_ready(cx).map_err(|_| OpError::Closed)
+        if stream.queued_bytes() < SEND_HIGH_WATER {
+            return Poll::Ready(Ok(()));
+        }
+        match stream.poll_flush(cx) {
+            Poll::Ready(Err(_)) => Poll::Ready(Err(OpError::Closed)),
+            _ if stream.queued_bytes() < SEND_HIGH_WATER => Poll::Ready(Ok(())),
+            _ => Poll::Pending,
+        }
     }
 
     /// Queues a data frame (copying `data`).
     pub(crate) fn start_send(&self, kind: DataKind, fin: bool, data: &[u8]) -> Result<(), OpError> {
         let mut st = self.lock();
-        if st.close_sent || st.close_status.is_some() {
-            return Err(OpError::Closed);
-        }
-        let continuation = st.sending_fragments;
-        let message = transport::data_message(kind, fin, continuation, data).ok_or(OpError::Invalid)?;
-        st.sending_fragments = !fin;
         let Some(stream) = st.stream.as_mut() else { return Err(OpError::Closed) };
-        Pin::new(stream).start_send(message).map_err(|_| OpError::Closed)
+        Ok(stream.queue_data(kind, fin, data)?)
     }
 
     /// Queues a ping.
     pub(crate) fn start_ping(&self, data: &[u8]) -> Result<(), OpError> {
-        if data.len() > 125 {
-            return Err(OpError::Invalid);
-        }
         let mut st = self.lock();
-        if st.close_sent || st.close_status.is_some() {
-            return Err(OpError::Closed);
-        }
         let Some(stream) = st.stream.as_mut() else { return Err(OpError::Closed) };
-        Pin::new(stream)
-            .start_send(WsMessage::Ping(Bytes::copy_from_slice(data)))
-            .map_err(|_| OpError::Closed)
+        Ok(stream.queue_ping(data)?)
     }
 
     /// Writes queued frames out.
     pub(crate) fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), OpError>> {
         let mut st = self.lock();
         let Some(stream) = st.stream.as_mut() else { return Poll::Ready(Err(OpError::Closed)) };
-        Pin::new(stream).poll_flush(cx).map_err(|_| OpError::Closed)
+        stream.poll_flush(cx).map_err(|_| OpError::Closed)
     }
 
     /// Starts the closing handshake on the handler's request.
@@ -228,8 +223,7 @@ impl ConnShared {
     /// Ready when the closing handshake is over; yields the peer's close.
     pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<(u16, Bytes)> {
         let mut st = self.lock();
-        let peer_answered = st.close_status.is_some() && st.close_sent;
-        if st.read_done || st.stream.is_none() || peer_answered {
+        if st.read_done || st.stream.is_none() {
             return Poll::Ready(st.close_status.clone().unwrap_or((1006, Bytes::new())));
         }
         st.recv_waker = Some(cx.waker().clone());
@@ -255,13 +249,6 @@ impl ConnState {
         self.inbound.is_empty() || self.inbound_bytes < limit
     }
 
-    fn push(&mut self, item: Inbound) {
-        if let Inbound::Text(b) | Inbound::Binary(b) | Inbound::Pong(b) = &item {
-            self.inbound_bytes += b.len();
-        }
-        self.inbound.push_back(item);
-    }
-
     fn wake_driver(&self) {
         let in_driver = CURRENT.with(|c| !c.get().is_null());
         if !in_driver && let Some(w) = &self.driver_waker {
@@ -275,81 +262,81 @@ impl ConnState {
         }
     }
 
-    /// Queues our close frame once.
+    /// Queues our close frame once and starts the close timer.
     fn begin_close(&mut self, code: u16, reason: &str, timeout: Duration) {
-        if self.close_sent {
+        let Some(stream) = self.stream.as_mut() else { return };
+        if stream.close_sent() {
             return;
         }
-        self.close_sent = true;
-        self.close_deadline = Some(Instant::now() + timeout);
-        if let Some(stream) = self.stream.as_mut() {
-            // After the peer's close this fails harmlessly: tungstenite already answered it.
-            let _ = Pin::new(stream).start_send(transport::close_message(code, reason));
+        stream.queue_close(code, reason);
+        if !self.read_done {
+            self.close_deadline = Some(Instant::now() + timeout);
         }
     }
 
     /// Reads from the socket while there is room. When `deliver` is false (the handler has
     /// finished) data messages are discarded.
-    fn pump_reads(&mut self, cx: &mut Context<'_>, deliver: bool, limit: usize, close_timeout: Duration) {
+    fn pump_reads(&mut self, cx: &mut Context<'_>, deliver: bool, limit: usize) {
         let mut changed = false;
         while !self.read_done && (!deliver || self.has_room(limit)) {
-            let Some(stream) = self.stream.as_mut() else {
+            let ConnState { stream, inbound, inbound_bytes, close_status, notify_pongs, .. } = self;
+            let Some(stream) = stream.as_mut() else {
                 self.read_done = true;
                 break;
             };
-            match Pin::new(stream).poll_next(cx) {
+            let notify_pongs = *notify_pongs;
+            let mut push = |item: Incoming| {
+                let queued = match item {
+                    Incoming::Text(b) if deliver => Inbound::Text(b),
+                    Incoming::Binary(b) if deliver => Inbound::Binary(b),
+                    Incoming::Pong(b) if deliver && notify_pongs => Inbound::Pong(b),
+                    Incoming::Close(code, reason) => {
+                        close_status.get_or_insert((code, reason));
+                        return;
+                    }
+                    _ => return,
+                };
+                if let Inbound::Text(b) | Inbound::Binary(b) | Inbound::Pong(b) = &queued {
+                    *inbound_bytes += b.len();
+                }
+                inbound.push_back(queued);
+            };
+            match stream.poll_read(cx, &mut push) {
                 Poll::Pending => break,
-                Poll::Ready(Some(Ok(message))) => match message {
-                    WsMessage::Text(t) if deliver => {
-                        self.push(Inbound::Text(t.into()));
-                        changed = true;
-                    }
-                    WsMessage::Binary(b) if deliver => {
-                        self.push(Inbound::Binary(b));
-                        changed = true;
-                    }
-                    WsMessage::Pong(p) if deliver && self.notify_pongs => {
-                        self.push(Inbound::Pong(p));
-                        changed = true;
-                    }
-                    WsMessage::Close(frame) => {
-                        // tungstenite has queued the reply (echoing the code); it is flushed
-                        // by the next poll, which then ends the stream.
-                        if self.close_status.is_none() {
-                            self.close_status = Some(transport::close_status(frame.as_ref()));
-                        }
-                        changed = true;
-                    }
-                    _ => {}
-                },
-                Poll::Ready(Some(Err(error))) => {
-                    match transport::failure_close(&error) {
-                        Some((code, reason)) => {
-                            tracing::debug!(%error, code, "closing after a protocol failure");
-                            if self.close_status.is_none() {
-                                self.close_status = Some((code, Bytes::from(reason.clone())));
-                            }
-                            if self.close_sent {
-                                self.read_done = true;
-                            } else {
-                                self.begin_close(code, &reason, close_timeout);
-                            }
-                        }
-                        None => {
-                            tracing::debug!(%error, "connection ended");
-                            self.read_done = true;
-                        }
-                    }
+                Poll::Ready(Ok(ReadProgress::Data)) => changed = true,
+                Poll::Ready(Ok(ReadProgress::Closed)) => {
+                    self.read_done = true;
                     changed = true;
                 }
-                Poll::Ready(None) => {
+                Poll::Ready(Ok(ReadProgress::Eof)) => {
                     self.read_done = true;
+                    self.close_status.get_or_insert((1006, Bytes::new()));
+                    changed = true;
+                }
+                Poll::Ready(Err(failure)) => {
+                    // The codec keeps reading only to find the peer's answer to our close.
+                    tracing::debug!(code = failure.code, reason = failure.reason, "protocol failure");
+                    self.close_status
+                        .get_or_insert((failure.code, Bytes::from_static(failure.reason.as_bytes())));
+                    self.pending_failure = Some(failure);
                     changed = true;
                 }
             }
         }
         if changed {
             self.wake_receiver();
+        }
+    }
+
+    /// Sends a pending failure's close once the messages before it were consumed (or the
+    /// handler is gone).
+    fn close_on_failure(&mut self, handler_done: bool, timeout: Duration) {
+        if (self.inbound.is_empty() || handler_done)
+            && let Some(failure) = self.pending_failure.take()
+        {
+            self.begin_close(failure.code, failure.reason, timeout);
+            // Give a peer that broke the protocol the close timeout to answer our close.
+            self.close_deadline = Some(Instant::now() + timeout);
         }
     }
 }
@@ -370,7 +357,7 @@ pub(crate) struct Driver {
     /// The handler's future; dropped (running the plugin's drop code) before `shared`.
     plugin: Option<async_ffi::FfiFuture<u32>>,
     shared: Arc<ConnShared>,
-    close_timer: Option<Pin<Box<Sleep>>>,
+    close_timer: Option<(Instant, Pin<Box<Sleep>>)>,
     panicked: bool,
 }
 
@@ -402,6 +389,28 @@ impl Driver {
         st.wake_receiver();
         SessionEnd { panicked: self.panicked, aborted, peer_code }
     }
+
+    /// The handler is done: close with 1000, or 1011 after a panic.
+    fn finish_handler(&mut self, panicked: bool, close_timeout: Duration) {
+        self.panicked = panicked;
+        let mut st = self.shared.lock();
+        st.close_on_failure(true, close_timeout);
+        st.begin_close(if panicked { 1011 } else { 1000 }, "", close_timeout);
+    }
+
+    /// Whether the close deadline passed (arming a timer for it otherwise).
+    fn close_timed_out(&mut self, deadline: Option<Instant>, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = deadline else { return false };
+        match &mut self.close_timer {
+            Some((at, timer)) if *at == deadline => timer.as_mut().poll(cx).is_ready(),
+            _ => {
+                let mut timer = Box::pin(tokio::time::sleep_until(deadline));
+                let fired = timer.as_mut().poll(cx).is_ready();
+                self.close_timer = Some((deadline, timer));
+                fired
+            }
+        }
+    }
 }
 
 impl Future for Driver {
@@ -420,29 +429,53 @@ impl Future for Driver {
             if !st.driver_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 st.driver_waker = Some(cx.waker().clone());
             }
-            let deliver = this.plugin.is_some();
-            st.pump_reads(cx, deliver, limit, close_timeout);
-            // Push out whatever tungstenite queued on its own (pongs, close replies).
-            if let Some(stream) = st.stream.as_mut() {
-                let _ = Pin::new(stream).poll_flush(cx);
+            let handler_done = this.plugin.is_none();
+            st.pump_reads(cx, !handler_done, limit);
+            st.close_on_failure(handler_done, close_timeout);
+            // Push out what the codec queued on its own (pongs, close replies).
+            let flushed = match st.stream.as_mut() {
+                Some(stream) => match stream.poll_flush(cx) {
+                    Poll::Ready(Ok(())) => true,
+                    Poll::Ready(Err(_)) => {
+                        // The peer is gone: nothing more can be written or read.
+                        st.read_done = true;
+                        st.close_status.get_or_insert((1006, Bytes::new()));
+                        true
+                    }
+                    Poll::Pending => false,
+                },
+                None => true,
+            };
+            let deadline = st.close_deadline;
+            drop(st);
+            if this.close_timed_out(deadline, cx) {
+                tracing::debug!("closing handshake timed out");
+                let mut st = this.shared.lock();
+                st.read_done = true;
+                st.close_status.get_or_insert((1006, Bytes::new()));
+                st.stream = None;
+                st.wake_receiver();
             }
-            if let Some(deadline) = st.close_deadline
-                && !st.read_done
-            {
-                let timer =
-                    this.close_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if timer.as_mut().poll(cx).is_ready() {
-                    tracing::debug!("closing handshake timed out");
-                    st.read_done = true;
-                    st.wake_receiver();
-                }
+            let mut st = this.shared.lock();
+            let closing_done = st.read_done
+                && (flushed || st.stream.is_none())
+                && st.stream.as_ref().is_none_or(|s| s.close_sent());
+            if st.read_done && st.stream.as_ref().is_some_and(|s| !s.close_sent()) && handler_done {
+                // EOF or failure without a close exchange: nothing to wait for.
+                drop(st);
+                return Poll::Ready(this.end());
             }
-            let read_done = st.read_done;
+            if closing_done {
+                // The closing handshake is complete: close TCP; the handler (if still running)
+                // sees the connection closed.
+                st.stream = None;
+                st.wake_receiver();
+            }
             let was_full = !st.has_room(limit);
             drop(st);
 
             let Some(plugin) = this.plugin.as_mut() else {
-                if read_done {
+                if closing_done {
                     return Poll::Ready(this.end());
                 }
                 return Poll::Pending;
@@ -451,20 +484,22 @@ impl Future for Driver {
                 as_current(&this.shared, || catch_unwind(AssertUnwindSafe(|| Pin::new(plugin).poll(cx))));
             match polled {
                 Ok(Poll::Pending) => {
-                    let st = this.shared.lock();
+                    let mut st = this.shared.lock();
                     if st.aborted {
                         drop(st);
                         return Poll::Ready(this.end());
                     }
-                    // The handler drained a full queue: read on now rather than wait.
-                    if was_full && st.has_room(limit) && !st.read_done {
-                        continue;
-                    }
+                    // The handler drained the queue: read on (and send a pending failure's
+                    // close) now rather than wait.
+                    let drained = was_full && st.has_room(limit) && !st.read_done;
+                    let failure_due = st.pending_failure.is_some() && st.inbound.is_empty();
                     // The handler queued a close: flush it and arm the timer.
-                    if st.close_sent && this.close_timer.is_none() && !st.read_done {
+                    let close_due = st.close_deadline != deadline;
+                    st.close_on_failure(false, close_timeout);
+                    drop(st);
+                    if drained || failure_due || close_due {
                         continue;
                     }
-                    drop(st);
                     return Poll::Pending;
                 }
                 Ok(Poll::Ready(code)) => {
@@ -479,19 +514,6 @@ impl Future for Driver {
                     this.finish_handler(true, close_timeout);
                 }
             }
-        }
-    }
-}
-
-impl Driver {
-    /// The handler is done: close with 1000, or 1011 after a panic.
-    fn finish_handler(&mut self, panicked: bool, close_timeout: Duration) {
-        self.panicked = panicked;
-        let mut st = self.shared.lock();
-        if panicked {
-            st.begin_close(1011, "", close_timeout);
-        } else {
-            st.begin_close(1000, "", close_timeout);
         }
     }
 }

@@ -1,0 +1,159 @@
+//! Codec unit tests over an in-memory duplex pipe.
+
+use super::deflate::{DeflateCodec, DeflatePolicy, negotiate};
+use super::*;
+use std::future::poll_fn;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+fn client_frame(fin: bool, rsv1: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![(if fin { 0x80 } else { 0 }) | (if rsv1 { 0x40 } else { 0 }) | opcode];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    let mask = [0xa1, 0xb2, 0xc3, 0xd4];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+fn conn(deflate: Option<DeflateCodec>) -> (WsConn<DuplexStream>, DuplexStream) {
+    let (server, client) = tokio::io::duplex(1 << 20);
+    (WsConn::new(server, Limits { max_message: 1 << 20, max_frame: 1 << 20 }, deflate), client)
+}
+
+/// Reads until `want` items arrived or the read side ends; returns items and the last result.
+async fn read_items(
+    c: &mut WsConn<DuplexStream>,
+    want: usize,
+) -> (Vec<Incoming>, Result<ReadProgress, Failure>) {
+    let mut items = Vec::new();
+    loop {
+        let r = poll_fn(|cx| c.poll_read(cx, &mut |i| items.push(i))).await;
+        if items.len() >= want || !matches!(r, Ok(ReadProgress::Data)) {
+            return (items, r);
+        }
+    }
+}
+
+#[tokio::test]
+async fn frames_split_at_every_byte_are_reassembled() {
+    let (mut c, mut client) = conn(None);
+    let mut wire = client_frame(false, false, OP_TEXT, "héllo ".as_bytes());
+    wire.extend(client_frame(true, false, OP_PING, b"p"));
+    wire.extend(client_frame(true, false, OP_CONTINUATION, "wörld".as_bytes()));
+    wire.extend(client_frame(true, false, OP_BINARY, &[0u8; 300]));
+    let mut items = Vec::new();
+    for byte in &wire {
+        client.write_all(&[*byte]).await.unwrap_or_default();
+        loop {
+            let r = poll_fn(|cx| Poll::Ready(c.poll_read(cx, &mut |i| items.push(i)))).await;
+            if !matches!(r, Poll::Ready(Ok(ReadProgress::Data))) {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        items,
+        vec![
+            Incoming::Ping(Bytes::from_static(b"p")),
+            Incoming::Text(Bytes::from("héllo wörld")),
+            Incoming::Binary(Bytes::from(vec![0u8; 300]))
+        ]
+    );
+    poll_fn(|cx| c.poll_flush(cx)).await.unwrap_or_default();
+    let mut pong = [0u8; 3];
+    client.read_exact(&mut pong).await.unwrap_or_default();
+    assert_eq!(pong, [0x8a, 1, b'p'], "the ping was answered");
+}
+
+#[tokio::test]
+async fn invalid_utf8_fails_before_the_frame_ends() {
+    let (mut c, mut client) = conn(None);
+    let frame = client_frame(true, false, OP_TEXT, b"abc\xffdefghijklmnop");
+    client.write_all(&frame[..frame.len() - 8]).await.unwrap_or_default();
+    let (_, r) = read_items(&mut c, 1).await;
+    assert_eq!(r.map_err(|f| f.code), Err(1007));
+}
+
+#[tokio::test]
+async fn protocol_violations_fail_with_1002_and_oversize_with_1009() {
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (
+            {
+                let mut f = client_frame(true, false, OP_TEXT, b"x");
+                f[1] &= 0x7f;
+                f.truncate(3);
+                f
+            },
+            1002,
+        ),
+        (client_frame(true, false, OP_CONTINUATION, b"x"), 1002),
+        (client_frame(false, false, OP_PING, b"x"), 1002),
+        (client_frame(true, false, OP_PING, &[0; 126]), 1002),
+        (client_frame(true, false, 0x3, b""), 1002),
+        (client_frame(true, true, OP_TEXT, b"x"), 1002),
+        (client_frame(true, false, OP_CLOSE, &[0x03]), 1002),
+        (client_frame(true, false, OP_CLOSE, &[0x03, 0xe7]), 1002),
+        (client_frame(true, false, OP_CLOSE, &[0x03, 0xe8, 0xff]), 1007),
+        // Only the header and a little payload: the size is refused from the header alone.
+        (client_frame(true, false, OP_BINARY, &vec![0; (1 << 20) + 1])[..100].to_vec(), 1009),
+    ];
+    for (wire, code) in cases {
+        let (mut c, mut client) = conn(None);
+        client.write_all(&wire).await.unwrap_or_default();
+        let (_, r) = read_items(&mut c, 1).await;
+        assert_eq!(r.map_err(|f| f.code), Err(code), "{:02x?}", &wire[..wire.len().min(8)]);
+    }
+}
+
+#[tokio::test]
+async fn a_close_is_answered_with_the_same_code_and_reason() {
+    let (mut c, mut client) = conn(None);
+    client.write_all(&client_frame(true, false, OP_CLOSE, b"\x0f\xa0bye")).await.unwrap_or_default();
+    let (items, r) = read_items(&mut c, 1).await;
+    assert_eq!(items, vec![Incoming::Close(4000, Bytes::from_static(b"bye"))]);
+    assert_eq!(r, Ok(ReadProgress::Closed));
+    assert!(c.close_sent());
+    poll_fn(|cx| c.poll_flush(cx)).await.unwrap_or_default();
+    let mut reply = [0u8; 7];
+    client.read_exact(&mut reply).await.unwrap_or_default();
+    assert_eq!(&reply, b"\x88\x05\x0f\xa0bye");
+    assert_eq!(c.queue_data(DataKind::Text, true, b"late"), Err(QueueError::Closed));
+}
+
+#[tokio::test]
+async fn compressed_messages_round_trip_through_the_connection() {
+    let agreement =
+        negotiate(&["permessage-deflate"], &DeflatePolicy::default()).unwrap_or_else(|| panic!("agree"));
+    let mut client_codec = DeflateCodec::new(agreement.clone());
+    let (mut c, mut client) = conn(Some(DeflateCodec::new(agreement.clone())));
+    let text = "compress me ".repeat(50);
+    let compressed = client_codec.compress(text.as_bytes(), true);
+    // Split the compressed message into two fragments; RSV1 only on the first.
+    let (a, b) = compressed.split_at(compressed.len() / 2);
+    client.write_all(&client_frame(false, true, OP_TEXT, a)).await.unwrap_or_default();
+    client.write_all(&client_frame(true, false, OP_CONTINUATION, b)).await.unwrap_or_default();
+    let (items, _) = read_items(&mut c, 1).await;
+    assert_eq!(items, vec![Incoming::Text(Bytes::from(text.clone()))]);
+
+    c.queue_data(DataKind::Text, true, text.as_bytes()).unwrap_or_else(|e| panic!("{e:?}"));
+    poll_fn(|cx| c.poll_flush(cx)).await.unwrap_or_default();
+    let mut head = [0u8; 2];
+    client.read_exact(&mut head).await.unwrap_or_default();
+    assert_eq!(head[0], 0xc1, "FIN + RSV1 + text");
+    let mut body = vec![0u8; usize::from(head[1] & 0x7f)];
+    client.read_exact(&mut body).await.unwrap_or_default();
+    let mut out = Vec::new();
+    DeflateCodec::new(agreement)
+        .decompress(&body, true, &mut out, 1 << 20)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(out, text.as_bytes());
+}
