@@ -1,0 +1,36 @@
+//! CPU time of a process, from `/proc` (Linux only; `None` elsewhere).
+
+use std::fs;
+use std::time::Duration;
+
+/// Clock ticks per second assumed for `/proc/<pid>/stat` (the Linux `USER_HZ`).
+const USER_HZ: u64 = 100;
+
+/// CPU time (user + system) used so far by process `pid` (`"self"` for this one), summed
+/// over its threads. Uses `schedstat` (nanoseconds) when the kernel has it, else `stat`
+/// (10 ms ticks).
+pub(crate) fn process_cpu(pid: &str) -> Option<Duration> {
+    schedstat_cpu(pid).or_else(|| stat_cpu(pid))
+}
+
+fn schedstat_cpu(pid: &str) -> Option<Duration> {
+    let mut total: u64 = 0;
+    for entry in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let path = entry.ok()?.path().join("schedstat");
+        // A thread may exit between the listing and the read: skip it.
+        let Ok(text) = fs::read_to_string(path) else { continue };
+        total = total.saturating_add(text.split_whitespace().next()?.parse::<u64>().ok()?);
+    }
+    Some(Duration::from_nanos(total))
+}
+
+fn stat_cpu(pid: &str) -> Option<Duration> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces: count fields after its closing ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after field 2.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
+}

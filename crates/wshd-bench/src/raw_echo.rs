@@ -1,0 +1,84 @@
+//! `raw-echo`: tokio-tungstenite 0.30 echoing every message, with no plugin boundary.
+
+use std::net::SocketAddr;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::BoxError;
+
+/// wshd's default `[websocket] max_message_bytes` (and `max_frame_bytes`).
+const WSHD_MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// wshd's default `[websocket] read_buffer_bytes`.
+const WSHD_READ_BUFFER_BYTES: usize = 8 << 10;
+
+/// Options of `raw-echo`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RawEchoArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9999")]
+    pub(crate) addr: SocketAddr,
+    /// Use `WebSocketConfig::default()` instead of wshd's codec settings.
+    #[arg(long)]
+    pub(crate) tungstenite_default: bool,
+}
+
+/// The codec settings wshd's `ws/transport.rs` uses with its default configuration, so the
+/// comparison measures the plugin boundary and the host rather than codec settings.
+pub(crate) fn wshd_config() -> WebSocketConfig {
+    let max_message_bytes = WSHD_MAX_MESSAGE_BYTES;
+    WebSocketConfig::default()
+        .read_buffer_size(WSHD_READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(max_message_bytes.saturating_mul(2).max(1 << 20))
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(WSHD_MAX_MESSAGE_BYTES.min(max_message_bytes)))
+}
+
+/// Serves until killed, on a multi-thread runtime (like wshd).
+pub(crate) fn run(args: &RawEchoArgs) -> Result<(), BoxError> {
+    let config = if args.tungstenite_default { WebSocketConfig::default() } else { wshd_config() };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(args.addr, config))
+}
+
+async fn serve(addr: SocketAddr, config: WebSocketConfig) -> Result<(), BoxError> {
+    let listener = TcpListener::bind(addr).await?;
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            // e.g. EMFILE: keep serving the connections we have.
+            Err(e) => {
+                eprintln!("raw-echo: accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        tokio::spawn(async move {
+            if let Err(e) = echo(stream, config).await {
+                eprintln!("raw-echo: connection: {e}");
+            }
+        });
+    }
+}
+
+/// Echoes every text or binary message with its type, one send + flush per message.
+async fn echo(stream: TcpStream, config: WebSocketConfig) -> Result<(), BoxError> {
+    stream.set_nodelay(true)?;
+    // A connection that is not a WebSocket handshake (e.g. `run`'s readiness probe) is
+    // simply dropped.
+    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
+        return Ok(());
+    };
+    while let Some(message) = ws.next().await {
+        match message {
+            Ok(message @ (Message::Text(_) | Message::Binary(_))) => ws.send(message).await?,
+            // Pings are answered and closes completed by tungstenite itself.
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
