@@ -199,3 +199,35 @@ async fn host_timers_spawned_tasks_and_pings_work_inside_plugins() {
     assert!(saw_ping);
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test]
+async fn a_handler_can_receive_pongs_as_events() {
+    let server = probe_server();
+    let mut client = connect(&server.ws_url("/probe")).await;
+    // The client library answers the server's ping automatically.
+    client.send(Message::text("pong-event")).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        next_message(&mut client).await.and_then(Result::ok),
+        Some(Message::text("pong: are you there"))
+    );
+}
+
+#[tokio::test]
+async fn a_handler_chooses_the_answer_to_the_clients_close() {
+    let server = probe_server();
+    let mut client = connect(&server.ws_url("/probe")).await;
+    let reply = round_trip(&mut client, Message::text("close-reply 999 nope")).await;
+    assert_eq!(reply, Message::text("close reply refused: invalid argument for the WebSocket protocol"));
+    assert_eq!(
+        round_trip(&mut client, Message::text("close-reply 4100 my answer")).await,
+        Message::text("close reply set")
+    );
+    client
+        .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: 1000.into(),
+            reason: "bye".into(),
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("close: {e}"));
+    assert_eq!(expect_close(&mut client).await, (4100, "my answer".to_owned()));
+}

@@ -313,6 +313,10 @@ pub struct ConnVTable {
         unsafe extern "C" fn(ctx: *const c_void, cx: *mut FfiContext, out: *mut RCloseStatus) -> u32,
     /// Asks for `MSG_PONG` notifications from `poll_recv`.
     pub set_pong_notifications: unsafe extern "C" fn(ctx: *const c_void, enabled: bool),
+    /// Chooses the answer to the peer's close frame (pywebsocket's
+    /// `web_socket_passive_closing_handshake`): `code` 0 echoes the peer's code and reason
+    /// (the default); otherwise that code (a sendable one) and `reason`.
+    pub set_close_reply: unsafe extern "C" fn(ctx: *const c_void, code: u16, reason: RStr) -> u32,
     /// Drops the TCP connection at once, without a close frame (pywebsocket's
     /// `AbortedByUserException` in the data phase).
     pub abort: unsafe extern "C" fn(ctx: *const c_void),

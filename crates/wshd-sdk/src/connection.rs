@@ -41,6 +41,32 @@ impl Message {
     }
 }
 
+/// What [`Connection::recv_event`] yields: a message, or a pong (with notifications on, see
+/// [`Connection::set_pong_notifications`]). Pings are always answered by the host.
+#[derive(Debug)]
+pub enum Event {
+    /// A data message.
+    Message(Message),
+    /// A pong from the peer (the answer to [`Connection::ping`], or unsolicited).
+    Pong(Payload),
+}
+
+/// How the host answers the peer's close frame (pywebsocket's
+/// `web_socket_passive_closing_handshake`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CloseReply {
+    /// Echo the peer's code and reason (the default, as RFC 6455 §5.5.1 suggests).
+    #[default]
+    Echo,
+    /// Answer with this code and reason.
+    Send {
+        /// A code an endpoint may send (1000–1003, 1007–1014, 3000–4999).
+        code: u16,
+        /// At most 123 bytes.
+        reason: String,
+    },
+}
+
 /// A close code and reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseStatus {
@@ -186,15 +212,42 @@ impl Connection {
     /// Waits for the next message; `None` once the connection is closed (the host has then
     /// already answered the peer's close). See [`Connection::close_status`].
     pub async fn recv(&mut self) -> Option<Message> {
+        loop {
+            match self.recv_event().await? {
+                Event::Message(m) => return Some(m),
+                Event::Pong(_) => continue,
+            }
+        }
+    }
+
+    /// Like [`recv`](Connection::recv), but also yields pongs when
+    /// [`set_pong_notifications`](Connection::set_pong_notifications) turned them on
+    /// (pywebsocket's `on_pong_handler`).
+    pub async fn recv_event(&mut self) -> Option<Event> {
         if self.peer_close.is_some() {
             return None;
         }
         match poll_fn(|cx| self.sender.raw.poll_recv(cx)).await {
-            Received::Message(m) => Some(m),
+            Received::Message(m) => Some(Event::Message(m)),
+            Received::Pong(p) => Some(Event::Pong(p)),
             Received::Closed(status) => {
                 self.peer_close = Some(status);
                 None
             }
+        }
+    }
+
+    /// Turns pong notifications on or off (off by default).
+    pub fn set_pong_notifications(&mut self, enabled: bool) {
+        self.sender.raw.set_pong_notifications(enabled);
+    }
+
+    /// Chooses how the host answers the peer's close frame.
+    pub fn set_close_reply(&mut self, reply: CloseReply) -> Result<(), SendError> {
+        match reply {
+            CloseReply::Echo => self.sender.raw.set_close_reply(0, ""),
+            CloseReply::Send { code: 0, .. } => Err(SendError::Invalid),
+            CloseReply::Send { code, reason } => self.sender.raw.set_close_reply(code, &reason),
         }
     }
 

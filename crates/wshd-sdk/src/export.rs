@@ -240,6 +240,7 @@ fn owned_to_string(mut buf: ROwnedBuf) -> String {
 /// What `poll_recv` produced.
 pub(crate) enum Received {
     Message(Message),
+    Pong(Payload),
     Closed(CloseStatus),
 }
 
@@ -295,6 +296,7 @@ impl RawConn {
                 None => Received::Closed(CloseStatus { code: 1007, reason: String::new() }),
             },
             (POLL_READY, MSG_BINARY) => Received::Message(Message::Binary(payload)),
+            (POLL_READY, MSG_PONG) => Received::Pong(payload),
             (POLL_READY, MSG_CLOSED) => {
                 let reason = String::from_utf8_lossy(&payload).into_owned();
                 Received::Closed(CloseStatus { code: out.close_code, reason })
@@ -343,6 +345,16 @@ impl RawConn {
     pub(crate) fn abort(&self) {
         // SAFETY: host function with its own context.
         unsafe { (self.vt.abort)(self.ctx) }
+    }
+
+    pub(crate) fn set_pong_notifications(&self, enabled: bool) {
+        // SAFETY: host function with its own context.
+        unsafe { (self.vt.set_pong_notifications)(self.ctx, enabled) }
+    }
+
+    pub(crate) fn set_close_reply(&self, code: u16, reason: &str) -> Result<(), SendError> {
+        // SAFETY: host function; it copies `reason` before returning.
+        op_code(unsafe { (self.vt.set_close_reply)(self.ctx, code, RStr::from_bytes(reason.as_bytes())) })
     }
 }
 

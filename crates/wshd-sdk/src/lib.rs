@@ -58,7 +58,9 @@ mod request;
 mod services;
 
 pub use config::Config;
-pub use connection::{CloseStatus, Connection, ConnectionInfo, Message, SendError, Sender};
+pub use connection::{
+    CloseReply, CloseStatus, Connection, ConnectionInfo, Event, Message, SendError, Sender,
+};
 pub use export::{Payload, Text};
 pub use handler::{Accept, Error, Handler, Reject};
 pub use request::{Header, Request};

@@ -240,6 +240,7 @@ static CONN_VTABLE: ConnVTable = ConnVTable {
     start_close: conn_start_close,
     poll_closed: conn_poll_closed,
     set_pong_notifications: conn_set_pong_notifications,
+    set_close_reply: conn_set_close_reply,
     abort: conn_abort,
     retain: conn_retain,
     release: conn_release,
@@ -374,6 +375,14 @@ unsafe extern "C" fn conn_poll_closed(
 unsafe extern "C" fn conn_set_pong_notifications(ctx: *const c_void, enabled: bool) {
     // SAFETY: a live connection reference.
     guard("set_pong_notifications", (), || unsafe { conn(ctx) }.set_pong_notifications(enabled))
+}
+
+unsafe extern "C" fn conn_set_close_reply(ctx: *const c_void, code: u16, reason: RStr) -> u32 {
+    guard("set_close_reply", POLL_CLOSED, || {
+        // SAFETY: a live connection reference; `reason` is valid for the call (copied inside).
+        let (shared, reason) = unsafe { (conn(ctx), bytes_of(reason)) };
+        op_code(shared.set_close_reply(code, reason))
+    })
 }
 
 unsafe extern "C" fn conn_abort(ctx: *const c_void) {

@@ -230,6 +230,22 @@ impl ConnShared {
         Poll::Pending
     }
 
+    /// Sets the answer to the peer's close: `code` 0 echoes it (the default).
+    pub(crate) fn set_close_reply(&self, code: u16, reason: &[u8]) -> Result<(), OpError> {
+        let reply = if code == 0 {
+            None
+        } else {
+            if !transport::is_sendable_close_code(code) || reason.len() > 123 {
+                return Err(OpError::Invalid);
+            }
+            Some((code, std::str::from_utf8(reason).map_err(|_| OpError::Invalid)?.to_owned()))
+        };
+        let mut st = self.lock();
+        let Some(stream) = st.stream.as_mut() else { return Err(OpError::Closed) };
+        stream.set_close_reply(reply);
+        Ok(())
+    }
+
     /// Turns pong notifications on or off.
     pub(crate) fn set_pong_notifications(&self, enabled: bool) {
         self.lock().notify_pongs = enabled;

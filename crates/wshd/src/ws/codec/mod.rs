@@ -168,6 +168,8 @@ pub(crate) struct WsConn<IO> {
     read_done: bool,
     /// A failure was reported: frames are now only scanned for the peer's close.
     failed: bool,
+    /// The answer to the peer's close; `None` echoes its code and reason.
+    close_reply: Option<(u16, String)>,
 }
 
 impl<IO> std::fmt::Debug for WsConn<IO> {
@@ -199,7 +201,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
             close_received: false,
             read_done: false,
             failed: false,
+            close_reply: None,
         }
+    }
+
+    /// Chooses the answer to the peer's close (`None`: echo its code and reason).
+    pub(crate) fn set_close_reply(&mut self, reply: Option<(u16, String)>) {
+        self.close_reply = reply;
     }
 
     /// Whether our close frame has been queued.
@@ -501,11 +509,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
                 self.close_received = true;
                 self.read_done = true;
                 if !self.close_sent {
-                    // The passive close: answer with the peer's code and reason.
+                    // The passive close: answer with the peer's code and reason, or the reply
+                    // the handler chose.
                     let mut body = Vec::with_capacity(2 + reason.len());
-                    if code != 1005 {
-                        body.extend_from_slice(&code.to_be_bytes());
-                        body.extend_from_slice(&reason);
+                    match &self.close_reply {
+                        Some((reply_code, reply_reason)) => {
+                            body.extend_from_slice(&reply_code.to_be_bytes());
+                            body.extend_from_slice(reply_reason.as_bytes());
+                        }
+                        None if code != 1005 => {
+                            body.extend_from_slice(&code.to_be_bytes());
+                            body.extend_from_slice(&reason);
+                        }
+                        None => {}
                     }
                     self.push_frame(true, false, OP_CLOSE, Bytes::from(body));
                     self.close_sent = true;
