@@ -330,6 +330,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
     }
 
     fn begin_frame(&mut self, h: Header, deliver: &mut dyn FnMut(Incoming)) -> Result<(), Failure> {
+        tracing::trace!(
+            target: "wshd::frames",
+            fin = h.fin,
+            rsv1 = h.rsv1,
+            opcode = h.opcode,
+            len = h.payload_len,
+            masked = h.mask.is_some(),
+            "frame in"
+        );
         let mask = h.mask.unwrap_or([0; 4]);
         // After a failure only a close frame matters; everything else is skipped.
         let skip = self.failed && !(h.opcode == OP_CLOSE && h.payload_len <= 125);
@@ -552,6 +561,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
     }
 
     fn push_frame(&mut self, fin: bool, rsv1: bool, opcode: u8, payload: Bytes) {
+        tracing::trace!(target: "wshd::frames", fin, rsv1, opcode, len = payload.len(), "frame out");
         let frame =
             OutFrame { header: EncodedHeader::new(fin, rsv1, opcode, payload.len()), payload, written: 0 };
         self.out_bytes += frame.len();
