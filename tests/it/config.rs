@@ -73,3 +73,44 @@ fn flags_override_the_file() {
     assert!(stdout.contains("listen: 127.0.0.1:0"), "{stdout}");
     assert!(stdout.contains("/echo -> elsewhere/libecho_wsh.so"), "{stdout}");
 }
+
+#[tokio::test]
+async fn the_log_can_go_to_a_size_rotated_file() {
+    let dir = TempDir::new();
+    dir.install("echo_wsh", "handlers/libecho_wsh.so");
+    dir.write("server.toml", "[server]\nlisten = [\"127.0.0.1:0\"]\n[handlers]\ndir = \"handlers\"\n");
+    let log = dir.path().join("logs/wshd.log");
+    let missing = Command::new(wshd_bin())
+        .args(["-c", "server.toml", "-l", "no/such/dir/wshd.log"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot open log file no/such/dir/wshd.log"));
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(wshd_bin())
+        .args(["-c", "server.toml", "-l", "logs/wshd.log", "--log-max", "1500", "--log-count", "2"])
+        .current_dir(dir.path())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = std::time::Instant::now() + WAIT;
+    let addr = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("listening on ")) {
+            break line.rsplit("listening on ").next().unwrap_or("").trim().to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no listening line in {}", log.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    for _ in 0..15 {
+        let mut client = connect(&format!("ws://{addr}/echo")).await;
+        let _ = round_trip(&mut client, tokio_tungstenite::tungstenite::Message::text("x")).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let rotated = dir.path().join("logs/wshd.log.1");
+    assert!(rotated.exists(), "the log was rotated");
+    assert!(!dir.path().join("logs/wshd.log.3").exists(), "at most two old files are kept");
+    assert!(std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) <= 1500);
+    assert!(!std::fs::read_to_string(&rotated).unwrap_or_default().contains('\u{1b}'), "no colours in files");
+}

@@ -1,6 +1,7 @@
 //! wshd's integration tests: each starts the real `wshd` binary on a port the OS picks, with
 //! real plugins in a temporary handler directory, and talks to it over real sockets.
 
+mod admin;
 mod auth;
 mod cgi;
 mod client;
@@ -11,8 +12,12 @@ mod frames;
 mod handler_options;
 mod handshake;
 mod hooks;
+mod limits;
+mod nginx;
 mod plugins;
+mod proxy;
 mod reload;
 mod routes;
+mod shutdown;
 mod static_files;
 mod tls;

@@ -141,8 +141,13 @@ impl Drop for TempDir {
 
 /// A config for a test server: loopback, a port the OS picks, the given handler directory.
 pub fn config_for(handlers: &Path, extra: &str) -> String {
+    config_with(handlers, "", extra)
+}
+
+/// Like [`config_for`], with `server_keys` (TOML lines) added to `[server]`.
+pub fn config_with(handlers: &Path, server_keys: &str, extra: &str) -> String {
     format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[handlers]\ndir = \"{}\"\n\n{extra}\n",
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n{server_keys}\n\n[handlers]\ndir = \"{}\"\n\n{extra}\n",
         handlers.display().to_string().replace('\\', "\\\\")
     )
 }
@@ -161,11 +166,16 @@ impl ServerProcess {
     /// Starts `wshd -c <config>` with a handler directory prepared by `setup`, and waits until
     /// it listens. `extra_config` is appended to the generated config (TOML).
     pub fn start(setup: impl FnOnce(&TempDir), extra_config: &str) -> ServerProcess {
+        ServerProcess::start_with(setup, "", extra_config)
+    }
+
+    /// Like [`ServerProcess::start`], with `server_keys` (TOML lines) added to `[server]`.
+    pub fn start_with(setup: impl FnOnce(&TempDir), server_keys: &str, extra_config: &str) -> ServerProcess {
         let dir = TempDir::new();
         let handlers = dir.path().join("handlers");
         std::fs::create_dir_all(&handlers).unwrap_or_else(|e| panic!("mkdir: {e}"));
         setup(&dir);
-        let config = dir.write("server.toml", &config_for(&handlers, extra_config));
+        let config = dir.write("server.toml", &config_with(&handlers, server_keys, extra_config));
         ServerProcess::spawn(&["-c", &config.display().to_string()], dir)
     }
 
@@ -249,6 +259,30 @@ impl ServerProcess {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits up to `timeout` for the process to exit; its status, or `None` if still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The admin listener's address (from the server's log; the config must set
+    /// `admin_listen`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let line = self
+            .wait_log("/metrics on http://", WAIT)
+            .unwrap_or_else(|| panic!("no admin listener in the log:\n{}", self.logs()));
+        let addr = line.rsplit("http://").next().unwrap_or("").trim();
+        addr.parse().unwrap_or_else(|_| panic!("bad admin address in log line: {line}"))
     }
 }
 
@@ -385,6 +419,20 @@ pub async fn raw_http(addr: SocketAddr, request: &str) -> RawResponse {
     }
 }
 
+/// `GET path` over a fresh connection.
+pub async fn http_get(addr: SocketAddr, path: &str) -> RawResponse {
+    raw_http(addr, &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")).await
+}
+
+/// A loopback port that was free a moment ago (for programs that need a port number in
+/// their configuration).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -445,28 +493,14 @@ impl RawSocket {
         RawSocket { stream, buffered: buf[end + 4..].to_vec() }
     }
 
+    /// Writes raw bytes; an error (the server closed) is returned, not a panic.
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
     /// Sends a frame; `mask` chooses whether to mask it (clients must).
     pub async fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8], mask: bool) {
-        let mut frame = vec![(if fin { 0x80 } else { 0 }) | opcode];
-        let mask_bit = if mask { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => frame.push(mask_bit | n as u8),
-            n if n <= 0xffff => {
-                frame.push(mask_bit | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(mask_bit | 127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        if mask {
-            let key = [0x12, 0x34, 0x56, 0x78];
-            frame.extend_from_slice(&key);
-            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        } else {
-            frame.extend_from_slice(payload);
-        }
+        let frame = encode_frame(fin, opcode, payload, mask);
         self.stream.write_all(&frame).await.unwrap_or_else(|e| panic!("write frame: {e}"));
     }
 
@@ -518,4 +552,29 @@ impl RawSocket {
     pub async fn closed_without_frames(&mut self) -> bool {
         self.read_frame().await.is_none()
     }
+}
+
+/// A WebSocket frame's bytes; `mask` chooses whether to mask it (clients must).
+pub fn encode_frame(fin: bool, opcode: u8, payload: &[u8], mask: bool) -> Vec<u8> {
+    let mut frame = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    let mask_bit = if mask { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => frame.push(mask_bit | n as u8),
+        n if n <= 0xffff => {
+            frame.push(mask_bit | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(mask_bit | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if mask {
+        let key = [0x12, 0x34, 0x56, 0x78];
+        frame.extend_from_slice(&key);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        frame.extend_from_slice(payload);
+    }
+    frame
 }

@@ -79,6 +79,19 @@ pub struct Options {
     /// Log level or filter (error, warn, info, debug, trace; or e.g. "wshd=debug").
     #[arg(long = "log-level", alias = "log_level")]
     pub log_level: Option<String>,
+    /// Log line format: `text` (human-readable) or `json` (one object per line)
+    /// [default: [log] format, else text].
+    #[arg(long = "log-format", alias = "log_format", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+    /// Write the log to FILE instead of stderr, rotated by size.
+    #[arg(short = 'l', long = "log-file", alias = "log_file", value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Rotate the log file past this many bytes [default: 262144].
+    #[arg(long = "log-max", alias = "log_max", value_name = "BYTES")]
+    pub log_max: Option<u64>,
+    /// Rotated log files kept [default: 5].
+    #[arg(long = "log-count", alias = "log_count", value_name = "N")]
+    pub log_count: Option<u32>,
 
     /// Handler map file: lines `alias_path existing_path` ("#" comments), each an alias route.
     #[arg(
@@ -185,6 +198,10 @@ impl Options {
             handler_dir: pick(&self.handler_dir, &later.handler_dir),
             document_root: pick(&self.document_root, &later.document_root),
             log_level: pick(&self.log_level, &later.log_level),
+            log_format: pick(&self.log_format, &later.log_format),
+            log_file: pick(&self.log_file, &later.log_file),
+            log_max: later.log_max.or(self.log_max),
+            log_count: later.log_count.or(self.log_count),
             handler_map: pick(&self.handler_map, &later.handler_map),
             scan_dir: pick(&self.scan_dir, &later.scan_dir),
             allow_handlers_outside_root_dir: self.allow_handlers_outside_root_dir
@@ -228,6 +245,24 @@ impl Options {
         }
         if let Some(level) = &self.log_level {
             config.log_level = level.clone();
+        }
+        if let Some(file) = &self.log_file {
+            config.log_file = Some(file.clone());
+        }
+        if let Some(max) = self.log_max {
+            config.log_max_bytes = max;
+        }
+        if let Some(count) = self.log_count {
+            config.log_keep = count;
+        }
+        if let Some(format) = &self.log_format {
+            config.log_format = match format.as_str() {
+                "json" => config::LogFormat::Json,
+                "text" => config::LogFormat::Text,
+                other => {
+                    return Err(OptionsError::Flag(format!("--log-format {other}: use `text` or `json`")));
+                }
+            };
         }
         self.apply_handler_flags(&mut config);
         self.apply_tls_flags(&mut config)?;

@@ -78,7 +78,7 @@ pub struct ClientArgs {
 
 /// Runs the client; prints what it does on stdout and errors on stderr.
 pub async fn run(args: ClientArgs) -> ExitCode {
-    crate::logging::init(&args.log_level);
+    crate::logging::init(&args.log_level, crate::config::LogFormat::Text);
     match talk(&args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

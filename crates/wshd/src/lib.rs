@@ -12,12 +12,20 @@
 //! Around that: optional TLS on every listener ([`tls`]), HTTP Basic authentication, CGI
 //! scripts and the static document root on the same port, and an echo client
 //! ([`client`], `wshd client`) like pywebsocket's `echo_client.py`.
+//!
+//! For operations: trusted reverse proxies (`Forwarded`, `X-Forwarded-*`), connection limits,
+//! keepalive pings, idle and slow-reader timeouts, an admin listener with `/healthz`,
+//! `/readyz` and Prometheus `/metrics`, graceful shutdown (close 1001 and a drain window) and
+//! a JSON log format; see `docs/operations.md`.
 
+mod admin;
 pub mod cli;
 pub mod client;
 pub mod config;
 mod http;
+pub mod log_file;
 pub mod logging;
+mod metrics;
 pub mod plugin;
 mod reload_task;
 pub mod server;
@@ -26,4 +34,4 @@ mod ws;
 
 pub use config::Config;
 pub use reload_task::ConfigSource;
-pub use server::{Server, StartError};
+pub use server::{Drained, Server, StartError};

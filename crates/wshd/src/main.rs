@@ -18,7 +18,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli))
+    let code = runtime.block_on(run(cli));
+    // Connections still open after the drain window are dropped, not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }
 
 async fn run(cli: Cli) -> ExitCode {
@@ -41,12 +44,26 @@ async fn run(cli: Cli) -> ExitCode {
     let config = match options.resolve() {
         Ok(config) => config,
         Err(e) => {
-            logging::init("error");
+            logging::init("error", wshd::config::LogFormat::Text);
             eprintln!("wshd: configuration error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    logging::init(&config.log_level);
+    match &config.log_file {
+        Some(file) => {
+            if let Err(e) = logging::init_file(
+                &config.log_level,
+                config.log_format,
+                file,
+                config.log_max_bytes,
+                config.log_keep,
+            ) {
+                eprintln!("wshd: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        None => logging::init(&config.log_level, config.log_format),
+    }
     if check {
         return check_config(&config);
     }
@@ -61,18 +78,86 @@ async fn serve(config: wshd::Config, source: ConfigSource) -> ExitCode {
         None => tracing::info!("configuration: built-in defaults (no config/server.toml here)"),
     }
     tracing::info!("handler directory: {}", config.handlers_dir.display());
-    let server = match Server::start(config, Some(source)).await {
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGTERM/SIGINT: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut server = match Server::start(config, Some(source)).await {
         Ok(server) => server,
         Err(e) => {
             tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
+    let signal = tokio::select! {
+        () = server.wait() => return ExitCode::SUCCESS,
+        signal = signals.next() => signal,
+    };
+    // The drain window is read from the configuration in force (SIGHUP may have changed it).
+    let grace = server.state().registry.current().config.shutdown_grace;
+    tracing::info!(
+        signal,
+        open_connections = server.state().open_connections(),
+        grace_secs = grace.as_secs_f64(),
+        "shutting down: not accepting, closing every WebSocket with 1001; send the signal again to exit at once"
+    );
     tokio::select! {
-        () = server.wait() => {}
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; exiting"),
+        drained = server.shutdown(grace) => {
+            if drained.left == 0 {
+                tracing::info!(open_at_start = drained.open_at_start, took_ms = drained.took.as_millis() as u64, "drained; exiting");
+            } else {
+                tracing::warn!(
+                    open_at_start = drained.open_at_start,
+                    left = drained.left,
+                    "drain window of {grace:?} over; dropping the connections left and exiting"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        signal = signals.next() => {
+            tracing::warn!(signal, "second signal: exiting without waiting for the drain");
+            ExitCode::FAILURE
+        }
     }
-    ExitCode::SUCCESS
+}
+
+/// SIGTERM and SIGINT (Ctrl-C), as one stream.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
 }
 
 fn check_config(config: &wshd::Config) -> ExitCode {
@@ -87,6 +172,26 @@ fn check_config(config: &wshd::Config) -> ExitCode {
     if let Some(root) = &config.document_root {
         println!("document root: {}", root.display());
     }
+    match config.admin_listen {
+        Some(admin) => println!("admin: http://{admin} (/healthz, /readyz, /metrics)"),
+        None => println!("admin: off"),
+    }
+    if !config.proxy.trusted.is_empty() {
+        let trusted: Vec<String> = config.proxy.trusted.iter().map(ToString::to_string).collect();
+        println!("trusted proxies: {} ({:?})", trusted.join(", "), config.proxy.client_ip_header);
+    }
+    let ws = &config.websocket;
+    let secs = |d: Option<std::time::Duration>| d.map_or("off".to_owned(), |d| format!("{}s", d.as_secs()));
+    println!(
+        "limits: max_connections {}, ping {}, pong timeout {}s, idle {}, send queue {} B, send timeout {}, drain {}s",
+        config.max_connections.map_or("none".to_owned(), |n| n.to_string()),
+        secs(ws.ping_interval),
+        ws.pong_timeout.as_secs(),
+        secs(ws.idle_timeout),
+        ws.max_send_queue_bytes,
+        secs(ws.send_timeout),
+        config.shutdown_grace.as_secs()
+    );
     if let Some(scan) = &config.handlers_scan_dir {
         println!("scan directory: {}", scan.display());
     }

@@ -18,7 +18,12 @@ pub type ConfigSource = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
 /// The longest a burst of file events can postpone a rescan.
 const MAX_DEBOUNCE_DELAY: Duration = Duration::from_secs(2);
 
-fn start_watch(config: &Config) -> Option<(DirWatch, mpsc::UnboundedReceiver<()>)> {
+/// A handler-directory watch and its event channel.
+pub(crate) type Watching = (DirWatch, mpsc::UnboundedReceiver<()>);
+
+/// Starts watching the configured handler directory (if watching is on). Call it before the
+/// first scan, so no change between the scan and the watch is missed.
+pub(crate) fn start_watch(config: &Config) -> Option<Watching> {
     if !config.handlers_watch {
         return None;
     }
@@ -41,11 +46,11 @@ fn start_watch(config: &Config) -> Option<(DirWatch, mpsc::UnboundedReceiver<()>
 pub(crate) async fn run(
     state: Arc<ServerState>,
     mut reloader: Reloader,
+    mut watching: Option<Watching>,
     source: Option<ConfigSource>,
     start_unsettled: bool,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut watching = start_watch(reloader.config());
     #[cfg(unix)]
     let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
@@ -108,6 +113,9 @@ pub(crate) async fn run(
                             let old = Arc::clone(reloader.config());
                             if config.listen != old.listen {
                                 tracing::warn!("listen addresses changed in the configuration; restart wshd to apply them");
+                            }
+                            if config.admin_listen != old.admin_listen || config.log_format != old.log_format {
+                                tracing::warn!("admin_listen or the log format changed in the configuration; restart wshd to apply them");
                             }
                             let rewatch = config.handlers_dir != old.handlers_dir
                                 || config.handlers_recursive != old.handlers_recursive

@@ -1,7 +1,8 @@
-//! Listeners and the accept loop.
+//! Listeners, the accept loop, the admin listener, and graceful shutdown.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -12,9 +13,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::http::service::{self, ConnAddrs};
+use crate::metrics::Metrics;
 use crate::plugin::Registry;
 use crate::reload_task::{self, ConfigSource};
 
@@ -24,6 +28,15 @@ pub struct ServerState {
     pub registry: Registry,
     /// The TLS acceptor when TLS is on; SIGHUP swaps in reloaded certificates.
     tls: Option<RwLock<TlsAcceptor>>,
+    /// Metrics, and the open-connection counts behind the limits.
+    pub(crate) metrics: Arc<Metrics>,
+    /// Cancelled when draining starts: sessions close with 1001, HTTP connections finish
+    /// their request and close.
+    pub(crate) shutdown: CancellationToken,
+    /// Every connection task (HTTP connections and WebSocket sessions), for the drain.
+    pub(crate) tasks: TaskTracker,
+    /// Set just before `shutdown` is cancelled; what the hot paths look at.
+    pub(crate) draining: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -39,6 +52,29 @@ impl ServerState {
     /// Whether the listeners speak TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// Whether the server is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Ready for traffic: not draining, and at least one handler routable (the listeners are
+    /// bound before this state exists). `Err` says why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.is_draining() {
+            return Err("draining: shutting down".into());
+        }
+        let table = self.registry.current();
+        if table.routes().is_empty() {
+            return Err(format!("no handlers loaded from {}", table.config.handlers_dir.display()));
+        }
+        Ok(())
+    }
+
+    /// Open WebSocket connections.
+    pub fn open_connections(&self) -> usize {
+        self.metrics.open_connections()
     }
 
     fn acceptor(&self) -> Option<TlsAcceptor> {
@@ -69,9 +105,22 @@ impl ServerState {
 #[derive(Debug)]
 pub struct Server {
     addrs: Vec<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     state: Arc<ServerState>,
     stop: watch::Sender<bool>,
     listeners: JoinSet<()>,
+    admin: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How a graceful shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// WebSocket connections open when the drain started.
+    pub open_at_start: usize,
+    /// Connection tasks still running when the drain window closed (0: all finished).
+    pub left: usize,
+    /// How long the drain took.
+    pub took: Duration,
 }
 
 /// Why the server could not start.
@@ -131,9 +180,24 @@ impl Server {
             None
         };
         let listeners = bind_all(&config.listen).await?;
+        let admin_listener =
+            match config.admin_listen {
+                Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                    StartError(format!("cannot listen on {addr} ([server] admin_listen): {e}"))
+                })?),
+                None => None,
+            };
+        let watching = reload_task::start_watch(&config);
         let mut reloader = crate::plugin::Reloader::new(Arc::new(config));
         let first = reloader.pass();
-        let state = Arc::new(ServerState { registry: Registry::new(first.table), tls });
+        let state = Arc::new(ServerState {
+            registry: Registry::new(first.table),
+            tls,
+            metrics: Arc::new(Metrics::new()),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            draining: Arc::new(AtomicBool::new(false)),
+        });
         let (stop, stopped) = watch::channel(false);
         let mut addrs = Vec::new();
         let mut tasks = JoinSet::new();
@@ -143,13 +207,55 @@ impl Server {
             addrs.push(addr);
             tasks.spawn(accept_loop(listener, Arc::clone(&state), stopped.clone()));
         }
-        tokio::spawn(reload_task::run(Arc::clone(&state), reloader, source, first.unsettled, stopped));
-        Ok(Server { addrs, state, stop, listeners: tasks })
+        tokio::spawn(reload_task::run(
+            Arc::clone(&state),
+            reloader,
+            watching,
+            source,
+            first.unsettled,
+            stopped,
+        ));
+        let mut admin_addr = None;
+        let admin = match admin_listener {
+            Some(listener) => {
+                let addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
+                tracing::info!("serving /healthz, /readyz and /metrics on http://{addr}");
+                admin_addr = Some(addr);
+                Some(tokio::spawn(crate::admin::serve(listener, Arc::clone(&state))))
+            }
+            None => None,
+        };
+        Ok(Server { addrs, admin_addr, state, stop, listeners: tasks, admin })
     }
 
     /// The bound addresses.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The admin listener's address, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Drains and stops: readiness turns false, the listeners close, every WebSocket session
+    /// gets close 1001 "going away" and HTTP connections finish their request; waits until
+    /// every connection is gone or `grace` has passed. The admin listener serves until the
+    /// end.
+    pub async fn shutdown(mut self, grace: Duration) -> Drained {
+        let started = tokio::time::Instant::now();
+        let open_at_start = self.state.open_connections();
+        self.state.metrics.set_draining();
+        self.state.draining.store(true, Ordering::Release);
+        self.state.shutdown.cancel();
+        let _ = self.stop.send(true);
+        while self.listeners.join_next().await.is_some() {}
+        self.state.tasks.close();
+        let _ = tokio::time::timeout(grace, self.state.tasks.wait()).await;
+        if let Some(admin) = self.admin.take() {
+            admin.abort();
+        }
+        Drained { open_at_start, left: self.state.tasks.len(), took: started.elapsed() }
     }
 
     /// Shared state (route table, config).
@@ -164,7 +270,7 @@ impl Server {
     }
 
     /// Serves until the listeners stop (forever, unless stopped).
-    pub async fn wait(mut self) {
+    pub async fn wait(&mut self) {
         while self.listeners.join_next().await.is_some() {}
     }
 }
@@ -177,7 +283,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut stopped
         };
         match accepted {
             Ok((stream, peer)) => {
-                tokio::spawn(serve_connection(stream, peer, Arc::clone(&state)));
+                state.tasks.spawn(serve_connection(stream, peer, Arc::clone(&state)));
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -193,14 +299,14 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<Server
     let Ok(local) = stream.local_addr() else { return };
     let timeout = state.registry.current().config.websocket.handshake_timeout;
     let Some(acceptor) = state.acceptor() else {
-        let addrs = ConnAddrs { peer, local, secure: false };
+        let addrs = ConnAddrs { peer, socket: peer, local, secure: false };
         serve_http(TokioIo::new(stream), addrs, state, timeout).await;
         return;
     };
     // The TLS handshake shares the handshake timeout, so a silent client cannot hold a slot.
     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => {
-            let addrs = ConnAddrs { peer, local, secure: true };
+            let addrs = ConnAddrs { peer, socket: peer, local, secure: true };
             serve_http(TokioIo::new(tls), addrs, state, timeout).await;
         }
         Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),
@@ -213,10 +319,23 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let peer = addrs.peer;
+    let shutdown = state.shutdown.clone();
+    let max_header_bytes = state.registry.current().config.max_header_bytes;
     let svc = service_fn(move |req| service::handle(Arc::clone(&state), addrs, req));
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(timeout).max_buf_size(64 * 1024);
-    if let Err(e) = builder.serve_connection(io, svc).with_upgrades().await {
+    builder.timer(TokioTimer::new()).header_read_timeout(timeout).max_buf_size(max_header_bytes);
+    let conn = builder.serve_connection(io, svc).with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        () = shutdown.cancelled() => {
+            // Finish the request in flight (if any), then close; idle keep-alive connections
+            // close at once.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
         tracing::debug!(%peer, "connection ended: {e}");
     }
 }

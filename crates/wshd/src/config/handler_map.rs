@@ -44,6 +44,7 @@ pub fn parse_handler_map(text: &str, file: &str) -> Result<Vec<RouteConfig>, Str
             config: None,
             max_message_bytes: None,
             deflate: None,
+            limits: Default::default(),
             origin,
         });
     }

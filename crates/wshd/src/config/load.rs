@@ -9,9 +9,38 @@ use std::time::Duration;
 
 use super::schema::FileConfig;
 use super::{
-    AuthSettings, CgiSettings, ClientAuth, Config, Credential, DeflateSettings, RouteConfig, TlsSettings,
-    WsSettings, check_realm, normalize_cgi_path,
+    AuthSettings, CgiSettings, ClientAuth, Config, Credential, DeflateSettings, ProxySettings, RouteConfig,
+    RouteLimits, TlsSettings, WsSettings, check_realm, normalize_cgi_path,
 };
+
+/// The smallest `max_header_bytes` (the HTTP parser's minimum buffer).
+const MIN_HEADER_BYTES: u64 = 8192;
+
+/// `0` means "off" for the timeouts that can be switched off.
+fn secs_or_off(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+/// Parses a `[proxy] trusted` entry: a CIDR block, or a single address (a /32 or /128).
+pub(super) fn parse_trusted(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        if net.addr() != net.network() {
+            return Err(format!(
+                "`{text}` has host bits set; did you mean `{}`? (write the network address, or a \
+                 single address without a prefix length)",
+                net.trunc()
+            ));
+        }
+        return Ok(net);
+    }
+    match text.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        Ok(ip) => Ok(ipnet::IpNet::from(ip)),
+        Err(_) => Err(format!(
+            "`{text}` is not an address or a CIDR block (e.g. \"127.0.0.1\", \"10.0.0.0/8\" or \"::1/128\")"
+        )),
+    }
+}
 
 /// A configuration error, located in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,12 +170,24 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
     if !(1..=9).contains(&d.mem_level) {
         return Err(err(0..0, "websocket.deflate.mem_level", "must be between 1 and 9".into()));
     }
+    if ws.pong_timeout_secs == 0 {
+        return Err(err(0..0, "websocket.pong_timeout_secs", "must be at least 1".into()));
+    }
+    if ws.handshake_timeout_secs == 0 {
+        return Err(err(0..0, "websocket.handshake_timeout_secs", "must be at least 1".into()));
+    }
     let websocket = WsSettings {
         max_message_bytes: to_usize(ws.max_message_bytes, "websocket.max_message_bytes")?,
         max_frame_bytes: to_usize(ws.max_frame_bytes, "websocket.max_frame_bytes")?,
         handshake_timeout: Duration::from_secs(ws.handshake_timeout_secs),
         close_timeout: Duration::from_secs(ws.close_timeout_secs),
         inbound_queue_bytes: to_usize(ws.inbound_queue_bytes, "websocket.inbound_queue_bytes")?,
+        idle_timeout: secs_or_off(ws.idle_timeout_secs),
+        ping_interval: secs_or_off(ws.ping_interval_secs),
+        pong_timeout: Duration::from_secs(ws.pong_timeout_secs),
+        max_send_queue_bytes: to_usize(ws.max_send_queue_bytes, "websocket.max_send_queue_bytes")?,
+        send_timeout: secs_or_off(ws.send_timeout_secs),
+        max_connections: None,
         deflate: DeflateSettings {
             enabled: d.enabled,
             server_max_window_bits: d.server_max_window_bits,
@@ -181,6 +222,24 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
             }
             None => file.to_owned(),
         };
+        if route.pong_timeout_secs == Some(0) {
+            return Err(err(route.path.span(), "route.pong_timeout_secs", "must be at least 1".into()));
+        }
+        let limits = RouteLimits {
+            max_connections: route
+                .max_connections
+                .filter(|&v| v > 0)
+                .map(|v| to_usize(v, "route.max_connections"))
+                .transpose()?,
+            idle_timeout: route.idle_timeout_secs.map(secs_or_off),
+            ping_interval: route.ping_interval_secs.map(secs_or_off),
+            pong_timeout: route.pong_timeout_secs.map(Duration::from_secs),
+            max_send_queue_bytes: route
+                .max_send_queue_bytes
+                .map(|v| to_usize(v, "route.max_send_queue_bytes"))
+                .transpose()?,
+            send_timeout: route.send_timeout_secs.map(secs_or_off),
+        };
         routes.push(RouteConfig {
             path: path.clone(),
             handler,
@@ -190,6 +249,7 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
                 .map(|v| to_usize(v, "route.max_message_bytes"))
                 .transpose()?,
             deflate: route.deflate,
+            limits,
             origin,
         });
     }
@@ -240,6 +300,40 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
         max_input_bytes: to_usize(cgi_raw.max_input_bytes, "cgi.max_input_bytes")?,
     };
 
+    let server = &raw.server;
+    let admin_listen = match &server.admin_listen {
+        None => None,
+        Some(addr) => Some(addr.get_ref().parse::<SocketAddr>().map_err(|_| {
+            err(
+                addr.span(),
+                "server.admin_listen",
+                format!("`{}` is not an address:port (e.g. \"127.0.0.1:9990\")", addr.get_ref()),
+            )
+        })?),
+    };
+    if server.max_header_bytes < MIN_HEADER_BYTES {
+        return Err(err(
+            0..0,
+            "server.max_header_bytes",
+            format!("{} is too small: the least is {MIN_HEADER_BYTES}", server.max_header_bytes),
+        ));
+    }
+    let mut trusted = Vec::new();
+    for entry in &raw.proxy.trusted {
+        trusted.push(parse_trusted(entry.get_ref()).map_err(|m| err(entry.span(), "proxy.trusted", m))?);
+    }
+    let proxy = ProxySettings {
+        trusted,
+        client_ip_header: raw.proxy.client_ip_header,
+        recursive: raw.proxy.recursive,
+    };
+    let max_connections = if server.max_connections == 0 {
+        None
+    } else {
+        Some(to_usize(server.max_connections, "server.max_connections")?)
+    };
+    let max_header_bytes = to_usize(server.max_header_bytes, "server.max_header_bytes")?;
+
     Ok(Config {
         source: None,
         listen,
@@ -259,6 +353,15 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
         tls,
         auth,
         cgi,
+        admin_listen,
+        shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs),
+        max_connections,
+        max_header_bytes,
+        proxy,
+        log_format: raw.log.format,
+        log_file: raw.log.file.map(PathBuf::from),
+        log_max_bytes: raw.log.max_bytes,
+        log_keep: raw.log.keep,
     })
 }
 
@@ -308,6 +411,49 @@ mod tests {
         assert_eq!(e.key, "tls.client_auth", "{e}");
         let e = parse_str("[cgi]\npaths = [\"cgi-bin\"]\n", "c.toml").expect_err("must be refused");
         assert_eq!((e.line, e.key.as_str()), (2, "cgi.paths"), "{e}");
+    }
+
+    #[test]
+    fn operations_keys_resolve() {
+        let text = "[server]\nadmin_listen = \"127.0.0.1:9990\"\nshutdown_grace_secs = 2\nmax_connections = 0\n\
+                    [proxy]\ntrusted = [\"127.0.0.1/32\", \"::1\", \"10.0.0.0/8\"]\nclient_ip_header = \"forwarded\"\n\
+                    [websocket]\nidle_timeout_secs = 5\nping_interval_secs = 0\n[log]\nformat = \"json\"\n\
+                    [[route]]\npath = \"/echo\"\nmax_connections = 3\nping_interval_secs = 2\nidle_timeout_secs = 0\n";
+        let c = parse_str(text, "o.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.admin_listen, Some("127.0.0.1:9990".parse().unwrap_or_else(|e| panic!("{e}"))));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(2));
+        assert_eq!(c.max_connections, None);
+        assert_eq!(c.proxy.trusted.len(), 3);
+        assert!(c.proxy.is_trusted("10.1.2.3".parse().unwrap_or_else(|e| panic!("{e}"))));
+        assert!(c.proxy.is_trusted("::ffff:127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))));
+        assert!(!c.proxy.is_trusted("192.0.2.1".parse().unwrap_or_else(|e| panic!("{e}"))));
+        assert_eq!(c.proxy.client_ip_header, super::super::ClientIpHeader::Forwarded);
+        assert_eq!(c.websocket.idle_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(c.websocket.ping_interval, None);
+        assert_eq!(c.log_format, super::super::LogFormat::Json);
+        let limits = &c.routes[0].limits;
+        assert_eq!(limits.max_connections, Some(3));
+        assert_eq!(limits.ping_interval, Some(Some(Duration::from_secs(2))));
+        assert_eq!(limits.idle_timeout, Some(None));
+    }
+
+    #[test]
+    fn operations_keys_are_checked() {
+        let e = parse_str("[proxy]\ntrusted = [\"10.0.0.1/8\"]\n", "p.toml").expect_err("host bits");
+        assert_eq!((e.line, e.key.as_str()), (2, "proxy.trusted"), "{e}");
+        assert!(e.message.contains("10.0.0.0/8"), "{e}");
+        let e = parse_str("[proxy]\ntrusted = [\"localhost\"]\n", "p.toml").expect_err("not an address");
+        assert_eq!(e.key, "proxy.trusted", "{e}");
+        let e = parse_str("[proxy]\nclient_ip_header = \"x-real-ip\"\n", "p.toml").expect_err("unknown");
+        assert_eq!(e.key, "proxy.client_ip_header", "{e}");
+        let e = parse_str("[server]\nmax_header_bytes = 100\n", "p.toml").expect_err("too small");
+        assert_eq!(e.key, "server.max_header_bytes", "{e}");
+        let e = parse_str("[server]\nadmin_listen = \"9990\"\n", "p.toml").expect_err("no host");
+        assert_eq!((e.line, e.key.as_str()), (2, "server.admin_listen"), "{e}");
+        let e = parse_str("[log]\nformat = \"xml\"\n", "p.toml").expect_err("unknown format");
+        assert_eq!(e.key, "log.format", "{e}");
+        let e = parse_str("[websocket]\npong_timeout_secs = 0\n", "p.toml").expect_err("zero");
+        assert_eq!(e.key, "websocket.pong_timeout_secs", "{e}");
     }
 
     #[test]

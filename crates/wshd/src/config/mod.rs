@@ -7,7 +7,7 @@ mod schema;
 
 pub use handler_map::parse_handler_map;
 pub use load::{ConfigError, load_file, parse_str};
-pub use schema::{ClientAuthMode as ClientAuth, FileConfig};
+pub use schema::{ClientAuthMode as ClientAuth, ClientIpHeader, FileConfig, LogFormat};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -27,6 +27,19 @@ pub struct WsSettings {
     pub close_timeout: Duration,
     /// Bytes queued for a handler that is not reading before reads stop.
     pub inbound_queue_bytes: usize,
+    /// No message either way for this long closes the connection (1001 "idle").
+    pub idle_timeout: Option<Duration>,
+    /// Keepalive ping interval.
+    pub ping_interval: Option<Duration>,
+    /// Silence after a keepalive ping that declares the peer dead.
+    pub pong_timeout: Duration,
+    /// Backlog of outgoing bytes beyond which a peer is closed as a slow reader.
+    pub max_send_queue_bytes: usize,
+    /// Time without write progress, while data waits, after which a peer is closed as a slow
+    /// reader.
+    pub send_timeout: Option<Duration>,
+    /// Open connections allowed on the route (the global limit applies as well).
+    pub max_connections: Option<usize>,
     /// permessage-deflate policy.
     pub deflate: DeflateSettings,
 }
@@ -63,8 +76,74 @@ pub struct RouteConfig {
     pub max_message_bytes: Option<usize>,
     /// Per-route permessage-deflate switch.
     pub deflate: Option<bool>,
+    /// Per-route limits and timeouts (`None`: the `[websocket]` default).
+    pub limits: RouteLimits,
     /// `file:line` of the route, for messages about it.
     pub origin: String,
+}
+
+/// Per-route overrides of the `[websocket]` limits and of the connection limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteLimits {
+    /// Open connections allowed on the route.
+    pub max_connections: Option<usize>,
+    /// Idle timeout (`Some(None)`: switched off for this route).
+    pub idle_timeout: Option<Option<Duration>>,
+    /// Keepalive interval (`Some(None)`: switched off for this route).
+    pub ping_interval: Option<Option<Duration>>,
+    /// Pong timeout.
+    pub pong_timeout: Option<Duration>,
+    /// Send queue limit.
+    pub max_send_queue_bytes: Option<usize>,
+    /// Send timeout (`Some(None)`: switched off for this route).
+    pub send_timeout: Option<Option<Duration>>,
+}
+
+impl RouteLimits {
+    /// Applies these overrides to a route's settings.
+    pub fn apply(&self, settings: &mut WsSettings) {
+        if let Some(max) = self.max_connections {
+            settings.max_connections = Some(max);
+        }
+        if let Some(idle) = self.idle_timeout {
+            settings.idle_timeout = idle;
+        }
+        if let Some(ping) = self.ping_interval {
+            settings.ping_interval = ping;
+        }
+        if let Some(pong) = self.pong_timeout {
+            settings.pong_timeout = pong;
+        }
+        if let Some(queue) = self.max_send_queue_bytes {
+            settings.max_send_queue_bytes = queue;
+        }
+        if let Some(send) = self.send_timeout {
+            settings.send_timeout = send;
+        }
+    }
+}
+
+/// Resolved `[proxy]`: whose forwarding headers are believed, and which ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// Trusted proxy networks.
+    pub trusted: Vec<ipnet::IpNet>,
+    /// The header family honoured from them.
+    pub client_ip_header: ClientIpHeader,
+    /// Skip every trusted hop (right to left) rather than take the rightmost one.
+    pub recursive: bool,
+}
+
+impl ProxySettings {
+    /// Whether `ip` belongs to a trusted proxy (an IPv4-mapped IPv6 address counts as its
+    /// IPv4 address).
+    pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.trusted.iter().any(|net| net.contains(&ip))
+    }
 }
 
 /// The resolved configuration the server runs with.
@@ -106,6 +185,24 @@ pub struct Config {
     pub auth: AuthSettings,
     /// CGI scripts.
     pub cgi: CgiSettings,
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`), if any.
+    pub admin_listen: Option<SocketAddr>,
+    /// The drain window on SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+    /// Open WebSocket connections allowed over all routes.
+    pub max_connections: Option<usize>,
+    /// Largest HTTP request head.
+    pub max_header_bytes: usize,
+    /// Trusted reverse proxies.
+    pub proxy: ProxySettings,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Log file (stderr when `None`), rotated at `log_max_bytes`, `log_keep` old files kept.
+    pub log_file: Option<PathBuf>,
+    /// Rotation size of the log file.
+    pub log_max_bytes: u64,
+    /// Rotated log files kept.
+    pub log_keep: u32,
 }
 
 /// Resolved `[tls]` (plus the TLS flags).

@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub auth: AuthSection,
     /// `[cgi]`: CGI/1.1 scripts under URL path prefixes of the document root.
     pub cgi: CgiSection,
+    /// `[proxy]`: which reverse proxies are trusted to report the client's address.
+    pub proxy: ProxySection,
     /// `[[route]]`: aliases and per-route settings.
     pub route: Vec<RouteSection>,
 }
@@ -42,6 +44,18 @@ pub struct ServerSection {
     /// Like `validation_host`, for the port of an absolute target (default port 80 for
     /// `ws://`, 443 for `wss://`; pywebsocket `-P`). Default: none.
     pub validation_port: Option<u16>,
+    /// Address of the admin listener serving `/healthz`, `/readyz` and `/metrics` (plain
+    /// HTTP, never TLS). Default: none (no admin listener).
+    pub admin_listen: Option<Spanned<String>>,
+    /// On SIGTERM/SIGINT, how long open WebSocket connections get to finish their closing
+    /// handshake (after close 1001) before the process exits anyway. Default 30.
+    pub shutdown_grace_secs: u64,
+    /// Open WebSocket connections allowed at once over all routes; a handshake beyond it is
+    /// answered 503. 0 = no limit. Default 10000.
+    pub max_connections: u64,
+    /// Largest HTTP request head (request line and headers) in bytes; a larger one is
+    /// answered 431. At least 8192. Default 65536.
+    pub max_header_bytes: u64,
 }
 
 impl Default for ServerSection {
@@ -54,6 +68,10 @@ impl Default for ServerSection {
             document_root: None,
             validation_host: None,
             validation_port: None,
+            admin_listen: None,
+            shutdown_grace_secs: 30,
+            max_connections: 10_000,
+            max_header_bytes: 64 << 10,
         }
     }
 }
@@ -112,6 +130,21 @@ pub struct WebSocketSection {
     /// stops reading from the socket (TCP back-pressure). Default 1 MiB (always at least one
     /// message).
     pub inbound_queue_bytes: u64,
+    /// Close a connection (1001 "idle") when no message went either way for this long;
+    /// pings and pongs do not count. 0 = never. Default 0.
+    pub idle_timeout_secs: u64,
+    /// Send a keepalive ping when this long passed since the last one. 0 = no keepalive.
+    /// Default 30 (below nginx's 60 s `proxy_read_timeout`).
+    pub ping_interval_secs: u64,
+    /// A peer that sends nothing (no pong, no frame at all) for this long after a keepalive
+    /// ping is dead: the connection is dropped. Default 20.
+    pub pong_timeout_secs: u64,
+    /// Bytes waiting to be written to a peer that is not reading, beyond which it is closed
+    /// as a slow reader (1008 "send queue full"). Default 1 MiB.
+    pub max_send_queue_bytes: u64,
+    /// A peer that accepts no byte for this long while data waits for it is closed as a slow
+    /// reader (1008 "send timeout"); nginx's `send_timeout`. 0 = never. Default 60.
+    pub send_timeout_secs: u64,
     /// `[websocket.deflate]`: permessage-deflate (RFC 7692).
     pub deflate: DeflateSection,
 }
@@ -160,6 +193,11 @@ impl Default for WebSocketSection {
             handshake_timeout_secs: 10,
             close_timeout_secs: 5,
             inbound_queue_bytes: 1 << 20,
+            idle_timeout_secs: 0,
+            ping_interval_secs: 30,
+            pong_timeout_secs: 20,
+            max_send_queue_bytes: 1 << 20,
+            send_timeout_secs: 60,
             deflate: DeflateSection::default(),
         }
     }
@@ -172,11 +210,67 @@ pub struct LogSection {
     /// `error`, `warn`, `info`, `debug` or `trace` (or a tracing filter such as
     /// `wshd=debug`). `RUST_LOG` overrides it. Default `info`.
     pub level: String,
+    /// `"text"` (human-readable, the default) or `"json"` (one JSON object per line).
+    /// `--log-format` overrides it.
+    pub format: LogFormat,
+    /// Write the log to this file instead of stderr (pywebsocket `--log-file`).
+    pub file: Option<String>,
+    /// Rotate the file when it would grow past this many bytes. Default 262144, like
+    /// pywebsocket's `--log-max`.
+    pub max_bytes: u64,
+    /// Rotated files kept (`wshd.log.1` …). Default 5, like `--log-count`.
+    pub keep: u32,
 }
 
 impl Default for LogSection {
     fn default() -> Self {
-        LogSection { level: "info".into() }
+        LogSection { level: "info".into(), format: LogFormat::Text, file: None, max_bytes: 262_144, keep: 5 }
+    }
+}
+
+/// The log line format of `[log] format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Which forwarding headers `[proxy] client_ip_header` honours from trusted proxies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum ClientIpHeader {
+    /// `X-Forwarded-For`, with `X-Forwarded-Proto` and `X-Forwarded-Host` (the default).
+    #[default]
+    #[serde(rename = "x-forwarded-for")]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded` (`for=`, `proto=`, `host=`).
+    #[serde(rename = "forwarded")]
+    Forwarded,
+    /// None: the client is always the TCP peer.
+    #[serde(rename = "none")]
+    None,
+}
+
+/// `[proxy]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySection {
+    /// Peers (CIDR blocks such as `"10.0.0.0/8"`, or single addresses) whose forwarding
+    /// headers are believed. Default: none (forwarding headers are never believed).
+    pub trusted: Vec<Spanned<String>>,
+    /// `"x-forwarded-for"` (default), `"forwarded"` (RFC 7239) or `"none"`.
+    pub client_ip_header: ClientIpHeader,
+    /// Walk the address list right to left past every trusted hop (nginx
+    /// `real_ip_recursive on`); `false` takes the rightmost entry. Default `true`.
+    pub recursive: bool,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        ProxySection { trusted: Vec::new(), client_ip_header: ClientIpHeader::XForwardedFor, recursive: true }
     }
 }
 
@@ -278,4 +372,17 @@ pub struct RouteSection {
     pub max_message_bytes: Option<u64>,
     /// Overrides `[websocket.deflate] enabled` for this route.
     pub deflate: Option<bool>,
+    /// Open connections allowed on this route at once (503 beyond it); 0 = no route limit.
+    /// Default: only the global `[server] max_connections` applies.
+    pub max_connections: Option<u64>,
+    /// Overrides `[websocket] idle_timeout_secs` for this route.
+    pub idle_timeout_secs: Option<u64>,
+    /// Overrides `[websocket] ping_interval_secs` for this route.
+    pub ping_interval_secs: Option<u64>,
+    /// Overrides `[websocket] pong_timeout_secs` for this route.
+    pub pong_timeout_secs: Option<u64>,
+    /// Overrides `[websocket] max_send_queue_bytes` for this route.
+    pub max_send_queue_bytes: Option<u64>,
+    /// Overrides `[websocket] send_timeout_secs` for this route.
+    pub send_timeout_secs: Option<u64>,
 }

@@ -27,7 +27,14 @@ fn s(v: &str) -> RStr {
 }
 
 impl RequestView {
-    pub(crate) fn new<B>(req: &Request<B>, route: &Route, addrs: ConnAddrs) -> RequestView {
+    /// `forwarded_host`: the host a trusted proxy says the client asked for; it replaces the
+    /// `Host` header the handler sees.
+    pub(crate) fn new<B>(
+        req: &Request<B>,
+        route: &Route,
+        addrs: ConnAddrs,
+        forwarded_host: Option<&str>,
+    ) -> RequestView {
         RequestView {
             method: req.method().as_str().to_owned(),
             uri: req
@@ -40,10 +47,15 @@ impl RequestView {
             headers: req
                 .headers()
                 .iter()
-                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .map(|(n, v)| match forwarded_host {
+                    Some(host) if n == hyper::header::HOST => {
+                        (n.as_str().to_owned(), host.as_bytes().to_vec())
+                    }
+                    _ => (n.as_str().to_owned(), v.as_bytes().to_vec()),
+                })
                 .collect(),
             peer_addr: addrs.peer.to_string(),
-            socket_addr: addrs.peer.to_string(),
+            socket_addr: addrs.socket.to_string(),
             local_addr: addrs.local.to_string(),
             is_secure: addrs.secure,
         }

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -16,7 +16,8 @@ use wshd_sdk::abi::{HANDSHAKE_ABORT, HANDSHAKE_ACCEPT, HANDSHAKE_PANICKED, HANDS
 use super::handshake::{self, ValidHandshake};
 use super::request_view::RequestView;
 use super::response::{plain, with_status};
-use super::{auth, cgi, static_files};
+use super::{auth, cgi, forwarded, static_files};
+use crate::metrics::{ConnSlot, LimitHit, RouteMetrics};
 use crate::plugin::{HandshakeAnswer, Route, conn_for};
 use crate::server::ServerState;
 use crate::ws::session::{ConnShared, Driver, SessionSettings};
@@ -37,9 +38,12 @@ impl std::error::Error for AbortConnection {}
 /// Addresses of the connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnAddrs {
+    /// The client: the TCP peer, or who trusted proxies say the client is.
     pub(crate) peer: SocketAddr,
+    /// The TCP peer (a proxy, when behind one).
+    pub(crate) socket: SocketAddr,
     pub(crate) local: SocketAddr,
-    /// The connection is TLS.
+    /// The client's connection is TLS (to us, or to a trusted proxy that says so).
     pub(crate) secure: bool,
 }
 
@@ -50,6 +54,8 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, AbortConnection> {
     let table = state.registry.current();
+    let origin = forwarded::resolve(&table.config.proxy, addrs.socket, addrs.secure, req.headers());
+    let addrs = ConnAddrs { peer: origin.client, secure: origin.secure, ..addrs };
     if let Some(refusal) =
         auth::check(&table.config, addrs, &req).or_else(|| auth::check_target(&table.config, addrs, &req))
     {
@@ -68,10 +74,18 @@ pub(crate) async fn handle(
                 return Ok(page);
             }
         }
+        let global_max = table.config.max_connections;
         drop(table);
-        return websocket(&state, addrs, route, req);
+        let started = Instant::now();
+        let metrics = state.metrics.route(&route.path);
+        let answer = websocket(&state, addrs, route, req, origin.host, &metrics, global_max);
+        let status =
+            answer.as_ref().map_or_else(|_| "aborted".to_owned(), |resp| resp.status().as_u16().to_string());
+        state.metrics.handshake(Some(&metrics), &status, started.elapsed());
+        return answer;
     }
     if handshake::wants_websocket(&req) {
+        state.metrics.handshake(None, "404", Duration::ZERO);
         tracing::info!(peer = %addrs.peer, path = %req.uri().path(), status = 404, "handshake refused: no handler");
         return Ok(plain(StatusCode::NOT_FOUND, "no WebSocket handler at this path\n"));
     }
@@ -92,11 +106,22 @@ fn is_reserved_header(name: &str) -> bool {
         || name.starts_with("sec-websocket-")
 }
 
+/// Answers 503 when a limit or the drain refuses a handshake.
+fn unavailable(addrs: ConnAddrs, route: &Route, why: &str) -> Response<Full<Bytes>> {
+    tracing::info!(peer = %addrs.peer, path = %route.path, status = 503, "handshake refused: {why}");
+    let mut resp = plain(StatusCode::SERVICE_UNAVAILABLE, &format!("{why}\n"));
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    resp
+}
+
 fn websocket(
     state: &Arc<ServerState>,
     addrs: ConnAddrs,
     route: Arc<Route>,
     mut req: Request<Incoming>,
+    forwarded_host: Option<String>,
+    metrics: &Arc<RouteMetrics>,
+    global_max: Option<usize>,
 ) -> Result<Response<Full<Bytes>>, AbortConnection> {
     let started = Instant::now();
     let valid = match handshake::validate(&req) {
@@ -111,7 +136,20 @@ fn websocket(
         }
     };
 
-    let view = RequestView::new(&req, &route, addrs);
+    if state.is_draining() {
+        return Ok(unavailable(addrs, &route, "shutting down"));
+    }
+    let slot = match state.metrics.open(metrics, global_max, route.settings.max_connections) {
+        Ok(slot) => slot,
+        Err(LimitHit::Global(max)) => {
+            return Ok(unavailable(addrs, &route, &format!("server connection limit reached ({max})")));
+        }
+        Err(LimitHit::Route(max)) => {
+            return Ok(unavailable(addrs, &route, &format!("route connection limit reached ({max})")));
+        }
+    };
+
+    let view = RequestView::new(&req, &route, addrs, forwarded_host.as_deref());
     let mut answer = HandshakeAnswer::default();
     let verdict = view.with_raw(|raw| {
         let mut out = answer.as_out();
@@ -142,6 +180,7 @@ fn websocket(
         }
         HANDSHAKE_PANICKED => {
             let message = answer.message.as_deref().unwrap_or("unknown panic");
+            metrics.panics.inc();
             tracing::error!(path = %route.path, %handler, file = %route.instance.plugin.file.display(), "handler panicked in do_handshake: {message}");
             return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n"));
         }
@@ -186,7 +225,8 @@ fn websocket(
     let on_upgrade = hyper::upgrade::on(&mut req);
     let protocol = answer.protocol.clone();
     let state = Arc::clone(state);
-    tokio::spawn(async move {
+    let metrics = Arc::clone(metrics);
+    state.tasks.clone().spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(e) => {
@@ -194,8 +234,9 @@ fn websocket(
                 return;
             }
         };
-        let stream = transport::accept(upgraded, &route.settings, deflate);
-        run_session(state, route, view, protocol, stream, addrs, started).await;
+        let (stream, wire) = transport::accept(upgraded, &route.settings, deflate);
+        let session = Session { route, view, protocol, addrs, started, metrics, slot };
+        run_session(state, session, stream, wire).await;
     });
     Ok(response)
 }
@@ -234,37 +275,73 @@ fn accept_response(
     Ok(resp)
 }
 
-async fn run_session(
-    state: Arc<ServerState>,
+/// What a session needs besides the socket.
+struct Session {
     route: Arc<Route>,
     view: RequestView,
     protocol: Option<String>,
-    stream: transport::WsStream,
     addrs: ConnAddrs,
     started: Instant,
+    metrics: Arc<RouteMetrics>,
+    /// The connection's place in the limits; given back when the session ends.
+    slot: ConnSlot,
+}
+
+async fn run_session(
+    state: Arc<ServerState>,
+    session: Session,
+    stream: transport::WsStream,
+    wire: Arc<transport::Wire>,
 ) {
+    let Session { route, view, protocol, addrs, started, metrics, slot } = session;
     let settings = &route.settings;
     let session_settings = SessionSettings {
         close_timeout: settings.close_timeout,
         inbound_queue_bytes: settings.inbound_queue_bytes,
+        idle_timeout: settings.idle_timeout,
+        ping_interval: settings.ping_interval,
+        pong_timeout: settings.pong_timeout,
+        max_send_queue_bytes: settings.max_send_queue_bytes,
+        send_timeout: settings.send_timeout,
+        metrics: Some(Arc::clone(&metrics)),
+        wire: Some(wire),
     };
     let shared = ConnShared::new(stream, session_settings, Arc::clone(&route.instance.plugin));
     let instance = Arc::clone(&route.instance);
     let future = view
         .with_raw(|raw| instance.transfer_data(raw, RStr::from_opt(protocol.as_deref()), conn_for(&shared)));
     drop(view);
-    let end = Driver::new(future, shared).await;
+    let end =
+        Driver::new(future, shared).shutdown_on(state.shutdown.clone(), Arc::clone(&state.draining)).await;
+    drop(slot);
     let handler = &instance.plugin.handler_name;
     if end.panicked {
+        metrics.panics.inc();
         tracing::error!(peer = %addrs.peer, path = %route.path, %handler, file = %instance.plugin.file.display(), "handler panicked in transfer_data; connection closed with 1011");
     }
+    let s = &end.summary;
+    state.metrics.close(&route.path, s.close_code, s.initiator);
+    // The access log: one event per WebSocket connection.
     tracing::info!(
-        peer = %addrs.peer,
-        path = %route.path,
+        target: "wshd::access",
+        client = %addrs.peer.ip(),
+        socket = %addrs.socket,
+        route = %route.path,
         %handler,
+        status = 101,
+        subprotocol = protocol.as_deref().unwrap_or(""),
+        duration_ms = started.elapsed().as_millis() as u64,
+        messages_in = s.messages_in,
+        messages_out = s.messages_out,
+        bytes_in = s.bytes_in,
+        bytes_out = s.bytes_out,
+        wire_in = s.wire_in,
+        wire_out = s.wire_out,
+        close_code = s.close_code,
+        close_by = s.initiator,
+        close_reason = s.reason,
         peer_close = end.peer_code,
         aborted = end.aborted,
-        duration_ms = started.elapsed().as_millis() as u64,
         "connection closed"
     );
     // Keep the instance (and so the plugin's code) until the session is fully over.

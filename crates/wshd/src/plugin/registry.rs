@@ -135,6 +135,7 @@ fn route_settings(config: &Config, path: &str) -> WsSettings {
         if let Some(enabled) = route.deflate {
             settings.deflate.enabled = enabled;
         }
+        route.limits.apply(&mut settings);
     }
     settings
 }

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::loader::{self, HandlerInstance};
 use super::registry::{LoadedHandler, Refusal, RouteTable};
@@ -63,9 +63,15 @@ fn stamp(path: &Path) -> Option<FileStamp> {
     Some(FileStamp { len: meta.len(), modified: meta.modified().ok(), inode: meta.ino() })
 }
 
-/// Reads a file whose stamp is the same before and after the read (not mid-write).
-fn read_settled(path: &Path) -> Result<Option<(Vec<u8>, FileStamp)>, String> {
+/// Reads a file that is not being written: its stamp is the same before and after the read,
+/// and it was last modified at least `quiet` ago (a slow writer pauses between writes, so a
+/// stable stamp alone does not prove the copy is complete). `Ok(None)`: look again later.
+fn read_settled(path: &Path, quiet: Duration) -> Result<Option<(Vec<u8>, FileStamp)>, String> {
     let before = stamp(path).ok_or_else(|| "the file vanished".to_owned())?;
+    let recently_written = before.modified.and_then(|m| m.elapsed().ok()).is_some_and(|age| age < quiet);
+    if recently_written {
+        return Ok(None);
+    }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
     let after = stamp(path).ok_or_else(|| "the file vanished".to_owned())?;
     if before != after || bytes.len() as u64 != after.len {
@@ -103,6 +109,8 @@ pub struct Reloader {
     handlers: BTreeMap<String, Tracked>,
     aliases: HashMap<String, AliasInstance>,
     refused: HashMap<PathBuf, (FileStamp, String)>,
+    /// The first pass (start-up) is done.
+    started: bool,
 }
 
 fn hex(hash: u64) -> String {
@@ -112,7 +120,7 @@ fn hex(hash: u64) -> String {
 impl Reloader {
     /// Nothing loaded yet; the first [`pass`](Reloader::pass) loads everything.
     pub fn new(config: Arc<Config>) -> Reloader {
-        Reloader { config, handlers: BTreeMap::new(), aliases: HashMap::new(), refused: HashMap::new() }
+        Reloader { config, handlers: BTreeMap::new(), aliases: HashMap::new(), refused: HashMap::new(), started: false }
     }
 
     /// The configuration in force.
@@ -229,6 +237,7 @@ impl Reloader {
             }
         });
         self.aliases = aliases;
+        self.started = true;
         PassOutcome { table, unsettled }
     }
 
@@ -256,7 +265,10 @@ impl Reloader {
         {
             return Examined::Refused { reason: reason.clone(), keep: old };
         }
-        let (bytes, stamp) = match read_settled(file) {
+        // At start-up, load what is there; afterwards a file must have been quiet for the
+        // debounce period (it may still be being copied).
+        let quiet = if self.started { self.config.handlers_debounce } else { Duration::ZERO };
+        let (bytes, stamp) = match read_settled(file, quiet) {
             Ok(Some(read)) => read,
             Ok(None) => {
                 tracing::debug!(file = %file.display(), "file is being written; looking again after the debounce");

@@ -13,7 +13,7 @@
 //! failure's code. Once the handler returns (or panics) the driver closes with 1000 (or 1011)
 //! and waits for the peer's close, at most `close_timeout`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -25,8 +25,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::{Instant, Sleep};
 
-use super::transport::{self, DataKind, Failure, Incoming, QueueError, ReadProgress, WsStream};
+use super::transport::{self, DataKind, Failure, Incoming, QueueError, ReadProgress, Wire, WsStream};
+use crate::metrics::RouteMetrics;
 use crate::plugin::Plugin;
+
+mod upkeep;
+pub(crate) use upkeep::Summary;
 
 /// What the handler receives.
 #[derive(Debug)]
@@ -66,6 +70,20 @@ pub(crate) struct SessionSettings {
     pub(crate) close_timeout: Duration,
     /// Inbound queue limit in bytes (at least one message is always queued).
     pub(crate) inbound_queue_bytes: usize,
+    /// No message either way for this long: close 1001 "idle".
+    pub(crate) idle_timeout: Option<Duration>,
+    /// Keepalive ping interval.
+    pub(crate) ping_interval: Option<Duration>,
+    /// Silence after a keepalive ping that drops the connection.
+    pub(crate) pong_timeout: Duration,
+    /// Outgoing backlog that closes a slow reader (1008).
+    pub(crate) max_send_queue_bytes: usize,
+    /// Time without write progress that closes a slow reader (1008).
+    pub(crate) send_timeout: Option<Duration>,
+    /// The route's counters.
+    pub(crate) metrics: Option<Arc<RouteMetrics>>,
+    /// The socket's byte counts.
+    pub(crate) wire: Option<Arc<Wire>>,
 }
 
 /// Outgoing bytes queued before a sender has to wait for the socket.
@@ -98,11 +116,26 @@ struct ConnState {
     driver_waker: Option<Waker>,
     notify_pongs: bool,
     aborted: bool,
+    /// Timers' state and accounting (see `upkeep`).
+    upkeep: upkeep::Upkeep,
 }
 
 thread_local! {
     /// The session whose driver is polling the handler on this thread right now.
     static CURRENT: Cell<*const ConnShared> = const { Cell::new(std::ptr::null()) };
+    /// That driver's waker (kept between polls; replaced only when it would not wake the
+    /// same task), so the handler's socket I/O registers the driver's own waker.
+    static DRIVER_WAKER: RefCell<Option<Waker>> = const { RefCell::new(None) };
+}
+
+/// Records the driving task's waker for [`ConnShared::with_task_context`].
+fn remember_driver_waker(waker: &Waker) {
+    DRIVER_WAKER.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    });
 }
 
 impl ConnShared {
@@ -120,6 +153,7 @@ impl ConnShared {
                 driver_waker: None,
                 notify_pongs: false,
                 aborted: false,
+                upkeep: upkeep::Upkeep::new(&settings),
             }),
             settings,
             _plugin: plugin,
@@ -141,18 +175,21 @@ impl ConnShared {
         mut f: impl FnMut(&mut Context<'_>) -> R,
     ) -> R {
         let in_driver = CURRENT.with(|c| std::ptr::eq(c.get(), self));
-        // Clone the waker out first: `f` takes the lock itself.
-        let driver_waker = if in_driver { self.lock().driver_waker.clone() } else { None };
-        match driver_waker {
-            Some(waker) => f(&mut Context::from_waker(&waker)),
-            None => foreign(&mut f),
+        if in_driver {
+            let done =
+                DRIVER_WAKER.with(|w| w.borrow().as_ref().map(|waker| f(&mut Context::from_waker(waker))));
+            if let Some(result) = done {
+                return result;
+            }
         }
+        foreign(&mut f)
     }
 
     /// Next inbound item, or `Pending`.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Inbound> {
         let mut st = self.lock();
         if let Some(item) = st.inbound.pop_front() {
+            st.upkeep.delivered();
             if let Inbound::Text(b) | Inbound::Binary(b) | Inbound::Pong(b) = &item {
                 st.inbound_bytes -= b.len();
             }
@@ -190,8 +227,13 @@ impl ConnShared {
     /// Queues a data frame (copying `data`).
     pub(crate) fn start_send(&self, kind: DataKind, fin: bool, data: &[u8]) -> Result<(), OpError> {
         let mut st = self.lock();
+        if !st.admit_send(&self.settings) {
+            return Err(OpError::Closed);
+        }
         let Some(stream) = st.stream.as_mut() else { return Err(OpError::Closed) };
-        Ok(stream.queue_data(kind, fin, data)?)
+        stream.queue_data(kind, fin, data)?;
+        st.upkeep.frame_out(data.len(), fin);
+        Ok(())
     }
 
     /// Queues a ping.
@@ -285,6 +327,7 @@ impl ConnState {
             return;
         }
         stream.queue_close(code, reason);
+        self.upkeep.close_sent(code);
         if !self.read_done {
             self.close_deadline = Some(Instant::now() + timeout);
         }
@@ -295,18 +338,22 @@ impl ConnState {
     fn pump_reads(&mut self, cx: &mut Context<'_>, deliver: bool, limit: usize) {
         let mut changed = false;
         while !self.read_done && (!deliver || self.has_room(limit)) {
-            let ConnState { stream, inbound, inbound_bytes, close_status, notify_pongs, .. } = self;
+            let ConnState { stream, inbound, inbound_bytes, close_status, notify_pongs, upkeep, .. } = self;
             let Some(stream) = stream.as_mut() else {
                 self.read_done = true;
                 break;
             };
             let notify_pongs = *notify_pongs;
+            let mut arrival = None;
             let mut push = |item: Incoming| {
                 let queued = match item {
                     Incoming::Text(b) if deliver => Inbound::Text(b),
                     Incoming::Binary(b) if deliver => Inbound::Binary(b),
-                    Incoming::Pong(b) if deliver && notify_pongs => Inbound::Pong(b),
+                    Incoming::Pong(b) if deliver && notify_pongs && b != upkeep::KEEPALIVE => {
+                        Inbound::Pong(b)
+                    }
                     Incoming::Close(code, reason) => {
+                        upkeep.peer_closed = true;
                         close_status.get_or_insert((code, reason));
                         return;
                     }
@@ -315,6 +362,10 @@ impl ConnState {
                 if let Inbound::Text(b) | Inbound::Binary(b) | Inbound::Pong(b) = &queued {
                     *inbound_bytes += b.len();
                 }
+                if let Inbound::Text(b) | Inbound::Binary(b) = &queued {
+                    upkeep.message_in(b.len());
+                }
+                upkeep.queued(*arrival.get_or_insert_with(Instant::now));
                 inbound.push_back(queued);
             };
             match stream.poll_read(cx, &mut push) {
@@ -366,6 +417,8 @@ pub(crate) struct SessionEnd {
     pub(crate) aborted: bool,
     /// The close code the client sent (or 1006 when none).
     pub(crate) peer_code: u16,
+    /// Counts and the closing handshake, for the access log and the metrics.
+    pub(crate) summary: Summary,
 }
 
 /// Drives one session to its end; see the module docs.
@@ -375,6 +428,8 @@ pub(crate) struct Driver {
     shared: Arc<ConnShared>,
     close_timer: Option<(Instant, Pin<Box<Sleep>>)>,
     panicked: bool,
+    /// Keepalive, idle and send timers, and the shutdown signal.
+    timers: upkeep::Timers,
 }
 
 /// Marks `shared` as the session being driven on this thread for the duration of `f`.
@@ -392,18 +447,36 @@ fn as_current<R>(shared: &ConnShared, f: impl FnOnce() -> R) -> R {
 
 impl Driver {
     pub(crate) fn new(plugin: async_ffi::FfiFuture<u32>, shared: Arc<ConnShared>) -> Driver {
-        Driver { plugin: Some(plugin), shared, close_timer: None, panicked: false }
+        Driver {
+            plugin: Some(plugin),
+            shared,
+            close_timer: None,
+            panicked: false,
+            timers: upkeep::Timers::new(),
+        }
+    }
+
+    /// Makes the session close with 1001 "going away" when `token` is cancelled (shutdown);
+    /// `draining` is set just before.
+    pub(crate) fn shutdown_on(
+        mut self,
+        token: tokio_util::sync::CancellationToken,
+        draining: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Driver {
+        self.timers.shutdown_on(token, draining);
+        self
     }
 
     fn end(&self) -> SessionEnd {
         let mut st = self.shared.lock();
         let aborted = st.aborted;
         let peer_code = st.close_status.as_ref().map_or(1006, |(c, _)| *c);
+        let summary = st.upkeep.summary(st.close_status.as_ref().map(|(c, _)| *c), aborted);
         // Close TCP now, even if a `Sender` handle outlives the session.
         st.stream = None;
         st.read_done = true;
         st.wake_receiver();
-        SessionEnd { panicked: self.panicked, aborted, peer_code }
+        SessionEnd { panicked: self.panicked, aborted, peer_code, summary }
     }
 
     /// The handler is done: close with 1000, or 1011 after a panic.
@@ -445,9 +518,11 @@ impl Future for Driver {
             if !st.driver_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 st.driver_waker = Some(cx.waker().clone());
             }
+            remember_driver_waker(cx.waker());
             let handler_done = this.plugin.is_none();
             st.pump_reads(cx, !handler_done, limit);
             st.close_on_failure(handler_done, close_timeout);
+            this.timers.check(&mut st, &this.shared.settings, cx);
             // Push out what the codec queued on its own (pongs, close replies).
             let flushed = match st.stream.as_mut() {
                 Some(stream) => match stream.poll_flush(cx) {

@@ -1,8 +1,15 @@
 //! The WebSocket codec seam: the session talks to a [`WsStream`], and only this module and
 //! `codec/` know how frames are made. Swapping the codec means changing this file.
 
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::codec::deflate::{Agreement, DeflateCodec};
 use super::codec::{Limits, WsConn};
@@ -12,15 +19,100 @@ pub(crate) use super::codec::deflate::negotiate as negotiate_deflate;
 pub(crate) use super::codec::{DataKind, Failure, Incoming, QueueError, ReadProgress};
 
 /// A server-side WebSocket over an upgraded HTTP connection.
-pub(crate) type WsStream = WsConn<TokioIo<Upgraded>>;
+pub(crate) type WsStream = WsConn<Metered<TokioIo<Upgraded>>>;
 
-/// Wraps an upgraded connection (the handshake is already answered).
-pub(crate) fn accept(io: Upgraded, settings: &WsSettings, deflate: Option<Agreement>) -> WsStream {
+/// Wraps an upgraded connection (the handshake is already answered); the [`Wire`] counts the
+/// bytes it moves.
+pub(crate) fn accept(
+    io: Upgraded,
+    settings: &WsSettings,
+    deflate: Option<Agreement>,
+) -> (WsStream, Arc<Wire>) {
     let limits = Limits {
         max_message: settings.max_message_bytes,
         max_frame: settings.max_frame_bytes.min(settings.max_message_bytes),
     };
-    WsConn::new(TokioIo::new(io), limits, deflate.map(DeflateCodec::new))
+    let wire = Arc::new(Wire::default());
+    let io = Metered { io: TokioIo::new(io), wire: Arc::clone(&wire) };
+    (WsConn::new(io, limits, deflate.map(DeflateCodec::new)), wire)
+}
+
+/// Bytes a connection's socket moved (frames and all): the access log's wire counts, and
+/// how the session tells that a peer is alive (it sent something) or reading (we wrote
+/// something).
+#[derive(Debug, Default)]
+pub(crate) struct Wire {
+    read: AtomicU64,
+    written: AtomicU64,
+}
+
+impl Wire {
+    /// Bytes read so far.
+    pub(crate) fn read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+
+    /// Bytes written so far.
+    pub(crate) fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+}
+
+/// An I/O object that counts what goes through it into a [`Wire`].
+#[derive(Debug)]
+pub(crate) struct Metered<IO> {
+    io: IO,
+    wire: Arc<Wire>,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Metered<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        let n = buf.filled().len().saturating_sub(before);
+        if n > 0 {
+            self.wire.read.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Metered<IO> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.wire.written.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.wire.written.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// Close codes an endpoint may send (RFC 6455 §7.4): 1000–1003, 1007–1014 and 3000–4999.

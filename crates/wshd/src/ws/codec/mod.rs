@@ -349,6 +349,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
             if let ReadState::Payload { skip, .. } = &mut self.state {
                 *skip = true;
             }
+            if h.opcode == OP_CLOSE {
+                // A broken close is still the peer's close: nothing more will come.
+                self.close_received = true;
+                self.read_done = true;
+            }
             return Err(failure);
         }
         if h.opcode == OP_CLOSE || h.opcode == OP_PING || h.opcode == OP_PONG {
@@ -501,6 +506,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
             }
             OP_PONG => deliver(Incoming::Pong(Bytes::copy_from_slice(&self.control))),
             OP_CLOSE => {
+                // Whatever its content, this is the peer's close: nothing more will be read,
+                // and an invalid one is answered with our failure's close (not an echo).
+                self.close_received = true;
+                self.read_done = true;
                 let (code, reason) = match self.control.len() {
                     0 => (1005, Bytes::new()),
                     1 => return Err(fail(1002, "close frame with a 1-byte body")),
@@ -515,8 +524,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
                         (code, Bytes::copy_from_slice(&self.control[2..]))
                     }
                 };
-                self.close_received = true;
-                self.read_done = true;
                 if !self.close_sent {
                     // The passive close: answer with the peer's code and reason, or the reply
                     // the handler chose.

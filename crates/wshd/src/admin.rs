@@ -1,0 +1,78 @@
+//! The admin listener (`[server] admin_listen`): plain HTTP for health checks and scrapes,
+//! on its own address so it can stay on loopback or a private network while the WebSocket
+//! port faces clients.
+//!
+//! * `GET /healthz`: 200 while the process is alive (liveness).
+//! * `GET /readyz`: 200 when listening with at least one handler loaded; 503 while draining
+//!   or with no handler (readiness: a balancer stops sending new clients).
+//! * `GET /metrics`: Prometheus/OpenMetrics text (see [`crate::metrics`]).
+//!
+//! It keeps serving during a graceful shutdown, so `/readyz` can report the drain.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::http::response::{plain, with_status};
+use crate::server::ServerState;
+
+/// The content type of the OpenMetrics text exposition.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Serves the admin endpoints until the task is aborted.
+pub(crate) async fn serve(listener: TcpListener, state: Arc<ServerState>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!("admin listener: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let answer = answer(&state, &req);
+                async move { Ok::<_, Infallible>(answer) }
+            });
+            let mut builder = http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+            if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                tracing::debug!(%peer, "admin connection ended: {e}");
+            }
+        });
+    }
+}
+
+fn answer<B>(state: &ServerState, req: &Request<B>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
+    }
+    let mut resp = match req.uri().path() {
+        "/healthz" => plain(StatusCode::OK, "ok\n"),
+        "/readyz" => match state.readiness() {
+            Ok(()) => plain(StatusCode::OK, "ready\n"),
+            Err(why) => plain(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {why}\n")),
+        },
+        "/metrics" => {
+            let mut resp = with_status(StatusCode::OK, Bytes::from(state.metrics.encode()));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
+            resp
+        }
+        _ => plain(StatusCode::NOT_FOUND, "not found: try /healthz, /readyz or /metrics\n"),
+    };
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

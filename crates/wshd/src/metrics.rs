@@ -1,0 +1,352 @@
+//! Prometheus metrics (OpenMetrics text on the admin listener's `/metrics`) and the
+//! connection limits, which share the per-route open-connection counts.
+//!
+//! The hot path stays cheap: a connection resolves its route's [`RouteMetrics`] once, at the
+//! handshake, and then only touches atomics (one per message for each of count and bytes);
+//! no label map is consulted per message. See `docs/decisions/0004-metrics.md`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The `route` label value of requests that matched no route.
+pub(crate) const NO_ROUTE: &str = "none";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    route: String,
+    direction: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeLabels {
+    route: String,
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloseLabels {
+    route: String,
+    code: String,
+    initiator: &'static str,
+}
+
+type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
+
+fn handshake_histogram() -> Histogram {
+    Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+}
+
+fn delivery_histogram() -> Histogram {
+    Histogram::new([0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0])
+}
+
+/// Every metric of a server, and the connection counts behind the limits.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    open: Family<RouteLabel, Gauge>,
+    opened: Family<RouteLabel, Counter>,
+    handshakes: Family<HandshakeLabels, Counter>,
+    messages: Family<DirectionLabels, Counter>,
+    bytes: Family<DirectionLabels, Counter>,
+    closes: Family<CloseLabels, Counter>,
+    panics: Family<RouteLabel, Counter>,
+    handshake_seconds: HistogramFamily,
+    delivery_seconds: HistogramFamily,
+    draining: Gauge,
+    routes: Mutex<HashMap<String, Arc<RouteMetrics>>>,
+    /// Open WebSocket connections over all routes.
+    open_total: AtomicUsize,
+}
+
+/// One route's counters, resolved once per connection.
+#[derive(Debug)]
+pub(crate) struct RouteMetrics {
+    /// The route path (the `route` label).
+    pub(crate) route: String,
+    open_count: AtomicUsize,
+    open: Gauge,
+    opened: Counter,
+    pub(crate) messages_in: Counter,
+    pub(crate) messages_out: Counter,
+    pub(crate) bytes_in: Counter,
+    pub(crate) bytes_out: Counter,
+    pub(crate) panics: Counter,
+    pub(crate) handshake_seconds: Histogram,
+    pub(crate) delivery_seconds: Histogram,
+}
+
+/// Which limit refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LimitHit {
+    /// `[server] max_connections`.
+    Global(usize),
+    /// The route's `max_connections`.
+    Route(usize),
+}
+
+/// An open connection's place in the counts; given back on drop.
+#[derive(Debug)]
+pub(crate) struct ConnSlot {
+    route: Arc<RouteMetrics>,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.route.open_count.fetch_sub(1, Ordering::AcqRel);
+        self.route.open.dec();
+        self.metrics.open_total.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Reserves one unit of `counter` if it is below `max`.
+fn try_take(counter: &AtomicUsize, max: Option<usize>) -> bool {
+    let Some(max) = max else {
+        counter.fetch_add(1, Ordering::AcqRel);
+        return true;
+    };
+    counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
+}
+
+/// Plugin counters, read from the reloader at each scrape.
+#[derive(Debug)]
+struct PluginCollector;
+
+impl Collector for PluginCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = crate::plugin::reload::stats();
+        let loads = ConstCounter::new(stats.loads);
+        loads.encode(encoder.encode_descriptor(
+            "wshd_plugin_loads",
+            "Handler plugins loaded (every generation) since start",
+            None,
+            loads.metric_type(),
+        )?)?;
+        let refusals = ConstCounter::new(stats.refusals);
+        refusals.encode(encoder.encode_descriptor(
+            "wshd_plugin_refusals",
+            "Handler plugin files refused since start",
+            None,
+            refusals.metric_type(),
+        )?)?;
+        let live = ConstGauge::new(i64::try_from(stats.live_generations).unwrap_or(i64::MAX));
+        live.encode(encoder.encode_descriptor(
+            "wshd_plugin_live_generations",
+            "Handler libraries mapped now (current generations and old ones still serving connections)",
+            None,
+            live.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+impl Metrics {
+    /// A fresh set of metrics.
+    pub(crate) fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let open = Family::<RouteLabel, Gauge>::default();
+        let opened = Family::<RouteLabel, Counter>::default();
+        let handshakes = Family::<HandshakeLabels, Counter>::default();
+        let messages = Family::<DirectionLabels, Counter>::default();
+        let bytes = Family::<DirectionLabels, Counter>::default();
+        let closes = Family::<CloseLabels, Counter>::default();
+        let panics = Family::<RouteLabel, Counter>::default();
+        let handshake_seconds =
+            HistogramFamily::new_with_constructor(handshake_histogram as fn() -> Histogram);
+        let delivery_seconds = HistogramFamily::new_with_constructor(delivery_histogram as fn() -> Histogram);
+        let draining = Gauge::default();
+        registry.register("wshd_connections_open", "Open WebSocket connections", open.clone());
+        registry.register("wshd_connections", "WebSocket connections accepted", opened.clone());
+        registry.register(
+            "wshd_handshakes",
+            "WebSocket handshake attempts by answer status (aborted: dropped by the handler)",
+            handshakes.clone(),
+        );
+        registry.register(
+            "wshd_messages",
+            "Data messages (text and binary) received and sent",
+            messages.clone(),
+        );
+        registry.register(
+            "wshd_message_bytes",
+            "Payload bytes of data messages received (after decompression) and sent (before compression)",
+            bytes.clone(),
+        );
+        registry.register(
+            "wshd_closes",
+            "Finished connections by close code (1006: no close frame) and by who closed first",
+            closes.clone(),
+        );
+        registry.register("wshd_handler_panics", "Handler panics (handshake and transfer)", panics.clone());
+        registry.register(
+            "wshd_handshake_duration_seconds",
+            "Time from the handshake request to the answer, handler included",
+            handshake_seconds.clone(),
+        );
+        registry.register(
+            "wshd_message_delivery_seconds",
+            "Time from a message's arrival to the handler taking it (queueing and scheduling)",
+            delivery_seconds.clone(),
+        );
+        registry.register("wshd_draining", "1 while shutting down", draining.clone());
+        registry.register_collector(Box::new(PluginCollector));
+        Metrics {
+            registry,
+            open,
+            opened,
+            handshakes,
+            messages,
+            bytes,
+            closes,
+            panics,
+            handshake_seconds,
+            delivery_seconds,
+            draining,
+            routes: Mutex::new(HashMap::new()),
+            open_total: AtomicUsize::new(0),
+        }
+    }
+
+    /// The counters of `route` (made on first use, kept across reloads).
+    pub(crate) fn route(&self, route: &str) -> Arc<RouteMetrics> {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = routes.get(route) {
+            return Arc::clone(found);
+        }
+        let label = RouteLabel { route: route.to_owned() };
+        let direction = |d| DirectionLabels { route: route.to_owned(), direction: d };
+        let made = Arc::new(RouteMetrics {
+            route: route.to_owned(),
+            open_count: AtomicUsize::new(0),
+            open: self.open.get_or_create_owned(&label),
+            opened: self.opened.get_or_create_owned(&label),
+            messages_in: self.messages.get_or_create_owned(&direction("in")),
+            messages_out: self.messages.get_or_create_owned(&direction("out")),
+            bytes_in: self.bytes.get_or_create_owned(&direction("in")),
+            bytes_out: self.bytes.get_or_create_owned(&direction("out")),
+            panics: self.panics.get_or_create_owned(&label),
+            handshake_seconds: self.handshake_seconds.get_or_create_owned(&label),
+            delivery_seconds: self.delivery_seconds.get_or_create_owned(&label),
+        });
+        routes.insert(route.to_owned(), Arc::clone(&made));
+        made
+    }
+
+    /// Takes a connection slot on `route`, unless a limit is reached.
+    pub(crate) fn open(
+        self: &Arc<Self>,
+        route: &Arc<RouteMetrics>,
+        global_max: Option<usize>,
+        route_max: Option<usize>,
+    ) -> Result<ConnSlot, LimitHit> {
+        if !try_take(&self.open_total, global_max) {
+            return Err(LimitHit::Global(global_max.unwrap_or(0)));
+        }
+        if !try_take(&route.open_count, route_max) {
+            self.open_total.fetch_sub(1, Ordering::AcqRel);
+            return Err(LimitHit::Route(route_max.unwrap_or(0)));
+        }
+        route.open.inc();
+        route.opened.inc();
+        Ok(ConnSlot { route: Arc::clone(route), metrics: Arc::clone(self) })
+    }
+
+    /// Open WebSocket connections over all routes.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.open_total.load(Ordering::Acquire)
+    }
+
+    /// Counts a handshake answer (`status` is a code, or `aborted`), and its duration.
+    pub(crate) fn handshake(&self, route: Option<&RouteMetrics>, status: &str, took: Duration) {
+        let name = route.map_or(NO_ROUTE, |r| r.route.as_str());
+        self.handshakes
+            .get_or_create(&HandshakeLabels { route: name.to_owned(), status: status.to_owned() })
+            .inc();
+        if let Some(route) = route {
+            route.handshake_seconds.observe(took.as_secs_f64());
+        }
+    }
+
+    /// Counts a finished connection's close.
+    pub(crate) fn close(&self, route: &str, code: u16, initiator: &'static str) {
+        self.closes
+            .get_or_create(&CloseLabels { route: route.to_owned(), code: code.to_string(), initiator })
+            .inc();
+    }
+
+    /// Marks the server as draining.
+    pub(crate) fn set_draining(&self) {
+        self.draining.set(1);
+    }
+
+    /// The OpenMetrics text exposition.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!("cannot encode the metrics: {e}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_enforced_and_given_back() {
+        let metrics = Arc::new(Metrics::new());
+        let echo = metrics.route("/echo");
+        let other = metrics.route("/other");
+        let a = metrics.open(&echo, Some(3), Some(1)).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(metrics.open(&echo, Some(3), Some(1)).err(), Some(LimitHit::Route(1)));
+        let b = metrics.open(&other, Some(3), None).unwrap_or_else(|e| panic!("{e:?}"));
+        let c = metrics.open(&other, Some(3), None).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(metrics.open(&other, Some(3), None).err(), Some(LimitHit::Global(3)));
+        assert_eq!(metrics.open_connections(), 3);
+        drop((a, b, c));
+        assert_eq!(metrics.open_connections(), 0);
+        assert!(metrics.open(&echo, Some(3), Some(1)).is_ok());
+    }
+
+    #[test]
+    fn exposition_names_routes_and_plugins() {
+        let metrics = Arc::new(Metrics::new());
+        let echo = metrics.route("/echo");
+        let _slot = metrics.open(&echo, None, None);
+        echo.messages_in.inc();
+        metrics.handshake(Some(&echo), "101", Duration::from_millis(2));
+        metrics.handshake(None, "404", Duration::ZERO);
+        metrics.close("/echo", 1000, "client");
+        let text = metrics.encode();
+        for needle in [
+            "wshd_connections_open{route=\"/echo\"} 1",
+            "wshd_connections_total{route=\"/echo\"} 1",
+            "wshd_messages_total{route=\"/echo\",direction=\"in\"} 1",
+            "wshd_handshakes_total{route=\"none\",status=\"404\"} 1",
+            "wshd_closes_total{route=\"/echo\",code=\"1000\",initiator=\"client\"} 1",
+            "wshd_handshake_duration_seconds_count{route=\"/echo\"} 1",
+            "wshd_plugin_loads_total",
+            "wshd_plugin_live_generations",
+            "# EOF",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! Per-connection upkeep, driven by the session's [`Driver`](super::Driver): keepalive pings
+//! and the pong timeout, the idle timeout, the send-queue limit and send timeout (slow
+//! readers), the close 1001 on shutdown, and the accounting behind metrics and the access log.
+//!
+//! Closes the server starts on its own:
+//!
+//! | why | what the peer gets | what the handler and the access log see |
+//! |---|---|---|
+//! | shutdown | close 1001 "going away", then the closing handshake (at most `close_timeout`) | the peer's close (1001 echoed) |
+//! | idle timeout | close 1001 "idle", then the closing handshake | the peer's close |
+//! | send queue over `max_send_queue_bytes` | close 1008 "send queue full", then the closing handshake; TCP is dropped after `close_timeout` if the peer does not read | the peer's close, or 1006 |
+//! | no write progress for `send_timeout` | close 1008 "send timeout", as above | the peer's close, or 1006 |
+//! | no byte from the peer for `pong_timeout` after a keepalive ping | a best-effort close 1011 "pong timeout", and TCP is dropped at once | 1006 |
+//!
+//! Cost: one timer per connection, re-armed only when a deadline moves earlier (activity only
+//! moves deadlines later, so a busy connection does not touch the timer wheel per message);
+//! per message a few counter updates.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Context;
+
+use bytes::Bytes;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use super::{ConnState, SessionSettings};
+use crate::metrics::RouteMetrics;
+use crate::ws::transport::Wire;
+
+/// The payload of wshd's keepalive pings; their pongs are not shown to handlers.
+pub(super) const KEEPALIVE: &[u8] = b"wshd-keepalive";
+
+/// Accounting and timer state, kept with the connection state.
+#[derive(Debug)]
+pub(super) struct Upkeep {
+    metrics: Option<Arc<RouteMetrics>>,
+    wire: Option<Arc<Wire>>,
+    messages_in: u64,
+    messages_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    /// `messages_in + messages_out` when activity was last noticed.
+    activity_seen: u64,
+    last_activity: Instant,
+    last_ping: Instant,
+    ping_outstanding: bool,
+    read_at_ping: u64,
+    /// Bytes written when the last keepalive ping was queued, if data was waiting then.
+    backlog_written_at_ping: Option<u64>,
+    written_seen: u64,
+    /// Since when data has waited without the socket taking any of it.
+    stall_since: Option<Instant>,
+    /// Our close code, and whether we sent it before the peer's close.
+    our_close: Option<(u16, bool)>,
+    /// The peer's close frame arrived.
+    pub(super) peer_closed: bool,
+    /// Why the server closed on its own, if it did.
+    reason: Option<&'static str>,
+    /// Arrival times of the items in the inbound queue, for the delivery-latency histogram.
+    arrivals: VecDeque<Instant>,
+}
+
+/// What a finished session did, for the access log and the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Summary {
+    /// Data messages received.
+    pub(crate) messages_in: u64,
+    /// Data messages sent.
+    pub(crate) messages_out: u64,
+    /// Payload bytes received (after decompression).
+    pub(crate) bytes_in: u64,
+    /// Payload bytes sent (before compression).
+    pub(crate) bytes_out: u64,
+    /// Bytes read from the socket.
+    pub(crate) wire_in: u64,
+    /// Bytes written to the socket.
+    pub(crate) wire_out: u64,
+    /// The close code of the closing handshake (1006 when there was none).
+    pub(crate) close_code: u16,
+    /// Who closed first: `client`, `server` or `none` (the TCP connection just ended).
+    pub(crate) initiator: &'static str,
+    /// Why the server closed on its own (`idle`, `going away`, `pong timeout`, …), or "".
+    pub(crate) reason: &'static str,
+}
+
+impl Upkeep {
+    pub(super) fn new(settings: &SessionSettings) -> Upkeep {
+        let now = Instant::now();
+        Upkeep {
+            metrics: settings.metrics.clone(),
+            wire: settings.wire.clone(),
+            messages_in: 0,
+            messages_out: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            activity_seen: 0,
+            last_activity: now,
+            last_ping: now,
+            ping_outstanding: false,
+            read_at_ping: 0,
+            backlog_written_at_ping: None,
+            written_seen: 0,
+            stall_since: None,
+            our_close: None,
+            peer_closed: false,
+            reason: None,
+            arrivals: VecDeque::new(),
+        }
+    }
+
+    fn read(&self) -> u64 {
+        self.wire.as_ref().map_or(0, |w| w.read())
+    }
+
+    fn written(&self) -> u64 {
+        self.wire.as_ref().map_or(0, |w| w.written())
+    }
+
+    /// A data message arrived (`len` payload bytes).
+    pub(super) fn message_in(&mut self, len: usize) {
+        self.messages_in += 1;
+        self.bytes_in += len as u64;
+        if let Some(m) = &self.metrics {
+            m.messages_in.inc();
+            m.bytes_in.inc_by(len as u64);
+        }
+    }
+
+    /// An item was put in the inbound queue at `at`.
+    pub(super) fn queued(&mut self, at: Instant) {
+        self.arrivals.push_back(at);
+    }
+
+    /// The handler took an item from the inbound queue.
+    pub(super) fn delivered(&mut self) {
+        if let Some(at) = self.arrivals.pop_front()
+            && let Some(m) = &self.metrics
+        {
+            m.delivery_seconds.observe(at.elapsed().as_secs_f64());
+        }
+    }
+
+    /// A data frame of `len` payload bytes was queued; `fin` ends a message.
+    pub(super) fn frame_out(&mut self, len: usize, fin: bool) {
+        self.bytes_out += len as u64;
+        if fin {
+            self.messages_out += 1;
+        }
+        if let Some(m) = &self.metrics {
+            m.bytes_out.inc_by(len as u64);
+            if fin {
+                m.messages_out.inc();
+            }
+        }
+    }
+
+    /// Our close frame was queued.
+    pub(super) fn close_sent(&mut self, code: u16) {
+        let first = !self.peer_closed;
+        self.our_close.get_or_insert((code, first));
+    }
+
+    /// The summary at the end of the session; `peer_code` is the close the handler was told.
+    pub(super) fn summary(&self, peer_code: Option<u16>, aborted: bool) -> Summary {
+        let (close_code, initiator) = match (self.our_close, peer_code) {
+            (Some((code, true)), _) => (code, "server"),
+            (_, Some(code)) if self.peer_closed => (code, "client"),
+            _ if aborted => (1006, "server"),
+            _ => (1006, "none"),
+        };
+        let reason = if aborted && self.reason.is_none() {
+            "aborted by the handler"
+        } else {
+            self.reason.unwrap_or("")
+        };
+        Summary {
+            messages_in: self.messages_in,
+            messages_out: self.messages_out,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            wire_in: self.read(),
+            wire_out: self.written(),
+            close_code,
+            initiator,
+            reason,
+        }
+    }
+}
+
+impl ConnState {
+    /// Starts a close the server decided on (`reason` is also the close reason).
+    pub(super) fn server_close(&mut self, code: u16, reason: &'static str, settings: &SessionSettings) {
+        let Some(stream) = self.stream.as_ref() else { return };
+        if stream.close_sent() {
+            return;
+        }
+        tracing::debug!(code, reason, "closing the connection");
+        self.upkeep.reason.get_or_insert(reason);
+        self.begin_close(code, reason, settings.close_timeout);
+    }
+
+    /// Whether a data frame may be queued now: `false` when the peer is a slow reader, after
+    /// starting its close.
+    pub(super) fn admit_send(&mut self, settings: &SessionSettings) -> bool {
+        let backlog = self.stream.as_ref().map_or(0, |s| s.queued_bytes());
+        if backlog < settings.max_send_queue_bytes {
+            return true;
+        }
+        self.server_close(1008, "send queue full", settings);
+        self.wake_driver();
+        false
+    }
+
+    /// The peer sent nothing after a keepalive ping: best-effort close 1011, then drop TCP.
+    fn drop_dead_peer(&mut self, cx: &mut Context<'_>) {
+        tracing::debug!("no answer to the keepalive ping; dropping the connection");
+        if let Some(stream) = self.stream.as_mut() {
+            stream.queue_close(1011, "pong timeout");
+            let _ = stream.poll_flush(cx);
+        }
+        self.upkeep.reason.get_or_insert("pong timeout");
+        self.upkeep.our_close.get_or_insert((1006, true));
+        self.stream = None;
+        self.read_done = true;
+        self.close_status.get_or_insert((1006, Bytes::new()));
+        self.wake_receiver();
+    }
+}
+
+/// The driver's timer and shutdown signal.
+pub(super) struct Timers {
+    sleep: Option<Pin<Box<Sleep>>>,
+    armed: Option<Instant>,
+    /// Wakes the driver when the shutdown starts. Polled once to register, then only once
+    /// `draining` is set: polling it means taking the token's lock, which every session
+    /// shares, so it is kept off the per-poll path.
+    shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    draining: Option<Arc<AtomicBool>>,
+    registered: bool,
+}
+
+impl std::fmt::Debug for Timers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timers")
+            .field("armed", &self.armed)
+            .field("shutdown", &self.shutdown.is_some())
+            .finish()
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Timers {
+    pub(super) fn new() -> Timers {
+        Timers { sleep: None, armed: None, shutdown: None, draining: None, registered: false }
+    }
+
+    /// Closes the connection with 1001 when `token` is cancelled; `draining` is set before
+    /// it is.
+    pub(super) fn shutdown_on(&mut self, token: CancellationToken, draining: Arc<AtomicBool>) {
+        self.shutdown = Some(Box::pin(token.cancelled_owned()));
+        self.draining = Some(draining);
+        self.registered = false;
+    }
+
+    /// Runs the upkeep: shutdown, send-queue limit, and every deadline that has passed; arms
+    /// the timer for the next one.
+    pub(super) fn check(&mut self, st: &mut ConnState, settings: &SessionSettings, cx: &mut Context<'_>) {
+        let draining = self.draining.as_ref().is_some_and(|d| d.load(Ordering::Acquire));
+        if let Some(shutdown) = self.shutdown.as_mut()
+            && (draining || !self.registered)
+        {
+            self.registered = true;
+            if shutdown.as_mut().poll(cx).is_ready() {
+                self.shutdown = None;
+                st.server_close(1001, "going away", settings);
+            }
+        }
+        let mut now_cache = None;
+        let mut now = || *now_cache.get_or_insert_with(Instant::now);
+        loop {
+            let Some(stream) = st.stream.as_ref() else { return };
+            if stream.close_sent() || st.read_done {
+                return; // the close timeout takes over
+            }
+            let queued = stream.queued_bytes();
+            if queued > settings.max_send_queue_bytes {
+                // Frames the codec queued on its own (pongs) piled up: the peer does not read.
+                st.server_close(1008, "send queue full", settings);
+                return;
+            }
+            let (read, written) = (st.upkeep.read(), st.upkeep.written());
+            let u = &mut st.upkeep;
+            let activity = u.messages_in + u.messages_out;
+            if activity != u.activity_seen {
+                u.activity_seen = activity;
+                u.last_activity = now();
+            }
+            if queued == 0 {
+                u.stall_since = None;
+            } else if u.stall_since.is_none() || written != u.written_seen {
+                u.written_seen = written;
+                u.stall_since = Some(now());
+            }
+            if u.ping_outstanding
+                && (read != u.read_at_ping || u.backlog_written_at_ping.is_some_and(|w| written != w))
+            {
+                u.ping_outstanding = false; // alive
+            }
+
+            let idle = settings.idle_timeout.map(|t| u.last_activity + t);
+            let keepalive = match settings.ping_interval {
+                Some(_) if u.ping_outstanding => Some(u.last_ping + settings.pong_timeout),
+                Some(interval) => Some(u.last_ping + interval),
+                None => None,
+            };
+            let stall = settings.send_timeout.zip(u.stall_since).map(|(t, since)| since + t);
+            let Some(next) = earliest(earliest(idle, keepalive), stall) else { return };
+
+            if self.armed.is_none_or(|at| next < at) {
+                match self.sleep.as_mut() {
+                    Some(sleep) => sleep.as_mut().reset(next),
+                    None => self.sleep = Some(Box::pin(tokio::time::sleep_until(next))),
+                }
+                self.armed = Some(next);
+            }
+            let fired = self.sleep.as_mut().is_some_and(|s| s.as_mut().poll(cx).is_ready());
+            if !fired {
+                return;
+            }
+            self.armed = None;
+            let now = now();
+            if idle.is_some_and(|at| at <= now) {
+                st.server_close(1001, "idle", settings);
+                continue;
+            }
+            if stall.is_some_and(|at| at <= now) {
+                st.server_close(1008, "send timeout", settings);
+                continue;
+            }
+            if keepalive.is_some_and(|at| at <= now) {
+                if st.upkeep.ping_outstanding {
+                    st.drop_dead_peer(cx);
+                    return;
+                }
+                if let Some(stream) = st.stream.as_mut()
+                    && stream.queue_ping(KEEPALIVE).is_ok()
+                {
+                    let u = &mut st.upkeep;
+                    u.last_ping = now;
+                    u.ping_outstanding = true;
+                    u.read_at_ping = read;
+                    u.backlog_written_at_ping = (queued > 0).then_some(written);
+                }
+            }
+            // The timer fired early (a deadline moved later): loop to re-arm it.
+        }
+    }
+}
