@@ -76,3 +76,16 @@ async fn many_connections_are_served_concurrently() {
         assert_eq!(round_trip(client, Message::text(text.clone())).await, Message::text(text));
     }
 }
+
+#[tokio::test]
+async fn one_message_larger_than_the_send_queue_cap_is_not_a_slow_reader() {
+    let server = ServerProcess::start(
+        |dir| drop(dir.install("echo_wsh", "handlers/libecho_wsh.so")),
+        "[websocket]\nmax_send_queue_bytes = 65536\n",
+    );
+    let mut client = connect(&server.ws_url("/echo")).await;
+    let big = vec![42u8; 4 << 20];
+    for _ in 0..3 {
+        assert_eq!(round_trip(&mut client, Message::binary(big.clone())).await, Message::binary(big.clone()));
+    }
+}

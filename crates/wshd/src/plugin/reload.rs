@@ -120,7 +120,13 @@ fn hex(hash: u64) -> String {
 impl Reloader {
     /// Nothing loaded yet; the first [`pass`](Reloader::pass) loads everything.
     pub fn new(config: Arc<Config>) -> Reloader {
-        Reloader { config, handlers: BTreeMap::new(), aliases: HashMap::new(), refused: HashMap::new(), started: false }
+        Reloader {
+            config,
+            handlers: BTreeMap::new(),
+            aliases: HashMap::new(),
+            refused: HashMap::new(),
+            started: false,
+        }
     }
 
     /// The configuration in force.

@@ -220,6 +220,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
         self.out_bytes
     }
 
+    /// Bytes queued behind the frame being written now: what piles up when the peer does not
+    /// read (one large message in flight is not a backlog).
+    pub(crate) fn queued_behind_front(&self) -> usize {
+        self.out.front().map_or(0, |front| self.out_bytes - (front.len() - front.written))
+    }
+
     /// Reads what the socket has and hands every complete item to `deliver`.
     pub(crate) fn poll_read(
         &mut self,

@@ -293,7 +293,7 @@ impl Timers {
                 return; // the close timeout takes over
             }
             let queued = stream.queued_bytes();
-            if queued > settings.max_send_queue_bytes {
+            if stream.queued_behind_front() > settings.max_send_queue_bytes {
                 // Frames the codec queued on its own (pongs) piled up: the peer does not read.
                 st.server_close(1008, "send queue full", settings);
                 return;
