@@ -34,3 +34,33 @@ fn stat_cpu(pid: &str) -> Option<Duration> {
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
 }
+
+/// Per-CPU (busy, total) clock ticks since boot, from `/proc/stat` (`cpuN` lines; busy = all
+/// but idle and iowait).
+pub(crate) fn per_cpu_ticks() -> Option<Vec<(u64, u64)>> {
+    let text = fs::read_to_string("/proc/stat").ok()?;
+    let mut cpus = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("cpu") else { continue };
+        if !rest.starts_with(|c: char| c.is_ascii_digit()) {
+            continue;
+        }
+        let fields: Vec<u64> = rest.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+        let total: u64 = fields.iter().take(8).sum();
+        let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+        cpus.push((total.saturating_sub(idle), total));
+    }
+    Some(cpus)
+}
+
+/// Busy % of each CPU between two [`per_cpu_ticks`] samples.
+pub(crate) fn busy_pct(before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<f64> {
+    before
+        .iter()
+        .zip(after)
+        .map(|(&(b0, t0), &(b1, t1))| {
+            let total = t1.saturating_sub(t0);
+            if total == 0 { 0.0 } else { b1.saturating_sub(b0) as f64 * 100.0 / total as f64 }
+        })
+        .collect()
+}

@@ -1,30 +1,60 @@
-//! `load`: the load generator. A minimal hand-written WebSocket client over tokio's
-//! `TcpStream`, all connections on one `current_thread` runtime (one OS thread), each with one
-//! message in flight: send a masked binary frame, read the whole echo, verify it, repeat.
+//! `load`: the load generator. A hand-written WebSocket client ([`crate::wsclient`]) with all
+//! connections on one `current_thread` runtime (one OS thread). Every echoed byte is verified.
+//!
+//! Modes:
+//! - `rtt`: N connections, one message in flight each: send, read the whole echo, verify,
+//!   repeat. Reports msgs/s and latency percentiles.
+//! - `throughput`: N connections, `--window` messages in flight each (a writer and a reader
+//!   per connection). Reports msgs/s and MB/s (echoed payload bytes received per second).
+//! - `handshakes`: N concurrent clients, each repeating: TCP connect, HTTP upgrade, closing
+//!   handshake (close frame both ways, then the server's FIN). Reports handshakes/s.
+//! - `idle`: opens N connections (with `--deflate`, one message each way on each), prints
+//!   `READY opened=N` and holds them until its standard input closes (or `--hold-seconds`).
+//!
+//! `--raw-tcp` talks to a plain TCP echo instead (the floor): the payload is written as is and
+//! the same number of bytes read back.
 //!
 //! Bounds: connecting, the handshake and the closing handshake each have `--timeout`; the
-//! measurement loop of a connection is bounded by the end of the window plus `--timeout`, so
-//! a read that stalls fails the run at most that long after the window.
+//! measurement loop of a connection is bounded by the end of the window plus `--timeout`.
 //!
 //! It prints one machine-readable line to stdout (`RESULT key=value ...`, read by `run`) and
 //! a human-readable summary to stderr.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::io::Read as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
+use crate::wsclient::{self, ClientOptions, OP_BINARY, Target, WsClient};
 use crate::{BoxError, cpu};
 
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Mode {
+    /// One message in flight per connection: msgs/s and latency.
+    Rtt,
+    /// `--window` messages in flight per connection: MB/s.
+    Throughput,
+    /// Full opening and closing handshakes per second.
+    Handshakes,
+    /// Open connections and hold them (for the server's RSS).
+    Idle,
+}
+
 /// Options of `load`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct LoadArgs {
-    /// WebSocket URL (ws:// only).
+    /// WebSocket URL (ws:// only; with --raw-tcp only host:port is used).
     #[arg(long, default_value = "ws://127.0.0.1:9998/echo")]
     pub(crate) url: String,
-    /// Concurrent connections, each with one message in flight.
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "rtt")]
+    pub(crate) mode: Mode,
+    /// Concurrent connections (clients, for `handshakes`).
     #[arg(long, default_value_t = 1)]
     pub(crate) connections: usize,
     /// Length of the measurement window, in seconds.
@@ -33,38 +63,79 @@ pub(crate) struct LoadArgs {
     /// Payload bytes per message.
     #[arg(long, default_value_t = 16)]
     pub(crate) size: usize,
+    /// Messages in flight per connection (`throughput`).
+    #[arg(long, default_value_t = 16)]
+    pub(crate) window: usize,
     /// Timeout of each connect, handshake and close, and the grace after the window for a
-    /// round trip in progress, in seconds.
+    /// message in flight, in seconds.
     #[arg(long, default_value_t = 5.0)]
     pub(crate) timeout: f64,
     /// Also report the CPU use of this process (the server) over the window.
     #[arg(long)]
     pub(crate) server_pid: Option<u32>,
+    /// Offer permessage-deflate, and require the server to accept it.
+    #[arg(long)]
+    pub(crate) deflate: bool,
+    /// Compression level of the client's compressor (0–9).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) deflate_level: u32,
+    /// Talk to a plain TCP echo (no WebSocket).
+    #[arg(long)]
+    pub(crate) raw_tcp: bool,
+    /// Source addresses to connect from, round robin (e.g. 127.0.0.2,127.0.0.3); default: the
+    /// kernel's choice.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) sources: Vec<IpAddr>,
+    /// `idle`: connections being opened at once.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) open_concurrency: usize,
+    /// `idle`: the longest the connections are held after `READY`, in seconds.
+    #[arg(long, default_value_t = 300.0)]
+    pub(crate) hold_seconds: f64,
 }
 
 /// What one `load` run measured.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LoadReport {
-    /// Round trips completed inside the window.
-    pub(crate) round_trips: u64,
-    /// Round trips per second.
+    /// Messages (round trips) or handshakes completed inside the window.
+    pub(crate) count: u64,
+    /// `count` per second.
     pub(crate) rate: f64,
-    /// Median round-trip latency, microseconds.
+    /// Echoed payload bytes received per second, in MB/s (10^6 bytes).
+    pub(crate) mb_per_s: f64,
+    /// Latency percentiles, microseconds (round trip, or full handshake cycle).
     pub(crate) p50_us: f64,
-    /// 99th percentile round-trip latency, microseconds.
     pub(crate) p99_us: f64,
+    pub(crate) p999_us: f64,
     /// CPU time of the load generator over the window, % of wall time (100 = one core busy).
     pub(crate) cpu_pct: f64,
     /// CPU time of `--server-pid` over the window, % of wall time; negative when unknown.
     pub(crate) server_cpu_pct: f64,
+    /// `idle`: connections open.
+    pub(crate) opened: u64,
+    /// Busy % of every CPU of the machine over the window (whoever used it: also processes
+    /// outside this benchmark).
+    pub(crate) machine_busy_pct: Vec<f64>,
+    /// permessage-deflate was negotiated (on every connection).
+    pub(crate) deflate: bool,
 }
 
 impl LoadReport {
     /// The `RESULT` line.
     fn to_line(&self) -> String {
         format!(
-            "RESULT round_trips={} rate={:.1} p50_us={:.2} p99_us={:.2} cpu_pct={:.1} server_cpu_pct={:.1}",
-            self.round_trips, self.rate, self.p50_us, self.p99_us, self.cpu_pct, self.server_cpu_pct
+            "RESULT count={} rate={:.1} mb_per_s={:.3} p50_us={:.2} p99_us={:.2} p999_us={:.2} cpu_pct={:.1} server_cpu_pct={:.1} opened={} deflate={} machine_busy_pct={}",
+            self.count,
+            self.rate,
+            self.mb_per_s,
+            self.p50_us,
+            self.p99_us,
+            self.p999_us,
+            self.cpu_pct,
+            self.server_cpu_pct,
+            self.opened,
+            u8::from(self.deflate),
+            self.machine_busy_pct.iter().map(|p| format!("{p:.1}")).collect::<Vec<_>>().join(",")
         )
     }
 
@@ -75,12 +146,19 @@ impl LoadReport {
         for pair in line.split_whitespace() {
             let (key, value) = pair.split_once('=')?;
             match key {
-                "round_trips" => report.round_trips = value.parse().ok()?,
+                "count" => report.count = value.parse().ok()?,
                 "rate" => report.rate = value.parse().ok()?,
+                "mb_per_s" => report.mb_per_s = value.parse().ok()?,
                 "p50_us" => report.p50_us = value.parse().ok()?,
                 "p99_us" => report.p99_us = value.parse().ok()?,
+                "p999_us" => report.p999_us = value.parse().ok()?,
                 "cpu_pct" => report.cpu_pct = value.parse().ok()?,
                 "server_cpu_pct" => report.server_cpu_pct = value.parse().ok()?,
+                "opened" => report.opened = value.parse().ok()?,
+                "deflate" => report.deflate = value == "1",
+                "machine_busy_pct" => {
+                    report.machine_busy_pct = value.split(',').filter_map(|v| v.parse().ok()).collect();
+                }
                 _ => {}
             }
         }
@@ -90,121 +168,214 @@ impl LoadReport {
 
 /// Runs the load generator and prints its report.
 pub(crate) fn run(args: &LoadArgs) -> Result<(), BoxError> {
-    if args.connections == 0 {
-        return Err("--connections must be at least 1".into());
+    if args.connections == 0 || args.window == 0 || args.open_concurrency == 0 {
+        return Err("--connections, --window and --open-concurrency must be at least 1".into());
     }
     if !(args.seconds > 0.0 && args.timeout > 0.0) {
         return Err("--seconds and --timeout must be positive".into());
     }
+    if args.raw_tcp && (args.deflate || matches!(args.mode, Mode::Handshakes | Mode::Idle)) {
+        return Err("--raw-tcp supports the rtt and throughput modes without --deflate".into());
+    }
     let target = Target::parse(&args.url)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let report = runtime.block_on(measure(args, &target))?;
+    let report = runtime.block_on(async {
+        match args.mode {
+            Mode::Rtt => rtt(args, &target).await,
+            Mode::Throughput => throughput(args, &target).await,
+            Mode::Handshakes => handshakes(args, &target).await,
+            Mode::Idle => idle(args, &target).await,
+        }
+    })?;
     eprintln!(
-        "load: {} conns, {} B: {:.0} msgs/s, p50 {:.1} µs, p99 {:.1} µs, loadgen CPU {:.0}%",
-        args.connections, args.size, report.rate, report.p50_us, report.p99_us, report.cpu_pct
+        "load: {:?}, {} conns, {} B{}: {:.0}/s, {:.1} MB/s, p50 {:.1} µs, p99 {:.1} µs, p999 {:.1} µs, loadgen CPU {:.0}%",
+        args.mode,
+        args.connections,
+        args.size,
+        if report.deflate { ", deflate" } else { "" },
+        report.rate,
+        report.mb_per_s,
+        report.p50_us,
+        report.p99_us,
+        report.p999_us,
+        report.cpu_pct
     );
     println!("{}", report.to_line());
     Ok(())
 }
 
-/// Where to connect.
-struct Target {
-    addr: SocketAddr,
-    /// `host[:port]` for the Host header.
-    authority: String,
-    path: String,
+/// The payloads of one connection: message `seq` is a window of a per-connection text
+/// corpus (so compression sees text-like data that varies from message to message) with the
+/// sequence number in its first 8 bytes.
+#[derive(Debug)]
+pub(crate) struct Payloads {
+    corpus: Vec<u8>,
+    size: usize,
 }
 
-impl Target {
-    fn parse(url: &str) -> Result<Target, BoxError> {
-        let rest =
-            url.strip_prefix("ws://").ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
-        };
-        let addr = with_port
-            .to_socket_addrs()
-            .map_err(|e| format!("{url}: cannot resolve {with_port}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{url}: no address for {with_port}"))?;
-        Ok(Target { addr, authority: authority.to_owned(), path: path.to_owned() })
+/// Offsets into the corpus cycle through this many positions.
+const CORPUS_SPAN: usize = 1 << 16;
+
+impl Payloads {
+    pub(crate) fn new(id: usize, size: usize) -> Payloads {
+        const WORDS: [&str; 32] = [
+            "the",
+            "socket",
+            "frame",
+            "message",
+            "handler",
+            "server",
+            "client",
+            "echo",
+            "data",
+            "time",
+            "value",
+            "\"id\":",
+            "\"name\":",
+            "{",
+            "}",
+            "[",
+            "]",
+            "null",
+            "true",
+            "false",
+            "connection",
+            "deflate",
+            "window",
+            "buffer",
+            "reload",
+            "plugin",
+            "generation",
+            "of",
+            "and",
+            "to",
+            "42",
+            "1000",
+        ];
+        let mut rng = 0x2545_F491_4F6C_DD1D_u64 ^ (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut corpus = Vec::with_capacity(size + CORPUS_SPAN + 16);
+        while corpus.len() < size + CORPUS_SPAN {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            corpus.extend_from_slice(WORDS[(rng % 32) as usize].as_bytes());
+            corpus.push(if rng & 0x300 == 0 { b'\n' } else { b' ' });
+        }
+        Payloads { corpus, size }
+    }
+
+    fn offset(seq: u64) -> usize {
+        (seq.wrapping_mul(4099) % CORPUS_SPAN as u64) as usize
+    }
+
+    /// Writes message `seq` into `out`.
+    pub(crate) fn fill(&self, seq: u64, out: &mut Vec<u8>) {
+        let off = Self::offset(seq);
+        out.clear();
+        out.extend_from_slice(&self.corpus[off..off + self.size]);
+        let n = self.size.min(8);
+        out[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
+    }
+
+    /// Whether `got` is message `seq`.
+    pub(crate) fn check(&self, seq: u64, got: &[u8]) -> bool {
+        let off = Self::offset(seq);
+        let n = self.size.min(8);
+        got.len() == self.size
+            && got[..n] == seq.to_le_bytes()[..n]
+            && got[n..] == self.corpus[off + n..off + self.size]
     }
 }
 
-/// The RFC 6455 sample key, and the accept value a correct server answers it with (so the
-/// handshake is verified without a SHA-1 here).
-const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const WS_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+/// The messages of the throughput workload, built (and masked) once and sent over and over
+/// (message `seq` is entry `seq % PREBUILT`), so the load generator spends its time on the
+/// sockets rather than on filling and masking 64 KiB per message. Each entry has its own
+/// masking key; `PREBUILT` is larger than any window, so a lost, repeated or reordered echo
+/// is still caught.
+struct Prebuilt {
+    frames: Vec<Vec<u8>>,
+    payloads: Vec<Vec<u8>>,
+}
 
-async fn measure(args: &LoadArgs, target: &Target) -> Result<LoadReport, BoxError> {
-    let limit = Duration::from_secs_f64(args.timeout);
-    let mut conns = Vec::with_capacity(args.connections);
-    for id in 0..args.connections {
-        let conn = Conn::open(target, id, args.size, limit)
-            .await
-            .map_err(|e| format!("connection {id} to {}: {e}", target.addr))?;
-        conns.push(conn);
+const PREBUILT: usize = 64;
+
+impl Prebuilt {
+    fn new(size: usize, raw_tcp: bool) -> Prebuilt {
+        let source = Payloads::new(0, size);
+        let mut frames = Vec::with_capacity(PREBUILT);
+        let mut payloads = Vec::with_capacity(PREBUILT);
+        for seq in 0..PREBUILT as u64 {
+            let mut payload = Vec::new();
+            source.fill(seq, &mut payload);
+            let mask = (seq as u32).wrapping_add(1).wrapping_mul(0x9E37_79B9).to_ne_bytes();
+            frames.push(if raw_tcp {
+                payload.clone()
+            } else {
+                wsclient::encode_frame(OP_BINARY, &payload, mask)
+            });
+            payloads.push(payload);
+        }
+        Prebuilt { frames, payloads }
     }
 
-    let server_pid = args.server_pid.map(|p| p.to_string());
-    let cpu0 = cpu::process_cpu("self");
-    let server0 = server_pid.as_deref().and_then(cpu::process_cpu);
-    let start = Instant::now();
-    let stop = start + Duration::from_secs_f64(args.seconds);
-    let tasks: Vec<_> = conns
-        .into_iter()
-        .map(|mut conn| {
-            tokio::spawn(async move {
-                let loop_result = tokio::time::timeout_at((stop + limit).into(), conn.echo_until(stop)).await;
-                let result = match loop_result {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(format!("connection {}: {e}", conn.id)),
-                    Err(_) => {
-                        Err(format!("connection {}: no echo within {limit:?} after the window", conn.id))
-                    }
-                };
-                if result.is_ok() {
-                    // The window is over: a failed close is not a failed measurement.
-                    if let Err(e) =
-                        timeout(limit, conn.close()).await.unwrap_or(Err("close timed out".into()))
-                    {
-                        eprintln!("load: connection {}: close: {e}", conn.id);
-                    }
-                }
-                result.map(|()| (conn.round_trips, conn.latencies_ns))
-            })
-        })
-        .collect();
-    tokio::time::sleep_until(stop.into()).await;
-    let wall = start.elapsed();
-    let cpu1 = cpu::process_cpu("self");
-    let server1 = server_pid.as_deref().and_then(cpu::process_cpu);
-
-    let mut round_trips = 0;
-    let mut latencies = Vec::new();
-    for task in tasks {
-        let (n, lat) = task.await??;
-        round_trips += n;
-        latencies.extend_from_slice(&lat);
+    fn frame(&self, seq: u64) -> &[u8] {
+        &self.frames[(seq % PREBUILT as u64) as usize]
     }
-    let pct = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
-        (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64() * 100.0 / wall.as_secs_f64(),
-        _ => -1.0,
-    };
-    Ok(LoadReport {
-        round_trips,
-        rate: round_trips as f64 / args.seconds,
-        p50_us: percentile_us(&mut latencies, 0.50),
-        p99_us: percentile_us(&mut latencies, 0.99),
-        cpu_pct: pct(cpu0, cpu1),
-        server_cpu_pct: pct(server0, server1),
-    })
+
+    fn check(&self, seq: u64, got: &[u8]) -> bool {
+        self.payloads[(seq % PREBUILT as u64) as usize] == got
+    }
+}
+
+/// One connection of the load generator: WebSocket or plain TCP.
+enum Link {
+    Ws(WsClient),
+    Tcp(wsclient::Reader<tokio::net::tcp::OwnedReadHalf>, wsclient::Writer<tokio::net::tcp::OwnedWriteHalf>),
+}
+
+fn client_options(args: &LoadArgs, id: usize) -> ClientOptions {
+    ClientOptions { offer_deflate: args.deflate, deflate_level: args.deflate_level, seed: id as u64 }
+}
+
+fn source_for(args: &LoadArgs, id: usize) -> Option<IpAddr> {
+    (!args.sources.is_empty()).then(|| args.sources[id % args.sources.len()])
+}
+
+/// Opens connection `id` (and checks the deflate negotiation).
+async fn open_link(args: &LoadArgs, target: &Target, id: usize, limit: Duration) -> Result<Link, BoxError> {
+    let source = source_for(args, id);
+    if args.raw_tcp {
+        let stream =
+            timeout(limit, wsclient::connect(target, source)).await.map_err(|_| "connect timed out")??;
+        let (r, w) = stream.into_split();
+        return Ok(Link::Tcp(wsclient::Reader::raw(r), wsclient::Writer::raw(w)));
+    }
+    let client = WsClient::open(target, source, client_options(args, id), limit).await?;
+    if args.deflate && client.deflate.is_none() {
+        return Err("the server did not accept permessage-deflate".into());
+    }
+    Ok(Link::Ws(client))
+}
+
+/// Opens `n` connections, `concurrency` at a time, in id order.
+async fn open_links(
+    args: &LoadArgs,
+    target: &Target,
+    n: usize,
+    limit: Duration,
+) -> Result<Vec<Link>, BoxError> {
+    let mut links: Vec<Option<Link>> = (0..n).map(|_| None).collect();
+    let mut id = 0;
+    while id < n {
+        let batch: Vec<usize> = (id..n.min(id + args.open_concurrency)).collect();
+        let opened =
+            futures_util::future::join_all(batch.iter().map(|&i| open_link(args, target, i, limit))).await;
+        for (i, link) in batch.into_iter().zip(opened) {
+            links[i] = Some(link.map_err(|e| format!("connection {i} to {}: {e}", target.addr))?);
+        }
+        id += args.open_concurrency;
+    }
+    Ok(links.into_iter().flatten().collect())
 }
 
 /// The `q` quantile (nearest rank) of latencies in nanoseconds, in microseconds.
@@ -217,210 +388,483 @@ fn percentile_us(latencies_ns: &mut [u32], q: f64) -> f64 {
     f64::from(*value) / 1000.0
 }
 
-/// One client connection.
-struct Conn {
-    id: usize,
-    stream: TcpStream,
-    /// Received bytes not yet consumed are `rbuf[rstart..rend]`.
-    rbuf: Vec<u8>,
-    rstart: usize,
-    rend: usize,
-    /// The frame being sent (reused).
-    wbuf: Vec<u8>,
-    /// The payload of the message in flight.
-    payload: Vec<u8>,
-    /// xorshift state for masking keys.
-    rng: u64,
-    round_trips: u64,
-    latencies_ns: Vec<u32>,
+/// CPU meters over the window.
+struct Meter {
+    server_pid: Option<String>,
+    ticks0: Option<Vec<(u64, u64)>>,
+    cpu0: Option<Duration>,
+    server0: Option<Duration>,
+    start: Instant,
 }
 
-impl Conn {
-    /// Connects and performs the opening handshake.
-    async fn open(target: &Target, id: usize, size: usize, limit: Duration) -> Result<Conn, BoxError> {
-        let stream =
-            timeout(limit, TcpStream::connect(target.addr)).await.map_err(|_| "connect timed out")??;
-        stream.set_nodelay(true)?;
-        let mut conn = Conn {
-            id,
-            stream,
-            rbuf: vec![0; (size + 14).max(64 << 10)],
-            rstart: 0,
-            rend: 0,
-            wbuf: Vec::with_capacity(size + 14),
-            // Distinct per connection; the first 8 bytes carry the sequence number.
-            payload: (0..size).map(|i| (i as u8).wrapping_mul(7).wrapping_add(id as u8)).collect(),
-            rng: 0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
-            round_trips: 0,
-            latencies_ns: Vec::with_capacity(1 << 16),
-        };
-        timeout(limit, conn.handshake(target)).await.map_err(|_| "handshake timed out")??;
-        Ok(conn)
+impl Meter {
+    fn start(args: &LoadArgs) -> Meter {
+        let server_pid = args.server_pid.map(|p| p.to_string());
+        Meter {
+            ticks0: cpu::per_cpu_ticks(),
+            cpu0: cpu::process_cpu("self"),
+            server0: server_pid.as_deref().and_then(cpu::process_cpu),
+            server_pid,
+            start: Instant::now(),
+        }
     }
 
-    async fn handshake(&mut self, target: &Target) -> Result<(), BoxError> {
-        let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            target.path, target.authority
-        );
-        self.stream.write_all(request.as_bytes()).await?;
-        let head_end = loop {
-            if let Some(i) = self.rbuf[..self.rend].windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            if self.rend == self.rbuf.len() {
-                return Err("handshake response too long".into());
-            }
-            let n = self.stream.read(&mut self.rbuf[self.rend..]).await?;
-            if n == 0 {
-                return Err("connection closed during the handshake".into());
-            }
-            self.rend += n;
+    /// (loadgen CPU %, server CPU %, busy % per CPU) since the start.
+    fn stop(&self) -> (f64, f64, Vec<f64>) {
+        let wall = self.start.elapsed().as_secs_f64();
+        let cpu1 = cpu::process_cpu("self");
+        let server1 = self.server_pid.as_deref().and_then(cpu::process_cpu);
+        let pct = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+            (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64() * 100.0 / wall,
+            _ => -1.0,
         };
-        let head = String::from_utf8_lossy(&self.rbuf[..head_end]).into_owned();
-        let status = head.lines().next().unwrap_or_default();
-        if status.split_whitespace().nth(1) != Some("101") {
-            return Err(format!("{} answered {status:?}, not 101", target.path).into());
+        let busy = match (&self.ticks0, cpu::per_cpu_ticks()) {
+            (Some(a), Some(b)) => cpu::busy_pct(a, &b),
+            _ => Vec::new(),
+        };
+        (pct(self.cpu0, cpu1), pct(self.server0, server1), busy)
+    }
+}
+
+/// Closes a link after the window; a failed close is reported but is not a failed run.
+async fn close_link(link: Link, id: usize, limit: Duration) {
+    match link {
+        Link::Ws(client) => {
+            if let Err(e) = client.close(limit).await {
+                eprintln!("load: connection {id}: close: {e}");
+            }
         }
-        let accepted = head.lines().any(|line| {
-            line.split_once(':').is_some_and(|(name, value)| {
-                name.trim().eq_ignore_ascii_case("sec-websocket-accept") && value.trim() == WS_ACCEPT
+        Link::Tcp(..) => {}
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// rtt
+
+async fn rtt(args: &LoadArgs, target: &Target) -> Result<LoadReport, BoxError> {
+    let limit = Duration::from_secs_f64(args.timeout);
+    let links = open_links(args, target, args.connections, limit).await?;
+    let deflate = links.iter().all(|l| matches!(l, Link::Ws(c) if c.deflate.is_some()));
+
+    let meter = Meter::start(args);
+    let stop = meter.start + Duration::from_secs_f64(args.seconds);
+    let size = args.size;
+    let tasks: Vec<_> = links
+        .into_iter()
+        .enumerate()
+        .map(|(id, mut link)| {
+            tokio::spawn(async move {
+                let payloads = Payloads::new(id, size);
+                let mut latencies: Vec<u32> = Vec::with_capacity(1 << 16);
+                let looped = tokio::time::timeout_at(
+                    (stop + limit).into(),
+                    rtt_loop(&mut link, &payloads, stop, &mut latencies),
+                )
+                .await;
+                let result = match looped {
+                    Ok(Ok(())) => Ok(latencies),
+                    Ok(Err(e)) => Err(format!("connection {id}: {e}")),
+                    Err(_) => Err(format!("connection {id}: no echo within {limit:?} after the window")),
+                };
+                if result.is_ok() {
+                    close_link(link, id, limit).await;
+                }
+                result
             })
-        });
-        if !accepted {
-            return Err("wrong or missing Sec-WebSocket-Accept".into());
-        }
-        // Anything after the head would be frames (none is expected before we send).
-        self.rstart = head_end;
-        Ok(())
-    }
+        })
+        .collect();
+    tokio::time::sleep_until(stop.into()).await;
+    let (cpu_pct, server_cpu_pct, machine_busy_pct) = meter.stop();
 
-    /// Round trips until `stop`, counting those that complete before it.
-    async fn echo_until(&mut self, stop: Instant) -> Result<(), BoxError> {
-        let mut seq: u64 = 0;
-        loop {
-            let n = self.payload.len().min(8);
-            self.payload[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
-            let t0 = Instant::now();
-            self.send_frame(0x2, true).await?;
-            self.recv_echo().await?;
-            let t1 = Instant::now();
-            if t1 >= stop {
-                return Ok(());
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend_from_slice(&task.await??);
+    }
+    let count = latencies.len() as u64;
+    Ok(LoadReport {
+        count,
+        rate: count as f64 / args.seconds,
+        mb_per_s: count as f64 * size as f64 / args.seconds / 1e6,
+        p50_us: percentile_us(&mut latencies, 0.50),
+        p99_us: percentile_us(&mut latencies, 0.99),
+        p999_us: percentile_us(&mut latencies, 0.999),
+        cpu_pct,
+        server_cpu_pct,
+        opened: args.connections as u64,
+        deflate,
+        machine_busy_pct,
+    })
+}
+
+/// Round trips until `stop`, recording those that complete before it.
+async fn rtt_loop(
+    link: &mut Link,
+    payloads: &Payloads,
+    stop: Instant,
+    latencies: &mut Vec<u32>,
+) -> Result<(), BoxError> {
+    let mut payload = Vec::new();
+    let mut seq: u64 = 0;
+    loop {
+        payloads.fill(seq, &mut payload);
+        let t0 = Instant::now();
+        match link {
+            Link::Ws(client) => {
+                client.writer.send(OP_BINARY, &payload).await?;
+                let (opcode, got) = client.reader.recv().await?;
+                if opcode != OP_BINARY {
+                    return Err(format!("expected a binary message, got opcode {opcode:#x}").into());
+                }
+                if got != payload {
+                    return Err(format!("the echo of message {seq} differs from the message sent").into());
+                }
+                client.reader.clear_readiness_if_drained();
             }
-            let ns = u32::try_from(t1.duration_since(t0).as_nanos()).unwrap_or(u32::MAX);
-            self.latencies_ns.push(ns);
-            self.round_trips += 1;
-            seq = seq.wrapping_add(1);
+            Link::Tcp(reader, writer) => {
+                writer.send_raw(&payload).await?;
+                if reader.recv_exact(payload.len()).await? != payload {
+                    return Err(format!("the echo of message {seq} differs from the bytes sent").into());
+                }
+                reader.clear_readiness_if_drained();
+            }
+        }
+        let t1 = Instant::now();
+        if t1 >= stop {
+            return Ok(());
+        }
+        latencies.push(u32::try_from(t1.duration_since(t0).as_nanos()).unwrap_or(u32::MAX));
+        seq = seq.wrapping_add(1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// throughput
+
+async fn throughput(args: &LoadArgs, target: &Target) -> Result<LoadReport, BoxError> {
+    let limit = Duration::from_secs_f64(args.timeout);
+    let links = open_links(args, target, args.connections, limit).await?;
+    let deflate = links.iter().all(|l| matches!(l, Link::Ws(c) if c.deflate.is_some()));
+
+    let meter = Meter::start(args);
+    let stop = meter.start + Duration::from_secs_f64(args.seconds);
+    let (size, window) = (args.size, args.window);
+    // With deflate every message is compressed afresh (the context carries over).
+    let prebuilt = (!args.deflate).then(|| Arc::new(Prebuilt::new(size, args.raw_tcp)));
+    let tasks: Vec<_> = links
+        .into_iter()
+        .enumerate()
+        .map(|(id, link)| {
+            let prebuilt = prebuilt.clone();
+            tokio::spawn(async move {
+                let looped = tokio::time::timeout_at(
+                    (stop + limit).into(),
+                    window_loop(link, id, size, window, stop, prebuilt),
+                )
+                .await;
+                match looped {
+                    Ok(Ok((counted, link))) => {
+                        close_link(link, id, limit).await;
+                        Ok(counted)
+                    }
+                    Ok(Err(e)) => Err(format!("connection {id}: {e}")),
+                    Err(_) => Err(format!("connection {id}: echoes missing {limit:?} after the window")),
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep_until(stop.into()).await;
+    let (cpu_pct, server_cpu_pct, machine_busy_pct) = meter.stop();
+    let mut count = 0;
+    for task in tasks {
+        count += task.await??;
+    }
+    Ok(LoadReport {
+        count,
+        rate: count as f64 / args.seconds,
+        mb_per_s: count as f64 * size as f64 / args.seconds / 1e6,
+        p50_us: f64::NAN,
+        p99_us: f64::NAN,
+        p999_us: f64::NAN,
+        cpu_pct,
+        server_cpu_pct,
+        opened: args.connections as u64,
+        deflate,
+        machine_busy_pct,
+    })
+}
+
+/// Keeps `window` messages in flight until `stop`, then drains. Returns the echoes received
+/// before `stop` (every echo, also the later ones, is verified).
+async fn window_loop(
+    link: Link,
+    id: usize,
+    size: usize,
+    window: usize,
+    stop: Instant,
+    prebuilt: Option<Arc<Prebuilt>>,
+) -> Result<(u64, Link), BoxError> {
+    let payloads = Payloads::new(id, size);
+    let prebuilt = prebuilt.as_deref();
+    let credit = Semaphore::new(window);
+    // Incremented before each send and after the time check, with no await in between, so a
+    // reader that sees the window over and `received == sent` has seen every send.
+    let sent = AtomicU64::new(0);
+    match link {
+        Link::Ws(client) => {
+            let WsClient { mut reader, mut writer, deflate } = client;
+            let write = async {
+                let mut payload = Vec::with_capacity(size);
+                loop {
+                    credit.acquire().await.map_err(|_| "semaphore closed")?.forget();
+                    if Instant::now() >= stop {
+                        return Ok::<(), BoxError>(());
+                    }
+                    let seq = sent.fetch_add(1, Ordering::Relaxed);
+                    match prebuilt {
+                        Some(p) => writer.send_raw(p.frame(seq)).await?,
+                        None => {
+                            payloads.fill(seq, &mut payload);
+                            writer.send(OP_BINARY, &payload).await?;
+                        }
+                    }
+                }
+            };
+            let read = async {
+                let mut received: u64 = 0;
+                let mut counted: u64 = 0;
+                loop {
+                    let now = Instant::now();
+                    if now >= stop && received == sent.load(Ordering::Relaxed) {
+                        return Ok::<u64, BoxError>(counted);
+                    }
+                    let message = tokio::select! {
+                        biased;
+                        m = reader.recv() => m?,
+                        () = tokio::time::sleep_until(stop.into()), if now < stop => continue,
+                    };
+                    let (opcode, got) = message;
+                    let right = match prebuilt {
+                        Some(p) => p.check(received, got),
+                        None => payloads.check(received, got),
+                    };
+                    if opcode != OP_BINARY || !right {
+                        return Err(format!(
+                            "the echo of message {received} is wrong (opcode {opcode:#x}, {} bytes)",
+                            got.len()
+                        )
+                        .into());
+                    }
+                    if Instant::now() < stop {
+                        counted += 1;
+                    }
+                    received += 1;
+                    credit.add_permits(1);
+                }
+            };
+            let (written, counted) = tokio::join!(write, read);
+            written?;
+            let counted = counted?;
+            Ok((counted, Link::Ws(WsClient { reader, writer, deflate })))
+        }
+        Link::Tcp(mut r, mut w) => {
+            let write = async {
+                let mut payload = Vec::with_capacity(size);
+                loop {
+                    credit.acquire().await.map_err(|_| "semaphore closed")?.forget();
+                    if Instant::now() >= stop {
+                        return Ok::<(), BoxError>(());
+                    }
+                    let seq = sent.fetch_add(1, Ordering::Relaxed);
+                    match prebuilt {
+                        Some(p) => w.send_raw(p.frame(seq)).await?,
+                        None => {
+                            payloads.fill(seq, &mut payload);
+                            w.send_raw(&payload).await?;
+                        }
+                    }
+                }
+            };
+            let read = async {
+                let mut received: u64 = 0;
+                let mut counted: u64 = 0;
+                loop {
+                    let now = Instant::now();
+                    if now >= stop && received == sent.load(Ordering::Relaxed) {
+                        return Ok::<u64, BoxError>(counted);
+                    }
+                    let got = tokio::select! {
+                        biased;
+                        m = r.recv_exact(size) => m?,
+                        () = tokio::time::sleep_until(stop.into()), if now < stop => continue,
+                    };
+                    let right = match prebuilt {
+                        Some(p) => p.check(received, got),
+                        None => payloads.check(received, got),
+                    };
+                    if !right {
+                        return Err(format!("the echo of message {received} is wrong").into());
+                    }
+                    if Instant::now() < stop {
+                        counted += 1;
+                    }
+                    received += 1;
+                    credit.add_permits(1);
+                }
+            };
+            let (written, counted) = tokio::join!(write, read);
+            written?;
+            let counted = counted?;
+            Ok((counted, Link::Tcp(r, w)))
         }
     }
+}
 
-    /// Sends a masked frame whose payload is `self.payload` (data) or a close frame.
-    async fn send_frame(&mut self, opcode: u8, data: bool) -> Result<(), BoxError> {
-        const CLOSE_NORMAL: [u8; 2] = 1000u16.to_be_bytes();
-        let payload: &[u8] = if data { &self.payload } else { &CLOSE_NORMAL };
-        let len = payload.len();
-        let wbuf = &mut self.wbuf;
-        wbuf.clear();
-        wbuf.push(0x80 | opcode);
-        if len < 126 {
-            wbuf.push(0x80 | len as u8);
-        } else if let Ok(len16) = u16::try_from(len) {
-            wbuf.push(0x80 | 126);
-            wbuf.extend_from_slice(&len16.to_be_bytes());
-        } else {
-            wbuf.push(0x80 | 127);
-            wbuf.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        // xorshift64: masking keys need not be secret for a benchmark, only vary.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let mask = (self.rng as u32).to_ne_bytes();
-        wbuf.extend_from_slice(&mask);
-        wbuf.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
-        self.stream.write_all(wbuf).await?;
-        Ok(())
+// ---------------------------------------------------------------------------------------
+// handshakes
+
+async fn handshakes(args: &LoadArgs, target: &Target) -> Result<LoadReport, BoxError> {
+    let limit = Duration::from_secs_f64(args.timeout);
+    // One warm-up cycle, so a failing server fails fast with its own message.
+    handshake_cycle(args, target, 0, limit).await?;
+    let meter = Meter::start(args);
+    let stop = meter.start + Duration::from_secs_f64(args.seconds);
+    let args = Arc::new(args.clone());
+    let target = Arc::new(target.clone());
+    let next_id = Arc::new(AtomicUsize::new(1));
+    let tasks: Vec<_> = (0..args.connections)
+        .map(|_| {
+            let (args, target, next_id) = (Arc::clone(&args), Arc::clone(&target), Arc::clone(&next_id));
+            tokio::spawn(async move {
+                let mut latencies: Vec<u32> = Vec::new();
+                loop {
+                    let id = next_id.fetch_add(1, Ordering::Relaxed);
+                    let t0 = Instant::now();
+                    handshake_cycle(&args, &target, id, limit)
+                        .await
+                        .map_err(|e| format!("client {id}: {e}"))?;
+                    let t1 = Instant::now();
+                    if t1 >= stop {
+                        return Ok::<_, String>(latencies);
+                    }
+                    latencies.push(u32::try_from(t1.duration_since(t0).as_nanos()).unwrap_or(u32::MAX));
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep_until(stop.into()).await;
+    let (cpu_pct, server_cpu_pct, machine_busy_pct) = meter.stop();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend_from_slice(&task.await??);
     }
+    let count = latencies.len() as u64;
+    Ok(LoadReport {
+        count,
+        rate: count as f64 / args.seconds,
+        mb_per_s: 0.0,
+        p50_us: percentile_us(&mut latencies, 0.50),
+        p99_us: percentile_us(&mut latencies, 0.99),
+        p999_us: percentile_us(&mut latencies, 0.999),
+        cpu_pct,
+        server_cpu_pct,
+        opened: count,
+        deflate: false,
+        machine_busy_pct,
+    })
+}
 
-    /// Makes `rbuf[rstart..rstart + n]` hold at least `n` received bytes.
-    async fn fill(&mut self, n: usize) -> Result<(), BoxError> {
-        while self.rend - self.rstart < n {
-            if self.rbuf.len() - self.rstart < n {
-                // Not enough room after rstart: move the unread bytes to the front, and grow.
-                self.rbuf.copy_within(self.rstart..self.rend, 0);
-                self.rend -= self.rstart;
-                self.rstart = 0;
-                if self.rbuf.len() < n {
-                    self.rbuf.resize(n, 0);
+/// TCP connect, upgrade, closing handshake, the server's FIN.
+async fn handshake_cycle(
+    args: &LoadArgs,
+    target: &Target,
+    id: usize,
+    limit: Duration,
+) -> Result<(), BoxError> {
+    let client = WsClient::open(target, source_for(args, id), client_options(args, id), limit).await?;
+    client.close(limit).await
+}
+
+// ---------------------------------------------------------------------------------------
+// idle
+
+async fn idle(args: &LoadArgs, target: &Target) -> Result<LoadReport, BoxError> {
+    let limit = Duration::from_secs_f64(args.timeout);
+    let started = Instant::now();
+    let mut links: Vec<Link> = Vec::with_capacity(args.connections);
+    let mut failure: Option<String> = None;
+    let mut id = 0;
+    let mut last_progress = Instant::now();
+    // Open in batches; stop at the first failure and report how many are open.
+    'open: while id < args.connections {
+        let batch: Vec<usize> = (id..args.connections.min(id + args.open_concurrency)).collect();
+        id += batch.len();
+        let opened = futures_util::future::join_all(batch.iter().map(|&i| async move {
+            let mut link = open_link(args, target, i, limit).await?;
+            if args.deflate
+                && let Link::Ws(client) = &mut link
+            {
+                // One message each way, so the server's compressor and decompressor exist.
+                let payloads = Payloads::new(i, args.size);
+                let mut payload = Vec::new();
+                payloads.fill(0, &mut payload);
+                timeout(limit, client.writer.send(OP_BINARY, &payload))
+                    .await
+                    .map_err(|_| "send timed out")??;
+                let (_, got) =
+                    timeout(limit, client.reader.recv()).await.map_err(|_| "no echo (timed out)")??;
+                if got != payload {
+                    return Err::<Link, BoxError>("wrong echo".into());
                 }
             }
-            let read = self.stream.read(&mut self.rbuf[self.rend..]).await?;
-            if read == 0 {
-                return Err("connection closed by the server".into());
-            }
-            self.rend += read;
-        }
-        Ok(())
-    }
-
-    /// Reads one frame: (FIN + opcode byte, payload range in `rbuf`), consuming it.
-    async fn recv_frame(&mut self) -> Result<(u8, std::ops::Range<usize>), BoxError> {
-        self.fill(2).await?;
-        let b0 = self.rbuf[self.rstart];
-        let b1 = self.rbuf[self.rstart + 1];
-        if b1 & 0x80 != 0 {
-            return Err("the server sent a masked frame".into());
-        }
-        let (header, len) = match b1 & 0x7F {
-            126 => {
-                self.fill(4).await?;
-                let s = self.rstart;
-                (4, usize::from(u16::from_be_bytes([self.rbuf[s + 2], self.rbuf[s + 3]])))
-            }
-            127 => {
-                self.fill(10).await?;
-                let s = self.rstart;
-                let mut be = [0u8; 8];
-                be.copy_from_slice(&self.rbuf[s + 2..s + 10]);
-                (10, usize::try_from(u64::from_be_bytes(be)).map_err(|_| "frame too long")?)
-            }
-            short => (2, usize::from(short)),
-        };
-        self.fill(header + len).await?;
-        let start = self.rstart + header;
-        self.rstart = start + len;
-        if self.rstart == self.rend {
-            // Everything consumed. The range stays valid: the bytes are not overwritten
-            // before the next read.
-            self.rstart = 0;
-            self.rend = 0;
-        }
-        Ok((b0, start..start + len))
-    }
-
-    /// Reads the echo of the message in flight and checks it.
-    async fn recv_echo(&mut self) -> Result<(), BoxError> {
-        let (b0, range) = self.recv_frame().await?;
-        if b0 != 0x82 {
-            return Err(format!("expected an unfragmented binary frame, got first byte {b0:#04x}").into());
-        }
-        if self.rbuf[range] != self.payload[..] {
-            return Err("the echo differs from the message sent".into());
-        }
-        Ok(())
-    }
-
-    /// Sends a close frame and waits for the server's (bounded by the caller).
-    async fn close(&mut self) -> Result<(), BoxError> {
-        self.send_frame(0x8, false).await?;
-        loop {
-            let (b0, _) = self.recv_frame().await?;
-            if b0 & 0x0F == 0x8 {
-                self.stream.shutdown().await?;
-                return Ok(());
+            Ok(link)
+        }))
+        .await;
+        for (i, link) in batch.into_iter().zip(opened) {
+            match link {
+                Ok(link) => links.push(link),
+                Err(e) => {
+                    failure = Some(format!("connection {i}: {e}"));
+                    break 'open;
+                }
             }
         }
+        if last_progress.elapsed() >= Duration::from_secs(2) {
+            eprintln!("load: idle: {} connections open", links.len());
+            last_progress = Instant::now();
+        }
     }
+    let deflate = !links.is_empty() && links.iter().all(|l| matches!(l, Link::Ws(c) if c.deflate.is_some()));
+    let opened = links.len() as u64;
+    match &failure {
+        Some(e) => println!("READY opened={opened} error={}", e.replace(char::is_whitespace, "_")),
+        None => println!("READY opened={opened}"),
+    }
+    eprintln!(
+        "load: idle: {opened} connections open after {:.1} s{}",
+        started.elapsed().as_secs_f64(),
+        failure.as_deref().map(|e| format!(" (stopped: {e})")).unwrap_or_default()
+    );
+    // Hold until stdin closes (the orchestrator is done measuring) or the hold time is over.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+        let _ = done_tx.send(());
+    });
+    let _ = tokio::time::timeout(Duration::from_secs_f64(args.hold_seconds), done_rx).await;
+    drop(links);
+    Ok(LoadReport {
+        count: opened,
+        rate: 0.0,
+        mb_per_s: 0.0,
+        p50_us: f64::NAN,
+        p99_us: f64::NAN,
+        p999_us: f64::NAN,
+        cpu_pct: -1.0,
+        server_cpu_pct: -1.0,
+        opened,
+        deflate,
+        machine_busy_pct: Vec::new(),
+    })
 }

@@ -1,24 +1,33 @@
-//! `wshd-bench` — the echo benchmark of wshd (a benchmark, not a test).
+//! `wshd-bench` — the benchmarks of wshd (benchmarks, not tests).
 //!
-//! It compares wshd serving the `echo_wsh` plugin with a raw tokio-tungstenite echo server
-//! that uses the same codec settings but has no plugin boundary and no host around it, so the
-//! ratio between the two measures what wshd adds.
+//! `run` compares wshd serving the `echo_wsh` plugin with reference echo servers started in
+//! the same run — a default tokio-tungstenite echo, a fastwebsockets echo and a plain TCP echo
+//! (the floor) — all driven by the same hand-written load generator. `reload-soak` and
+//! `reload-latency` measure hot reload under load. See `docs/performance.md`.
 //!
 //! ```text
-//! cargo build --release -p wshd -p echo_wsh -p wshd-bench
-//! target/release/wshd-bench run --seconds 5
+//! cargo build --release -p wshd -p echo_wsh -p wshd-bench -p fixture_version_one -p fixture_version_two
+//! target/release/wshd-bench run
+//! target/release/wshd-bench reload-soak
+//! target/release/wshd-bench reload-latency
 //! ```
 //!
 //! Subcommands:
-//! - `run`: the orchestrator — starts both servers, runs the load generator against each
+//! - `run`: the orchestrator — starts the servers, runs the load generator against each
 //!   (alternating, 3 repetitions, medians), prints a table and writes `target/bench/echo.json`.
-//! - `raw-echo`: the raw tokio-tungstenite echo server.
+//! - `reload-soak`, `reload-latency`: hot-reload benchmarks against `wshd`.
+//! - `raw-echo`, `fws-echo`, `tcp-echo`: the reference servers.
 //! - `load`: the load generator (a hand-written single-threaded WebSocket client).
 
 mod cpu;
+mod fws_echo;
 mod load;
+mod procinfo;
 mod raw_echo;
+mod reload;
 mod run;
+mod tcp_echo;
+mod wsclient;
 
 use std::process::ExitCode;
 
@@ -27,7 +36,7 @@ use clap::{Parser, Subcommand};
 /// The error type of every fallible function here.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// wshd echo benchmark: wshd + echo_wsh versus raw tokio-tungstenite.
+/// wshd benchmarks: echo against reference servers, and hot reload under load.
 #[derive(Debug, Parser)]
 #[command(name = "wshd-bench", version, about, long_about = None)]
 struct Cli {
@@ -39,11 +48,19 @@ struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the whole benchmark: both servers, the load generator, the table and the JSON.
+    /// Run the echo comparison: every server, every workload, the table and the JSON.
     Run(run::RunArgs),
-    /// A raw tokio-tungstenite echo server (no plugin boundary).
+    /// Replace the plugin file 1,000 times under load: lost messages, drops, RSS growth.
+    ReloadSoak(reload::SoakArgs),
+    /// File write → first connection served by the new code, over 100 reloads.
+    ReloadLatency(reload::LatencyArgs),
+    /// A tokio-tungstenite 0.30 echo server.
     RawEcho(raw_echo::RawEchoArgs),
-    /// The load generator: N connections, one message in flight each, for S seconds.
+    /// A fastwebsockets 0.10 echo server.
+    FwsEcho(fws_echo::FwsEchoArgs),
+    /// A plain TCP echo server (the floor).
+    TcpEcho(tcp_echo::TcpEchoArgs),
+    /// The load generator.
     Load(load::LoadArgs),
 }
 
@@ -51,7 +68,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
+        Command::ReloadSoak(args) => reload::soak(&args),
+        Command::ReloadLatency(args) => reload::latency(&args),
         Command::RawEcho(args) => raw_echo::run(&args),
+        Command::FwsEcho(args) => fws_echo::run(&args),
+        Command::TcpEcho(args) => tcp_echo::run(&args),
         Command::Load(args) => load::run(&args),
     };
     match result {

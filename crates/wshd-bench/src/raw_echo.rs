@@ -1,4 +1,6 @@
-//! `raw-echo`: tokio-tungstenite 0.30 echoing every message, with no plugin boundary.
+//! `raw-echo`: tokio-tungstenite 0.30 echoing every message. With `--tungstenite-default` it
+//! uses `WebSocketConfig::default()` (the reference of `run`); without it, an 8 KiB read
+//! buffer and no write buffer (the `tokio-tungstenite-8k` server of `run`).
 
 use std::net::SocketAddr;
 
@@ -25,8 +27,8 @@ pub(crate) struct RawEchoArgs {
     pub(crate) tungstenite_default: bool,
 }
 
-/// The codec settings wshd's `ws/transport.rs` uses with its default configuration, so the
-/// comparison measures the plugin boundary and the host rather than codec settings.
+/// tokio-tungstenite tuned for small messages: an 8 KiB read buffer (instead of a zero-filled
+/// 128 KiB one), no write buffering, wshd's default message size limits.
 pub(crate) fn wshd_config() -> WebSocketConfig {
     let max_message_bytes = WSHD_MAX_MESSAGE_BYTES;
     WebSocketConfig::default()

@@ -167,9 +167,6 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
     if d.level > 9 {
         return Err(err(0..0, "websocket.deflate.level", "must be between 0 and 9".into()));
     }
-    if !(1..=9).contains(&d.mem_level) {
-        return Err(err(0..0, "websocket.deflate.mem_level", "must be between 1 and 9".into()));
-    }
     if ws.pong_timeout_secs == 0 {
         return Err(err(0..0, "websocket.pong_timeout_secs", "must be at least 1".into()));
     }
@@ -194,7 +191,6 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
             server_no_context_takeover: d.server_no_context_takeover,
             client_no_context_takeover: d.client_no_context_takeover,
             level: d.level,
-            mem_level: d.mem_level,
             min_message_bytes: to_usize(d.min_message_bytes, "websocket.deflate.min_message_bytes")?,
         },
     };

@@ -57,8 +57,6 @@ pub struct DeflateSettings {
     pub client_no_context_takeover: bool,
     /// Compression level (0–9).
     pub level: u32,
-    /// zlib memory level (1–9).
-    pub mem_level: u8,
     /// Messages shorter than this are sent uncompressed.
     pub min_message_bytes: usize,
 }
@@ -396,7 +394,6 @@ impl Default for DeflateSettings {
             server_no_context_takeover: false,
             client_no_context_takeover: false,
             level: 6,
-            mem_level: 8,
             min_message_bytes: 0,
         }
     }

@@ -158,15 +158,13 @@ pub struct DeflateSection {
     /// Largest LZ77 window the server compresses with, 9–15 (memory: `2^(bits+2)` bytes).
     /// Default 15.
     pub server_max_window_bits: u8,
-    /// Reset the compressor after every message (less ratio, and the option to free memory).
-    /// Default `false`.
+    /// Reset the compressor after every message (less ratio and speed; saves no memory, the
+    /// compressor is kept). Default `false`.
     pub server_no_context_takeover: bool,
     /// Ask clients not to keep compression context between messages. Default `false`.
     pub client_no_context_takeover: bool,
     /// Compression level 0–9. Default 6.
     pub level: u32,
-    /// zlib memory level 1–9 (hash table: `2^(level+9)` bytes). Default 8.
-    pub mem_level: u8,
     /// Messages shorter than this many bytes are sent uncompressed. Default 0.
     pub min_message_bytes: u64,
 }
@@ -179,7 +177,6 @@ impl Default for DeflateSection {
             server_no_context_takeover: false,
             client_no_context_takeover: false,
             level: 6,
-            mem_level: 8,
             min_message_bytes: 0,
         }
     }

@@ -1,8 +1,8 @@
 //! permessage-deflate (RFC 7692): negotiating the offer, and compressing/decompressing
 //! messages.
 //!
-//! Memory: a compressor costs about `2^(window+2) + 2^(mem_level+9)` bytes plus ~6 KiB (256 KiB
-//! for window 15, memory level 8); a decompressor about 7 KiB plus `2^window` (39 KiB for
+//! Memory: a compressor costs about `2^(window+2) + 2^17` bytes plus ~6 KiB (zlib's default
+//! memory level 8, which flate2 does not let us change: 256 KiB for window 15); a decompressor about 7 KiB plus `2^window` (39 KiB for
 //! window 15). Both are created on first use, so a connection that negotiated the extension
 //! but sends nothing compressed costs nothing extra.
 
@@ -27,8 +27,6 @@ pub(crate) struct Agreement {
     pub(crate) client_no_context_takeover: bool,
     /// Compression level.
     pub(crate) level: u32,
-    /// Memory level.
-    pub(crate) mem_level: u8,
     /// Smallest message worth compressing.
     pub(crate) min_message_bytes: usize,
 }
@@ -123,7 +121,6 @@ pub(crate) fn negotiate(header_values: &[&str], policy: &DeflatePolicy) -> Optio
             server_no_context_takeover,
             client_no_context_takeover,
             level: policy.level.min(9),
-            mem_level: policy.mem_level.clamp(1, 9),
             min_message_bytes: policy.min_message_bytes,
         });
     }
