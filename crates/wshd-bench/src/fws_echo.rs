@@ -13,7 +13,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 
 use crate::BoxError;
 
@@ -27,32 +26,15 @@ pub(crate) struct FwsEchoArgs {
 
 /// Serves until killed, on a multi-thread runtime (like the other servers measured).
 pub(crate) fn run(args: &FwsEchoArgs) -> Result<(), BoxError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(args.addr))
-}
-
-async fn serve(addr: SocketAddr) -> Result<(), BoxError> {
-    let listener = TcpListener::bind(addr).await?;
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            // e.g. EMFILE: keep serving the connections we have.
-            Err(e) => {
-                eprintln!("fws-echo: accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+    crate::serve::serve_forever("fws-echo", args.addr, |stream| async move {
         let _ = stream.set_nodelay(true);
-        tokio::spawn(async move {
-            let conn = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service_fn(upgrade_request))
-                .with_upgrades();
-            // A connection that is not a WebSocket handshake (e.g. `run`'s readiness probe)
-            // just ends.
-            let _ = conn.await;
-        });
-    }
+        let conn = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service_fn(upgrade_request))
+            .with_upgrades();
+        // A connection that is not a WebSocket handshake (e.g. `run`'s readiness probe) just
+        // ends.
+        let _ = conn.await;
+    })
 }
 
 async fn upgrade_request(mut req: Request<Incoming>) -> Result<Response<Empty<Bytes>>, WebSocketError> {

@@ -26,6 +26,7 @@ mod procinfo;
 mod raw_echo;
 mod reload;
 mod run;
+mod serve;
 mod tcp_echo;
 mod wsclient;
 

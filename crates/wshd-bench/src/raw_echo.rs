@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -42,28 +42,11 @@ pub(crate) fn wshd_config() -> WebSocketConfig {
 /// Serves until killed, on a multi-thread runtime (like wshd).
 pub(crate) fn run(args: &RawEchoArgs) -> Result<(), BoxError> {
     let config = if args.tungstenite_default { WebSocketConfig::default() } else { wshd_config() };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(args.addr, config))
-}
-
-async fn serve(addr: SocketAddr, config: WebSocketConfig) -> Result<(), BoxError> {
-    let listener = TcpListener::bind(addr).await?;
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            // e.g. EMFILE: keep serving the connections we have.
-            Err(e) => {
-                eprintln!("raw-echo: accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        tokio::spawn(async move {
-            if let Err(e) = echo(stream, config).await {
-                eprintln!("raw-echo: connection: {e}");
-            }
-        });
-    }
+    crate::serve::serve_forever("raw-echo", args.addr, move |stream| async move {
+        if let Err(e) = echo(stream, config).await {
+            eprintln!("raw-echo: connection: {e}");
+        }
+    })
 }
 
 /// Echoes every text or binary message with its type, one send + flush per message.

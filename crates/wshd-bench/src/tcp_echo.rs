@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::BoxError;
 
@@ -17,23 +17,7 @@ pub(crate) struct TcpEchoArgs {
 
 /// Serves until killed, on a multi-thread runtime (like the other servers measured).
 pub(crate) fn run(args: &TcpEchoArgs) -> Result<(), BoxError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(args.addr))
-}
-
-async fn serve(addr: SocketAddr) -> Result<(), BoxError> {
-    let listener = TcpListener::bind(addr).await?;
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                eprintln!("tcp-echo: accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        tokio::spawn(echo(stream));
-    }
+    crate::serve::serve_forever("tcp-echo", args.addr, echo)
 }
 
 async fn echo(mut stream: TcpStream) {

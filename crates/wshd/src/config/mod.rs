@@ -387,15 +387,9 @@ fn check_scan_dir(handlers: &Path, scan: &Path) -> Result<(), String> {
 }
 
 impl Default for DeflateSettings {
+    /// The `[websocket.deflate]` defaults (those of an empty `server.toml`).
     fn default() -> Self {
-        DeflateSettings {
-            enabled: true,
-            server_max_window_bits: 15,
-            server_no_context_takeover: false,
-            client_no_context_takeover: false,
-            level: 6,
-            min_message_bytes: 0,
-        }
+        Config::default().websocket.deflate
     }
 }
 
