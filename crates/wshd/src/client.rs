@@ -5,29 +5,42 @@
 //!
 //! TLS (`-t`) verifies the server against `--ca FILE` when given, else against the system's
 //! CA certificates; `--insecure` accepts any certificate (self-signed test servers).
+//!
+//! The opening handshake is written and checked here (RFC 6455 §4.1); the frames are the
+//! server's own codec in the client role, so `--use-permessage-deflate` exchanges compressed
+//! messages when the server accepts the offer.
 
+use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
 use clap::Args;
-use futures_util::{SinkExt, StreamExt};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::http::handshake::accept_key;
+use crate::ws::codec::deflate::{self, Agreement};
+use crate::ws::codec::{DataKind, Incoming, Limits, ReadProgress, Role, WsConn};
 
 /// The message that asks the echo handler to close the connection.
 const GOODBYE: &str = "Goodbye";
+
+/// The longest response head accepted from the server.
+const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+
+/// The most header lines accepted in the server's response.
+const MAX_RESPONSE_HEADERS: usize = 64;
+
+/// Limits on what the server sends (the server's own defaults).
+const LIMITS: Limits = Limits { max_message: 16 << 20, max_frame: 16 << 20 };
 
 /// Options of `wshd client` (pywebsocket `echo_client.py`'s, plus certificate choices).
 #[derive(Debug, Clone, PartialEq, Args)]
@@ -56,7 +69,8 @@ pub struct ClientArgs {
     /// Do not print the messages sent and received.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
-    /// Offer permessage-deflate and print whether the server accepted it.
+    /// Offer permessage-deflate, print whether the server accepted it, and if so exchange
+    /// compressed messages.
     #[arg(long = "use-permessage-deflate", alias = "use_permessage_deflate")]
     pub use_permessage_deflate: bool,
     /// With --tls: trust this PEM certificate or CA bundle instead of the system's CAs.
@@ -105,98 +119,124 @@ async fn talk(args: &ClientArgs) -> Result<(), String> {
         Duration::try_from_secs_f64(args.socket_timeout).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
             format!("-k/--socket-timeout {}: must be a positive number of seconds", args.socket_timeout)
         })?;
-    if !args.resource.starts_with('/') {
-        return Err(format!("-r/--resource {}: must start with `/`", args.resource));
-    }
     if !args.tls && (args.ca.is_some() || args.insecure || args.client_cert.is_some()) {
         return Err("--ca, --insecure and --client-cert need -t/--tls".into());
     }
-    let host = args.server_host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    let port = args.port.unwrap_or(if args.tls { 443 } else { 80 });
-    let url_host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
-    let url = format!("{}://{url_host}:{port}{}", if args.tls { "wss" } else { "ws" }, args.resource);
-    let mut request = url.as_str().into_client_request().map_err(|e| format!("{url}: {e}"))?;
-    if let Some(origin) = &args.origin {
-        let value =
-            HeaderValue::from_str(origin).map_err(|_| format!("-o/--origin {origin}: not a header value"))?;
-        request.headers_mut().insert("Origin", value);
-    }
-    if args.use_permessage_deflate {
-        request.headers_mut().insert(
-            "Sec-WebSocket-Extensions",
-            HeaderValue::from_static("permessage-deflate; client_max_window_bits"),
-        );
-    }
+    let target = Target::new(args)?;
     let tcp = within(
         limit,
-        &format!("cannot connect to {url_host}:{port}"),
-        TcpStream::connect((host.as_str(), port)),
+        &format!("cannot connect to {}", target.authority),
+        TcpStream::connect((target.host.as_str(), target.port)),
     )
     .await?;
     let _ = tcp.set_nodelay(true);
     if !args.tls {
-        return exchange(tcp, request, args, limit).await;
+        return exchange(tcp, &target, args, limit).await;
     }
     let connector = tokio_rustls::TlsConnector::from(client_config(args)?);
+    let host = &target.host;
     let name = ServerName::try_from(host.clone()).map_err(|e| format!("-s/--server-host {host}: {e}"))?;
     let stream = within(limit, "TLS handshake failed", connector.connect(name, tcp)).await?;
-    exchange(stream, request, args, limit).await
+    exchange(stream, &target, args, limit).await
 }
 
-async fn exchange<S>(
-    stream: S,
-    request: tokio_tungstenite::tungstenite::handshake::client::Request,
-    args: &ClientArgs,
-    limit: Duration,
-) -> Result<(), String>
+/// Where to connect, and what the opening handshake asks for.
+#[derive(Debug)]
+struct Target {
+    /// The host to connect to (an IPv6 address without brackets).
+    host: String,
+    port: u16,
+    /// `host:port`, bracketed for IPv6.
+    authority: String,
+    /// The `Host` header: the port only when it is not the scheme's default.
+    host_header: String,
+    /// `ws://…` or `wss://…`, for messages.
+    url: String,
+    resource: String,
+    origin: Option<String>,
+    offer_deflate: bool,
+}
+
+impl Target {
+    fn new(args: &ClientArgs) -> Result<Target, String> {
+        let resource = &args.resource;
+        if !resource.starts_with('/') {
+            return Err(format!("-r/--resource {resource}: must start with `/`"));
+        }
+        if !resource.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "-r/--resource {resource:?}: must be ASCII without spaces or control characters"
+            ));
+        }
+        let host = args.server_host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        if host.is_empty() || host.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'/') {
+            return Err(format!("-s/--server-host {:?}: not a host name or address", args.server_host));
+        }
+        if let Some(origin) = &args.origin
+            && !origin.bytes().all(|b| b == b'\t' || b == b' ' || b.is_ascii_graphic())
+        {
+            return Err(format!("-o/--origin {origin:?}: not a header value"));
+        }
+        let default_port = if args.tls { 443 } else { 80 };
+        let port = args.port.unwrap_or(default_port);
+        let url_host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+        let authority = format!("{url_host}:{port}");
+        Ok(Target {
+            host_header: if port == default_port { url_host } else { authority.clone() },
+            url: format!("{}://{authority}{resource}", if args.tls { "wss" } else { "ws" }),
+            authority,
+            host,
+            port,
+            resource: resource.clone(),
+            origin: args.origin.clone(),
+            offer_deflate: args.use_permessage_deflate,
+        })
+    }
+
+    /// The handshake request with this `Sec-WebSocket-Key`.
+    fn request(&self, key: &str) -> String {
+        let mut request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
+            self.resource, self.host_header
+        );
+        if let Some(origin) = &self.origin {
+            request.push_str(&format!("Origin: {origin}\r\n"));
+        }
+        if self.offer_deflate {
+            request.push_str(&format!("Sec-WebSocket-Extensions: {}\r\n", deflate::CLIENT_OFFER));
+        }
+        request.push_str("\r\n");
+        request
+    }
+}
+
+async fn exchange<S>(stream: S, target: &Target, args: &ClientArgs, limit: Duration) -> Result<(), String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let url = request.uri().to_string();
-    let handshake = async {
-        tokio_tungstenite::client_async(request, stream).await.map_err(|e| match e {
-            WsError::Http(response) => {
-                format!("the server refused the WebSocket handshake: HTTP {}", response.status())
-            }
-            other => other.to_string(),
-        })
-    };
-    let (mut ws, response) = within(limit, &format!("WebSocket handshake with {url}"), handshake).await?;
+    let what = format!("WebSocket handshake with {}", target.url);
+    let (ws, deflate) = within(limit, &what, handshake(stream, target)).await?;
     if args.use_permessage_deflate {
-        let accepted = response
-            .headers()
-            .get_all("Sec-WebSocket-Extensions")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.trim_start().starts_with("permessage-deflate"))
-            .map(str::to_owned);
-        match accepted {
-            Some(params) => {
-                println!("permessage-deflate: accepted ({params})");
-                close(&mut ws, limit).await?;
-                return Err(
-                    "this client cannot exchange compressed messages; it only checks whether the server \
-                            accepts permessage-deflate (run without --use-permessage-deflate to echo)"
-                        .into(),
-                );
-            }
+        match &deflate {
+            Some(agreement) => println!("permessage-deflate: accepted ({})", agreement.response),
             None => println!("permessage-deflate: not accepted"),
         }
     }
+    let mut client = Client { ws, inbox: VecDeque::new(), read_done: false, failure: None, limit };
     let messages: Vec<&str> = args.message.split(',').collect();
     for message in &messages {
-        within(limit, "send", ws.send(Message::text(*message))).await?;
+        client.send(message).await?;
         if !args.quiet {
             println!("Send: {message}");
         }
-        match receive(&mut ws, limit).await? {
-            Some(Message::Text(text)) if !args.quiet => println!("Recv: {text}"),
-            Some(Message::Binary(data)) if !args.quiet => {
+        match client.receive().await? {
+            Some(Incoming::Text(text)) if !args.quiet => println!("Recv: {}", String::from_utf8_lossy(&text)),
+            Some(Incoming::Binary(data)) if !args.quiet => {
                 println!("Recv: <{} bytes of binary data>", data.len())
             }
-            Some(Message::Close(frame)) => {
-                let (code, reason) =
-                    frame.map_or((1005, String::new()), |f| (u16::from(f.code), f.reason.to_string()));
+            Some(Incoming::Close(code, reason)) => {
+                let reason = String::from_utf8_lossy(&reason);
                 return Err(format!(
                     "the server closed the connection instead of answering: {code} {reason}"
                 ));
@@ -206,51 +246,217 @@ where
         }
     }
     if messages.last() == Some(&GOODBYE)
-        && let Some(Message::Close(_)) = receive(&mut ws, limit).await?
+        && let Some(Incoming::Close(..)) = client.receive().await?
     {
         println!("Recv close");
         // The close reply (the ack) was queued when the close arrived: send it.
-        let _ = within(limit, "send ack", ws.flush()).await;
+        let _ = client.flush("send ack").await;
         println!("Send ack");
-        while let Ok(Some(_)) = receive(&mut ws, limit).await {}
         return Ok(());
     }
-    close(&mut ws, limit).await
+    client.close().await
 }
 
-/// Sends a close and waits for the server's answer.
-async fn close<S>(ws: &mut WebSocketStream<S>, limit: Duration) -> Result<(), String>
+/// The opening handshake (RFC 6455 §4.1) over `stream`: the connection in the client role,
+/// and the permessage-deflate agreement when the server accepted our offer.
+async fn handshake<S>(stream: S, target: &Target) -> Result<(WsConn<BufReader<S>>, Option<Agreement>), String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    println!("Send close");
-    let normal = CloseFrame { code: CloseCode::Normal, reason: "".into() };
-    within(limit, "send close", ws.close(Some(normal))).await?;
+    let mut key = [0u8; 16];
+    getrandom::fill(&mut key).map_err(|e| format!("no random bytes for Sec-WebSocket-Key: {e}"))?;
+    let key = base64::engine::general_purpose::STANDARD.encode(key);
+    // The reader keeps what the server sent after the response head (its first frames) for
+    // the codec; writes pass straight through it.
+    let mut stream = BufReader::new(stream);
+    let request = target.request(&key);
+    stream.write_all(request.as_bytes()).await.map_err(|e| format!("cannot send the request: {e}"))?;
+    stream.flush().await.map_err(|e| format!("cannot send the request: {e}"))?;
+    let head = read_response_head(&mut stream).await?;
+    let deflate = head.check(&key, target.offer_deflate)?;
+    Ok((WsConn::new(stream, Role::Client, LIMITS, deflate.clone()), deflate))
+}
+
+/// The server's response to the handshake request.
+#[derive(Debug)]
+struct ResponseHead {
+    status: u16,
+    reason: String,
+    /// Header lines: lower-case name, value.
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Reads the response head, leaving whatever follows it in `stream`'s buffer.
+async fn read_response_head<S: AsyncRead + Unpin>(stream: &mut BufReader<S>) -> Result<ResponseHead, String> {
+    let mut head = Vec::new();
     loop {
-        match receive(ws, limit).await? {
-            Some(Message::Close(_)) => break,
-            Some(_) => continue,
-            None => return Err("the server ended the connection without answering the close".into()),
+        let available = stream.fill_buf().await.map_err(|e| format!("cannot read the response: {e}"))?;
+        if available.is_empty() {
+            return Err("the server closed the connection without answering the handshake".into());
+        }
+        let before = head.len();
+        let take = available.len().min(MAX_RESPONSE_HEAD + 1 - before);
+        head.extend_from_slice(&available[..take]);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(&head) {
+            Ok(httparse::Status::Complete(len)) if len <= MAX_RESPONSE_HEAD => {
+                stream.consume(len - before);
+                return Ok(ResponseHead {
+                    status: response.code.unwrap_or_default(),
+                    reason: response.reason.unwrap_or_default().to_owned(),
+                    headers: response
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
+                        .collect(),
+                });
+            }
+            Ok(_) if head.len() > MAX_RESPONSE_HEAD => {
+                return Err(format!("the response head is longer than {MAX_RESPONSE_HEAD} bytes"));
+            }
+            Ok(_) => stream.consume(take),
+            Err(e) => return Err(format!("the server's answer is not a valid HTTP response: {e}")),
         }
     }
-    println!("Recv ack");
-    Ok(())
 }
 
-/// The next data or close message (pings and pongs skipped); `None` when the connection ended.
-async fn receive<S>(ws: &mut WebSocketStream<S>, limit: Duration) -> Result<Option<Message>, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    loop {
-        let next = tokio::time::timeout(limit, ws.next())
+impl ResponseHead {
+    /// The values of a header (`name` in lower case).
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+        self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+
+    /// Whether a comma-separated header has `token` (ASCII case-insensitive).
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.values(name)
+            .flat_map(|v| v.split(|b| *b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    }
+
+    /// Checks a response to our request with `key` (RFC 6455 §4.1, the client's checks);
+    /// returns the permessage-deflate agreement.
+    fn check(&self, key: &str, offered_deflate: bool) -> Result<Option<Agreement>, String> {
+        if self.status != 101 {
+            return Err(format!(
+                "the server refused the WebSocket handshake: HTTP {} {}",
+                self.status, self.reason
+            ));
+        }
+        if !self.has_token("upgrade", "websocket") {
+            return Err("the server's 101 response lacks `Upgrade: websocket`".into());
+        }
+        if !self.has_token("connection", "upgrade") {
+            return Err("the server's 101 response lacks `Connection: Upgrade`".into());
+        }
+        let expected = accept_key(key.as_bytes());
+        let accepts: Vec<&[u8]> = self.values("sec-websocket-accept").collect();
+        if accepts != [expected.as_bytes()] {
+            let got: Vec<_> = accepts.iter().map(|v| String::from_utf8_lossy(v)).collect();
+            return Err(format!(
+                "the server's Sec-WebSocket-Accept is {got:?}, not {expected:?}: it did not answer this request"
+            ));
+        }
+        if self.values("sec-websocket-protocol").any(|v| !v.trim_ascii().is_empty()) {
+            return Err("the server chose a subprotocol, but none was offered".into());
+        }
+        let extensions = self
+            .values("sec-websocket-extensions")
+            .map(std::str::from_utf8)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| "the server's Sec-WebSocket-Extensions is not UTF-8".to_owned())?;
+        if offered_deflate {
+            return deflate::parse_response(&extensions)
+                .map_err(|e| format!("the server's Sec-WebSocket-Extensions is refused: {e}"));
+        }
+        match extensions.iter().map(|e| e.trim()).find(|e| !e.is_empty()) {
+            Some(e) => Err(format!("the server accepted extension `{e}`, but none was offered")),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The open connection: the codec in the client role, and the items it delivered that were
+/// not taken yet.
+struct Client<S> {
+    ws: WsConn<S>,
+    inbox: VecDeque<Incoming>,
+    /// Nothing more will be read (the server's close, the end of the stream, a failure).
+    read_done: bool,
+    /// The server broke the protocol: the error to report once the items before it are
+    /// taken.
+    failure: Option<String>,
+    /// `-k`: for each send and each reply.
+    limit: Duration,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    /// Sends a text message.
+    async fn send(&mut self, text: &str) -> Result<(), String> {
+        self.ws
+            .queue_data(DataKind::Text, true, text.as_bytes())
+            .map_err(|_| "send: the connection is closing".to_owned())?;
+        self.flush("send").await
+    }
+
+    /// Writes what is queued.
+    async fn flush(&mut self, what: &str) -> Result<(), String> {
+        let ws = &mut self.ws;
+        within(self.limit, what, poll_fn(|cx| ws.poll_flush(cx))).await
+    }
+
+    /// Sends a close and waits for the server's answer.
+    async fn close(&mut self) -> Result<(), String> {
+        println!("Send close");
+        self.ws.queue_close(1000, "");
+        self.flush("send close").await?;
+        loop {
+            match self.receive().await? {
+                Some(Incoming::Close(..)) => break,
+                Some(_) => continue,
+                None => return Err("the server ended the connection without answering the close".into()),
+            }
+        }
+        println!("Recv ack");
+        Ok(())
+    }
+
+    /// The next data message or close (pings are answered; pings and pongs are not
+    /// returned); `None` when the connection ended.
+    async fn receive(&mut self) -> Result<Option<Incoming>, String> {
+        let limit = self.limit;
+        tokio::time::timeout(limit, self.next())
             .await
-            .map_err(|_| format!("no message from the server within {limit:?} (-k/--socket-timeout)"))?;
-        match next {
-            None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return Ok(None),
-            Some(Err(e)) => return Err(format!("receive: {e}")),
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-            Some(Ok(message)) => return Ok(Some(message)),
+            .map_err(|_| format!("no message from the server within {limit:?} (-k/--socket-timeout)"))?
+    }
+
+    async fn next(&mut self) -> Result<Option<Incoming>, String> {
+        loop {
+            match self.inbox.pop_front() {
+                Some(Incoming::Ping(_) | Incoming::Pong(_)) => continue,
+                Some(item) => return Ok(Some(item)),
+                None if self.read_done => return self.failure.take().map_or(Ok(None), Err),
+                None => {}
+            }
+            // Send the pongs the codec queued before waiting for more.
+            let ws = &mut self.ws;
+            poll_fn(|cx| ws.poll_flush(cx)).await.map_err(|e| format!("send: {e}"))?;
+            let inbox = &mut self.inbox;
+            match poll_fn(|cx| ws.poll_read(cx, &mut |item| inbox.push_back(item))).await {
+                Ok(ReadProgress::Data) => {}
+                Ok(ReadProgress::Closed | ReadProgress::Eof) => self.read_done = true,
+                Err(failure) => {
+                    // Fail the connection (§7.1.7): our close with the failure's code, then no
+                    // more reading; what arrived before the failure is still returned.
+                    ws.queue_close(failure.code, failure.reason);
+                    let _ = poll_fn(|cx| ws.poll_flush(cx)).await;
+                    self.read_done = true;
+                    self.failure = Some(format!(
+                        "the server broke the WebSocket protocol ({}): closed the connection with {}",
+                        failure.reason, failure.code
+                    ));
+                }
+            }
         }
     }
 }

@@ -11,8 +11,8 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::codec::deflate::{Agreement, DeflateCodec};
-use super::codec::{Limits, WsConn};
+use super::codec::deflate::Agreement;
+use super::codec::{Limits, Role, WsConn};
 use crate::config::WsSettings;
 
 pub(crate) use super::codec::deflate::negotiate as negotiate_deflate;
@@ -34,7 +34,7 @@ pub(crate) fn accept(
     };
     let wire = Arc::new(Wire::default());
     let io = Metered { io: TokioIo::new(io), wire: Arc::clone(&wire) };
-    (WsConn::new(io, limits, deflate.map(DeflateCodec::new)), wire)
+    (WsConn::new(io, Role::Server, limits, deflate), wire)
 }
 
 /// Bytes a connection's socket moved (frames and all): the access log's wire counts, and

@@ -1,5 +1,5 @@
-//! permessage-deflate (RFC 7692): negotiating the offer, and compressing/decompressing
-//! messages.
+//! permessage-deflate (RFC 7692): negotiating it (the server answering an offer, the client
+//! checking the answer to its own), and compressing/decompressing messages.
 //!
 //! Memory: a compressor costs about `2^(window+2) + 2^17` bytes plus ~6 KiB (zlib's default
 //! memory level 8, which flate2 does not let us change: 256 KiB for window 15); a decompressor about 7 KiB plus `2^window` (39 KiB for
@@ -8,23 +8,29 @@
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
+use super::Role;
+
 /// The extension's name.
 const NAME: &str = "permessage-deflate";
 
 /// Server-side policy (`[websocket.deflate]`).
 pub(crate) type DeflatePolicy = crate::config::DeflateSettings;
 
-/// What was agreed with the client.
+/// What server and client agreed, in the RFC's terms (each end applies it through
+/// [`DeflateCodec::new`] for its [`Role`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Agreement {
-    /// The response header value.
+    /// The response header value (the server's answer, as the client received it).
     pub(crate) response: String,
-    /// Window bits the server compresses with (8 means: never compress, see `compress`).
+    /// Window bits the server compresses with (8 means: never compress, see
+    /// `wants_to_compress`).
     pub(crate) server_window_bits: u8,
-    /// Reset the compressor after every message.
+    /// The server resets its compressor after every message.
     pub(crate) server_no_context_takeover: bool,
-    /// The client resets its compressor after every message, so we reset our decompressor.
+    /// The client resets its compressor after every message.
     pub(crate) client_no_context_takeover: bool,
+    /// Window bits the client compresses with (8 means: never compress).
+    pub(crate) client_window_bits: u8,
     /// Compression level.
     pub(crate) level: u32,
     /// Smallest message worth compressing.
@@ -120,11 +126,126 @@ pub(crate) fn negotiate(header_values: &[&str], policy: &DeflatePolicy) -> Optio
             server_window_bits,
             server_no_context_takeover,
             client_no_context_takeover,
+            client_window_bits: offer.client_max_window_bits.flatten().unwrap_or(15),
             level: policy.level.min(9),
             min_message_bytes: policy.min_message_bytes,
         });
     }
     None
+}
+
+/// What `wshd client` offers: permessage-deflate, letting the server limit our window.
+pub(crate) const CLIENT_OFFER: &str = "permessage-deflate; client_max_window_bits";
+
+/// The parameters of the server's answer to [`CLIENT_OFFER`].
+#[derive(Debug, Default)]
+struct ResponseParams {
+    server_no_context_takeover: bool,
+    client_no_context_takeover: bool,
+    server_max_window_bits: Option<u8>,
+    client_max_window_bits: Option<u8>,
+}
+
+/// Checks the server's `Sec-WebSocket-Extensions` header values against [`CLIENT_OFFER`]
+/// (RFC 7692 §7): `Ok(None)` when the server did not accept permessage-deflate, `Err` naming
+/// the problem when the answer is one a client must refuse (an extension or parameter we did
+/// not offer, a duplicate, a bad value).
+pub(crate) fn parse_response(header_values: &[&str]) -> Result<Option<Agreement>, String> {
+    let mut agreement = None;
+    let elements = header_values.iter().flat_map(|v| v.split(',')).map(str::trim);
+    for element in elements.filter(|e| !e.is_empty()) {
+        let mut parts = element.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        if !name.eq_ignore_ascii_case(NAME) {
+            return Err(format!("the server accepted extension `{name}`, which was not offered"));
+        }
+        if agreement.is_some() {
+            return Err(format!("the server accepted {NAME} more than once"));
+        }
+        let params = parse_response_params(parts)?;
+        agreement = Some(Agreement {
+            response: element.to_owned(),
+            server_window_bits: params.server_max_window_bits.unwrap_or(15),
+            server_no_context_takeover: params.server_no_context_takeover,
+            client_no_context_takeover: params.client_no_context_takeover,
+            client_window_bits: params.client_max_window_bits.unwrap_or(15),
+            level: Compression::default().level(),
+            min_message_bytes: 0,
+        });
+    }
+    Ok(agreement)
+}
+
+fn parse_response_params<'a>(params: impl Iterator<Item = &'a str>) -> Result<ResponseParams, String> {
+    let mut r = ResponseParams::default();
+    for param in params.map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = match param.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim())),
+            None => (param, None),
+        };
+        match (name.to_ascii_lowercase().as_str(), value) {
+            ("server_no_context_takeover", None) => set_flag(&mut r.server_no_context_takeover, name)?,
+            ("client_no_context_takeover", None) => set_flag(&mut r.client_no_context_takeover, name)?,
+            ("server_max_window_bits", Some(v)) => set_bits(&mut r.server_max_window_bits, name, v)?,
+            // Allowed only because the offer has `client_max_window_bits` (§7.1.2.2).
+            ("client_max_window_bits", Some(v)) => set_bits(&mut r.client_max_window_bits, name, v)?,
+            ("server_no_context_takeover" | "client_no_context_takeover", Some(_)) => {
+                return Err(format!("{NAME} parameter `{param}`: `{name}` takes no value"));
+            }
+            ("server_max_window_bits" | "client_max_window_bits", None) => {
+                return Err(format!("{NAME} parameter `{name}` without a value (8 to 15)"));
+            }
+            _ => return Err(format!("unknown {NAME} parameter `{param}`")),
+        }
+    }
+    Ok(r)
+}
+
+fn set_flag(flag: &mut bool, name: &str) -> Result<(), String> {
+    if std::mem::replace(flag, true) {
+        return Err(format!("duplicate {NAME} parameter `{name}`"));
+    }
+    Ok(())
+}
+
+fn set_bits(slot: &mut Option<u8>, name: &str, value: &str) -> Result<(), String> {
+    if slot.is_some() {
+        return Err(format!("duplicate {NAME} parameter `{name}`"));
+    }
+    let bits = window_bits(value)
+        .ok_or_else(|| format!("{NAME} parameter `{name}={value}`: the value must be 8 to 15"))?;
+    *slot = Some(bits);
+    Ok(())
+}
+
+/// The agreement as one end applies it: how it compresses, and when its decompressor resets.
+#[derive(Debug, Clone, Copy)]
+struct OwnSide {
+    /// Window bits our compressor uses (8: never compress, see `wants_to_compress`).
+    window_bits: u8,
+    /// Reset our compressor after every message.
+    compressor_resets: bool,
+    /// The peer resets its compressor after every message, so we reset our decompressor.
+    decompressor_resets: bool,
+}
+
+impl OwnSide {
+    /// The server applies the `server_*` parameters to what it sends; the client, the
+    /// `client_*` ones.
+    fn of(a: &Agreement, role: Role) -> OwnSide {
+        match role {
+            Role::Server => OwnSide {
+                window_bits: a.server_window_bits,
+                compressor_resets: a.server_no_context_takeover,
+                decompressor_resets: a.client_no_context_takeover,
+            },
+            Role::Client => OwnSide {
+                window_bits: a.client_window_bits,
+                compressor_resets: a.client_no_context_takeover,
+                decompressor_resets: a.server_no_context_takeover,
+            },
+        }
+    }
 }
 
 /// The trailer a sync flush ends with; stripped on send, restored on receive (§7.2.1).
@@ -133,6 +254,7 @@ const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// Per-connection compression state (created lazily).
 pub(crate) struct DeflateCodec {
     agreement: Agreement,
+    own: OwnSide,
     compressor: Option<Compress>,
     decompressor: Option<Decompress>,
 }
@@ -141,6 +263,7 @@ impl std::fmt::Debug for DeflateCodec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeflateCodec")
             .field("agreement", &self.agreement)
+            .field("own", &self.own)
             .field("compressor", &self.compressor.is_some())
             .field("decompressor", &self.decompressor.is_some())
             .finish()
@@ -157,22 +280,24 @@ pub(crate) enum InflateError {
 }
 
 impl DeflateCodec {
-    pub(crate) fn new(agreement: Agreement) -> DeflateCodec {
-        DeflateCodec { agreement, compressor: None, decompressor: None }
+    /// The compression state of the `role` end of a connection with this agreement.
+    pub(crate) fn new(agreement: Agreement, role: Role) -> DeflateCodec {
+        let own = OwnSide::of(&agreement, role);
+        DeflateCodec { agreement, own, compressor: None, decompressor: None }
     }
 
     /// Whether an outgoing message of `len` bytes should be compressed.
     pub(crate) fn wants_to_compress(&self, len: usize) -> bool {
         // A window of 8 bits cannot be produced by zlib's raw deflate; such connections get
         // uncompressed messages, which permessage-deflate allows (RSV1 clear).
-        self.agreement.server_window_bits >= 9 && len >= self.agreement.min_message_bytes
+        self.own.window_bits >= 9 && len >= self.agreement.min_message_bytes
     }
 
     /// Compresses one message (or one fragment, `last` = final fragment).
     pub(crate) fn compress(&mut self, data: &[u8], last: bool) -> Vec<u8> {
-        let a = &self.agreement;
+        let (level, window_bits) = (self.agreement.level, self.own.window_bits);
         let compressor = self.compressor.get_or_insert_with(|| {
-            Compress::new_with_window_bits(Compression::new(a.level), false, a.server_window_bits)
+            Compress::new_with_window_bits(Compression::new(level), false, window_bits)
         });
         let mut out = Vec::with_capacity(data.len() / 2 + 64);
         let start_in = compressor.total_in();
@@ -201,7 +326,7 @@ impl DeflateCodec {
             if out.is_empty() {
                 out.push(0x00); // §7.2.3.6: an empty message as one empty stored-block byte
             }
-            if self.agreement.server_no_context_takeover {
+            if self.own.compressor_resets {
                 compressor.reset();
             }
         }
@@ -226,7 +351,7 @@ impl DeflateCodec {
             if !ended {
                 ended = self::inflate(decompressor, &TRAILER, out, limit)?;
             }
-            if ended || self.agreement.client_no_context_takeover {
+            if ended || self.own.decompressor_resets {
                 decompressor.reset(false);
             }
         }
@@ -313,6 +438,14 @@ mod tests {
         );
     }
 
+    /// Compresses `message` with `from` and checks that `to` inflates it back.
+    fn pass(from: &mut DeflateCodec, to: &mut DeflateCodec, message: &[u8]) {
+        let compressed = from.compress(message, true);
+        let mut out = Vec::new();
+        to.decompress(&compressed, true, &mut out, 1 << 20).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(out, message);
+    }
+
     #[test]
     fn round_trips_messages_with_and_without_context_takeover() {
         for offer in [
@@ -320,13 +453,11 @@ mod tests {
             "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
         ] {
             let agreement = agree(offer).unwrap_or_else(|| panic!("{offer}"));
-            let mut server = DeflateCodec::new(agreement.clone());
-            let mut client = DeflateCodec::new(agreement);
+            let mut server = DeflateCodec::new(agreement.clone(), Role::Server);
+            let mut client = DeflateCodec::new(agreement, Role::Client);
             for message in [&b"hello hello hello hello"[..], b"", &[7u8; 100_000], b"hello hello again"] {
-                let compressed = server.compress(message, true);
-                let mut out = Vec::new();
-                client.decompress(&compressed, true, &mut out, 1 << 20).unwrap_or_else(|e| panic!("{e:?}"));
-                assert_eq!(out, message);
+                pass(&mut server, &mut client, message);
+                pass(&mut client, &mut server, message);
             }
         }
     }
@@ -334,16 +465,93 @@ mod tests {
     #[test]
     fn inflating_past_the_limit_fails() {
         let agreement = agree("permessage-deflate").unwrap_or_else(|| panic!("agree"));
-        let mut server = DeflateCodec::new(agreement.clone());
+        let mut server = DeflateCodec::new(agreement.clone(), Role::Server);
         let bomb = server.compress(&vec![0u8; 1 << 20], true);
         assert!(bomb.len() < 2000);
-        let mut client = DeflateCodec::new(agreement.clone());
+        let mut client = DeflateCodec::new(agreement.clone(), Role::Client);
         let mut out = Vec::new();
         assert_eq!(client.decompress(&bomb, true, &mut out, 1000), Err(InflateError::TooBig));
-        let mut fresh = DeflateCodec::new(agreement);
+        let mut fresh = DeflateCodec::new(agreement, Role::Client);
         assert_eq!(
             fresh.decompress(b"\xff\xff\xff\xff", true, &mut Vec::new(), 1000),
             Err(InflateError::Corrupt)
         );
+    }
+
+    fn answer(value: &str) -> Result<Option<Agreement>, String> {
+        parse_response(&[value])
+    }
+
+    #[test]
+    fn the_client_reads_every_parameter_a_server_may_answer() {
+        assert_eq!(parse_response(&[]), Ok(None), "not accepted");
+        assert_eq!(answer(""), Ok(None), "an empty header accepts nothing");
+        let plain = answer("permessage-deflate").ok().flatten();
+        assert_eq!(
+            plain.as_ref().map(|a| (
+                a.server_window_bits,
+                a.client_window_bits,
+                a.level,
+                a.min_message_bytes
+            )),
+            Some((15, 15, 6, 0))
+        );
+        let all = answer(
+            "Permessage-Deflate; server_no_context_takeover; client_no_context_takeover; \
+             server_max_window_bits=10; client_max_window_bits=\"9\"",
+        )
+        .ok()
+        .flatten();
+        assert_eq!(
+            all.as_ref().map(|a| (
+                a.server_no_context_takeover,
+                a.client_no_context_takeover,
+                a.server_window_bits,
+                a.client_window_bits
+            )),
+            Some((true, true, 10, 9))
+        );
+        assert!(all.is_some_and(|a| a.response.starts_with("Permessage-Deflate; server_no")));
+        // The answer may come as several header values and list elements.
+        let split = parse_response(&["", "permessage-deflate; client_max_window_bits=12"]).ok().flatten();
+        assert_eq!(split.map(|a| a.client_window_bits), Some(12));
+    }
+
+    #[test]
+    fn the_client_refuses_what_it_did_not_offer_or_cannot_read() {
+        let refusals = [
+            ("x-webkit-deflate-frame", "`x-webkit-deflate-frame`, which was not offered"),
+            ("permessage-deflate, permessage-deflate", "more than once"),
+            ("permessage-deflate; foo", "unknown permessage-deflate parameter `foo`"),
+            ("permessage-deflate; foo=1", "unknown permessage-deflate parameter `foo=1`"),
+            ("permessage-deflate; server_no_context_takeover; server_no_context_takeover", "duplicate"),
+            ("permessage-deflate; client_max_window_bits=9; client_max_window_bits=9", "duplicate"),
+            ("permessage-deflate; server_no_context_takeover=1", "takes no value"),
+            ("permessage-deflate; client_max_window_bits", "without a value"),
+            ("permessage-deflate; server_max_window_bits=16", "must be 8 to 15"),
+            ("permessage-deflate; server_max_window_bits=7", "must be 8 to 15"),
+            ("permessage-deflate; client_max_window_bits=010", "must be 8 to 15"),
+            ("permessage-deflate; client_max_window_bits=x", "must be 8 to 15"),
+        ];
+        for (value, expected) in refusals {
+            match answer(value) {
+                Err(e) => assert!(e.contains(expected), "{value}: {e}"),
+                Ok(a) => panic!("{value}: accepted as {a:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn each_role_applies_its_own_side_of_the_agreement() {
+        let agreement = answer("permessage-deflate; client_no_context_takeover; client_max_window_bits=8")
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("agreement"));
+        let client = DeflateCodec::new(agreement.clone(), Role::Client);
+        assert!(!client.wants_to_compress(1000), "zlib cannot write a window of 8 bits");
+        assert!(client.own.compressor_resets && !client.own.decompressor_resets);
+        let server = DeflateCodec::new(agreement, Role::Server);
+        assert!(server.wants_to_compress(1000));
+        assert!(!server.own.compressor_resets && server.own.decompressor_resets);
     }
 }

@@ -1,4 +1,4 @@
-//! Frame headers (RFC 6455 §5.2): parsing what clients send, encoding what the server sends.
+//! Frame headers (RFC 6455 §5.2): parsing what the peer sends, encoding what we send.
 
 /// Opcodes.
 pub(crate) const OP_CONTINUATION: u8 = 0x0;
@@ -13,7 +13,7 @@ pub(crate) const OP_PING: u8 = 0x9;
 /// Pong frame.
 pub(crate) const OP_PONG: u8 = 0xa;
 
-/// A parsed client frame header.
+/// A parsed frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {
     pub(crate) fin: bool,
@@ -83,17 +83,17 @@ pub(crate) fn parse_header(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
     }))
 }
 
-/// An encoded server frame header (servers never mask).
+/// An encoded frame header: unmasked (a server's), or with a masking key (a client's).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EncodedHeader {
-    bytes: [u8; 10],
+    bytes: [u8; 14],
     len: u8,
 }
 
 impl EncodedHeader {
-    /// Encodes a header for a payload of `len` bytes.
+    /// Encodes an unmasked header for a payload of `len` bytes.
     pub(crate) fn new(fin: bool, rsv1: bool, opcode: u8, len: usize) -> EncodedHeader {
-        let mut bytes = [0u8; 10];
+        let mut bytes = [0u8; 14];
         bytes[0] = (if fin { 0x80 } else { 0 }) | (if rsv1 { 0x40 } else { 0 }) | opcode;
         let used = if len < 126 {
             bytes[1] = len as u8;
@@ -108,6 +108,16 @@ impl EncodedHeader {
             10
         };
         EncodedHeader { bytes, len: used }
+    }
+
+    /// The same header with the mask bit set and `key` appended (the payload must be masked
+    /// with it).
+    pub(crate) fn with_mask(mut self, key: [u8; 4]) -> EncodedHeader {
+        let at = usize::from(self.len);
+        self.bytes[1] |= 0x80;
+        self.bytes[at..at + 4].copy_from_slice(&key);
+        self.len += 4;
+        self
     }
 
     /// The header bytes.
@@ -145,5 +155,18 @@ mod tests {
             EncodedHeader::new(true, false, OP_BINARY, 70000).as_bytes(),
             &[0x82, 127, 0, 0, 0, 0, 0, 1, 17, 112]
         );
+    }
+
+    #[test]
+    fn masked_headers_carry_the_key_and_parse_back() {
+        let key = [1, 2, 3, 4];
+        assert_eq!(
+            EncodedHeader::new(true, false, OP_TEXT, 5).with_mask(key).as_bytes(),
+            &[0x81, 0x85, 1, 2, 3, 4]
+        );
+        let long = EncodedHeader::new(true, false, OP_BINARY, 70000).with_mask(key);
+        assert_eq!(long.as_bytes().len(), 14);
+        let h = parse_header(long.as_bytes()).ok().flatten();
+        assert_eq!(h.map(|h| (h.mask, h.payload_len, h.header_len)), Some((Some(key), 70000, 14)));
     }
 }

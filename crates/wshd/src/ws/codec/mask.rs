@@ -1,4 +1,30 @@
-//! Client-to-server masking (RFC 6455 §5.3), eight bytes at a time.
+//! Client-to-server masking (RFC 6455 §5.3), eight bytes at a time, and the client's
+//! masking keys.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A fresh masking key for one client frame: unpredictable, as §10.3 requires, from the
+/// operating system's random source.
+pub(crate) fn new_key() -> [u8; 4] {
+    let mut key = [0u8; 4];
+    match getrandom::fill(&mut key) {
+        Ok(()) => key,
+        Err(_) => fallback_key(),
+    }
+}
+
+/// Only if the OS random source fails: SipHash, keyed randomly once per process, over a
+/// counter (still unpredictable to the peer).
+fn fallback_key() -> [u8; 4] {
+    static STATE: OnceLock<RandomState> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let hash = STATE.get_or_init(RandomState::new).hash_one(n);
+    let bytes = hash.to_ne_bytes();
+    [bytes[0], bytes[1], bytes[2], bytes[3]]
+}
 
 /// XORs `buf` with `mask`, where `buf` starts `offset` bytes into the masked payload.
 pub(crate) fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
@@ -36,5 +62,13 @@ mod tests {
                 assert_eq!(fast, slow, "offset {offset} len {len}");
             }
         }
+    }
+
+    #[test]
+    fn keys_differ_from_frame_to_frame() {
+        let keys: std::collections::HashSet<[u8; 4]> = (0..64).map(|_| new_key()).collect();
+        assert!(keys.len() > 60, "{keys:?}");
+        let fallback: std::collections::HashSet<[u8; 4]> = (0..64).map(|_| fallback_key()).collect();
+        assert!(fallback.len() > 60, "{fallback:?}");
     }
 }

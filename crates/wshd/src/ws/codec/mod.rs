@@ -1,4 +1,5 @@
-//! wshd's WebSocket codec (RFC 6455 framing, RFC 7692 permessage-deflate), server side.
+//! wshd's WebSocket codec (RFC 6455 framing, RFC 7692 permessage-deflate), for the server
+//! and, in the [`Role::Client`] role, for `wshd client`.
 //!
 //! Why our own (see `docs/decisions/0003-websocket-codec.md`): tokio-tungstenite 0.30 cannot
 //! negotiate permessage-deflate (it refuses RSV1), validates UTF-8 only at the end of a
@@ -13,6 +14,10 @@
 //!   is buffered once a connection has flushed;
 //! * compresses and decompresses with zlib (via flate2/zlib-rs), with the window and
 //!   context-takeover parameters negotiated per connection, and caps inflated sizes (1009).
+//!
+//! The role decides masking (§5.3): a server requires masked frames and sends unmasked ones;
+//! a client requires unmasked frames and masks what it sends with a fresh key per frame, in
+//! a copy of the payload.
 
 pub(crate) mod deflate;
 mod frame;
@@ -28,9 +33,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use self::deflate::{DeflateCodec, InflateError};
+use self::deflate::{Agreement, DeflateCodec, InflateError};
 use self::frame::{EncodedHeader, Header, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
-use self::mask::apply_mask;
+use self::mask::{apply_mask, new_key};
 use self::utf8::Utf8Validator;
 
 /// Size of the per-thread read scratch buffer: the most one read takes from a socket.
@@ -38,6 +43,15 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_BYTES]);
+}
+
+/// Which end of the connection the codec is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Requires masked frames, sends unmasked ones.
+    Server,
+    /// Requires unmasked frames, masks what it sends.
+    Client,
 }
 
 /// What the codec delivers from the peer.
@@ -150,9 +164,10 @@ impl OutFrame {
     }
 }
 
-/// One server-side WebSocket connection over `IO`.
+/// One WebSocket connection over `IO`, as a server or a client.
 pub(crate) struct WsConn<IO> {
     io: IO,
+    role: Role,
     limits: Limits,
     deflate: Option<DeflateCodec>,
     state: ReadState,
@@ -175,6 +190,7 @@ pub(crate) struct WsConn<IO> {
 impl<IO> std::fmt::Debug for WsConn<IO> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WsConn")
+            .field("role", &self.role)
             .field("deflate", &self.deflate)
             .field("out_bytes", &self.out_bytes)
             .field("close_sent", &self.close_sent)
@@ -184,12 +200,14 @@ impl<IO> std::fmt::Debug for WsConn<IO> {
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
-    /// A connection whose handshake is done; `deflate` when permessage-deflate was agreed.
-    pub(crate) fn new(io: IO, limits: Limits, deflate: Option<DeflateCodec>) -> WsConn<IO> {
+    /// A connection whose handshake is done, for the `role` end; `deflate` when
+    /// permessage-deflate was agreed.
+    pub(crate) fn new(io: IO, role: Role, limits: Limits, deflate: Option<Agreement>) -> WsConn<IO> {
         WsConn {
             io,
+            role,
             limits,
-            deflate,
+            deflate: deflate.map(|agreement| DeflateCodec::new(agreement, role)),
             state: ReadState::Header { stash: [0; 14], len: 0 },
             message: None,
             control: Vec::new(),
@@ -371,10 +389,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
         Ok(())
     }
 
-    /// Validates a client frame header and starts or continues the message it belongs to.
+    /// Validates a frame header and starts or continues the message it belongs to.
     fn check_frame(&mut self, h: &Header) -> Result<(), Failure> {
-        if h.mask.is_none() {
-            return Err(fail(1002, "unmasked client frame"));
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(fail(1002, "unmasked client frame")),
+            (Role::Client, true) => return Err(fail(1002, "masked server frame")),
+            _ => {}
         }
         if h.rsv23 {
             return Err(fail(1002, "reserved bits set"));
@@ -575,8 +595,20 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
 
     fn push_frame(&mut self, fin: bool, rsv1: bool, opcode: u8, payload: Bytes) {
         tracing::trace!(target: "wshd::frames", fin, rsv1, opcode, len = payload.len(), "frame out");
-        let frame =
-            OutFrame { header: EncodedHeader::new(fin, rsv1, opcode, payload.len()), payload, written: 0 };
+        let header = EncodedHeader::new(fin, rsv1, opcode, payload.len());
+        let (header, payload) = match self.role {
+            Role::Server => (header, payload),
+            Role::Client => {
+                // Never masked where anyone else sees it: `Vec::from` takes back the buffer of a
+                // payload built here (no copy) and copies a shared one (a pong's payload, also
+                // delivered as `Incoming::Ping`).
+                let key = new_key();
+                let mut masked = Vec::from(payload);
+                apply_mask(&mut masked, key, 0);
+                (header.with_mask(key), Bytes::from(masked))
+            }
+        };
+        let frame = OutFrame { header, payload, written: 0 };
         self.out_bytes += frame.len();
         self.out.push_back(frame);
     }

@@ -1,6 +1,7 @@
 //! Codec unit tests over an in-memory duplex pipe.
 
-use super::deflate::{DeflateCodec, DeflatePolicy, negotiate};
+use super::deflate::{Agreement, DeflateCodec, DeflatePolicy, negotiate, parse_response};
+use super::frame::parse_header;
 use super::*;
 use std::future::poll_fn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -24,9 +25,44 @@ fn client_frame(fin: bool, rsv1: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-fn conn(deflate: Option<DeflateCodec>) -> (WsConn<DuplexStream>, DuplexStream) {
+const LIMITS: Limits = Limits { max_message: 1 << 20, max_frame: 1 << 20 };
+
+/// A server-role connection and the raw client end of its pipe.
+fn conn(deflate: Option<Agreement>) -> (WsConn<DuplexStream>, DuplexStream) {
     let (server, client) = tokio::io::duplex(1 << 20);
-    (WsConn::new(server, Limits { max_message: 1 << 20, max_frame: 1 << 20 }, deflate), client)
+    (WsConn::new(server, Role::Server, LIMITS, deflate), client)
+}
+
+/// A client-role connection and the raw server end of its pipe.
+fn client_conn(deflate: Option<Agreement>) -> (WsConn<DuplexStream>, DuplexStream) {
+    let (client, server) = tokio::io::duplex(1 << 20);
+    (WsConn::new(client, Role::Client, LIMITS, deflate), server)
+}
+
+/// A frame as a server sends it (unmasked).
+fn server_frame(fin: bool, rsv1: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = EncodedHeader::new(fin, rsv1, opcode, payload.len()).as_bytes().to_vec();
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Reads one frame from the raw end of a pipe: its header and unmasked payload.
+async fn read_raw_frame(peer: &mut DuplexStream) -> (Header, Vec<u8>) {
+    let mut buf = Vec::new();
+    let header = loop {
+        if let Ok(Some(h)) = parse_header(&buf) {
+            break h;
+        }
+        let mut byte = [0u8; 1];
+        peer.read_exact(&mut byte).await.unwrap_or_else(|e| panic!("{e}"));
+        buf.push(byte[0]);
+    };
+    let mut payload = vec![0u8; usize::try_from(header.payload_len).unwrap_or(usize::MAX)];
+    peer.read_exact(&mut payload).await.unwrap_or_else(|e| panic!("{e}"));
+    if let Some(key) = header.mask {
+        apply_mask(&mut payload, key, 0);
+    }
+    (header, payload)
 }
 
 /// Reads until `want` items arrived or the read side ends; returns items and the last result.
@@ -133,8 +169,8 @@ async fn a_close_is_answered_with_the_same_code_and_reason() {
 async fn compressed_messages_round_trip_through_the_connection() {
     let agreement =
         negotiate(&["permessage-deflate"], &DeflatePolicy::default()).unwrap_or_else(|| panic!("agree"));
-    let mut client_codec = DeflateCodec::new(agreement.clone());
-    let (mut c, mut client) = conn(Some(DeflateCodec::new(agreement.clone())));
+    let mut client_codec = DeflateCodec::new(agreement.clone(), Role::Client);
+    let (mut c, mut client) = conn(Some(agreement.clone()));
     let text = "compress me ".repeat(50);
     let compressed = client_codec.compress(text.as_bytes(), true);
     // Split the compressed message into two fragments; RSV1 only on the first.
@@ -152,8 +188,92 @@ async fn compressed_messages_round_trip_through_the_connection() {
     let mut body = vec![0u8; usize::from(head[1] & 0x7f)];
     client.read_exact(&mut body).await.unwrap_or_default();
     let mut out = Vec::new();
-    DeflateCodec::new(agreement)
+    DeflateCodec::new(agreement, Role::Client)
         .decompress(&body, true, &mut out, 1 << 20)
         .unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(out, text.as_bytes());
+}
+
+#[tokio::test]
+async fn the_client_masks_every_frame_with_a_fresh_key() {
+    let (mut c, mut server) = client_conn(None);
+    let data = b"hello, server".to_vec();
+    c.queue_data(DataKind::Text, true, &data).unwrap_or_else(|e| panic!("{e:?}"));
+    c.queue_data(DataKind::Binary, true, &data).unwrap_or_else(|e| panic!("{e:?}"));
+    c.queue_data(DataKind::Binary, true, &[0x5a; 300]).unwrap_or_else(|e| panic!("{e:?}"));
+    c.queue_ping(b"p").unwrap_or_else(|e| panic!("{e:?}"));
+    c.queue_close(1000, "bye");
+    poll_fn(|cx| c.poll_flush(cx)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(data, b"hello, server", "the caller's buffer is untouched");
+    let mut keys = Vec::new();
+    for (opcode, payload) in [
+        (OP_TEXT, data.clone()),
+        (OP_BINARY, data.clone()),
+        (OP_BINARY, vec![0x5a; 300]),
+        (OP_PING, b"p".to_vec()),
+        (OP_CLOSE, b"\x03\xe8bye".to_vec()),
+    ] {
+        let (h, unmasked) = read_raw_frame(&mut server).await;
+        assert_eq!((h.fin, h.opcode), (true, opcode));
+        assert_eq!(unmasked, payload, "opcode {opcode}");
+        keys.push(h.mask.unwrap_or_else(|| panic!("opcode {opcode}: not masked")));
+    }
+    assert_ne!(keys[0], keys[1], "two frames, two keys");
+}
+
+#[tokio::test]
+async fn the_client_accepts_unmasked_frames_and_masks_its_pong() {
+    let (mut c, mut server) = client_conn(None);
+    let mut wire = server_frame(true, false, OP_PING, b"ping!");
+    wire.extend(server_frame(false, false, OP_TEXT, "héllo ".as_bytes()));
+    wire.extend(server_frame(true, false, OP_CONTINUATION, "wörld".as_bytes()));
+    server.write_all(&wire).await.unwrap_or_else(|e| panic!("{e}"));
+    let (items, r) = read_items(&mut c, 2).await;
+    assert_eq!(r, Ok(ReadProgress::Data));
+    assert_eq!(
+        items,
+        vec![Incoming::Ping(Bytes::from_static(b"ping!")), Incoming::Text(Bytes::from("héllo wörld"))]
+    );
+    poll_fn(|cx| c.poll_flush(cx)).await.unwrap_or_else(|e| panic!("{e}"));
+    let (h, payload) = read_raw_frame(&mut server).await;
+    assert_eq!((h.opcode, h.mask.is_some(), payload.as_slice()), (OP_PONG, true, &b"ping!"[..]));
+}
+
+#[tokio::test]
+async fn the_client_refuses_a_masked_frame_with_1002() {
+    let (mut c, mut server) = client_conn(None);
+    server.write_all(&client_frame(true, false, OP_TEXT, b"masked")).await.unwrap_or_else(|e| panic!("{e}"));
+    let (items, r) = read_items(&mut c, 1).await;
+    assert!(items.is_empty(), "{items:?}");
+    assert_eq!(r, Err(Failure { code: 1002, reason: "masked server frame" }));
+    // The server role still refuses unmasked frames.
+    let (mut s, mut client) = conn(None);
+    client.write_all(&server_frame(true, false, OP_TEXT, b"bare")).await.unwrap_or_else(|e| panic!("{e}"));
+    let (_, r) = read_items(&mut s, 1).await;
+    assert_eq!(r, Err(Failure { code: 1002, reason: "unmasked client frame" }));
+}
+
+#[tokio::test]
+async fn a_client_and_a_server_exchange_compressed_messages() {
+    let answer = negotiate(&[deflate::CLIENT_OFFER], &DeflatePolicy::default()).map(|a| a.response);
+    let agreement = parse_response(&[answer.as_deref().unwrap_or_default()])
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the server's answer is refused: {answer:?}"));
+    let (client_io, server_io) = tokio::io::duplex(1 << 20);
+    let mut client = WsConn::new(client_io, Role::Client, LIMITS, Some(agreement));
+    let server_agreement = negotiate(&[deflate::CLIENT_OFFER], &DeflatePolicy::default());
+    let mut server = WsConn::new(server_io, Role::Server, LIMITS, server_agreement);
+    for text in ["compress me ".repeat(500), "again, with context ".repeat(100), String::new()] {
+        client.queue_data(DataKind::Text, true, text.as_bytes()).unwrap_or_else(|e| panic!("{e:?}"));
+        let written = client.queued_bytes();
+        assert!(text.len() < 100 || written < text.len() / 4, "{written} bytes for {}", text.len());
+        poll_fn(|cx| client.poll_flush(cx)).await.unwrap_or_else(|e| panic!("{e}"));
+        let (items, _) = read_items(&mut server, 1).await;
+        assert_eq!(items, vec![Incoming::Text(Bytes::from(text.clone()))]);
+        server.queue_data(DataKind::Text, true, text.as_bytes()).unwrap_or_else(|e| panic!("{e:?}"));
+        poll_fn(|cx| server.poll_flush(cx)).await.unwrap_or_else(|e| panic!("{e}"));
+        let (items, _) = read_items(&mut client, 1).await;
+        assert_eq!(items, vec![Incoming::Text(Bytes::from(text))]);
+    }
 }
