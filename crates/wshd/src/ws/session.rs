@@ -116,6 +116,8 @@ struct ConnState {
     driver_waker: Option<Waker>,
     notify_pongs: bool,
     aborted: bool,
+    /// The time, read once per driver poll (see [`ConnState::now`]).
+    poll_now: Option<Instant>,
     /// Timers' state and accounting (see `upkeep`).
     upkeep: upkeep::Upkeep,
 }
@@ -153,6 +155,7 @@ impl ConnShared {
                 driver_waker: None,
                 notify_pongs: false,
                 aborted: false,
+                poll_now: None,
                 upkeep: upkeep::Upkeep::new(&settings),
             }),
             settings,
@@ -174,8 +177,7 @@ impl ConnShared {
         foreign: impl FnOnce(&mut dyn FnMut(&mut Context<'_>) -> R) -> R,
         mut f: impl FnMut(&mut Context<'_>) -> R,
     ) -> R {
-        let in_driver = CURRENT.with(|c| std::ptr::eq(c.get(), self));
-        if in_driver {
+        if self.is_being_driven() {
             let done =
                 DRIVER_WAKER.with(|w| w.borrow().as_ref().map(|waker| f(&mut Context::from_waker(waker))));
             if let Some(result) = done {
@@ -185,11 +187,19 @@ impl ConnShared {
         foreign(&mut f)
     }
 
+    /// Whether this session's driver is polling the handler on this thread right now.
+    fn is_being_driven(&self) -> bool {
+        CURRENT.with(|c| std::ptr::eq(c.get(), self))
+    }
+
     /// Next inbound item, or `Pending`.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Inbound> {
         let mut st = self.lock();
         if let Some(item) = st.inbound.pop_front() {
-            st.upkeep.delivered();
+            // Inside the driver the poll's time is close enough (the item was queued in this
+            // poll or waited since an earlier one); a handler task elsewhere reads the clock.
+            let now = if self.is_being_driven() { st.now() } else { Instant::now() };
+            st.upkeep.delivered(now);
             if let Inbound::Text(b) | Inbound::Binary(b) | Inbound::Pong(b) = &item {
                 st.inbound_bytes -= b.len();
             }
@@ -203,7 +213,7 @@ impl ConnShared {
         if st.read_done || st.stream.is_none() {
             return Poll::Ready(Inbound::Closed(1006, Bytes::new()));
         }
-        st.recv_waker = Some(cx.waker().clone());
+        st.remember_receiver(cx.waker());
         Poll::Pending
     }
 
@@ -268,7 +278,7 @@ impl ConnShared {
         if st.read_done || st.stream.is_none() {
             return Poll::Ready(st.close_status.clone().unwrap_or((1006, Bytes::new())));
         }
-        st.recv_waker = Some(cx.waker().clone());
+        st.remember_receiver(cx.waker());
         Poll::Pending
     }
 
@@ -303,6 +313,19 @@ impl ConnShared {
 }
 
 impl ConnState {
+    /// The current time, read from the clock once per driver poll: the arrival stamps, the
+    /// delivery latency and the timers of one poll share it.
+    fn now(&mut self) -> Instant {
+        *self.poll_now.get_or_insert_with(Instant::now)
+    }
+
+    /// Keeps `waker` for `wake_receiver` (a clone only when it would wake another task).
+    fn remember_receiver(&mut self, waker: &Waker) {
+        if !self.recv_waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.recv_waker = Some(waker.clone());
+        }
+    }
+
     fn has_room(&self, limit: usize) -> bool {
         self.inbound.is_empty() || self.inbound_bytes < limit
     }
@@ -314,7 +337,16 @@ impl ConnState {
         }
     }
 
+    /// Wakes a handler waiting in `poll_recv`/`poll_closed`. Only the driver calls this, and
+    /// it polls the handler right after: a handler waiting with the driver's own waker needs
+    /// no wake-up (waking the running task would only make tokio poll it once more for
+    /// nothing).
     fn wake_receiver(&mut self) {
+        if let (Some(receiver), Some(driver)) = (&self.recv_waker, &self.driver_waker)
+            && receiver.will_wake(driver)
+        {
+            return;
+        }
         if let Some(w) = self.recv_waker.take() {
             w.wake();
         }
@@ -338,13 +370,21 @@ impl ConnState {
     fn pump_reads(&mut self, cx: &mut Context<'_>, deliver: bool, limit: usize) {
         let mut changed = false;
         while !self.read_done && (!deliver || self.has_room(limit)) {
-            let ConnState { stream, inbound, inbound_bytes, close_status, notify_pongs, upkeep, .. } = self;
+            let ConnState {
+                stream,
+                inbound,
+                inbound_bytes,
+                close_status,
+                notify_pongs,
+                upkeep,
+                poll_now,
+                ..
+            } = self;
             let Some(stream) = stream.as_mut() else {
                 self.read_done = true;
                 break;
             };
             let notify_pongs = *notify_pongs;
-            let mut arrival = None;
             let mut push = |item: Incoming| {
                 let queued = match item {
                     Incoming::Text(b) if deliver => Inbound::Text(b),
@@ -365,7 +405,7 @@ impl ConnState {
                 if let Inbound::Text(b) | Inbound::Binary(b) = &queued {
                     upkeep.message_in(b.len());
                 }
-                upkeep.queued(*arrival.get_or_insert_with(Instant::now));
+                upkeep.queued(*poll_now.get_or_insert_with(Instant::now));
                 inbound.push_back(queued);
             };
             match stream.poll_read(cx, &mut push) {
@@ -432,6 +472,24 @@ pub(crate) struct Driver {
     timers: upkeep::Timers,
 }
 
+/// Whether the close deadline passed (arming `timer` for it otherwise).
+fn close_timed_out(
+    timer: &mut Option<(Instant, Pin<Box<Sleep>>)>,
+    deadline: Option<Instant>,
+    cx: &mut Context<'_>,
+) -> bool {
+    let Some(deadline) = deadline else { return false };
+    match timer {
+        Some((at, sleep)) if *at == deadline => sleep.as_mut().poll(cx).is_ready(),
+        _ => {
+            let mut sleep = Box::pin(tokio::time::sleep_until(deadline));
+            let fired = sleep.as_mut().poll(cx).is_ready();
+            *timer = Some((deadline, sleep));
+            fired
+        }
+    }
+}
+
 /// Marks `shared` as the session being driven on this thread for the duration of `f`.
 fn as_current<R>(shared: &ConnShared, f: impl FnOnce() -> R) -> R {
     struct Reset(*const ConnShared);
@@ -486,20 +544,6 @@ impl Driver {
         st.close_on_failure(true, close_timeout);
         st.begin_close(if panicked { 1011 } else { 1000 }, "", close_timeout);
     }
-
-    /// Whether the close deadline passed (arming a timer for it otherwise).
-    fn close_timed_out(&mut self, deadline: Option<Instant>, cx: &mut Context<'_>) -> bool {
-        let Some(deadline) = deadline else { return false };
-        match &mut self.close_timer {
-            Some((at, timer)) if *at == deadline => timer.as_mut().poll(cx).is_ready(),
-            _ => {
-                let mut timer = Box::pin(tokio::time::sleep_until(deadline));
-                let fired = timer.as_mut().poll(cx).is_ready();
-                self.close_timer = Some((deadline, timer));
-                fired
-            }
-        }
-    }
 }
 
 impl Future for Driver {
@@ -515,6 +559,7 @@ impl Future for Driver {
                 drop(st);
                 return Poll::Ready(this.end());
             }
+            st.poll_now = None;
             if !st.driver_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 st.driver_waker = Some(cx.waker().clone());
             }
@@ -538,16 +583,13 @@ impl Future for Driver {
                 None => true,
             };
             let deadline = st.close_deadline;
-            drop(st);
-            if this.close_timed_out(deadline, cx) {
+            if close_timed_out(&mut this.close_timer, deadline, cx) {
                 tracing::debug!("closing handshake timed out");
-                let mut st = this.shared.lock();
                 st.read_done = true;
                 st.close_status.get_or_insert((1006, Bytes::new()));
                 st.stream = None;
                 st.wake_receiver();
             }
-            let mut st = this.shared.lock();
             let closing_done = st.read_done
                 && (flushed || st.stream.is_none())
                 && st.stream.as_ref().is_none_or(|s| s.close_sent());

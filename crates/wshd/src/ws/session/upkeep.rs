@@ -135,12 +135,12 @@ impl Upkeep {
         self.arrivals.push_back(at);
     }
 
-    /// The handler took an item from the inbound queue.
-    pub(super) fn delivered(&mut self) {
+    /// The handler took an item from the inbound queue at `now`.
+    pub(super) fn delivered(&mut self, now: Instant) {
         if let Some(at) = self.arrivals.pop_front()
             && let Some(m) = &self.metrics
         {
-            m.delivery_seconds.observe(at.elapsed().as_secs_f64());
+            m.delivery_seconds.observe(now.saturating_duration_since(at).as_secs_f64());
         }
     }
 
@@ -285,9 +285,8 @@ impl Timers {
                 st.server_close(1001, "going away", settings);
             }
         }
-        let mut now_cache = None;
-        let mut now = || *now_cache.get_or_insert_with(Instant::now);
         loop {
+            let now = st.now();
             let Some(stream) = st.stream.as_ref() else { return };
             if stream.close_sent() || st.read_done {
                 return; // the close timeout takes over
@@ -303,13 +302,13 @@ impl Timers {
             let activity = u.messages_in + u.messages_out;
             if activity != u.activity_seen {
                 u.activity_seen = activity;
-                u.last_activity = now();
+                u.last_activity = now;
             }
             if queued == 0 {
                 u.stall_since = None;
             } else if u.stall_since.is_none() || written != u.written_seen {
                 u.written_seen = written;
-                u.stall_since = Some(now());
+                u.stall_since = Some(now);
             }
             if u.ping_outstanding
                 && (read != u.read_at_ping || u.backlog_written_at_ping.is_some_and(|w| written != w))
@@ -326,19 +325,22 @@ impl Timers {
             let stall = settings.send_timeout.zip(u.stall_since).map(|(t, since)| since + t);
             let Some(next) = earliest(earliest(idle, keepalive), stall) else { return };
 
-            if self.armed.is_none_or(|at| next < at) {
+            let rearm = self.armed.is_none_or(|at| next < at);
+            if rearm {
                 match self.sleep.as_mut() {
                     Some(sleep) => sleep.as_mut().reset(next),
                     None => self.sleep = Some(Box::pin(tokio::time::sleep_until(next))),
                 }
                 self.armed = Some(next);
             }
-            let fired = self.sleep.as_mut().is_some_and(|s| s.as_mut().poll(cx).is_ready());
+            // A timer polled once stays registered with this task's waker: poll it again only
+            // after re-arming or when it is due, not on every message.
+            let due = self.armed.is_some_and(|at| at <= now);
+            let fired = (rearm || due) && self.sleep.as_mut().is_some_and(|s| s.as_mut().poll(cx).is_ready());
             if !fired {
                 return;
             }
             self.armed = None;
-            let now = now();
             if idle.is_some_and(|at| at <= now) {
                 st.server_close(1001, "idle", settings);
                 continue;
