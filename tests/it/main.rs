@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod builtin;
 mod cgi;
 mod client;
 mod config;

@@ -1,8 +1,9 @@
 //! `wshd-bench` — the benchmarks of wshd (benchmarks, not tests).
 //!
-//! `run` compares wshd serving the `echo_wsh` plugin with reference echo servers started in
-//! the same run — a default tokio-tungstenite echo, a fastwebsockets echo and a plain TCP echo
-//! (the floor) — all driven by the same hand-written load generator. `reload-soak` and
+//! `run` compares wshd serving the `echo_wsh` plugin (and its built-in echo, which shows what
+//! the plugin boundary costs) with reference echo servers started in the same run — a default
+//! tokio-tungstenite echo, a fastwebsockets echo and a plain TCP echo (the floor) — all driven
+//! by the same hand-written load generator. `reload-soak` and
 //! `reload-latency` measure hot reload under load. See `docs/performance.md`.
 //!
 //! ```text

@@ -1,5 +1,5 @@
-//! `run`: the orchestrator. Starts wshd (serving `echo_wsh`) and the reference echo servers
-//! as child processes, runs the load generator (another child process) against each through
+//! `run`: the orchestrator. Starts wshd (serving `echo_wsh`, and its built-in echo) and the
+//! reference echo servers as child processes, runs the load generator (another child process) against each through
 //! the selected workloads (alternating servers within each repetition), prints one table and
 //! writes it as JSON.
 //!
@@ -31,6 +31,9 @@ use crate::procinfo;
 
 /// The build command that produces everything `run` needs.
 pub(crate) const BUILD_COMMAND: &str = "cargo build --release -p wshd -p echo_wsh -p wshd-bench";
+
+/// The route of wshd's built-in echo in the `wshd-builtin` configuration.
+const BUILTIN_ECHO_PATH: &str = "/builtin_echo";
 
 /// A workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -64,6 +67,9 @@ impl Workload {
 pub(crate) enum Subject {
     /// wshd serving the echo plugin.
     Wshd,
+    /// The same wshd and configuration plus a `[[route]] builtin = "echo"`, driven at that
+    /// route: the echo built into the host, without the plugin boundary.
+    WshdBuiltin,
     /// wshd serving the echo plugin, the client offering permessage-deflate.
     WshdDeflate,
     /// tokio-tungstenite 0.30 with `WebSocketConfig::default()` (the reference: ratio 1.00).
@@ -80,6 +86,7 @@ pub(crate) enum Subject {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum ServerKind {
     Wshd,
+    WshdBuiltin,
     Tt,
     Tt8k,
     Fws,
@@ -90,6 +97,7 @@ impl Subject {
     fn label(self) -> &'static str {
         match self {
             Subject::Wshd => "wshd (echo plugin)",
+            Subject::WshdBuiltin => "wshd, built-in echo (no plugin boundary)",
             Subject::WshdDeflate => "wshd, permessage-deflate",
             Subject::TokioTungstenite => "tokio-tungstenite 0.30 default",
             Subject::TokioTungstenite8k => "tokio-tungstenite 0.30, 8 KiB read buffer",
@@ -101,6 +109,7 @@ impl Subject {
     fn key(self) -> &'static str {
         match self {
             Subject::Wshd => "wshd",
+            Subject::WshdBuiltin => "wshd-builtin",
             Subject::WshdDeflate => "wshd-deflate",
             Subject::TokioTungstenite => "tokio-tungstenite",
             Subject::TokioTungstenite8k => "tokio-tungstenite-8k",
@@ -112,6 +121,7 @@ impl Subject {
     fn kind(self) -> ServerKind {
         match self {
             Subject::Wshd | Subject::WshdDeflate => ServerKind::Wshd,
+            Subject::WshdBuiltin => ServerKind::WshdBuiltin,
             Subject::TokioTungstenite => ServerKind::Tt,
             Subject::TokioTungstenite8k => ServerKind::Tt8k,
             Subject::Fastwebsockets => ServerKind::Fws,
@@ -147,7 +157,7 @@ pub(crate) struct RunArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "wshd,wshd-deflate,tokio-tungstenite,fastwebsockets,tcp"
+        default_value = "wshd,wshd-builtin,wshd-deflate,tokio-tungstenite,fastwebsockets,tcp"
     )]
     pub(crate) servers: Vec<Subject>,
     /// Measurement window of each load run, in seconds.
@@ -361,15 +371,20 @@ fn start_server(ctx: &Context, kind: ServerKind) -> Result<Server, BoxError> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let cpu = ctx.placement.server_cpu();
     let (name, mut cmd) = match kind {
-        ServerKind::Wshd => {
+        ServerKind::Wshd | ServerKind::WshdBuiltin => {
             let config_path = ctx.temp.join(format!("server-{port}.toml"));
             let dir = ctx.handlers_dir.to_str().ok_or("the temporary directory is not UTF-8")?;
+            let builtin_route = if kind == ServerKind::WshdBuiltin {
+                format!("\n[[route]]\npath = {}\nbuiltin = \"echo\"\n", quoted(BUILTIN_ECHO_PATH))
+            } else {
+                String::new()
+            };
             fs::write(
                 &config_path,
                 format!(
                     "# Written by wshd-bench run.\n[server]\nlisten = [\"127.0.0.1:{port}\"]\n\n\
                      [handlers]\ndir = {}\nrecursive = false\n\n[log]\nlevel = \"warn\"\n\n\
-                     [websocket.deflate]\n{}\n",
+                     [websocket.deflate]\n{}\n{builtin_route}",
                     quoted(dir),
                     ctx.deflate_config
                 ),
@@ -404,7 +419,8 @@ fn start_server(ctx: &Context, kind: ServerKind) -> Result<Server, BoxError> {
         .map_err(|e| format!("cannot start {name}: {e}"))?;
     let mut guard = Guard { child };
     wait_for_listener(&mut guard.child, name, addr)?;
-    Ok(Server { guard, url: format!("ws://{addr}/echo") })
+    let path = if kind == ServerKind::WshdBuiltin { BUILTIN_ECHO_PATH } else { "/echo" };
+    Ok(Server { guard, url: format!("ws://{addr}{path}") })
 }
 
 /// The load-generator options of one workload.

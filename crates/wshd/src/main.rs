@@ -6,7 +6,7 @@ use clap::Parser;
 use std::sync::Arc;
 use wshd::cli::{Cli, Command, Options};
 
-use wshd::plugin::{Reloader, scan};
+use wshd::plugin::{Reloader, RouteTarget, scan};
 use wshd::{ConfigSource, Server, logging};
 
 fn main() -> ExitCode {
@@ -221,13 +221,17 @@ fn check_config(config: &wshd::Config) -> ExitCode {
     }
     let table = Reloader::new(Arc::new(config.clone())).pass().table;
     for route in table.routes() {
-        let plugin = &route.instance.plugin;
-        let alias = if route.path == route.resource {
-            String::new()
-        } else {
-            format!(" (alias of {})", route.resource)
-        };
-        println!("  {}{alias} -> {} [{}]", route.path, plugin.file.display(), plugin.handler_name);
+        match &route.target {
+            RouteTarget::Plugin { resource, instance } => {
+                let plugin = &instance.plugin;
+                let alias =
+                    if route.path == *resource { String::new() } else { format!(" (alias of {resource})") };
+                println!("  {}{alias} -> {} [{}]", route.path, plugin.file.display(), plugin.handler_name);
+            }
+            RouteTarget::Builtin(builtin) => {
+                println!("  {} -> {} (built in, no plugin)", route.path, builtin.handler_name());
+            }
+        }
     }
     for refusal in &table.refusals {
         println!("  REFUSED {}: {}", refusal.file.display(), refusal.reason);

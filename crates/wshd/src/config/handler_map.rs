@@ -10,7 +10,7 @@
 //! paths starting with `/`. An alias whose target handler is not loaded is logged (by the
 //! route table) and answers 404 until the handler appears.
 
-use super::RouteConfig;
+use super::{RouteConfig, RouteHandler};
 
 /// Parses a handler map; `file` names it in errors (`file:line: reason`) and in each route's
 /// origin.
@@ -40,7 +40,7 @@ pub fn parse_handler_map(text: &str, file: &str) -> Result<Vec<RouteConfig>, Str
         }
         routes.push(RouteConfig {
             path: alias.to_owned(),
-            handler: existing.to_owned(),
+            handler: RouteHandler::Resource(existing.to_owned()),
             config: None,
             max_message_bytes: None,
             deflate: None,
@@ -59,8 +59,8 @@ mod tests {
     fn parses_aliases_and_skips_comments() {
         let routes = parse_handler_map("# comment\n\n/ /echo\n  /a\t/chat/room  \n", "map.txt")
             .unwrap_or_else(|e| panic!("{e}"));
-        let pairs: Vec<_> = routes.iter().map(|r| (r.path.as_str(), r.handler.as_str())).collect();
-        assert_eq!(pairs, [("/", "/echo"), ("/a", "/chat/room")]);
+        let pairs: Vec<_> = routes.iter().map(|r| (r.path.as_str(), r.handler.to_string())).collect();
+        assert_eq!(pairs, [("/", "/echo".to_owned()), ("/a", "/chat/room".to_owned())]);
         assert_eq!(routes[1].origin, "map.txt:4");
     }
 

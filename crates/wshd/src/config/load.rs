@@ -7,10 +7,12 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::schema::FileConfig;
+use toml::Spanned;
+
+use super::schema::{FileConfig, RouteSection};
 use super::{
-    AuthSettings, CgiSettings, ClientAuth, Config, Credential, DeflateSettings, ProxySettings, RouteConfig,
-    RouteLimits, TlsSettings, WsSettings, check_realm, normalize_cgi_path,
+    AuthSettings, Builtin, CgiSettings, ClientAuth, Config, Credential, DeflateSettings, ProxySettings,
+    RouteConfig, RouteHandler, RouteLimits, TlsSettings, WsSettings, check_realm, normalize_cgi_path,
 };
 
 /// The smallest `max_header_bytes` (the HTTP parser's minimum buffer).
@@ -127,6 +129,39 @@ fn key_at(text: &str, line_start: usize) -> String {
     }
 }
 
+/// Checks a route's `builtin = "<name>"`: a known name, and neither `handler` nor `config`
+/// beside it (a built-in handler takes no configuration).
+fn resolve_builtin(
+    route: &RouteSection,
+    builtin: &Spanned<String>,
+    err: &impl Fn(Range<usize>, &str, String) -> ConfigError,
+) -> Result<Builtin, ConfigError> {
+    let name = builtin.get_ref();
+    let Some(resolved) = Builtin::from_name(name) else {
+        let valid: Vec<String> = Builtin::ALL.iter().map(|b| format!("\"{}\"", b.name())).collect();
+        return Err(err(
+            builtin.span(),
+            "route.builtin",
+            format!("unknown built-in handler `{name}`; valid: {}", valid.join(", ")),
+        ));
+    };
+    if let Some(handler) = &route.handler {
+        return Err(err(
+            handler.span(),
+            "route.handler",
+            format!("a route is served by `handler` or by `builtin`, not both (builtin = \"{name}\" here)"),
+        ));
+    }
+    if let Some(config) = &route.config {
+        return Err(err(
+            config.span(),
+            "route.config",
+            format!("built-in handler \"{name}\" takes no `config`"),
+        ));
+    }
+    Ok(resolved)
+}
+
 /// Validates a parsed file and resolves it into a [`Config`].
 pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result<Config, ConfigError> {
     let err = |span: Range<usize>, key: &str, message: String| match text {
@@ -201,12 +236,13 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
         if !path.starts_with('/') {
             return Err(err(route.path.span(), "route.path", format!("`{path}` must start with `/`")));
         }
-        let handler = match &route.handler {
-            Some(h) if !h.get_ref().starts_with('/') => {
+        let handler = match (&route.builtin, &route.handler) {
+            (Some(builtin), _) => RouteHandler::Builtin(resolve_builtin(route, builtin, &err)?),
+            (None, Some(h)) if !h.get_ref().starts_with('/') => {
                 return Err(err(h.span(), "route.handler", format!("`{}` must start with `/`", h.get_ref())));
             }
-            Some(h) => h.get_ref().clone(),
-            None => path.clone(),
+            (None, Some(h)) => RouteHandler::Resource(h.get_ref().clone()),
+            (None, None) => RouteHandler::Resource(path.clone()),
         };
         if routes.iter().any(|r: &RouteConfig| &r.path == path) {
             return Err(err(route.path.span(), "route.path", format!("route `{path}` is defined twice")));
@@ -239,7 +275,7 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
         routes.push(RouteConfig {
             path: path.clone(),
             handler,
-            config: route.config.clone(),
+            config: route.config.as_ref().map(|c| c.get_ref().clone()),
             max_message_bytes: route
                 .max_message_bytes
                 .map(|v| to_usize(v, "route.max_message_bytes"))
@@ -457,7 +493,34 @@ mod tests {
         let c = parse_str("[[route]]\npath = \"/\"\nhandler = \"/echo\"\n", "r.toml")
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.routes[0].path, "/");
-        assert_eq!(c.routes[0].handler, "/echo");
+        assert_eq!(c.routes[0].handler, RouteHandler::Resource("/echo".into()));
         assert_eq!(c.routes[0].origin, "r.toml:2");
+    }
+
+    #[test]
+    fn builtin_routes_resolve_with_their_settings() {
+        let text =
+            "[[route]]\npath = \"/_echo\"\nbuiltin = \"echo\"\nmax_message_bytes = 100\ndeflate = false\n";
+        let c = parse_str(text, "b.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.routes[0].handler, RouteHandler::Builtin(Builtin::Echo));
+        assert_eq!(c.routes[0].handler.to_string(), "builtin:echo");
+        assert_eq!((c.routes[0].max_message_bytes, c.routes[0].deflate), (Some(100), Some(false)));
+    }
+
+    #[test]
+    fn builtin_errors_name_line_column_and_key() {
+        let e = parse_str("[[route]]\npath = \"/x\"\nbuiltin = \"ech0\"\n", "b.toml").expect_err("unknown");
+        assert_eq!((e.line, e.column, e.key.as_str()), (3, 11, "route.builtin"), "{e}");
+        assert!(e.message.contains("unknown built-in handler `ech0`; valid: \"echo\""), "{e}");
+        let text = "[[route]]\npath = \"/x\"\nbuiltin = \"echo\"\nhandler = \"/echo\"\n";
+        let e = parse_str(text, "b.toml").expect_err("both");
+        assert_eq!((e.line, e.column, e.key.as_str()), (4, 11, "route.handler"), "{e}");
+        assert!(e.message.contains("not both"), "{e}");
+        let text = "[[route]]\npath = \"/x\"\nbuiltin = \"echo\"\n[route.config]\ngreeting = \"hi\"\n";
+        let e = parse_str(text, "b.toml").expect_err("config");
+        assert_eq!((e.line, e.key.as_str()), (4, "route.config"), "{e}");
+        let text = "[[route]]\npath = \"/x\"\nbuiltin = \"echo\"\nconfig = { greeting = \"hi\" }\n";
+        let e = parse_str(text, "b.toml").expect_err("inline config");
+        assert_eq!((e.line, e.key.as_str()), (4, "route.config"), "{e}");
     }
 }

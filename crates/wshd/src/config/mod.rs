@@ -61,13 +61,64 @@ pub struct DeflateSettings {
     pub min_message_bytes: usize,
 }
 
+/// A handler built into the host, served by a `[[route]]` with `builtin = "<name>"` without
+/// any plugin (and without the plugin boundary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    /// `"echo"`: every text and binary message comes back with its kind; after echoing the
+    /// text `Goodbye` the server closes with 1000 (like the `echo_wsh` plugin).
+    Echo,
+}
+
+impl Builtin {
+    /// Every built-in handler.
+    pub const ALL: [Builtin; 1] = [Builtin::Echo];
+
+    /// The built-in handler called `name` in `server.toml`.
+    pub fn from_name(name: &str) -> Option<Builtin> {
+        Builtin::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// Its name in `server.toml` (`echo`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Builtin::Echo => "echo",
+        }
+    }
+
+    /// Its handler name in logs and `check-config` (`builtin:echo`).
+    pub fn handler_name(self) -> &'static str {
+        match self {
+            Builtin::Echo => "builtin:echo",
+        }
+    }
+}
+
+/// What serves a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteHandler {
+    /// The handler plugin with this resource path (`/echo`).
+    Resource(String),
+    /// A handler built into the host.
+    Builtin(Builtin),
+}
+
+impl fmt::Display for RouteHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteHandler::Resource(resource) => f.write_str(resource),
+            RouteHandler::Builtin(builtin) => f.write_str(builtin.handler_name()),
+        }
+    }
+}
+
 /// A resolved `[[route]]`.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
     /// Request path.
     pub path: String,
-    /// Target handler resource.
-    pub handler: String,
+    /// What serves it: a handler resource, or a built-in handler.
+    pub handler: RouteHandler,
     /// Handler configuration (its own instance when present).
     pub config: Option<toml::Table>,
     /// Per-route message limit.

@@ -362,9 +362,12 @@ pub struct RouteSection {
     /// The resource path of the handler that serves it (`/echo`). Default: `path` itself
     /// (to give a discovered handler settings without aliasing it).
     pub handler: Option<Spanned<String>>,
+    /// A handler built into the host that serves it instead of a plugin (`"echo"`); excludes
+    /// `handler` and `config`.
+    pub builtin: Option<Spanned<String>>,
     /// Handler configuration, handed to `Handler::new`. A route with its own table gets its
     /// own handler instance.
-    pub config: Option<toml::Table>,
+    pub config: Option<Spanned<toml::Table>>,
     /// Overrides `[websocket] max_message_bytes` for this route.
     pub max_message_bytes: Option<u64>,
     /// Overrides `[websocket.deflate] enabled` for this route.

@@ -5,7 +5,6 @@ use hyper::Request;
 use wshd_sdk::abi::{RHeader, RRequest, RStr};
 
 use super::service::ConnAddrs;
-use crate::plugin::Route;
 
 /// An owned copy of what a handler may inspect.
 #[derive(Debug)]
@@ -27,11 +26,11 @@ fn s(v: &str) -> RStr {
 }
 
 impl RequestView {
-    /// `forwarded_host`: the host a trusted proxy says the client asked for; it replaces the
-    /// `Host` header the handler sees.
+    /// `resource`: the handler's resource path; `forwarded_host`: the host a trusted proxy
+    /// says the client asked for; it replaces the `Host` header the handler sees.
     pub(crate) fn new<B>(
         req: &Request<B>,
-        route: &Route,
+        resource: &str,
         addrs: ConnAddrs,
         forwarded_host: Option<&str>,
     ) -> RequestView {
@@ -42,7 +41,7 @@ impl RequestView {
                 .path_and_query()
                 .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned()),
             path: req.uri().path().to_owned(),
-            resource: route.resource.clone(),
+            resource: resource.to_owned(),
             query: req.uri().query().map(str::to_owned),
             headers: req
                 .headers()

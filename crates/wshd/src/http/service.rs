@@ -1,6 +1,7 @@
 //! The HTTP service on the WebSocket port. Each request goes through fixed phases:
-//! route → validate handshake → handler `do_handshake` → 101 and session; requests for paths
-//! without a handler go to the static document root.
+//! route → validate handshake → handler `do_handshake` (a built-in handler accepts every
+//! valid handshake) → 101 and session; requests for paths without a handler go to the static
+//! document root.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,10 +18,12 @@ use super::handshake::{self, ValidHandshake};
 use super::request_view::RequestView;
 use super::response::{plain, with_status};
 use super::{auth, cgi, forwarded, static_files};
+use crate::config::Builtin;
 use crate::metrics::{ConnSlot, LimitHit, RouteMetrics};
-use crate::plugin::{HandshakeAnswer, Route, conn_for};
+use crate::plugin::{HandlerInstance, HandshakeAnswer, Route, RouteTarget, conn_for};
 use crate::server::ServerState;
-use crate::ws::session::{ConnShared, Driver, SessionSettings};
+use crate::ws::builtin;
+use crate::ws::session::{ConnShared, Driver, HandlerFuture, SessionSettings};
 use crate::ws::transport;
 
 /// The handler asked to drop the connection without a response.
@@ -149,51 +152,24 @@ fn websocket(
         }
     };
 
-    let view = RequestView::new(&req, &route, addrs, forwarded_host.as_deref());
-    let mut answer = HandshakeAnswer::default();
-    let verdict = view.with_raw(|raw| {
-        let mut out = answer.as_out();
-        route.instance.do_handshake(raw, &mut out)
-    });
-    let handler = &route.instance.plugin.handler_name;
-    match verdict {
-        HANDSHAKE_ACCEPT => {}
-        HANDSHAKE_ABORT => {
-            tracing::info!(peer = %addrs.peer, path = %route.path, %handler, "handshake aborted by the handler");
-            return Err(AbortConnection);
-        }
-        HANDSHAKE_REJECT => {
-            let status = StatusCode::from_u16(answer.status)
-                .ok()
-                .filter(|s| s.is_client_error() || s.is_server_error())
-                .unwrap_or(StatusCode::FORBIDDEN);
-            tracing::info!(peer = %addrs.peer, path = %route.path, %handler, status = status.as_u16(), "handshake rejected by the handler");
-            let mut resp = with_status(status, Bytes::from(answer.body));
-            for (name, value) in &answer.headers {
-                if let (Ok(n), Ok(v)) =
-                    (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
-                {
-                    resp.headers_mut().append(n, v);
-                }
+    let (answer, serving) = match &route.target {
+        RouteTarget::Plugin { resource, instance } => {
+            let view = RequestView::new(&req, resource, addrs, forwarded_host.as_deref());
+            match plugin_handshake(&route, instance, &view, addrs, metrics) {
+                Verdict::Accept(answer) => (answer, Serving::Plugin { instance: Arc::clone(instance), view }),
+                Verdict::Refuse(response) => return Ok(response),
+                Verdict::Abort => return Err(AbortConnection),
             }
-            return Ok(resp);
         }
-        HANDSHAKE_PANICKED => {
-            let message = answer.message.as_deref().unwrap_or("unknown panic");
-            metrics.panics.inc();
-            tracing::error!(path = %route.path, %handler, file = %route.instance.plugin.file.display(), "handler panicked in do_handshake: {message}");
-            return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n"));
-        }
-        other => {
-            tracing::error!(path = %route.path, %handler, "handler returned an unknown handshake verdict {other}");
-            return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n"));
-        }
-    }
+        // A built-in handler accepts every valid handshake: no subprotocol, no extra headers.
+        RouteTarget::Builtin(builtin) => (HandshakeAnswer::default(), Serving::Builtin(*builtin)),
+    };
+    let handler = route.handler_name();
 
     let mut response = match accept_response(&valid, &answer) {
         Ok(resp) => resp,
         Err(bug) => {
-            tracing::error!(path = %route.path, %handler, file = %route.instance.plugin.file.display(), "handler bug in do_handshake: {bug}");
+            tracing::error!(path = %route.path, %handler, file = %serving.file(), "handler bug in do_handshake: {bug}");
             return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n"));
         }
     };
@@ -235,10 +211,90 @@ fn websocket(
             }
         };
         let (stream, wire) = transport::accept(upgraded, &route.settings, deflate);
-        let session = Session { route, view, protocol, addrs, started, metrics, slot };
+        let session = Session { route, serving, protocol, addrs, started, metrics, slot };
         run_session(state, session, stream, wire).await;
     });
     Ok(response)
+}
+
+/// What serves an accepted connection.
+// Boxing the plugin variant would cost an allocation per plugin connection to save stack on
+// the rare built-in one.
+#[allow(clippy::large_enum_variant)]
+enum Serving {
+    /// A plugin's handler instance, with the request as its `transfer_data` sees it.
+    Plugin { instance: Arc<HandlerInstance>, view: RequestView },
+    /// A handler built into the host.
+    Builtin(Builtin),
+}
+
+impl Serving {
+    /// The plugin file, for messages about the handler (empty for a built-in handler).
+    fn file(&self) -> std::path::Display<'_> {
+        match self {
+            Serving::Plugin { instance, .. } => instance.plugin.file.display(),
+            Serving::Builtin(_) => std::path::Path::new("").display(),
+        }
+    }
+}
+
+/// What a plugin's `do_handshake` decided.
+enum Verdict {
+    /// Accepted, with the handler's answer (subprotocol, headers, extensions).
+    Accept(HandshakeAnswer),
+    /// Not accepted: give the client this response.
+    Refuse(Response<Full<Bytes>>),
+    /// Drop the connection without a response.
+    Abort,
+}
+
+/// Runs a plugin's `do_handshake`.
+fn plugin_handshake(
+    route: &Route,
+    instance: &HandlerInstance,
+    view: &RequestView,
+    addrs: ConnAddrs,
+    metrics: &RouteMetrics,
+) -> Verdict {
+    let mut answer = HandshakeAnswer::default();
+    let verdict = view.with_raw(|raw| {
+        let mut out = answer.as_out();
+        instance.do_handshake(raw, &mut out)
+    });
+    let handler = &instance.plugin.handler_name;
+    match verdict {
+        HANDSHAKE_ACCEPT => Verdict::Accept(answer),
+        HANDSHAKE_ABORT => {
+            tracing::info!(peer = %addrs.peer, path = %route.path, %handler, "handshake aborted by the handler");
+            Verdict::Abort
+        }
+        HANDSHAKE_REJECT => {
+            let status = StatusCode::from_u16(answer.status)
+                .ok()
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .unwrap_or(StatusCode::FORBIDDEN);
+            tracing::info!(peer = %addrs.peer, path = %route.path, %handler, status = status.as_u16(), "handshake rejected by the handler");
+            let mut resp = with_status(status, Bytes::from(answer.body));
+            for (name, value) in &answer.headers {
+                if let (Ok(n), Ok(v)) =
+                    (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
+                {
+                    resp.headers_mut().append(n, v);
+                }
+            }
+            Verdict::Refuse(resp)
+        }
+        HANDSHAKE_PANICKED => {
+            let message = answer.message.as_deref().unwrap_or("unknown panic");
+            metrics.panics.inc();
+            tracing::error!(path = %route.path, %handler, file = %instance.plugin.file.display(), "handler panicked in do_handshake: {message}");
+            Verdict::Refuse(plain(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n"))
+        }
+        other => {
+            tracing::error!(path = %route.path, %handler, "handler returned an unknown handshake verdict {other}");
+            Verdict::Refuse(plain(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n"))
+        }
+    }
 }
 
 /// Builds the 101, or explains the handler's mistake.
@@ -278,7 +334,7 @@ fn accept_response(
 /// What a session needs besides the socket.
 struct Session {
     route: Arc<Route>,
-    view: RequestView,
+    serving: Serving,
     protocol: Option<String>,
     addrs: ConnAddrs,
     started: Instant,
@@ -293,7 +349,7 @@ async fn run_session(
     stream: transport::WsStream,
     wire: Arc<transport::Wire>,
 ) {
-    let Session { route, view, protocol, addrs, started, metrics, slot } = session;
+    let Session { route, serving, protocol, addrs, started, metrics, slot } = session;
     let settings = &route.settings;
     let session_settings = SessionSettings {
         close_timeout: settings.close_timeout,
@@ -306,18 +362,26 @@ async fn run_session(
         metrics: Some(Arc::clone(&metrics)),
         wire: Some(wire),
     };
-    let shared = ConnShared::new(stream, session_settings, Arc::clone(&route.instance.plugin));
-    let instance = Arc::clone(&route.instance);
-    let future = view
-        .with_raw(|raw| instance.transfer_data(raw, RStr::from_opt(protocol.as_deref()), conn_for(&shared)));
-    drop(view);
+    let (shared, future, instance) = match serving {
+        Serving::Plugin { instance, view } => {
+            let shared = ConnShared::new(stream, session_settings, Some(Arc::clone(&instance.plugin)));
+            let protocol = RStr::from_opt(protocol.as_deref());
+            let future = view.with_raw(|raw| instance.transfer_data(raw, protocol, conn_for(&shared)));
+            (shared, HandlerFuture::Plugin(future), Some(instance))
+        }
+        Serving::Builtin(builtin) => {
+            let shared = ConnShared::new(stream, session_settings, None);
+            (Arc::clone(&shared), builtin::transfer_data(builtin, shared), None)
+        }
+    };
     let end =
         Driver::new(future, shared).shutdown_on(state.shutdown.clone(), Arc::clone(&state.draining)).await;
     drop(slot);
-    let handler = &instance.plugin.handler_name;
+    let handler = route.handler_name();
     if end.panicked {
         metrics.panics.inc();
-        tracing::error!(peer = %addrs.peer, path = %route.path, %handler, file = %instance.plugin.file.display(), "handler panicked in transfer_data; connection closed with 1011");
+        let file = instance.as_ref().map_or_else(String::new, |i| i.plugin.file.display().to_string());
+        tracing::error!(peer = %addrs.peer, path = %route.path, %handler, %file, "handler panicked in transfer_data; connection closed with 1011");
     }
     let s = &end.summary;
     state.metrics.close(&route.path, s.close_code, s.initiator);

@@ -1,6 +1,7 @@
-//! The route table: request path → handler instance and its settings. A table is immutable;
-//! reloads build a new one and swap it in whole, so a connection routes against one
-//! consistent table and keeps the instance (the handler generation) it was routed to.
+//! The route table: request path → handler instance (or built-in handler) and its settings.
+//! A table is immutable; reloads build a new one and swap it in whole, so a connection routes
+//! against one consistent table and keeps the instance (the handler generation) it was routed
+//! to. Built-in routes come from the configuration alone, so rescans rebuild them unchanged.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -8,19 +9,41 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use super::loader::{HandlerInstance, Plugin};
-use crate::config::{Config, WsSettings};
+use crate::config::{Builtin, Config, RouteHandler, WsSettings};
 
 /// One routable path.
 #[derive(Debug)]
 pub struct Route {
     /// The request path.
     pub path: String,
-    /// The handler's resource path.
-    pub resource: String,
-    /// The handler instance serving it.
-    pub instance: Arc<HandlerInstance>,
+    /// What serves it.
+    pub target: RouteTarget,
     /// Protocol settings for this route.
     pub settings: WsSettings,
+}
+
+/// What serves a route: a plugin's handler instance, or a handler built into the host.
+#[derive(Debug)]
+pub enum RouteTarget {
+    /// A handler plugin.
+    Plugin {
+        /// The handler's resource path.
+        resource: String,
+        /// The handler instance serving the route.
+        instance: Arc<HandlerInstance>,
+    },
+    /// A built-in handler: no plugin, no file, never touched by hot reload.
+    Builtin(Builtin),
+}
+
+impl Route {
+    /// The handler's name for logs: the plugin's handler type, or `builtin:<name>`.
+    pub fn handler_name(&self) -> &str {
+        match &self.target {
+            RouteTarget::Plugin { instance, .. } => &instance.plugin.handler_name,
+            RouteTarget::Builtin(builtin) => builtin.handler_name(),
+        }
+    }
 }
 
 /// A loaded handler file: one generation of it.
@@ -85,24 +108,42 @@ impl RouteTable {
     ) -> RouteTable {
         let mut routes = HashMap::new();
         for (resource, handler) in &handlers {
-            let route = Route {
-                path: resource.clone(),
-                resource: resource.clone(),
-                instance: Arc::clone(&handler.instance),
-                settings: route_settings(&config, resource),
-            };
+            let target =
+                RouteTarget::Plugin { resource: resource.clone(), instance: Arc::clone(&handler.instance) };
+            let route = Route { path: resource.clone(), target, settings: route_settings(&config, resource) };
             routes.insert(resource.clone(), Arc::new(route));
         }
         for route in &config.routes {
-            if route.path == route.handler {
+            let resource = match &route.handler {
+                RouteHandler::Resource(resource) => resource,
+                RouteHandler::Builtin(builtin) => {
+                    if let Some(shadowed) = handlers.get(&route.path) {
+                        tracing::warn!(
+                            "route {} ({}) is served by {}; the handler file {} at the same path is not served",
+                            route.path,
+                            route.origin,
+                            builtin.handler_name(),
+                            shadowed.plugin.file.display()
+                        );
+                    }
+                    let entry = Route {
+                        path: route.path.clone(),
+                        target: RouteTarget::Builtin(*builtin),
+                        settings: route_settings(&config, &route.path),
+                    };
+                    routes.insert(route.path.clone(), Arc::new(entry));
+                    continue;
+                }
+            };
+            if route.path == *resource {
                 continue; // settings for a discovered handler, applied above
             }
-            let Some(target) = handlers.get(&route.handler) else {
+            let Some(target) = handlers.get(resource) else {
                 tracing::warn!(
                     "route {} ({}): handler {} is not loaded; the route answers 404 until it is",
                     route.path,
                     route.origin,
-                    route.handler
+                    resource
                 );
                 continue;
             };
@@ -115,8 +156,7 @@ impl RouteTable {
             };
             let entry = Route {
                 path: route.path.clone(),
-                resource: route.handler.clone(),
-                instance,
+                target: RouteTarget::Plugin { resource: resource.clone(), instance },
                 settings: route_settings(&config, &route.path),
             };
             routes.insert(route.path.clone(), Arc::new(entry));

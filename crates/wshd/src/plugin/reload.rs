@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use super::loader::{self, HandlerInstance};
 use super::registry::{LoadedHandler, Refusal, RouteTable};
 use super::scan::{self, ScanProblem};
-use crate::config::Config;
+use crate::config::{Config, RouteHandler};
 
 /// Successful handler loads since start.
 static LOADS: AtomicU64 = AtomicU64::new(0);
@@ -144,7 +144,7 @@ impl Reloader {
         self.config
             .routes
             .iter()
-            .find(|r| r.path == resource && r.handler == resource)
+            .find(|r| r.path == resource && matches!(&r.handler, RouteHandler::Resource(h) if h == resource))
             .and_then(|r| r.config.clone())
             .unwrap_or_default()
     }

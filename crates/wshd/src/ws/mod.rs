@@ -1,6 +1,7 @@
-//! WebSocket sessions after the handshake: the codec, the transport seam, and the session
-//! driver.
+//! WebSocket sessions after the handshake: the codec, the transport seam, the session
+//! driver, and the handlers built into the host.
 
+pub(crate) mod builtin;
 pub(crate) mod codec;
 pub(crate) mod session;
 pub(crate) mod transport;

@@ -2,7 +2,8 @@
 //! closing handshake, all driven by one task.
 //!
 //! The [`Driver`] future polls, in turn, the socket's read side (into a bounded inbound queue)
-//! and the plugin's future, which receives from that queue and sends through [`ConnShared`].
+//! and the handler's future (a plugin's through the FFI boundary, or a built-in handler's),
+//! which receives from that queue and sends through [`ConnShared`].
 //! Everything normally happens in this one task: no channels, no cross-task hops. A
 //! [`Sender`](wshd_sdk::Sender) the handler moved to another task uses the same object
 //! through its mutex.
@@ -94,8 +95,8 @@ pub(crate) struct ConnShared {
     state: Mutex<ConnState>,
     settings: SessionSettings,
     /// Keeps the plugin's code loaded while this object (which may hold the plugin's wakers)
-    /// lives. Declared last.
-    _plugin: Arc<Plugin>,
+    /// lives; `None` for a built-in handler. Declared last.
+    _plugin: Option<Arc<Plugin>>,
 }
 
 struct ConnState {
@@ -141,7 +142,12 @@ fn remember_driver_waker(waker: &Waker) {
 }
 
 impl ConnShared {
-    pub(crate) fn new(stream: WsStream, settings: SessionSettings, plugin: Arc<Plugin>) -> Arc<ConnShared> {
+    /// `plugin`: the library whose handler serves the connection (`None` for a built-in one).
+    pub(crate) fn new(
+        stream: WsStream,
+        settings: SessionSettings,
+        plugin: Option<Arc<Plugin>>,
+    ) -> Arc<ConnShared> {
         Arc::new(ConnShared {
             state: Mutex::new(ConnState {
                 stream: Some(stream),
@@ -461,10 +467,29 @@ pub(crate) struct SessionEnd {
     pub(crate) summary: Summary,
 }
 
+/// The handler's `transfer_data` future; its output is a `wshd_sdk::abi::TRANSFER_*` code.
+pub(crate) enum HandlerFuture {
+    /// A plugin's, through the FFI boundary.
+    Plugin(async_ffi::FfiFuture<u32>),
+    /// A built-in handler's: host code on the host's own types.
+    Native(Pin<Box<dyn Future<Output = u32> + Send>>),
+}
+
+impl Future for HandlerFuture {
+    type Output = u32;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+        match self.get_mut() {
+            HandlerFuture::Plugin(future) => Pin::new(future).poll(cx),
+            HandlerFuture::Native(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
 /// Drives one session to its end; see the module docs.
 pub(crate) struct Driver {
     /// The handler's future; dropped (running the plugin's drop code) before `shared`.
-    plugin: Option<async_ffi::FfiFuture<u32>>,
+    handler: Option<HandlerFuture>,
     shared: Arc<ConnShared>,
     close_timer: Option<(Instant, Pin<Box<Sleep>>)>,
     panicked: bool,
@@ -504,9 +529,9 @@ fn as_current<R>(shared: &ConnShared, f: impl FnOnce() -> R) -> R {
 }
 
 impl Driver {
-    pub(crate) fn new(plugin: async_ffi::FfiFuture<u32>, shared: Arc<ConnShared>) -> Driver {
+    pub(crate) fn new(handler: HandlerFuture, shared: Arc<ConnShared>) -> Driver {
         Driver {
-            plugin: Some(plugin),
+            handler: Some(handler),
             shared,
             close_timer: None,
             panicked: false,
@@ -564,7 +589,7 @@ impl Future for Driver {
                 st.driver_waker = Some(cx.waker().clone());
             }
             remember_driver_waker(cx.waker());
-            let handler_done = this.plugin.is_none();
+            let handler_done = this.handler.is_none();
             st.pump_reads(cx, !handler_done, limit);
             st.close_on_failure(handler_done, close_timeout);
             this.timers.check(&mut st, &this.shared.settings, cx);
@@ -607,14 +632,14 @@ impl Future for Driver {
             let was_full = !st.has_room(limit);
             drop(st);
 
-            let Some(plugin) = this.plugin.as_mut() else {
+            let Some(handler) = this.handler.as_mut() else {
                 if closing_done {
                     return Poll::Ready(this.end());
                 }
                 return Poll::Pending;
             };
             let polled =
-                as_current(&this.shared, || catch_unwind(AssertUnwindSafe(|| Pin::new(plugin).poll(cx))));
+                as_current(&this.shared, || catch_unwind(AssertUnwindSafe(|| Pin::new(handler).poll(cx))));
             match polled {
                 Ok(Poll::Pending) => {
                     let mut st = this.shared.lock();
@@ -636,14 +661,18 @@ impl Future for Driver {
                     return Poll::Pending;
                 }
                 Ok(Poll::Ready(code)) => {
-                    this.plugin = None;
+                    this.handler = None;
                     let panicked = code != wshd_sdk::abi::TRANSFER_DONE;
                     this.finish_handler(panicked, close_timeout);
                 }
                 Err(_) => {
-                    // async-ffi reports a panic the SDK did not catch by panicking here.
-                    tracing::error!("handler future panicked across the plugin boundary");
-                    this.plugin = None;
+                    // async-ffi reports a panic the SDK did not catch by panicking here; a
+                    // built-in handler's panic is a bug in wshd.
+                    match this.handler {
+                        Some(HandlerFuture::Native(_)) => tracing::error!("built-in handler panicked"),
+                        _ => tracing::error!("handler future panicked across the plugin boundary"),
+                    }
+                    this.handler = None;
                     this.finish_handler(true, close_timeout);
                 }
             }
