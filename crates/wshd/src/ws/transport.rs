@@ -56,6 +56,17 @@ impl Wire {
     pub(crate) fn written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
     }
+
+    // The socket has one owner at a time (the connection state behind the session's lock),
+    // so the counts have one writer: a load and a store, not a locked read-modify-write.
+
+    fn add_read(&self, n: usize) {
+        self.read.store(self.read.load(Ordering::Relaxed) + n as u64, Ordering::Relaxed);
+    }
+
+    fn add_written(&self, n: usize) {
+        self.written.store(self.written.load(Ordering::Relaxed) + n as u64, Ordering::Relaxed);
+    }
 }
 
 /// An I/O object that counts what goes through it into a [`Wire`].
@@ -75,7 +86,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Metered<IO> {
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
         let n = buf.filled().len().saturating_sub(before);
         if n > 0 {
-            self.wire.read.fetch_add(n as u64, Ordering::Relaxed);
+            self.wire.add_read(n);
         }
         polled
     }
@@ -85,7 +96,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Metered<IO> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = polled {
-            self.wire.written.fetch_add(n as u64, Ordering::Relaxed);
+            self.wire.add_written(n);
         }
         polled
     }
@@ -97,7 +108,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Metered<IO> {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = polled {
-            self.wire.written.fetch_add(n as u64, Ordering::Relaxed);
+            self.wire.add_written(n);
         }
         polled
     }

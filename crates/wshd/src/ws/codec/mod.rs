@@ -643,18 +643,48 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
             Some(compress) => compress,
             None => self.deflate.as_ref().is_some_and(|d| d.wants_to_compress(data.len())),
         };
-        let payload = match (compress, self.deflate.as_mut()) {
-            (true, Some(codec)) => Bytes::from(codec.compress(data, fin)),
-            _ => Bytes::copy_from_slice(data),
-        };
         let opcode = match (first, kind) {
             (false, _) => OP_CONTINUATION,
             (true, DataKind::Text) => OP_TEXT,
             (true, DataKind::Binary) => OP_BINARY,
         };
-        self.push_frame(fin, first && compress, opcode, payload);
         self.sending = if fin { None } else { Some(compress) };
+        if !compress && self.role == Role::Server && self.out.is_empty() && data.len() <= SMALL_WRITE {
+            self.write_through(fin, opcode, data);
+        } else {
+            let payload = match (compress, self.deflate.as_mut()) {
+                (true, Some(codec)) => Bytes::from(codec.compress(data, fin)),
+                _ => Bytes::copy_from_slice(data),
+            };
+            self.push_frame(fin, first && compress, opcode, payload);
+        }
         Ok(())
+    }
+
+    /// Writes a small frame straight to the socket when nothing is queued before it, so the
+    /// common case (a short reply) costs no allocation; what the socket does not take now is
+    /// queued for `poll_flush`.
+    fn write_through(&mut self, fin: bool, opcode: u8, data: &[u8]) {
+        tracing::trace!(target: "wshd::frames", fin, rsv1 = false, opcode, len = data.len(), "frame out");
+        let header = EncodedHeader::new(fin, false, opcode, data.len());
+        let mut buf = WRITE_SCRATCH.with(RefCell::take);
+        buf.clear();
+        buf.extend_from_slice(header.as_bytes());
+        buf.extend_from_slice(data);
+        // There is no task context here: a socket that is not writable keeps a no-op waker,
+        // which the `poll_flush` that follows (with the task's context) replaces.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let written = match Pin::new(&mut self.io).poll_write(&mut cx, &buf) {
+            Poll::Ready(Ok(n)) => n,
+            // An error comes back from `poll_flush`, which writes the frame again.
+            Poll::Ready(Err(_)) | Poll::Pending => 0,
+        };
+        if written < buf.len() {
+            let frame = OutFrame { header, payload: Bytes::copy_from_slice(data), written };
+            self.out_bytes += frame.len() - written;
+            self.out.push_back(frame);
+        }
+        WRITE_SCRATCH.with(|cell| cell.replace(buf));
     }
 
     /// Queues a ping.
