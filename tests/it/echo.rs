@@ -23,6 +23,20 @@ async fn echoes_text_binary_and_empty_messages_with_their_type() {
 }
 
 #[tokio::test]
+async fn frames_sent_with_the_handshake_request_are_not_lost() {
+    // A client may send its first frames before the 101 arrives; the HTTP layer reads them
+    // with the request and the WebSocket must start from them.
+    let server = echo_server();
+    let mut early = encode_frame(true, 1, b"first", true);
+    early.extend(encode_frame(true, 2, &[7u8; 300], true));
+    let mut raw = RawSocket::open_sending(server.addr, "/echo", &early).await;
+    let first = raw.read_frame().await.unwrap_or_else(|| panic!("no echo of the first frame"));
+    assert_eq!((first.opcode, first.payload.as_slice()), (1, &b"first"[..]));
+    let second = raw.read_frame().await.unwrap_or_else(|| panic!("no echo of the second frame"));
+    assert_eq!((second.opcode, second.payload), (2, vec![7u8; 300]));
+}
+
+#[tokio::test]
 async fn echoes_a_one_mebibyte_message_intact() {
     let server = echo_server();
     let mut client = connect(&server.ws_url("/echo")).await;

@@ -473,11 +473,16 @@ impl RawFrame {
 impl RawSocket {
     /// Opens a connection and completes the handshake for `path`.
     pub async fn open(addr: SocketAddr, path: &str) -> RawSocket {
+        RawSocket::open_sending(addr, path, &[]).await
+    }
+
+    /// Like [`open`](RawSocket::open), but writes `early` (frames) in the same write as the
+    /// handshake request, before the server has answered it.
+    pub async fn open_sending(addr: SocketAddr, path: &str, early: &[u8]) -> RawSocket {
         let mut stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect: {e}"));
-        stream
-            .write_all(handshake_request(path, "").as_bytes())
-            .await
-            .unwrap_or_else(|e| panic!("write: {e}"));
+        let mut request = handshake_request(path, "").into_bytes();
+        request.extend_from_slice(early);
+        stream.write_all(&request).await.unwrap_or_else(|e| panic!("write: {e}"));
         let mut buf = Vec::new();
         let mut chunk = [0u8; 1024];
         while find(&buf, b"\r\n\r\n").is_none() {

@@ -382,7 +382,9 @@ fn start_server(ctx: &Context, kind: ServerKind) -> Result<Server, BoxError> {
             fs::write(
                 &config_path,
                 format!(
-                    "# Written by wshd-bench run.\n[server]\nlisten = [\"127.0.0.1:{port}\"]\n\n\
+                    "# Written by wshd-bench run. No connection limit: the idle workload opens up to\n\
+                     # 100,000 connections (the default limit is 10,000).\n\
+                     [server]\nlisten = [\"127.0.0.1:{port}\"]\nmax_connections = 0\n\n\
                      [handlers]\ndir = {}\nrecursive = false\n\n[log]\nlevel = \"warn\"\n\n\
                      [websocket.deflate]\n{}\n{builtin_route}",
                     quoted(dir),

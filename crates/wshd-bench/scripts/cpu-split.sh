@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Server CPU per echoed message, split into user and system time, for several wshd builds and
+# fastwebsockets in one run (100 connections x 16-byte round trips; server on CPU 0, load
+# generator on CPU 1). Used to compare builds while profiling (docs/performance.md,
+# "Finding the costs").
+#
+#   crates/wshd-bench/scripts/cpu-split.sh ROUNDS SECONDS DIR...
+#
+# Each DIR holds a `wshd` binary and `libecho_wsh.so`; a file DIR/path naming another resource
+# (e.g. `/builtin_echo`, served by a built-in route every server gets) changes what is driven.
+# Rounds alternate the servers; the medians are printed. Needs target/release/wshd-bench.
+set -euo pipefail
+rounds=$1 seconds=$2
+shift 2
+bench="$(cd "$(dirname "$0")/../../.." && pwd)/target/release/wshd-bench"
+out="$(mktemp -d)"
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$out"' EXIT
+declare -A pids urls
+port=21100
+for dir in "$@"; do
+    mkdir -p "$dir/h"
+    cp "$dir/libecho_wsh.so" "$dir/h/"
+    printf '[server]\nlisten = ["127.0.0.1:%s"]\n[handlers]\ndir = "%s/h"\n[log]\nlevel = "warn"\n[[route]]\npath = "/builtin_echo"\nbuiltin = "echo"\n' \
+        "$port" "$dir" >"$dir/server.toml"
+    path=/echo
+    [[ -f "$dir/path" ]] && path="$(cat "$dir/path")"
+    taskset -c 0 "$dir/wshd" -c "$dir/server.toml" >"$dir/wshd.log" 2>&1 &
+    pids[$dir]=$!
+    urls[$dir]="ws://127.0.0.1:$port$path"
+    port=$((port + 1))
+done
+taskset -c 0 "$bench" fws-echo --addr "127.0.0.1:$port" >/dev/null 2>&1 &
+pids[fastwebsockets]=$!
+urls[fastwebsockets]="ws://127.0.0.1:$port/"
+sleep 1
+# utime and stime (clock ticks) of a process.
+ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+for _ in $(seq "$rounds"); do
+    for name in "$@" fastwebsockets; do
+        taskset -c 1 "$bench" load --url "${urls[$name]}" --connections 100 --seconds $((seconds + 2)) >"$out/load" 2>&1 &
+        load=$!
+        sleep 1
+        before=$(ticks "${pids[$name]}")
+        sleep "$seconds"
+        after=$(ticks "${pids[$name]}")
+        wait "$load"
+        rate=$(sed -n 's/^RESULT .* rate=\([0-9.]*\).*/\1/p' "$out/load")
+        hz=$(getconf CLK_TCK)
+        echo "$name $rate $before $after" | awk -v s="$seconds" -v hz="$hz" \
+            '{m=$2*s; printf "%s %s %.3f %.3f\n", $1, $2, ($5-$3)*1e6/hz/m, ($6-$4)*1e6/hz/m}' >>"$out/rounds"
+    done
+done
+python3 - "$out/rounds" <<'PY'
+import collections, statistics, sys
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    name, rate, user, system = line.split()
+    rows[name].append((float(rate), float(user), float(system)))
+print(f"{'server':32} {'msgs/s':>9} {'user':>6} {'system':>7} {'total µs/msg':>13}")
+for name, v in rows.items():
+    med = lambda i: statistics.median(x[i] for x in v)
+    tot = statistics.median(x[1] + x[2] for x in v)
+    print(f"{name:32} {med(0):9.0f} {med(1):6.3f} {med(2):7.3f} {tot:13.3f}")
+PY
