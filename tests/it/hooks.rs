@@ -1,7 +1,7 @@
 //! The two hooks through the plugin boundary: handshake verdicts, subprotocols, headers,
 //! panics in either hook, close codes and aborts.
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use wshd_tests::*;
@@ -230,4 +230,32 @@ async fn a_handler_chooses_the_answer_to_the_clients_close() {
         .await
         .unwrap_or_else(|e| panic!("close: {e}"));
     assert_eq!(expect_close(&mut client).await, (4100, "my answer".to_owned()));
+}
+
+#[tokio::test]
+async fn handlers_sending_to_each_other_at_once_do_not_deadlock() {
+    // Two handlers, each inside its own poll, send through the other's `Sender` thousands of
+    // times at the same moment (a chat room's broadcast): no lock may be held across a
+    // handler's poll while another connection's lock is wanted.
+    const FLOOD: usize = 2000;
+    let server = probe_server();
+    let mut a = connect(&server.ws_url("/probe")).await;
+    let mut b = connect(&server.ws_url("/probe")).await;
+    for client in [&mut a, &mut b] {
+        assert_eq!(round_trip(client, Message::text("join")).await, Message::text("joined"));
+    }
+    let flood = |mut client: Client| async move {
+        client.send(Message::text(format!("flood {FLOOD}"))).await.unwrap_or_else(|e| panic!("{e}"));
+        let (mut xs, mut flooded) = (0, false);
+        while xs < FLOOD || !flooded {
+            match tokio::time::timeout(Duration::from_secs(20), client.next()).await {
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+                Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "x" => xs += 1,
+                Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "flooded" => flooded = true,
+                Ok(other) => panic!("unexpected {other:?} after {xs} x"),
+                Err(_) => panic!("stuck after {xs} of {FLOOD} messages (flooded: {flooded})"),
+            }
+        }
+    };
+    tokio::join!(flood(a), flood(b));
 }

@@ -14,11 +14,12 @@
 //! failure's code. Once the handler returns (or panics) the driver closes with 1000 (or 1011)
 //! and waits for the peer's close, at most `close_timeout`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -30,7 +31,6 @@ use super::transport::{self, DataKind, Failure, Incoming, QueueError, ReadProgre
 use crate::metrics::RouteMetrics;
 use crate::plugin::Plugin;
 
-mod handoff;
 mod upkeep;
 pub(crate) use upkeep::Summary;
 
@@ -94,6 +94,10 @@ const SEND_HIGH_WATER: usize = 64 * 1024;
 /// The connection state shared by the driver and the handler's handles.
 pub(crate) struct ConnShared {
     state: Mutex<ConnState>,
+    /// Whether `poll_recv` may be ready: refreshed by the driver before it polls the handler
+    /// and by every locked `poll_recv`, so a handler polled by the driver finds an empty
+    /// queue without taking the lock (see [`ConnShared::poll_recv`]).
+    recv_hint: AtomicBool,
     settings: SessionSettings,
     /// Keeps the plugin's code loaded while this object (which may hold the plugin's wakers)
     /// lives; `None` for a built-in handler. Declared last.
@@ -118,8 +122,6 @@ struct ConnState {
     driver_waker: Option<Waker>,
     notify_pongs: bool,
     aborted: bool,
-    /// The driver is polling the handler (with this state lent to it).
-    handler_polling: bool,
     /// The time, read once per driver poll (see [`ConnState::now`]).
     poll_now: Option<Instant>,
     /// Timers' state and accounting (see `upkeep`).
@@ -127,7 +129,9 @@ struct ConnState {
 }
 
 thread_local! {
-    /// The waker of the driver polling a handler on this thread (kept between polls; replaced only when it would not wake the
+    /// The session whose driver is polling the handler on this thread right now.
+    static CURRENT: Cell<*const ConnShared> = const { Cell::new(std::ptr::null()) };
+    /// That driver's waker (kept between polls; replaced only when it would not wake the
     /// same task), so the handler's socket I/O registers the driver's own waker.
     static DRIVER_WAKER: RefCell<Option<Waker>> = const { RefCell::new(None) };
 }
@@ -162,25 +166,16 @@ impl ConnShared {
                 driver_waker: None,
                 notify_pongs: false,
                 aborted: false,
-                handler_polling: false,
                 poll_now: None,
                 upkeep: upkeep::Upkeep::new(&settings),
             }),
+            recv_hint: AtomicBool::new(false),
             settings,
             _plugin: plugin,
         })
     }
 
-    /// The connection state: lent by the driver when it is polling this session's handler on
-    /// this thread (see `handoff`), else locked.
-    fn lock(&self) -> StateRef<'_> {
-        match handoff::borrow_lent(self) {
-            Some(lent) => StateRef::Lent(lent),
-            None => StateRef::Locked(self.lock_mutex()),
-        }
-    }
-
-    fn lock_mutex(&self) -> MutexGuard<'_, ConnState> {
+    fn lock(&self) -> MutexGuard<'_, ConnState> {
         // A panic while holding the lock cannot leave the state inconsistent in a way that
         // matters more than losing the connection; keep going.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -206,12 +201,25 @@ impl ConnShared {
 
     /// Whether this session's driver is polling the handler on this thread right now.
     fn is_being_driven(&self) -> bool {
-        handoff::is_being_driven(self)
+        CURRENT.with(|c| std::ptr::eq(c.get(), self))
     }
 
     /// Next inbound item, or `Pending`.
+    ///
+    /// Polled by the driver with nothing to receive (the usual case right after a reply) it
+    /// returns `Pending` without the lock and without registering a waker: the driver polls
+    /// the handler again after anything it queues, and nothing else queues inbound items.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Inbound> {
+        if !self.recv_hint.load(Ordering::Relaxed) && self.is_being_driven() {
+            return Poll::Pending;
+        }
         let mut st = self.lock();
+        let polled = self.poll_recv_locked(&mut st, cx);
+        self.recv_hint.store(st.recv_may_be_ready(), Ordering::Relaxed);
+        polled
+    }
+
+    fn poll_recv_locked(&self, st: &mut ConnState, cx: &mut Context<'_>) -> Poll<Inbound> {
         if let Some(item) = st.inbound.pop_front() {
             // Inside the driver the poll's time is close enough (the item was queued in this
             // poll or waited since an earlier one); a handler task elsewhere reads the clock.
@@ -329,32 +337,12 @@ impl ConnShared {
     }
 }
 
-/// The connection state, locked or lent (see [`ConnShared::lock`]).
-enum StateRef<'a> {
-    Locked(MutexGuard<'a, ConnState>),
-    Lent(handoff::LentState<'a>),
-}
-
-impl std::ops::Deref for StateRef<'_> {
-    type Target = ConnState;
-    fn deref(&self) -> &ConnState {
-        match self {
-            StateRef::Locked(guard) => guard,
-            StateRef::Lent(lent) => lent,
-        }
-    }
-}
-
-impl std::ops::DerefMut for StateRef<'_> {
-    fn deref_mut(&mut self) -> &mut ConnState {
-        match self {
-            StateRef::Locked(guard) => guard,
-            StateRef::Lent(lent) => lent,
-        }
-    }
-}
-
 impl ConnState {
+    /// Whether `poll_recv` would return something now.
+    fn recv_may_be_ready(&self) -> bool {
+        !self.inbound.is_empty() || self.close_status.is_some() || self.read_done || self.stream.is_none()
+    }
+
     /// The current time, read from the clock once per driver poll: the arrival stamps, the
     /// delivery latency and the timers of one poll share it.
     fn now(&mut self) -> Instant {
@@ -372,12 +360,9 @@ impl ConnState {
         self.inbound.is_empty() || self.inbound_bytes < limit
     }
 
-    /// Wakes the driver, unless it is the one polling the handler right now (it looks at the
-    /// state again when the poll returns).
     fn wake_driver(&self) {
-        if !self.handler_polling
-            && let Some(w) = &self.driver_waker
-        {
+        let in_driver = CURRENT.with(|c| !c.get().is_null());
+        if !in_driver && let Some(w) = &self.driver_waker {
             w.wake_by_ref();
         }
     }
@@ -554,6 +539,19 @@ fn close_timed_out(
     }
 }
 
+/// Marks `shared` as the session being driven on this thread for the duration of `f`.
+fn as_current<R>(shared: &ConnShared, f: impl FnOnce() -> R) -> R {
+    struct Reset(*const ConnShared);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(self.0));
+        }
+    }
+    let previous = CURRENT.with(|c| c.replace(shared));
+    let _reset = Reset(previous);
+    f()
+}
+
 impl Driver {
     pub(crate) fn new(handler: HandlerFuture, shared: Arc<ConnShared>) -> Driver {
         Driver {
@@ -577,7 +575,7 @@ impl Driver {
     }
 
     fn end(&self) -> SessionEnd {
-        let mut st = self.shared.lock_mutex();
+        let mut st = self.shared.lock();
         let aborted = st.aborted;
         let peer_code = st.close_status.as_ref().map_or(1006, |(c, _)| *c);
         let summary = st.upkeep.summary(st.close_status.as_ref().map(|(c, _)| *c), aborted);
@@ -591,7 +589,7 @@ impl Driver {
     /// The handler is done: close with 1000, or 1011 after a panic.
     fn finish_handler(&mut self, panicked: bool, close_timeout: Duration) {
         self.panicked = panicked;
-        let mut st = self.shared.lock_mutex();
+        let mut st = self.shared.lock();
         st.close_on_failure(true, close_timeout);
         st.begin_close(if panicked { 1011 } else { 1000 }, "", close_timeout);
     }
@@ -605,7 +603,7 @@ impl Future for Driver {
         let limit = this.shared.settings.inbound_queue_bytes;
         let close_timeout = this.shared.settings.close_timeout;
         loop {
-            let mut st = this.shared.lock_mutex();
+            let mut st = this.shared.lock();
             if st.aborted {
                 drop(st);
                 return Poll::Ready(this.end());
@@ -656,23 +654,20 @@ impl Future for Driver {
                 st.wake_receiver();
             }
             let was_full = !st.has_room(limit);
+            this.shared.recv_hint.store(st.recv_may_be_ready(), Ordering::Relaxed);
+            drop(st);
 
             let Some(handler) = this.handler.as_mut() else {
-                drop(st);
                 if closing_done {
                     return Poll::Ready(this.end());
                 }
                 return Poll::Pending;
             };
-            // The handler runs with our lock lent to its operations (see `handoff`).
-            let shared = &*this.shared;
-            st.handler_polling = true;
-            let polled = handoff::lend_while(shared, &mut st, || {
-                catch_unwind(AssertUnwindSafe(|| Pin::new(handler).poll(cx)))
-            });
-            st.handler_polling = false;
+            let polled =
+                as_current(&this.shared, || catch_unwind(AssertUnwindSafe(|| Pin::new(handler).poll(cx))));
             match polled {
                 Ok(Poll::Pending) => {
+                    let mut st = this.shared.lock();
                     if st.aborted {
                         drop(st);
                         return Poll::Ready(this.end());
@@ -691,8 +686,6 @@ impl Future for Driver {
                     return Poll::Pending;
                 }
                 Ok(Poll::Ready(code)) => {
-                    // Unlocked first: the handler's drop code may use the connection.
-                    drop(st);
                     this.handler = None;
                     let panicked = code != wshd_sdk::abi::TRANSFER_DONE;
                     this.finish_handler(panicked, close_timeout);
@@ -704,7 +697,6 @@ impl Future for Driver {
                         Some(HandlerFuture::Native(_)) => tracing::error!("built-in handler panicked"),
                         _ => tracing::error!("handler future panicked across the plugin boundary"),
                     }
-                    drop(st);
                     this.handler = None;
                     this.finish_handler(true, close_timeout);
                 }
