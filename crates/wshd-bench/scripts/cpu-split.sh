@@ -6,8 +6,8 @@
 #
 #   crates/wshd-bench/scripts/cpu-split.sh ROUNDS SECONDS DIR...
 #
-# Each DIR holds a `wshd` binary and `libecho_wsh.so`; a file DIR/path naming another resource
-# (e.g. `/builtin_echo`, served by a built-in route every server gets) changes what is driven.
+# Each DIR holds a `wshd` binary and `libecho_wsh.so`; a file DIR/path containing
+# `/builtin_echo` drives wshd's built-in echo instead (a `[[route]] builtin = "echo"` is added).
 # Rounds alternate the servers; the medians are printed. Needs target/release/wshd-bench.
 set -euo pipefail
 rounds=$1 seconds=$2
@@ -20,10 +20,13 @@ port=21100
 for dir in "$@"; do
     mkdir -p "$dir/h"
     cp "$dir/libecho_wsh.so" "$dir/h/"
-    printf '[server]\nlisten = ["127.0.0.1:%s"]\n[handlers]\ndir = "%s/h"\n[log]\nlevel = "warn"\n[[route]]\npath = "/builtin_echo"\nbuiltin = "echo"\n' \
+    printf '[server]\nlisten = ["127.0.0.1:%s"]\n[handlers]\ndir = "%s/h"\n[log]\nlevel = "warn"\n' \
         "$port" "$dir" >"$dir/server.toml"
     path=/echo
-    [[ -f "$dir/path" ]] && path="$(cat "$dir/path")"
+    if [[ -f "$dir/path" ]]; then
+        path="$(cat "$dir/path")"
+        printf '[[route]]\npath = "/builtin_echo"\nbuiltin = "echo"\n' >>"$dir/server.toml"
+    fi
     taskset -c 0 "$dir/wshd" -c "$dir/server.toml" >"$dir/wshd.log" 2>&1 &
     pids[$dir]=$!
     urls[$dir]="ws://127.0.0.1:$port$path"
