@@ -80,7 +80,7 @@ pub struct Options {
     #[arg(long = "log-level", alias = "log_level")]
     pub log_level: Option<String>,
     /// Log line format: `text` (human-readable) or `json` (one object per line)
-    /// [default: [log] format, else text].
+    /// [default: log.format in server.toml, else text].
     #[arg(long = "log-format", alias = "log_format", value_parser = ["text", "json"])]
     pub log_format: Option<String>,
     /// Write the log to FILE instead of stderr, rotated by size.
