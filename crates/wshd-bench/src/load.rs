@@ -409,8 +409,8 @@ impl Meter {
         }
     }
 
-    /// (loadgen CPU %, server CPU %, busy % per CPU) since the start.
-    fn stop(&self) -> (f64, f64, Vec<f64>) {
+    /// The CPU use since the start.
+    fn stop(&self) -> CpuUse {
         let wall = self.start.elapsed().as_secs_f64();
         let cpu1 = cpu::process_cpu("self");
         let server1 = self.server_pid.as_deref().and_then(cpu::process_cpu);
@@ -418,11 +418,65 @@ impl Meter {
             (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64() * 100.0 / wall,
             _ => -1.0,
         };
-        let busy = match (&self.ticks0, cpu::per_cpu_ticks()) {
+        let machine_busy_pct = match (&self.ticks0, cpu::per_cpu_ticks()) {
             (Some(a), Some(b)) => cpu::busy_pct(a, &b),
             _ => Vec::new(),
         };
-        (pct(self.cpu0, cpu1), pct(self.server0, server1), busy)
+        CpuUse { loadgen_pct: pct(self.cpu0, cpu1), server_pct: pct(self.server0, server1), machine_busy_pct }
+    }
+
+    /// Waits for the end of the window (`stop`), reads the meters, then collects what every
+    /// task returned (the first failure fails the run).
+    async fn finish<T>(
+        &self,
+        stop: Instant,
+        tasks: Vec<tokio::task::JoinHandle<Result<T, String>>>,
+    ) -> Result<(CpuUse, Vec<T>), BoxError> {
+        tokio::time::sleep_until(stop.into()).await;
+        let cpu = self.stop();
+        let mut results = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            results.push(task.await??);
+        }
+        Ok((cpu, results))
+    }
+}
+
+/// CPU use over the window.
+struct CpuUse {
+    /// The load generator's, % of one core (negative when unknown).
+    loadgen_pct: f64,
+    /// `--server-pid`'s, % of one core (negative when unknown).
+    server_pct: f64,
+    /// Busy % of every CPU of the machine.
+    machine_busy_pct: Vec<f64>,
+}
+
+impl LoadReport {
+    /// `count` round trips or handshakes in the window, `bytes_each` payload bytes echoed by
+    /// each, `latencies_ns` their times (empty when not timed).
+    fn measured(
+        args: &LoadArgs,
+        count: u64,
+        bytes_each: usize,
+        latencies_ns: &mut [u32],
+        cpu: CpuUse,
+        opened: u64,
+        deflate: bool,
+    ) -> LoadReport {
+        LoadReport {
+            count,
+            rate: count as f64 / args.seconds,
+            mb_per_s: count as f64 * bytes_each as f64 / args.seconds / 1e6,
+            p50_us: percentile_us(latencies_ns, 0.50),
+            p99_us: percentile_us(latencies_ns, 0.99),
+            p999_us: percentile_us(latencies_ns, 0.999),
+            cpu_pct: cpu.loadgen_pct,
+            server_cpu_pct: cpu.server_pct,
+            opened,
+            deflate,
+            machine_busy_pct: cpu.machine_busy_pct,
+        }
     }
 }
 
@@ -473,27 +527,10 @@ async fn rtt(args: &LoadArgs, target: &Target) -> Result<LoadReport, BoxError> {
             })
         })
         .collect();
-    tokio::time::sleep_until(stop.into()).await;
-    let (cpu_pct, server_cpu_pct, machine_busy_pct) = meter.stop();
-
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend_from_slice(&task.await??);
-    }
+    let (cpu, per_link) = meter.finish(stop, tasks).await?;
+    let mut latencies = per_link.concat();
     let count = latencies.len() as u64;
-    Ok(LoadReport {
-        count,
-        rate: count as f64 / args.seconds,
-        mb_per_s: count as f64 * size as f64 / args.seconds / 1e6,
-        p50_us: percentile_us(&mut latencies, 0.50),
-        p99_us: percentile_us(&mut latencies, 0.99),
-        p999_us: percentile_us(&mut latencies, 0.999),
-        cpu_pct,
-        server_cpu_pct,
-        opened: args.connections as u64,
-        deflate,
-        machine_busy_pct,
-    })
+    Ok(LoadReport::measured(args, count, size, &mut latencies, cpu, args.connections as u64, deflate))
 }
 
 /// Round trips until `stop`, recording those that complete before it.
@@ -572,25 +609,9 @@ async fn throughput(args: &LoadArgs, target: &Target) -> Result<LoadReport, BoxE
             })
         })
         .collect();
-    tokio::time::sleep_until(stop.into()).await;
-    let (cpu_pct, server_cpu_pct, machine_busy_pct) = meter.stop();
-    let mut count = 0;
-    for task in tasks {
-        count += task.await??;
-    }
-    Ok(LoadReport {
-        count,
-        rate: count as f64 / args.seconds,
-        mb_per_s: count as f64 * size as f64 / args.seconds / 1e6,
-        p50_us: f64::NAN,
-        p99_us: f64::NAN,
-        p999_us: f64::NAN,
-        cpu_pct,
-        server_cpu_pct,
-        opened: args.connections as u64,
-        deflate,
-        machine_busy_pct,
-    })
+    let (cpu, per_link) = meter.finish(stop, tasks).await?;
+    let count = per_link.iter().sum();
+    Ok(LoadReport::measured(args, count, size, &mut [], cpu, args.connections as u64, deflate))
 }
 
 /// Keeps `window` messages in flight until `stop`, then drains. Returns the echoes received
@@ -751,26 +772,10 @@ async fn handshakes(args: &LoadArgs, target: &Target) -> Result<LoadReport, BoxE
             })
         })
         .collect();
-    tokio::time::sleep_until(stop.into()).await;
-    let (cpu_pct, server_cpu_pct, machine_busy_pct) = meter.stop();
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend_from_slice(&task.await??);
-    }
+    let (cpu, per_client) = meter.finish(stop, tasks).await?;
+    let mut latencies = per_client.concat();
     let count = latencies.len() as u64;
-    Ok(LoadReport {
-        count,
-        rate: count as f64 / args.seconds,
-        mb_per_s: 0.0,
-        p50_us: percentile_us(&mut latencies, 0.50),
-        p99_us: percentile_us(&mut latencies, 0.99),
-        p999_us: percentile_us(&mut latencies, 0.999),
-        cpu_pct,
-        server_cpu_pct,
-        opened: count,
-        deflate: false,
-        machine_busy_pct,
-    })
+    Ok(LoadReport::measured(&args, count, 0, &mut latencies, cpu, count, false))
 }
 
 /// TCP connect, upgrade, closing handshake, the server's FIN.
