@@ -18,15 +18,6 @@ fn builtin_server(extra: &str) -> ServerProcess {
     ServerProcess::start(|_| {}, &format!("debounce_ms = 20\n\n{ROUTE}\n{extra}"))
 }
 
-fn run(args: &[&str], cwd: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(wshd_bin()).args(args).current_dir(cwd).output().unwrap_or_else(|e| panic!("{e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// Polls until a handshake for `path` gets `status`.
 async fn wait_status(server: &ServerProcess, path: &str, status: u16) {
     let deadline = Instant::now() + WAIT;
@@ -156,7 +147,7 @@ fn check_config_lists_it() {
     let dir = TempDir::new();
     std::fs::create_dir_all(dir.path().join("handlers")).unwrap_or_else(|e| panic!("{e}"));
     dir.write("server.toml", &format!("[handlers]\ndir = \"handlers\"\n{ROUTE}"));
-    let (code, stdout, stderr) = run(&["-c", "server.toml", "check-config"], dir.path());
+    let (code, stdout, stderr) = run_wshd(&["-c", "server.toml", "check-config"], dir.path());
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("  /_echo -> builtin:echo (built in, no plugin)\n"), "{stdout}");
 }
@@ -165,14 +156,14 @@ fn check_config_lists_it() {
 fn config_errors_name_file_line_and_key() {
     let dir = TempDir::new();
     dir.write("both.toml", "[[route]]\npath = \"/_echo\"\nbuiltin = \"echo\"\nhandler = \"/echo\"\n");
-    let (code, _, stderr) = run(&["-c", "both.toml", "check-config"], dir.path());
+    let (code, _, stderr) = run_wshd(&["-c", "both.toml", "check-config"], dir.path());
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("both.toml:4:11: key `route.handler`: a route is served by"), "{stderr}");
     dir.write(
         "name.toml",
         "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[[route]]\npath = \"/_echo\"\nbuiltin = \"ecko\"\n",
     );
-    let (code, _, stderr) = run(&["-c", "name.toml", "check-config"], dir.path());
+    let (code, _, stderr) = run_wshd(&["-c", "name.toml", "check-config"], dir.path());
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains(
@@ -181,11 +172,11 @@ fn config_errors_name_file_line_and_key() {
         "{stderr}"
     );
     dir.write("config.toml", "[[route]]\npath = \"/_echo\"\nbuiltin = \"echo\"\n[route.config]\na = 1\n");
-    let (code, _, stderr) = run(&["-c", "config.toml", "check-config"], dir.path());
+    let (code, _, stderr) = run_wshd(&["-c", "config.toml", "check-config"], dir.path());
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("config.toml:4:") && stderr.contains("key `route.config`"), "{stderr}");
     // The server refuses to start with it, too.
-    let (code, _, stderr) = run(&["-c", "name.toml"], dir.path());
+    let (code, _, stderr) = run_wshd(&["-c", "name.toml"], dir.path());
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("name.toml:6:11"), "{stderr}");
 }

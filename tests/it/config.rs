@@ -3,23 +3,14 @@
 use std::process::Command;
 use wshd_tests::*;
 
-fn run(args: &[&str], cwd: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(wshd_bin()).args(args).current_dir(cwd).output().unwrap_or_else(|e| panic!("{e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn a_typo_in_a_key_names_file_line_column_and_key() {
     let dir = TempDir::new();
     dir.write("bad.toml", "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[websocket]\nmax_mesage_bytes = 10\n");
-    let (code, _, stderr) = run(&["-c", "bad.toml", "check-config"], dir.path());
+    let (code, _, stderr) = run_wshd(&["-c", "bad.toml", "check-config"], dir.path());
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("bad.toml:5:1: key `websocket.max_mesage_bytes`: unknown field"), "{stderr}");
-    let (code, _, stderr) = run(&["-c", "bad.toml"], dir.path());
+    let (code, _, stderr) = run_wshd(&["-c", "bad.toml"], dir.path());
     assert_eq!(code, 1, "the server refuses to start: {stderr}");
     assert!(stderr.contains("bad.toml:5:1"), "{stderr}");
 }
@@ -28,18 +19,18 @@ fn a_typo_in_a_key_names_file_line_column_and_key() {
 fn a_bad_value_names_its_key() {
     let dir = TempDir::new();
     dir.write("bad.toml", "[server]\nlisten = [\"127.0.0.1\"]\n");
-    let (code, _, stderr) = run(&["-c", "bad.toml", "check-config"], dir.path());
+    let (code, _, stderr) = run_wshd(&["-c", "bad.toml", "check-config"], dir.path());
     assert_eq!(code, 1);
     assert!(stderr.contains("bad.toml:2:11: key `server.listen`"), "{stderr}");
     dir.write("bad2.toml", "[websocket]\nclose_timeout_secs = \"soon\"\n");
-    let (_, _, stderr) = run(&["-c", "bad2.toml", "check-config"], dir.path());
+    let (_, _, stderr) = run_wshd(&["-c", "bad2.toml", "check-config"], dir.path());
     assert!(stderr.contains("bad2.toml:2:22: key `websocket.close_timeout_secs`"), "{stderr}");
 }
 
 #[test]
 fn a_missing_config_file_is_named() {
     let dir = TempDir::new();
-    let (code, _, stderr) = run(&["-c", "nope.toml", "check-config"], dir.path());
+    let (code, _, stderr) = run_wshd(&["-c", "nope.toml", "check-config"], dir.path());
     assert_eq!(code, 1);
     assert!(stderr.contains("nope.toml: cannot read"), "{stderr}");
 }
@@ -52,12 +43,12 @@ fn check_config_lists_what_would_be_served_where() {
         "server.toml",
         "[handlers]\ndir = \"handlers\"\n[[route]]\npath = \"/\"\nhandler = \"/echo\"\n",
     );
-    let (code, stdout, stderr) = run(&["-c", "server.toml", "check-config"], dir.path());
+    let (code, stdout, stderr) = run_wshd(&["-c", "server.toml", "check-config"], dir.path());
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("/echo -> handlers/libecho_wsh.so [Echo]"), "{stdout}");
     assert!(stdout.contains("/ (alias of /echo) -> handlers/libecho_wsh.so"), "{stdout}");
     dir.install("fixture_bad_abi", "handlers/libbad_wsh.so");
-    let (code, stdout, _) = run(&["-c", "server.toml", "check-config"], dir.path());
+    let (code, stdout, _) = run_wshd(&["-c", "server.toml", "check-config"], dir.path());
     assert_eq!(code, 1);
     assert!(stdout.contains("REFUSED handlers/libbad_wsh.so: built for plugin ABI v999"), "{stdout}");
 }
@@ -68,7 +59,7 @@ fn flags_override_the_file() {
     dir.install("echo_wsh", "elsewhere/libecho_wsh.so");
     dir.write("server.toml", "[server]\nlisten = [\"127.0.0.1:1\"]\n[handlers]\ndir = \"handlers\"\n");
     let (code, stdout, stderr) =
-        run(&["-c", "server.toml", "-p", "0", "-w", "elsewhere", "check-config"], dir.path());
+        run_wshd(&["-c", "server.toml", "-p", "0", "-w", "elsewhere", "check-config"], dir.path());
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("listen: 127.0.0.1:0"), "{stdout}");
     assert!(stdout.contains("/echo -> elsewhere/libecho_wsh.so"), "{stdout}");

@@ -76,6 +76,17 @@ pub fn wshd_bin() -> PathBuf {
     target_debug().join("wshd")
 }
 
+/// Runs `wshd ARGS` in `cwd` to completion: (exit code, or -1 when killed by a signal; stdout;
+/// stderr).
+pub fn run_wshd(args: &[&str], cwd: &Path) -> (i32, String, String) {
+    let out = Command::new(wshd_bin()).args(args).current_dir(cwd).output().unwrap_or_else(|e| panic!("{e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The built library of a plugin crate (`echo_wsh`, `fixture_probe`, …).
 pub fn plugin_lib(crate_name: &str) -> PathBuf {
     build_artifacts();
