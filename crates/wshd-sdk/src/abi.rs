@@ -245,6 +245,9 @@ pub const POLL_PENDING: u32 = 1;
 pub const POLL_CLOSED: u32 = 2;
 /// Operation result: invalid argument (bad close code, text that is not UTF-8, ...).
 pub const POLL_INVALID: u32 = 3;
+/// [`ConnVTable::poll_send`] result: the frame is queued, but not all of it is written yet;
+/// finish with `poll_flush`.
+pub const POLL_QUEUED: u32 = 4;
 
 /// Message kind: text (UTF-8, validated by the host).
 pub const MSG_TEXT: u8 = 1;
@@ -324,6 +327,13 @@ pub struct ConnVTable {
     pub retain: unsafe extern "C" fn(ctx: *const c_void) -> *const c_void,
     /// Releases one reference.
     pub release: unsafe extern "C" fn(ctx: *const c_void),
+    /// A whole send in one call (`poll_send_ready`, `start_send` and `poll_flush` in turn):
+    /// `POLL_PENDING` when no frame can be queued yet (nothing was queued; call again when
+    /// woken); otherwise queues `data` as `start_send` does, writes out what the socket takes,
+    /// and returns `POLL_READY` when everything queued is written or `POLL_QUEUED` when some
+    /// still waits for `poll_flush`. `POLL_CLOSED`/`POLL_INVALID` as for `start_send`.
+    pub poll_send:
+        unsafe extern "C" fn(ctx: *const c_void, cx: *mut FfiContext, kind: u8, fin: bool, data: RStr) -> u32,
 }
 
 /// Log levels for [`HostVTable::log`].
@@ -432,7 +442,7 @@ pub const LAYOUT_FINGERPRINT: u64 = {
     h = h.mix(size_of::<RRecv>() as u64).mix(offset_of!(RRecv, data) as u64);
     h = h.mix(size_of::<RCloseStatus>() as u64);
     h = h.mix(size_of::<RConn>() as u64);
-    h = h.mix(size_of::<ConnVTable>() as u64).mix(offset_of!(ConnVTable, release) as u64);
+    h = h.mix(size_of::<ConnVTable>() as u64).mix(offset_of!(ConnVTable, poll_send) as u64);
     h = h.mix(size_of::<HostVTable>() as u64).mix(offset_of!(HostVTable, spawn) as u64);
     h = h.mix(size_of::<RErrorOut>() as u64);
     h = h.mix(size_of::<FfiFuture<u32>>() as u64).mix(size_of::<async_ffi::FfiPoll<u32>>() as u64);

@@ -185,9 +185,12 @@ impl Sender {
     }
 
     async fn send_frame(&self, kind: u8, fin: bool, data: &[u8]) -> Result<(), SendError> {
-        poll_fn(|cx| self.raw.poll_send_ready(cx)).await?;
-        self.raw.start_send(kind, fin, data)?;
-        poll_fn(|cx| self.raw.poll_flush(cx)).await
+        // One host call in the usual case: ready, queued and written.
+        let written = poll_fn(|cx| self.raw.poll_send(cx, kind, fin, data)).await?;
+        if !written {
+            poll_fn(|cx| self.raw.poll_flush(cx)).await?;
+        }
+        Ok(())
     }
 }
 

@@ -305,14 +305,29 @@ impl RawConn {
         })
     }
 
+    /// Queues a frame once the host is ready for it and writes it out; `Ok(true)` when all is
+    /// written, `Ok(false)` when some still waits for [`RawConn::poll_flush`].
+    pub(crate) fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        kind: u8,
+        fin: bool,
+        data: &[u8],
+    ) -> Poll<Result<bool, SendError>> {
+        let code = cx.with_ffi_context(|fcx| {
+            // SAFETY: host function with its own live context; it copies `data` before
+            // returning.
+            unsafe { (self.vt.poll_send)(self.ctx, fcx, kind, fin, RStr::from_bytes(data)) }
+        });
+        match code {
+            POLL_QUEUED => Poll::Ready(Ok(false)),
+            code => poll_code(code).map_ok(|()| true),
+        }
+    }
+
     pub(crate) fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
         // SAFETY: host function with its own live context.
         poll_code(cx.with_ffi_context(|fcx| unsafe { (self.vt.poll_send_ready)(self.ctx, fcx) }))
-    }
-
-    pub(crate) fn start_send(&self, kind: u8, fin: bool, data: &[u8]) -> Result<(), SendError> {
-        // SAFETY: host function; it copies `data` before returning.
-        op_code(unsafe { (self.vt.start_send)(self.ctx, kind, fin, RStr::from_bytes(data)) })
     }
 
     pub(crate) fn start_ping(&self, data: &[u8]) -> Result<(), SendError> {

@@ -244,6 +244,7 @@ static CONN_VTABLE: ConnVTable = ConnVTable {
     abort: conn_abort,
     retain: conn_retain,
     release: conn_release,
+    poll_send: conn_poll_send,
 };
 
 /// The connection object handed to `transfer_data`: one strong reference to `shared`.
@@ -291,18 +292,22 @@ unsafe extern "C" fn conn_poll_recv(ctx: *const c_void, fcx: *mut FfiContext, ou
     guard("poll_recv", POLL_CLOSED, || {
         // SAFETY: a live connection reference and the caller's context (ABI contract).
         let shared = unsafe { conn(ctx) };
-        // SAFETY: as above.
-        let polled = unsafe { poll_with(shared, fcx, |cx| shared.poll_recv(cx)) };
-        let Poll::Ready(item) = polled else { return POLL_PENDING };
-        let (kind, close_code, data) = match item {
-            Inbound::Text(b) => (MSG_TEXT, 0, b),
-            Inbound::Binary(b) => (MSG_BINARY, 0, b),
-            Inbound::Pong(b) => (MSG_PONG, 0, b),
-            Inbound::Closed(code, reason) => (MSG_CLOSED, code, reason),
+        // The item is handed out inside the poll, so only a `u32` travels back through the
+        // context plumbing (moving the item through it cost store-forwarding stalls).
+        let hand_out = |cx: &mut std::task::Context<'_>| {
+            let Poll::Ready(item) = shared.poll_recv(cx) else { return POLL_PENDING };
+            let (kind, close_code, data) = match item {
+                Inbound::Text(b) => (MSG_TEXT, 0, b),
+                Inbound::Binary(b) => (MSG_BINARY, 0, b),
+                Inbound::Pong(b) => (MSG_PONG, 0, b),
+                Inbound::Closed(code, reason) => (MSG_CLOSED, code, reason),
+            };
+            // SAFETY: `out` is a valid place provided by the caller for this call.
+            unsafe { out.write(RRecv { kind, close_code, data: lend(data) }) };
+            POLL_READY
         };
-        // SAFETY: `out` is a valid place provided by the caller for this call.
-        unsafe { out.write(RRecv { kind, close_code, data: lend(data) }) };
-        POLL_READY
+        // SAFETY: as above.
+        unsafe { poll_with(shared, fcx, hand_out) }
     })
 }
 
@@ -315,16 +320,41 @@ unsafe extern "C" fn conn_poll_send_ready(ctx: *const c_void, fcx: *mut FfiConte
     })
 }
 
+/// The data kind of a `MSG_*` code, for sending.
+fn data_kind(kind: u8) -> Option<DataKind> {
+    match kind {
+        MSG_TEXT => Some(DataKind::Text),
+        MSG_BINARY => Some(DataKind::Binary),
+        _ => None,
+    }
+}
+
 unsafe extern "C" fn conn_start_send(ctx: *const c_void, kind: u8, fin: bool, data: RStr) -> u32 {
     guard("start_send", POLL_CLOSED, || {
-        let kind = match kind {
-            MSG_TEXT => DataKind::Text,
-            MSG_BINARY => DataKind::Binary,
-            _ => return POLL_INVALID,
-        };
+        let Some(kind) = data_kind(kind) else { return POLL_INVALID };
         // SAFETY: a live connection reference; `data` is valid for the call (copied inside).
         let (shared, data) = unsafe { (conn(ctx), bytes_of(data)) };
         op_code(shared.start_send(kind, fin, data))
+    })
+}
+
+unsafe extern "C" fn conn_poll_send(
+    ctx: *const c_void,
+    fcx: *mut FfiContext,
+    kind: u8,
+    fin: bool,
+    data: RStr,
+) -> u32 {
+    guard("poll_send", POLL_CLOSED, || {
+        let Some(kind) = data_kind(kind) else { return POLL_INVALID };
+        // SAFETY: a live connection reference and the caller's context; `data` is valid for
+        // the call (copied inside).
+        let (shared, data) = unsafe { (conn(ctx), bytes_of(data)) };
+        // SAFETY: as above.
+        match unsafe { poll_with(shared, fcx, |cx| shared.poll_send(cx, kind, fin, data)) } {
+            Poll::Ready(Ok(false)) => POLL_QUEUED,
+            polled => poll_code(polled.map_ok(|_| ())),
+        }
     })
 }
 

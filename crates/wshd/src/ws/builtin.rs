@@ -50,7 +50,8 @@ async fn echo(shared: Arc<ConnShared>) -> u32 {
 /// Sends one whole message and waits until it is written, as the SDK's `send_text` and
 /// `send_binary` do.
 async fn send(shared: &ConnShared, kind: DataKind, data: &[u8]) -> Result<(), OpError> {
-    poll_fn(|cx| shared.poll_send_ready(cx)).await?;
-    shared.start_send(kind, true, data)?;
-    poll_fn(|cx| shared.poll_flush(cx)).await
+    if !poll_fn(|cx| shared.poll_send(cx, kind, true, data)).await? {
+        poll_fn(|cx| shared.poll_flush(cx)).await?;
+    }
+    Ok(())
 }

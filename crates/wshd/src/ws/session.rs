@@ -122,7 +122,7 @@ struct ConnState {
     driver_waker: Option<Waker>,
     notify_pongs: bool,
     aborted: bool,
-    /// The time, read once per driver poll (see [`ConnState::now`]).
+    /// The time, read at most once per driver poll (see [`poll_time`]).
     poll_now: Option<Instant>,
     /// Timers' state and accounting (see `upkeep`).
     upkeep: upkeep::Upkeep,
@@ -221,10 +221,11 @@ impl ConnShared {
 
     fn poll_recv_locked(&self, st: &mut ConnState, cx: &mut Context<'_>) -> Poll<Inbound> {
         if let Some(item) = st.inbound.pop_front() {
-            // Inside the driver the poll's time is close enough (the item was queued in this
-            // poll or waited since an earlier one); a handler task elsewhere reads the clock.
-            let now = if self.is_being_driven() { st.now() } else { Instant::now() };
-            st.upkeep.delivered(now);
+            // Inside the driver the poll's time is close enough (the item waited since an
+            // earlier poll); a handler task elsewhere reads the clock.
+            let driven = self.is_being_driven();
+            let ConnState { upkeep, poll_now, .. } = st;
+            upkeep.delivered(|| if driven { poll_time(poll_now) } else { Instant::now() });
             if let Inbound::Text(b) | Inbound::Binary(b) | Inbound::Pong(b) = &item {
                 st.inbound_bytes -= b.len();
             }
@@ -244,31 +245,40 @@ impl ConnShared {
 
     /// Ready when one more frame can be queued.
     pub(crate) fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), OpError>> {
-        let mut st = self.lock();
-        let Some(stream) = st.stream.as_mut() else { return Poll::Ready(Err(OpError::Closed)) };
-        if stream.close_sent() {
-            return Poll::Ready(Err(OpError::Closed));
-        }
-        if stream.queued_bytes() < SEND_HIGH_WATER {
-            return Poll::Ready(Ok(()));
-        }
-        match stream.poll_flush(cx) {
-            Poll::Ready(Err(_)) => Poll::Ready(Err(OpError::Closed)),
-            _ if stream.queued_bytes() < SEND_HIGH_WATER => Poll::Ready(Ok(())),
-            _ => Poll::Pending,
-        }
+        self.lock().poll_send_ready(cx)
     }
 
     /// Queues a data frame (copying `data`).
     pub(crate) fn start_send(&self, kind: DataKind, fin: bool, data: &[u8]) -> Result<(), OpError> {
+        self.lock().start_send(&self.settings, kind, fin, data)
+    }
+
+    /// [`poll_send_ready`](Self::poll_send_ready), [`start_send`](Self::start_send) and
+    /// [`poll_flush`](Self::poll_flush) under one lock: `Pending` when no frame can be queued
+    /// yet (nothing was queued); else `true` when all that is queued is written, `false` when
+    /// some still waits for `poll_flush`.
+    pub(crate) fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        kind: DataKind,
+        fin: bool,
+        data: &[u8],
+    ) -> Poll<Result<bool, OpError>> {
         let mut st = self.lock();
-        if !st.admit_send(&self.settings) {
-            return Err(OpError::Closed);
+        match st.poll_send_ready(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) => {}
         }
-        let Some(stream) = st.stream.as_mut() else { return Err(OpError::Closed) };
-        stream.queue_data(kind, fin, data)?;
-        st.upkeep.frame_out(data.len(), fin);
-        Ok(())
+        if let Err(e) = st.start_send(&self.settings, kind, fin, data) {
+            return Poll::Ready(Err(e));
+        }
+        let Some(stream) = st.stream.as_mut() else { return Poll::Ready(Err(OpError::Closed)) };
+        Poll::Ready(match stream.poll_flush(cx) {
+            Poll::Ready(Ok(())) => Ok(true),
+            Poll::Ready(Err(_)) => Err(OpError::Closed),
+            Poll::Pending => Ok(false),
+        })
     }
 
     /// Queues a ping.
@@ -338,15 +348,42 @@ impl ConnShared {
 }
 
 impl ConnState {
+    /// Ready when one more frame can be queued.
+    fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OpError>> {
+        let Some(stream) = self.stream.as_mut() else { return Poll::Ready(Err(OpError::Closed)) };
+        if stream.close_sent() {
+            return Poll::Ready(Err(OpError::Closed));
+        }
+        if stream.queued_bytes() < SEND_HIGH_WATER {
+            return Poll::Ready(Ok(()));
+        }
+        match stream.poll_flush(cx) {
+            Poll::Ready(Err(_)) => Poll::Ready(Err(OpError::Closed)),
+            _ if stream.queued_bytes() < SEND_HIGH_WATER => Poll::Ready(Ok(())),
+            _ => Poll::Pending,
+        }
+    }
+
+    /// Queues a data frame (copying `data`).
+    fn start_send(
+        &mut self,
+        settings: &SessionSettings,
+        kind: DataKind,
+        fin: bool,
+        data: &[u8],
+    ) -> Result<(), OpError> {
+        if !self.admit_send(settings) {
+            return Err(OpError::Closed);
+        }
+        let Some(stream) = self.stream.as_mut() else { return Err(OpError::Closed) };
+        stream.queue_data(kind, fin, data)?;
+        self.upkeep.frame_out(data.len(), fin);
+        Ok(())
+    }
+
     /// Whether `poll_recv` would return something now.
     fn recv_may_be_ready(&self) -> bool {
         !self.inbound.is_empty() || self.close_status.is_some() || self.read_done || self.stream.is_none()
-    }
-
-    /// The current time, read from the clock once per driver poll: the arrival stamps, the
-    /// delivery latency and the timers of one poll share it.
-    fn now(&mut self) -> Instant {
-        *self.poll_now.get_or_insert_with(Instant::now)
     }
 
     /// Keeps `waker` for `wake_receiver` (a clone only when it would wake another task).
@@ -400,16 +437,7 @@ impl ConnState {
     fn pump_reads(&mut self, cx: &mut Context<'_>, deliver: bool, limit: usize) {
         let mut changed = false;
         while !self.read_done && (!deliver || self.has_room(limit)) {
-            let ConnState {
-                stream,
-                inbound,
-                inbound_bytes,
-                close_status,
-                notify_pongs,
-                upkeep,
-                poll_now,
-                ..
-            } = self;
+            let ConnState { stream, inbound, inbound_bytes, close_status, notify_pongs, upkeep, .. } = self;
             let Some(stream) = stream.as_mut() else {
                 self.read_done = true;
                 break;
@@ -435,7 +463,7 @@ impl ConnState {
                 if let Inbound::Text(b) | Inbound::Binary(b) = &queued {
                     upkeep.message_in(b.len());
                 }
-                upkeep.queued(*poll_now.get_or_insert_with(Instant::now));
+                upkeep.queued();
                 inbound.push_back(queued);
             };
             match stream.poll_read(cx, &mut push) {
@@ -476,6 +504,13 @@ impl ConnState {
             self.close_deadline = Some(Instant::now() + timeout);
         }
     }
+}
+
+/// The current time, read from the clock at most once per driver poll (`poll_now` is reset
+/// when a poll starts) and only when something needs it: the arrival stamps of messages still
+/// queued when the poll ends, their delivery latency, and the timers share it.
+fn poll_time(poll_now: &mut Option<Instant>) -> Instant {
+    *poll_now.get_or_insert_with(Instant::now)
 }
 
 /// How a session ended, for the access log.
@@ -679,10 +714,12 @@ impl Future for Driver {
                     // The handler queued a close: flush it and arm the timer.
                     let close_due = st.close_deadline != deadline;
                     st.close_on_failure(false, close_timeout);
-                    drop(st);
                     if drained || failure_due || close_due {
+                        drop(st);
                         continue;
                     }
+                    let ConnState { upkeep, poll_now, .. } = &mut *st;
+                    upkeep.poll_ended(|| poll_time(poll_now));
                     return Poll::Pending;
                 }
                 Ok(Poll::Ready(code)) => {

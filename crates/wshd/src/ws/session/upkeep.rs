@@ -60,8 +60,10 @@ pub(super) struct Upkeep {
     pub(super) peer_closed: bool,
     /// Why the server closed on its own, if it did.
     reason: Option<&'static str>,
-    /// Arrival times of the items in the inbound queue, for the delivery-latency histogram.
-    arrivals: VecDeque<Instant>,
+    /// Arrival times of the items in the inbound queue, for the delivery-latency histogram:
+    /// `None` for an item that arrived during the current driver poll (stamped only if it is
+    /// still queued when the poll ends, so the usual message costs no clock read).
+    arrivals: VecDeque<Option<Instant>>,
 }
 
 /// What a finished session did, for the access log and the metrics.
@@ -130,17 +132,29 @@ impl Upkeep {
         }
     }
 
-    /// An item was put in the inbound queue at `at`.
-    pub(super) fn queued(&mut self, at: Instant) {
-        self.arrivals.push_back(at);
+    /// An item was put in the inbound queue during the current driver poll.
+    pub(super) fn queued(&mut self) {
+        self.arrivals.push_back(None);
     }
 
-    /// The handler took an item from the inbound queue at `now`.
-    pub(super) fn delivered(&mut self, now: Instant) {
-        if let Some(at) = self.arrivals.pop_front()
-            && let Some(m) = &self.metrics
-        {
-            m.delivery_seconds.observe(now.saturating_duration_since(at).as_secs_f64());
+    /// The driver poll ends at `now`: items that arrived during it and are still queued get
+    /// `now` as their arrival time.
+    pub(super) fn poll_ended(&mut self, now: impl FnOnce() -> Instant) {
+        if self.arrivals.back().is_some_and(Option::is_none) {
+            let now = now();
+            for at in self.arrivals.iter_mut().rev().take_while(|at| at.is_none()) {
+                *at = Some(now);
+            }
+        }
+    }
+
+    /// The handler took an item from the inbound queue; `now` gives the time, asked only when
+    /// the item waited past the driver poll it arrived in (otherwise it waited no time).
+    pub(super) fn delivered(&mut self, now: impl FnOnce() -> Instant) {
+        let Some(arrived) = self.arrivals.pop_front() else { return };
+        if let Some(m) = &self.metrics {
+            let waited = arrived.map_or(0.0, |at| now().saturating_duration_since(at).as_secs_f64());
+            m.delivery_seconds.observe(waited);
         }
     }
 
@@ -286,7 +300,6 @@ impl Timers {
             }
         }
         loop {
-            let now = st.now();
             let Some(stream) = st.stream.as_ref() else { return };
             if stream.close_sent() || st.read_done {
                 return; // the close timeout takes over
@@ -298,17 +311,22 @@ impl Timers {
                 return;
             }
             let (read, written) = (st.upkeep.read(), st.upkeep.written());
-            let u = &mut st.upkeep;
+            // The clock is read (once per driver poll) only when a deadline needs it: not for
+            // a message on a connection without an idle timeout whose replies were written.
+            let ConnState { upkeep: u, poll_now, .. } = &mut *st;
+            let mut now = || super::poll_time(poll_now);
             let activity = u.messages_in + u.messages_out;
             if activity != u.activity_seen {
                 u.activity_seen = activity;
-                u.last_activity = now;
+                if settings.idle_timeout.is_some() {
+                    u.last_activity = now();
+                }
             }
             if queued == 0 {
                 u.stall_since = None;
             } else if u.stall_since.is_none() || written != u.written_seen {
                 u.written_seen = written;
-                u.stall_since = Some(now);
+                u.stall_since = Some(now());
             }
             if u.ping_outstanding
                 && (read != u.read_at_ping || u.backlog_written_at_ping.is_some_and(|w| written != w))
@@ -334,13 +352,14 @@ impl Timers {
                 self.armed = Some(next);
             }
             // A timer polled once stays registered with this task's waker: poll it again only
-            // after re-arming or when it is due, not on every message.
-            let due = self.armed.is_some_and(|at| at <= now);
+            // after re-arming or once it has elapsed, not on every message.
+            let due = self.sleep.as_ref().is_some_and(|s| s.is_elapsed());
             let fired = (rearm || due) && self.sleep.as_mut().is_some_and(|s| s.as_mut().poll(cx).is_ready());
             if !fired {
                 return;
             }
             self.armed = None;
+            let now = now();
             if idle.is_some_and(|at| at <= now) {
                 st.server_close(1001, "idle", settings);
                 continue;
