@@ -614,6 +614,7 @@ impl Driver {
         let aborted = st.aborted;
         let peer_code = st.close_status.as_ref().map_or(1006, |(c, _)| *c);
         let summary = st.upkeep.summary(st.close_status.as_ref().map(|(c, _)| *c), aborted);
+        st.upkeep.detach_traffic();
         // Close TCP now, even if a `Sender` handle outlives the session.
         st.stream = None;
         st.read_done = true;

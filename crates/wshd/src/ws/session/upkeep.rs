@@ -22,13 +22,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Context;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::{ConnState, SessionSettings};
-use crate::metrics::RouteMetrics;
+use crate::metrics::traffic::TrafficHandle;
 use crate::ws::transport::Wire;
 
 /// The payload of wshd's keepalive pings; their pongs are not shown to handlers.
@@ -37,7 +38,8 @@ pub(super) const KEEPALIVE: &[u8] = b"wshd-keepalive";
 /// Accounting and timer state, kept with the connection state.
 #[derive(Debug)]
 pub(super) struct Upkeep {
-    metrics: Option<Arc<RouteMetrics>>,
+    /// This connection's part of its route's metrics, until the session ends.
+    traffic: Option<TrafficHandle>,
     wire: Option<Arc<Wire>>,
     messages_in: u64,
     messages_out: u64,
@@ -93,7 +95,7 @@ impl Upkeep {
     pub(super) fn new(settings: &SessionSettings) -> Upkeep {
         let now = Instant::now();
         Upkeep {
-            metrics: settings.metrics.clone(),
+            traffic: settings.metrics.as_ref().map(|m| m.traffic.attach()),
             wire: settings.wire.clone(),
             messages_in: 0,
             messages_out: 0,
@@ -126,9 +128,8 @@ impl Upkeep {
     pub(super) fn message_in(&mut self, len: usize) {
         self.messages_in += 1;
         self.bytes_in += len as u64;
-        if let Some(m) = &self.metrics {
-            m.messages_in.inc();
-            m.bytes_in.inc_by(len as u64);
+        if let Some(t) = &self.traffic {
+            t.message_in(len);
         }
     }
 
@@ -152,9 +153,8 @@ impl Upkeep {
     /// the item waited past the driver poll it arrived in (otherwise it waited no time).
     pub(super) fn delivered(&mut self, now: impl FnOnce() -> Instant) {
         let Some(arrived) = self.arrivals.pop_front() else { return };
-        if let Some(m) = &self.metrics {
-            let waited = arrived.map_or(0.0, |at| now().saturating_duration_since(at).as_secs_f64());
-            m.delivery_seconds.observe(waited);
+        if let Some(t) = &self.traffic {
+            t.delivered(arrived.map_or(Duration::ZERO, |at| now().saturating_duration_since(at)));
         }
     }
 
@@ -164,12 +164,14 @@ impl Upkeep {
         if fin {
             self.messages_out += 1;
         }
-        if let Some(m) = &self.metrics {
-            m.bytes_out.inc_by(len as u64);
-            if fin {
-                m.messages_out.inc();
-            }
+        if let Some(t) = &self.traffic {
+            t.frame_out(len, fin);
         }
+    }
+
+    /// The session ended: its counts join its route's finished ones.
+    pub(super) fn detach_traffic(&mut self) {
+        self.traffic = None;
     }
 
     /// Our close frame was queued.

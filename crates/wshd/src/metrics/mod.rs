@@ -2,8 +2,10 @@
 //! connection limits, which share the per-route open-connection counts.
 //!
 //! The hot path stays cheap: a connection resolves its route's [`RouteMetrics`] once, at the
-//! handshake, and then only touches atomics (one per message for each of count and bytes);
-//! no label map is consulted per message. See `docs/decisions/0004-metrics.md`.
+//! handshake; per message it only updates its own counts ([`traffic`]), which a scrape sums
+//! per route. No label map is consulted per message. See `docs/decisions/0004-metrics.md`.
+
+pub(crate) mod traffic;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,12 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+
+use self::traffic::{RouteTraffic, Totals};
 
 /// The `route` label value of requests that matched no route.
 pub(crate) const NO_ROUTE: &str = "none";
@@ -51,10 +56,6 @@ fn handshake_histogram() -> Histogram {
     Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
 }
 
-fn delivery_histogram() -> Histogram {
-    Histogram::new([0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0])
-}
-
 /// Every metric of a server, and the connection counts behind the limits.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -62,14 +63,12 @@ pub(crate) struct Metrics {
     open: Family<RouteLabel, Gauge>,
     opened: Family<RouteLabel, Counter>,
     handshakes: Family<HandshakeLabels, Counter>,
-    messages: Family<DirectionLabels, Counter>,
-    bytes: Family<DirectionLabels, Counter>,
     closes: Family<CloseLabels, Counter>,
     panics: Family<RouteLabel, Counter>,
     handshake_seconds: HistogramFamily,
-    delivery_seconds: HistogramFamily,
     draining: Gauge,
-    routes: Mutex<HashMap<String, Arc<RouteMetrics>>>,
+    /// Shared with the [`TrafficCollector`].
+    routes: Arc<Mutex<HashMap<String, Arc<RouteMetrics>>>>,
     /// Open WebSocket connections over all routes.
     open_total: AtomicUsize,
 }
@@ -82,13 +81,10 @@ pub(crate) struct RouteMetrics {
     open_count: AtomicUsize,
     open: Gauge,
     opened: Counter,
-    pub(crate) messages_in: Counter,
-    pub(crate) messages_out: Counter,
-    pub(crate) bytes_in: Counter,
-    pub(crate) bytes_out: Counter,
+    /// Messages, bytes and delivery latency, kept per connection (see [`traffic`]).
+    pub(crate) traffic: Arc<RouteTraffic>,
     pub(crate) panics: Counter,
     pub(crate) handshake_seconds: Histogram,
-    pub(crate) delivery_seconds: Histogram,
 }
 
 /// Which limit refused a connection.
@@ -122,6 +118,60 @@ fn try_take(counter: &AtomicUsize, max: Option<usize>) -> bool {
         return true;
     };
     counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
+}
+
+/// Messages, bytes and delivery latency per route, summed over each route's connections at
+/// each scrape (see [`traffic`]).
+#[derive(Debug)]
+struct TrafficCollector {
+    routes: Arc<Mutex<HashMap<String, Arc<RouteMetrics>>>>,
+}
+
+impl Collector for TrafficCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut routes: Vec<(String, Totals)> = {
+            let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+            routes.iter().map(|(name, route)| (name.clone(), route.traffic.totals())).collect()
+        };
+        routes.sort_by(|a, b| a.0.cmp(&b.0));
+        let per_direction =
+            |name: &str, help: &str, count: fn(&Totals) -> (u64, u64), encoder: &mut DescriptorEncoder| {
+                let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+                for (route, totals) in &routes {
+                    let (received, sent) = count(totals);
+                    for (direction, value) in [("in", received), ("out", sent)] {
+                        let labels = DirectionLabels { route: route.clone(), direction };
+                        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+                    }
+                }
+                Ok::<(), std::fmt::Error>(())
+            };
+        per_direction(
+            "wshd_messages",
+            "Data messages (text and binary) received and sent",
+            |t| (t.messages_in, t.messages_out),
+            &mut encoder,
+        )?;
+        per_direction(
+            "wshd_message_bytes",
+            "Payload bytes of data messages received (after decompression) and sent (before compression)",
+            |t| (t.bytes_in, t.bytes_out),
+            &mut encoder,
+        )?;
+        let mut family = encoder.encode_descriptor(
+            "wshd_message_delivery_seconds",
+            "Time from a message's arrival to the handler taking it (queueing and scheduling)",
+            None,
+            Histogram::TYPE,
+        )?;
+        for (route, totals) in &routes {
+            let (sum, count, buckets) = totals.delivery_histogram();
+            family
+                .encode_family(&RouteLabel { route: route.clone() })?
+                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
+        Ok(())
+    }
 }
 
 /// Plugin counters, read from the reloader at each scrape.
@@ -163,13 +213,10 @@ impl Metrics {
         let open = Family::<RouteLabel, Gauge>::default();
         let opened = Family::<RouteLabel, Counter>::default();
         let handshakes = Family::<HandshakeLabels, Counter>::default();
-        let messages = Family::<DirectionLabels, Counter>::default();
-        let bytes = Family::<DirectionLabels, Counter>::default();
         let closes = Family::<CloseLabels, Counter>::default();
         let panics = Family::<RouteLabel, Counter>::default();
         let handshake_seconds =
             HistogramFamily::new_with_constructor(handshake_histogram as fn() -> Histogram);
-        let delivery_seconds = HistogramFamily::new_with_constructor(delivery_histogram as fn() -> Histogram);
         let draining = Gauge::default();
         registry.register("wshd_connections_open", "Open WebSocket connections", open.clone());
         registry.register("wshd_connections", "WebSocket connections accepted", opened.clone());
@@ -177,16 +224,6 @@ impl Metrics {
             "wshd_handshakes",
             "WebSocket handshake attempts by answer status (aborted: dropped by the handler)",
             handshakes.clone(),
-        );
-        registry.register(
-            "wshd_messages",
-            "Data messages (text and binary) received and sent",
-            messages.clone(),
-        );
-        registry.register(
-            "wshd_message_bytes",
-            "Payload bytes of data messages received (after decompression) and sent (before compression)",
-            bytes.clone(),
         );
         registry.register(
             "wshd_closes",
@@ -199,26 +236,20 @@ impl Metrics {
             "Time from the handshake request to the answer, handler included",
             handshake_seconds.clone(),
         );
-        registry.register(
-            "wshd_message_delivery_seconds",
-            "Time from a message's arrival to the handler taking it (queueing and scheduling)",
-            delivery_seconds.clone(),
-        );
         registry.register("wshd_draining", "1 while shutting down", draining.clone());
+        let routes = Arc::new(Mutex::new(HashMap::new()));
+        registry.register_collector(Box::new(TrafficCollector { routes: Arc::clone(&routes) }));
         registry.register_collector(Box::new(PluginCollector));
         Metrics {
             registry,
             open,
             opened,
             handshakes,
-            messages,
-            bytes,
             closes,
             panics,
             handshake_seconds,
-            delivery_seconds,
             draining,
-            routes: Mutex::new(HashMap::new()),
+            routes,
             open_total: AtomicUsize::new(0),
         }
     }
@@ -230,19 +261,14 @@ impl Metrics {
             return Arc::clone(found);
         }
         let label = RouteLabel { route: route.to_owned() };
-        let direction = |d| DirectionLabels { route: route.to_owned(), direction: d };
         let made = Arc::new(RouteMetrics {
             route: route.to_owned(),
             open_count: AtomicUsize::new(0),
             open: self.open.get_or_create_owned(&label),
             opened: self.opened.get_or_create_owned(&label),
-            messages_in: self.messages.get_or_create_owned(&direction("in")),
-            messages_out: self.messages.get_or_create_owned(&direction("out")),
-            bytes_in: self.bytes.get_or_create_owned(&direction("in")),
-            bytes_out: self.bytes.get_or_create_owned(&direction("out")),
+            traffic: Arc::default(),
             panics: self.panics.get_or_create_owned(&label),
             handshake_seconds: self.handshake_seconds.get_or_create_owned(&label),
-            delivery_seconds: self.delivery_seconds.get_or_create_owned(&label),
         });
         routes.insert(route.to_owned(), Arc::clone(&made));
         made
@@ -330,7 +356,9 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let echo = metrics.route("/echo");
         let _slot = metrics.open(&echo, None, None);
-        echo.messages_in.inc();
+        let traffic = echo.traffic.attach();
+        traffic.message_in(5);
+        traffic.delivered(Duration::ZERO);
         metrics.handshake(Some(&echo), "101", Duration::from_millis(2));
         metrics.handshake(None, "404", Duration::ZERO);
         metrics.close("/echo", 1000, "client");
@@ -339,6 +367,10 @@ mod tests {
             "wshd_connections_open{route=\"/echo\"} 1",
             "wshd_connections_total{route=\"/echo\"} 1",
             "wshd_messages_total{route=\"/echo\",direction=\"in\"} 1",
+            "wshd_messages_total{route=\"/echo\",direction=\"out\"} 0",
+            "wshd_message_bytes_total{route=\"/echo\",direction=\"in\"} 5",
+            "wshd_message_delivery_seconds_bucket{le=\"0.00001\",route=\"/echo\"} 1",
+            "wshd_message_delivery_seconds_count{route=\"/echo\"} 1",
             "wshd_handshakes_total{route=\"none\",status=\"404\"} 1",
             "wshd_closes_total{route=\"/echo\",code=\"1000\",initiator=\"client\"} 1",
             "wshd_handshake_duration_seconds_count{route=\"/echo\"} 1",
