@@ -36,8 +36,8 @@ impl Count {
     }
 }
 
-/// One connection's traffic. Every method must be called with the connection's session lock
-/// held (see [`Count`]).
+/// One connection's traffic: its route's metrics and its access-log line both read it. Every
+/// method that counts must be called with the connection's session lock held (see [`Count`]).
 #[derive(Debug, Default)]
 pub(crate) struct ConnTraffic {
     messages_in: Count,
@@ -61,6 +61,11 @@ impl ConnTraffic {
             self.messages_out.add(1);
         }
         self.bytes_out.add(len as u64);
+    }
+
+    /// Data messages received and sent so far.
+    pub(crate) fn messages(&self) -> u64 {
+        self.messages_in.get() + self.messages_out.get()
     }
 
     /// The handler took a message that waited `waited` since its arrival.
@@ -153,7 +158,7 @@ impl RouteTraffic {
         let id = inner.next_id;
         inner.next_id += 1;
         inner.live.insert(id, Arc::clone(&traffic));
-        TrafficHandle { route: Arc::clone(self), id, traffic }
+        TrafficHandle { route: Some((Arc::clone(self), id)), traffic }
     }
 
     /// Finished plus live connections' counts.
@@ -167,13 +172,35 @@ impl RouteTraffic {
     }
 }
 
-/// A connection's place in its route's traffic; its counts join the route's finished ones
-/// when dropped.
+/// A connection's counts and its place in its route's traffic; the counts join the route's
+/// finished ones when it is detached or dropped, and stay readable here.
 #[derive(Debug)]
 pub(crate) struct TrafficHandle {
-    route: Arc<RouteTraffic>,
-    id: u64,
+    /// The route and this connection's key in its live set, until detached.
+    route: Option<(Arc<RouteTraffic>, u64)>,
     traffic: Arc<ConnTraffic>,
+}
+
+impl TrafficHandle {
+    /// Counts no route's metrics see.
+    pub(crate) fn unattached() -> TrafficHandle {
+        TrafficHandle { route: None, traffic: Arc::default() }
+    }
+
+    /// The counts so far.
+    pub(crate) fn totals(&self) -> Totals {
+        self.traffic.read()
+    }
+
+    /// Folds the counts into the route's finished ones now (the session ended; later counts,
+    /// if any, are not seen by the route).
+    pub(crate) fn detach(&mut self) {
+        let Some((route, id)) = self.route.take() else { return };
+        let mut inner = route.inner();
+        let counts = self.traffic.read();
+        inner.finished.add(&counts);
+        inner.live.remove(&id);
+    }
 }
 
 impl std::ops::Deref for TrafficHandle {
@@ -185,10 +212,7 @@ impl std::ops::Deref for TrafficHandle {
 
 impl Drop for TrafficHandle {
     fn drop(&mut self) {
-        let mut inner = self.route.inner();
-        let counts = self.traffic.read();
-        inner.finished.add(&counts);
-        inner.live.remove(&self.id);
+        self.detach();
     }
 }
 
@@ -209,8 +233,17 @@ mod tests {
         b.delivered(Duration::from_millis(2));
         let live = route.totals();
         assert_eq!((live.messages_in, live.bytes_in, live.messages_out, live.bytes_out), (2, 11, 1, 10));
+        let mut a = a;
+        a.detach();
+        assert_eq!(a.totals().messages_in, 1, "detached counts stay readable");
+        a.message_in(1);
+        assert_eq!(
+            route.totals(),
+            live,
+            "a finished connection's counts stay, later ones are not the route's"
+        );
         drop(a);
-        assert_eq!(route.totals(), live, "a finished connection's counts stay");
+        assert_eq!(route.totals(), live, "dropping after detaching folds nothing twice");
         let (sum, count, buckets) = live.delivery_histogram();
         assert_eq!(count, 2);
         assert!((sum - 0.002).abs() < 1e-9, "sum {sum}");

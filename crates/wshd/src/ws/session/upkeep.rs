@@ -38,13 +38,10 @@ pub(super) const KEEPALIVE: &[u8] = b"wshd-keepalive";
 /// Accounting and timer state, kept with the connection state.
 #[derive(Debug)]
 pub(super) struct Upkeep {
-    /// This connection's part of its route's metrics, until the session ends.
-    traffic: Option<TrafficHandle>,
+    /// Message counts and delivery latency: the access log's, and the route's metrics' until
+    /// the session ends.
+    traffic: TrafficHandle,
     wire: Option<Arc<Wire>>,
-    messages_in: u64,
-    messages_out: u64,
-    bytes_in: u64,
-    bytes_out: u64,
     /// `messages_in + messages_out` when activity was last noticed.
     activity_seen: u64,
     last_activity: Instant,
@@ -95,12 +92,8 @@ impl Upkeep {
     pub(super) fn new(settings: &SessionSettings) -> Upkeep {
         let now = Instant::now();
         Upkeep {
-            traffic: settings.metrics.as_ref().map(|m| m.traffic.attach()),
+            traffic: settings.metrics.as_ref().map_or_else(TrafficHandle::unattached, |m| m.traffic.attach()),
             wire: settings.wire.clone(),
-            messages_in: 0,
-            messages_out: 0,
-            bytes_in: 0,
-            bytes_out: 0,
             activity_seen: 0,
             last_activity: now,
             last_ping: now,
@@ -126,11 +119,7 @@ impl Upkeep {
 
     /// A data message arrived (`len` payload bytes).
     pub(super) fn message_in(&mut self, len: usize) {
-        self.messages_in += 1;
-        self.bytes_in += len as u64;
-        if let Some(t) = &self.traffic {
-            t.message_in(len);
-        }
+        self.traffic.message_in(len);
     }
 
     /// An item was put in the inbound queue during the current driver poll.
@@ -153,25 +142,17 @@ impl Upkeep {
     /// the item waited past the driver poll it arrived in (otherwise it waited no time).
     pub(super) fn delivered(&mut self, now: impl FnOnce() -> Instant) {
         let Some(arrived) = self.arrivals.pop_front() else { return };
-        if let Some(t) = &self.traffic {
-            t.delivered(arrived.map_or(Duration::ZERO, |at| now().saturating_duration_since(at)));
-        }
+        self.traffic.delivered(arrived.map_or(Duration::ZERO, |at| now().saturating_duration_since(at)));
     }
 
     /// A data frame of `len` payload bytes was queued; `fin` ends a message.
     pub(super) fn frame_out(&mut self, len: usize, fin: bool) {
-        self.bytes_out += len as u64;
-        if fin {
-            self.messages_out += 1;
-        }
-        if let Some(t) = &self.traffic {
-            t.frame_out(len, fin);
-        }
+        self.traffic.frame_out(len, fin);
     }
 
     /// The session ended: its counts join its route's finished ones.
     pub(super) fn detach_traffic(&mut self) {
-        self.traffic = None;
+        self.traffic.detach();
     }
 
     /// Our close frame was queued.
@@ -193,11 +174,12 @@ impl Upkeep {
         } else {
             self.reason.unwrap_or("")
         };
+        let traffic = self.traffic.totals();
         Summary {
-            messages_in: self.messages_in,
-            messages_out: self.messages_out,
-            bytes_in: self.bytes_in,
-            bytes_out: self.bytes_out,
+            messages_in: traffic.messages_in,
+            messages_out: traffic.messages_out,
+            bytes_in: traffic.bytes_in,
+            bytes_out: traffic.bytes_out,
             wire_in: self.read(),
             wire_out: self.written(),
             close_code,
@@ -317,7 +299,7 @@ impl Timers {
             // a message on a connection without an idle timeout whose replies were written.
             let ConnState { upkeep: u, poll_now, .. } = &mut *st;
             let mut now = || super::poll_time(poll_now);
-            let activity = u.messages_in + u.messages_out;
+            let activity = u.traffic.messages();
             if activity != u.activity_seen {
                 u.activity_seen = activity;
                 if settings.idle_timeout.is_some() {
