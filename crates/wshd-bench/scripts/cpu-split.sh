@@ -5,6 +5,10 @@
 # "Finding the costs").
 #
 #   crates/wshd-bench/scripts/cpu-split.sh ROUNDS SECONDS DIR...
+#   CONNECTIONS=1 crates/wshd-bench/scripts/cpu-split.sh ROUNDS SECONDS DIR...
+#
+# CONNECTIONS (default 100) sets the load generator's connections; with 1 it shares CPU 0
+# with the server, as `wshd-bench run` does for its one-connection workload.
 #
 # Each DIR holds a `wshd` binary and `libecho_wsh.so`; a file DIR/path containing
 # `/builtin_echo` drives wshd's built-in echo instead (a `[[route]] builtin = "echo"` is added).
@@ -12,6 +16,9 @@
 set -euo pipefail
 rounds=$1 seconds=$2
 shift 2
+connections=${CONNECTIONS:-100}
+loadgen_cpu=1
+[[ $connections == 1 ]] && loadgen_cpu=0
 bench="$(cd "$(dirname "$0")/../../.." && pwd)/target/release/wshd-bench"
 out="$(mktemp -d)"
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$out"' EXIT
@@ -40,7 +47,7 @@ sleep 1
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 for _ in $(seq "$rounds"); do
     for name in "$@" fastwebsockets; do
-        taskset -c 1 "$bench" load --url "${urls[$name]}" --connections 100 --seconds $((seconds + 2)) >"$out/load" 2>&1 &
+        taskset -c "$loadgen_cpu" "$bench" load --url "${urls[$name]}" --connections "$connections" --seconds $((seconds + 2)) >"$out/load" 2>&1 &
         load=$!
         sleep 1
         before=$(ticks "${pids[$name]}")
