@@ -50,6 +50,7 @@
 //! connection with 1011; the server and other connections carry on.
 
 pub mod abi;
+mod close_code;
 mod config;
 mod connection;
 mod export;
@@ -57,6 +58,7 @@ mod handler;
 mod request;
 mod services;
 
+pub use close_code::{CloseCode, InvalidCloseCode};
 pub use config::Config;
 pub use connection::{
     CloseReply, CloseStatus, Connection, ConnectionInfo, Event, Message, SendError, Sender,

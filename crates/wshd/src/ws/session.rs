@@ -26,8 +26,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::{Instant, Sleep};
+use wshd_sdk::CloseCode;
 
-use super::transport::{self, DataKind, Failure, Incoming, QueueError, ReadProgress, Wire, WsStream};
+use super::transport::{DataKind, Failure, Incoming, QueueError, ReadProgress, Wire, WsStream};
 use crate::metrics::RouteMetrics;
 use crate::plugin::Plugin;
 
@@ -297,7 +298,7 @@ impl ConnShared {
 
     /// Starts the closing handshake on the handler's request.
     pub(crate) fn start_close(&self, code: u16, reason: &[u8]) -> Result<(), OpError> {
-        if !transport::is_sendable_close_code(code) || reason.len() > 123 {
+        if !CloseCode::new(code).is_some_and(CloseCode::is_sendable) || reason.len() > 123 {
             return Err(OpError::Invalid);
         }
         let reason = std::str::from_utf8(reason).map_err(|_| OpError::Invalid)?;
@@ -322,7 +323,7 @@ impl ConnShared {
         let reply = if code == 0 {
             None
         } else {
-            if !transport::is_sendable_close_code(code) || reason.len() > 123 {
+            if !CloseCode::new(code).is_some_and(CloseCode::is_sendable) || reason.len() > 123 {
                 return Err(OpError::Invalid);
             }
             Some((code, std::str::from_utf8(reason).map_err(|_| OpError::Invalid)?.to_owned()))

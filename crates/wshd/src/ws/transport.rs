@@ -125,8 +125,3 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Metered<IO> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
-
-/// Close codes an endpoint may send (RFC 6455 §7.4): 1000–1003, 1007–1014 and 3000–4999.
-pub(crate) fn is_sendable_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
-}

@@ -32,6 +32,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use wshd_sdk::CloseCode;
 
 use self::deflate::{Agreement, DeflateCodec, InflateError};
 use self::frame::{EncodedHeader, Header, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
@@ -121,11 +122,6 @@ pub(crate) struct Limits {
     pub(crate) max_message: usize,
     /// Largest single frame payload.
     pub(crate) max_frame: usize,
-}
-
-/// Close codes a peer may send (RFC 6455 §7.4; 1012–1014 are IANA-registered since).
-pub(crate) fn is_valid_received_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 #[derive(Debug)]
@@ -558,7 +554,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
                     1 => return Err(fail(1002, "close frame with a 1-byte body")),
                     _ => {
                         let code = u16::from_be_bytes([self.control[0], self.control[1]]);
-                        if !is_valid_received_close_code(code) {
+                        if !CloseCode::new(code).is_some_and(CloseCode::is_sendable) {
                             return Err(fail(1002, "invalid close code"));
                         }
                         if std::str::from_utf8(&self.control[2..]).is_err() {
