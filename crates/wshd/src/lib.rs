@@ -18,6 +18,7 @@
 //! `/readyz` and Prometheus `/metrics`, graceful shutdown (close 1001 and a drain window) and
 //! a JSON log format; see `docs/operations.md`.
 
+mod addrs;
 mod admin;
 pub mod cli;
 pub mod client;

@@ -4,7 +4,6 @@ pub(crate) mod auth;
 pub(crate) mod cgi;
 pub(crate) mod forwarded;
 pub(crate) mod handshake;
-pub(crate) mod request_view;
 pub(crate) mod response;
 pub(crate) mod service;
 pub(crate) mod static_files;

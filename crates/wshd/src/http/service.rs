@@ -1,9 +1,8 @@
-//! The HTTP service on the WebSocket port. Each request goes through fixed phases:
-//! route → validate handshake → handler `do_handshake` (a built-in handler accepts every
-//! valid handshake) → 101 and session; requests for paths without a handler go to the static
-//! document root.
+//! The HTTP service on the WebSocket port. A request for a handler path goes through fixed
+//! steps — route → validate the handshake → admit (drain and limits) → the handler's verdict
+//! (a built-in handler accepts every valid handshake) → respond 101 and start the session
+//! (`ws::start`); requests for other paths go to CGI or the static document root.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,19 +11,16 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use wshd_sdk::abi::{HANDSHAKE_ABORT, HANDSHAKE_ACCEPT, HANDSHAKE_PANICKED, HANDSHAKE_REJECT, RStr};
 
 use super::handshake::{self, ValidHandshake};
-use super::request_view::RequestView;
 use super::response::{plain, with_status};
 use super::{auth, cgi, forwarded, static_files};
-use crate::config::Builtin;
-use crate::metrics::{ConnSlot, LimitHit, RouteMetrics};
-use crate::plugin::{HandlerInstance, HandshakeAnswer, Route, RouteTarget, conn_for};
+pub(crate) use crate::addrs::ConnAddrs;
+use crate::metrics::RouteMetrics;
+use crate::plugin::{Accepted, HandshakeVerdict, Rejected, RequestView, Route, RouteTarget};
 use crate::server::ServerState;
-use crate::ws::builtin;
-use crate::ws::session::{ConnShared, Driver, HandlerFuture, SessionSettings};
-use crate::ws::transport;
+use crate::ws::start::{self, Handler, SessionPlan};
+use crate::ws::{builtin, transport};
 
 /// The handler asked to drop the connection without a response.
 #[derive(Debug)]
@@ -37,18 +33,6 @@ impl std::fmt::Display for AbortConnection {
 }
 
 impl std::error::Error for AbortConnection {}
-
-/// Addresses of the connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ConnAddrs {
-    /// The client: the TCP peer, or who trusted proxies say the client is.
-    pub(crate) peer: SocketAddr,
-    /// The TCP peer (a proxy, when behind one).
-    pub(crate) socket: SocketAddr,
-    pub(crate) local: SocketAddr,
-    /// The client's connection is TLS (to us, or to a trusted proxy that says so).
-    pub(crate) secure: bool,
-}
 
 /// Handles one HTTP request.
 pub(crate) async fn handle(
@@ -117,6 +101,18 @@ fn unavailable(addrs: ConnAddrs, route: &Route, why: &str) -> Response<Full<Byte
     resp
 }
 
+/// Answers a request that is not a valid RFC 6455 handshake.
+fn invalid(addrs: ConnAddrs, route: &Route, e: handshake::HandshakeError) -> Response<Full<Bytes>> {
+    tracing::info!(peer = %addrs.peer, path = %route.path, status = e.status().as_u16(), reason = e.name(), "handshake refused");
+    let mut resp = plain(e.status(), &format!("{}\n", e.explain()));
+    if e == handshake::HandshakeError::UnsupportedVersion {
+        resp.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    }
+    resp
+}
+
+/// A WebSocket handshake on a handler route: validate → admit → the handler's verdict →
+/// respond 101 and start the session.
 fn websocket(
     state: &Arc<ServerState>,
     addrs: ConnAddrs,
@@ -129,51 +125,118 @@ fn websocket(
     let started = Instant::now();
     let valid = match handshake::validate(&req) {
         Ok(valid) => valid,
-        Err(e) => {
-            tracing::info!(peer = %addrs.peer, path = %route.path, status = e.status().as_u16(), reason = e.name(), "handshake refused");
-            let mut resp = plain(e.status(), &format!("{}\n", e.explain()));
-            if e == handshake::HandshakeError::UnsupportedVersion {
-                resp.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-            }
-            return Ok(resp);
-        }
+        Err(e) => return Ok(invalid(addrs, &route, e)),
     };
-
-    if state.is_draining() {
-        return Ok(unavailable(addrs, &route, "shutting down"));
-    }
-    let slot = match state.metrics.open(metrics, global_max, route.settings.max_connections) {
+    let slot = match start::admit(state, metrics, global_max, route.settings.max_connections) {
         Ok(slot) => slot,
-        Err(LimitHit::Global(max)) => {
-            return Ok(unavailable(addrs, &route, &format!("server connection limit reached ({max})")));
-        }
-        Err(LimitHit::Route(max)) => {
-            return Ok(unavailable(addrs, &route, &format!("route connection limit reached ({max})")));
+        Err(why) => return Ok(unavailable(addrs, &route, &why)),
+    };
+    let (accepted, handler) = match verdict(&route, &req, addrs, forwarded_host.as_deref(), metrics)? {
+        Ok(served) => served,
+        Err(refusal) => return Ok(refusal),
+    };
+    let Some((response, deflate)) = respond(&route, &req, addrs, &valid, &accepted, &handler) else {
+        return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n"));
+    };
+    let plan = SessionPlan {
+        path: route.path.clone(),
+        settings: route.settings.clone(),
+        protocol: accepted.protocol,
+        deflate,
+        addrs,
+        started,
+        metrics: Arc::clone(metrics),
+    };
+    start::spawn(state, hyper::upgrade::on(&mut req), plan, handler, slot);
+    Ok(response)
+}
+
+/// Who serves an accepted handshake, and how it was accepted; or the response that refuses
+/// it. `Err` drops the connection without a response.
+type Verdict = Result<(Accepted, Handler), Response<Full<Bytes>>>;
+
+/// Asks the route's handler: a plugin's `do_handshake`, or a built-in handler (which accepts
+/// every valid handshake with no subprotocol and no extra headers).
+fn verdict(
+    route: &Arc<Route>,
+    req: &Request<Incoming>,
+    addrs: ConnAddrs,
+    forwarded_host: Option<&str>,
+    metrics: &RouteMetrics,
+) -> Result<Verdict, AbortConnection> {
+    let (resource, instance) = match &route.target {
+        RouteTarget::Plugin { resource, instance } => (resource, Arc::clone(instance)),
+        RouteTarget::Builtin(builtin) => {
+            let builtin = *builtin;
+            let start = Box::new(move |shared: &Arc<_>| builtin::transfer_data(builtin, Arc::clone(shared)));
+            let name = builtin.handler_name().to_owned();
+            let handler = Handler { start, keep_alive: None, name, file: String::new() };
+            return Ok(Ok((Accepted::default(), handler)));
         }
     };
-
-    let (answer, serving) = match &route.target {
-        RouteTarget::Plugin { resource, instance } => {
-            let view = RequestView::new(&req, resource, addrs, forwarded_host.as_deref());
-            match plugin_handshake(&route, instance, &view, addrs, metrics) {
-                Verdict::Accept(answer) => (answer, Serving::Plugin { instance: Arc::clone(instance), view }),
-                Verdict::Refuse(response) => return Ok(response),
-                Verdict::Abort => return Err(AbortConnection),
-            }
+    let view = RequestView::new(req, resource, addrs, forwarded_host);
+    let name = instance.plugin.handler_name.clone();
+    let file = instance.plugin.file.display().to_string();
+    let log = |what: &str| tracing::info!(peer = %addrs.peer, path = %route.path, handler = %name, "{what}");
+    match instance.handshake(&view) {
+        HandshakeVerdict::Accept(accepted) => {
+            let keep_alive = Some(instance.keep_alive());
+            let protocol = accepted.protocol.clone();
+            let start = Box::new(move |shared: &Arc<_>| instance.start(&view, protocol.as_deref(), shared));
+            Ok(Ok((accepted, Handler { start, keep_alive, name, file })))
         }
-        // A built-in handler accepts every valid handshake: no subprotocol, no extra headers.
-        RouteTarget::Builtin(builtin) => (HandshakeAnswer::default(), Serving::Builtin(*builtin)),
-    };
-    let handler = route.handler_name();
+        HandshakeVerdict::Abort => {
+            log("handshake aborted by the handler");
+            Err(AbortConnection)
+        }
+        HandshakeVerdict::Reject(rejected) => Ok(Err(rejection(route, addrs, &name, rejected))),
+        HandshakeVerdict::Panicked(message) => {
+            metrics.panics.inc();
+            tracing::error!(path = %route.path, handler = %name, %file, "handler panicked in do_handshake: {message}");
+            Ok(Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n")))
+        }
+        HandshakeVerdict::Unknown(code) => {
+            tracing::error!(path = %route.path, handler = %name, "handler returned an unknown handshake verdict {code}");
+            Ok(Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n")))
+        }
+    }
+}
 
-    let mut response = match accept_response(&valid, &answer) {
+/// The handler's refusal as a response: its status when that is an error status (else 403),
+/// its headers and body.
+fn rejection(route: &Route, addrs: ConnAddrs, handler: &str, rejected: Rejected) -> Response<Full<Bytes>> {
+    let status = StatusCode::from_u16(rejected.status)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .unwrap_or(StatusCode::FORBIDDEN);
+    tracing::info!(peer = %addrs.peer, path = %route.path, %handler, status = status.as_u16(), "handshake rejected by the handler");
+    let mut resp = with_status(status, Bytes::from(rejected.body));
+    for (name, value) in &rejected.headers {
+        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+            resp.headers_mut().append(n, v);
+        }
+    }
+    resp
+}
+
+/// The 101 for an accepted handshake, with the negotiated permessage-deflate parameters;
+/// `None` (logged) when the handler's answer cannot go on a 101.
+fn respond(
+    route: &Route,
+    req: &Request<Incoming>,
+    addrs: ConnAddrs,
+    valid: &ValidHandshake,
+    accepted: &Accepted,
+    handler: &Handler,
+) -> Option<(Response<Full<Bytes>>, Option<transport::Agreement>)> {
+    let mut response = match accept_response(valid, accepted) {
         Ok(resp) => resp,
         Err(bug) => {
-            tracing::error!(path = %route.path, %handler, file = %serving.file(), "handler bug in do_handshake: {bug}");
-            return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n"));
+            tracing::error!(path = %route.path, handler = %handler.name, file = %handler.file, "handler bug in do_handshake: {bug}");
+            return None;
         }
     };
-    let deflate = if answer.decline_extensions {
+    let deflate = if accepted.decline_extensions {
         None
     } else {
         let offers: Vec<&str> = req
@@ -192,116 +255,16 @@ fn websocket(
     tracing::info!(
         peer = %addrs.peer,
         path = %route.path,
-        %handler,
-        protocol = answer.protocol.as_deref().unwrap_or(""),
+        handler = %handler.name,
+        protocol = accepted.protocol.as_deref().unwrap_or(""),
         extensions = deflate.as_ref().map_or("", |a| a.response.as_str()),
         "handshake accepted"
     );
-
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    let protocol = answer.protocol.clone();
-    let state = Arc::clone(state);
-    let metrics = Arc::clone(metrics);
-    state.tasks.clone().spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(e) => {
-                tracing::debug!(peer = %addrs.peer, "upgrade failed: {e}");
-                return;
-            }
-        };
-        let (stream, wire) = transport::accept(upgraded, &route.settings, deflate);
-        let session = Session { route, serving, protocol, addrs, started, metrics, slot };
-        run_session(state, session, stream, wire).await;
-    });
-    Ok(response)
-}
-
-/// What serves an accepted connection.
-// Boxing the plugin variant would cost an allocation per plugin connection to save stack on
-// the rare built-in one.
-#[allow(clippy::large_enum_variant)]
-enum Serving {
-    /// A plugin's handler instance, with the request as its `transfer_data` sees it.
-    Plugin { instance: Arc<HandlerInstance>, view: RequestView },
-    /// A handler built into the host.
-    Builtin(Builtin),
-}
-
-impl Serving {
-    /// The plugin file, for messages about the handler (empty for a built-in handler).
-    fn file(&self) -> std::path::Display<'_> {
-        match self {
-            Serving::Plugin { instance, .. } => instance.plugin.file.display(),
-            Serving::Builtin(_) => std::path::Path::new("").display(),
-        }
-    }
-}
-
-/// What a plugin's `do_handshake` decided.
-enum Verdict {
-    /// Accepted, with the handler's answer (subprotocol, headers, extensions).
-    Accept(HandshakeAnswer),
-    /// Not accepted: give the client this response.
-    Refuse(Response<Full<Bytes>>),
-    /// Drop the connection without a response.
-    Abort,
-}
-
-/// Runs a plugin's `do_handshake`.
-fn plugin_handshake(
-    route: &Route,
-    instance: &HandlerInstance,
-    view: &RequestView,
-    addrs: ConnAddrs,
-    metrics: &RouteMetrics,
-) -> Verdict {
-    let mut answer = HandshakeAnswer::default();
-    let verdict = view.with_raw(|raw| {
-        let mut out = answer.as_out();
-        instance.do_handshake(raw, &mut out)
-    });
-    let handler = &instance.plugin.handler_name;
-    match verdict {
-        HANDSHAKE_ACCEPT => Verdict::Accept(answer),
-        HANDSHAKE_ABORT => {
-            tracing::info!(peer = %addrs.peer, path = %route.path, %handler, "handshake aborted by the handler");
-            Verdict::Abort
-        }
-        HANDSHAKE_REJECT => {
-            let status = StatusCode::from_u16(answer.status)
-                .ok()
-                .filter(|s| s.is_client_error() || s.is_server_error())
-                .unwrap_or(StatusCode::FORBIDDEN);
-            tracing::info!(peer = %addrs.peer, path = %route.path, %handler, status = status.as_u16(), "handshake rejected by the handler");
-            let mut resp = with_status(status, Bytes::from(answer.body));
-            for (name, value) in &answer.headers {
-                if let (Ok(n), Ok(v)) =
-                    (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
-                {
-                    resp.headers_mut().append(n, v);
-                }
-            }
-            Verdict::Refuse(resp)
-        }
-        HANDSHAKE_PANICKED => {
-            let message = answer.message.as_deref().unwrap_or("unknown panic");
-            metrics.panics.inc();
-            tracing::error!(path = %route.path, %handler, file = %instance.plugin.file.display(), "handler panicked in do_handshake: {message}");
-            Verdict::Refuse(plain(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n"))
-        }
-        other => {
-            tracing::error!(path = %route.path, %handler, "handler returned an unknown handshake verdict {other}");
-            Verdict::Refuse(plain(StatusCode::INTERNAL_SERVER_ERROR, "handler error\n"))
-        }
-    }
+    Some((response, deflate))
 }
 
 /// Builds the 101, or explains the handler's mistake.
-fn accept_response(
-    valid: &ValidHandshake,
-    answer: &HandshakeAnswer,
-) -> Result<Response<Full<Bytes>>, String> {
+fn accept_response(valid: &ValidHandshake, answer: &Accepted) -> Result<Response<Full<Bytes>>, String> {
     let mut resp = with_status(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
     let headers = resp.headers_mut();
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -329,86 +292,4 @@ fn accept_response(
         headers.append(n, v);
     }
     Ok(resp)
-}
-
-/// What a session needs besides the socket.
-struct Session {
-    route: Arc<Route>,
-    serving: Serving,
-    protocol: Option<String>,
-    addrs: ConnAddrs,
-    started: Instant,
-    metrics: Arc<RouteMetrics>,
-    /// The connection's place in the limits; given back when the session ends.
-    slot: ConnSlot,
-}
-
-async fn run_session(
-    state: Arc<ServerState>,
-    session: Session,
-    stream: transport::WsStream,
-    wire: Arc<transport::Wire>,
-) {
-    let Session { route, serving, protocol, addrs, started, metrics, slot } = session;
-    let settings = &route.settings;
-    let session_settings = SessionSettings {
-        close_timeout: settings.close_timeout,
-        inbound_queue_bytes: settings.inbound_queue_bytes,
-        idle_timeout: settings.idle_timeout,
-        ping_interval: settings.ping_interval,
-        pong_timeout: settings.pong_timeout,
-        max_send_queue_bytes: settings.max_send_queue_bytes,
-        send_timeout: settings.send_timeout,
-        metrics: Some(Arc::clone(&metrics)),
-        wire: Some(wire),
-    };
-    let (shared, future, instance) = match serving {
-        Serving::Plugin { instance, view } => {
-            let shared = ConnShared::new(stream, session_settings, Some(Arc::clone(&instance.plugin)));
-            let protocol = RStr::from_opt(protocol.as_deref());
-            let future = view.with_raw(|raw| instance.transfer_data(raw, protocol, conn_for(&shared)));
-            (shared, HandlerFuture::Plugin(future), Some(instance))
-        }
-        Serving::Builtin(builtin) => {
-            let shared = ConnShared::new(stream, session_settings, None);
-            (Arc::clone(&shared), builtin::transfer_data(builtin, shared), None)
-        }
-    };
-    let end =
-        Driver::new(future, shared).shutdown_on(state.shutdown.clone(), Arc::clone(&state.draining)).await;
-    drop(slot);
-    let handler = route.handler_name();
-    if end.panicked {
-        metrics.panics.inc();
-        let file = instance.as_ref().map_or_else(String::new, |i| i.plugin.file.display().to_string());
-        tracing::error!(peer = %addrs.peer, path = %route.path, %handler, %file, "handler panicked in transfer_data; connection closed with 1011");
-    }
-    let s = &end.summary;
-    state.metrics.close(&route.path, s.close_code, s.initiator);
-    // The access log: one event per WebSocket connection.
-    tracing::info!(
-        target: "wshd::access",
-        client = %addrs.peer.ip(),
-        socket = %addrs.socket,
-        route = %route.path,
-        %handler,
-        status = 101,
-        subprotocol = protocol.as_deref().unwrap_or(""),
-        duration_ms = started.elapsed().as_millis() as u64,
-        messages_in = s.messages_in,
-        messages_out = s.messages_out,
-        bytes_in = s.bytes_in,
-        bytes_out = s.bytes_out,
-        wire_in = s.wire_in,
-        wire_out = s.wire_out,
-        close_code = s.close_code,
-        close_by = s.initiator,
-        close_reason = s.reason,
-        peer_close = end.peer_code,
-        aborted = end.aborted,
-        "connection closed"
-    );
-    // Keep the instance (and so the plugin's code) until the session is fully over.
-    drop(instance);
-    drop(state);
 }

@@ -1,5 +1,5 @@
-//! Loading a plugin file: copy, `dlopen`, check, construct. With `host_vtable.rs` this is
-//! the host's only `unsafe` code.
+//! Loading a plugin file: copy, `dlopen`, check, construct. With `host/` this is the host's
+//! only `unsafe` code.
 //!
 //! Checks, in order, each failure one [`LoadError`] naming the reason:
 //! 1. `dlopen(RTLD_NOW | RTLD_LOCAL)` of a private copy (never the watched file: dlopen caches
@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 use wshd_sdk::abi::{self, HostVTable, PluginDescriptor, RErrorOut, RStr};
 
-use super::host_vtable::{self, PluginServices};
+use super::host::services::{self, PluginServices};
 
 /// Why a file was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,15 +157,16 @@ impl Drop for HandlerInstance {
 }
 
 impl HandlerInstance {
-    /// Runs the plugin's `do_handshake`.
-    pub(crate) fn do_handshake(&self, req: &abi::RRequest, out: &mut abi::RHandshakeOut) -> u32 {
+    /// Calls the plugin's `do_handshake` (see [`HandlerInstance::handshake`]).
+    pub(super) fn raw_do_handshake(&self, req: &abi::RRequest, out: &mut abi::RHandshakeOut) -> u32 {
         // SAFETY: a live instance of this library; `req` and `out` are valid for the call.
         unsafe { (self.plugin.descriptor().do_handshake)(self.instance, req, out) }
     }
 
-    /// Runs the plugin's `transfer_data`, returning its future. The caller must keep this
-    /// instance alive until the future is dropped.
-    pub(crate) fn transfer_data(
+    /// Calls the plugin's `transfer_data`, returning its future (see
+    /// [`HandlerInstance::start`]). The caller must keep this instance alive until the future
+    /// is dropped.
+    pub(super) fn raw_transfer_data(
         &self,
         req: &abi::RRequest,
         protocol: RStr,
@@ -287,7 +288,7 @@ pub fn load_bytes(file: &Path, bytes: &[u8]) -> Result<Arc<Plugin>, LoadError> {
     LIVE.fetch_add(1, Ordering::Relaxed);
     Ok(Arc::new_cyclic(|weak| {
         let services = Box::new(PluginServices::new(file.to_path_buf(), handler_name.clone(), weak.clone()));
-        let host_table = Box::new(host_vtable::host_table(&services));
+        let host_table = Box::new(services::host_table(&services));
         Plugin {
             file: file.to_path_buf(),
             generation,
@@ -314,7 +315,7 @@ impl Plugin {
         let config_text = config.to_string();
         let mut message: Option<String> = None;
         let mut err =
-            RErrorOut { ctx: (&mut message as *mut Option<String>).cast(), set: host_vtable::set_error };
+            RErrorOut { ctx: (&mut message as *mut Option<String>).cast(), set: services::set_error };
         let host: *const HostVTable = &*self.host_table;
         // SAFETY: the library's own `init`; the host table lives as long as the library; the
         // config string and error sink outlive the call.

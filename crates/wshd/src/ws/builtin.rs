@@ -8,9 +8,7 @@ use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use wshd_sdk::abi::TRANSFER_DONE;
-
-use super::session::{ConnShared, HandlerFuture, Inbound, OpError};
+use super::session::{ConnShared, HandlerExit, HandlerFuture, Inbound, OpError};
 use super::transport::DataKind;
 use crate::config::Builtin;
 
@@ -20,7 +18,7 @@ const GOODBYE: &[u8] = b"Goodbye";
 
 /// The `transfer_data` future of `builtin` on the connection `shared`.
 pub(crate) fn transfer_data(builtin: Builtin, shared: Arc<ConnShared>) -> HandlerFuture {
-    let future: Pin<Box<dyn Future<Output = u32> + Send>> = match builtin {
+    let future: Pin<Box<dyn Future<Output = HandlerExit> + Send>> = match builtin {
         Builtin::Echo => Box::pin(echo(shared)),
     };
     HandlerFuture::Native(future)
@@ -30,19 +28,19 @@ pub(crate) fn transfer_data(builtin: Builtin, shared: Arc<ConnShared>) -> Handle
 /// connection is closed or after echoing the text `Goodbye`. Like a plugin handler that
 /// returns, the driver then completes the closing handshake (1000, or the peer's code
 /// echoed).
-async fn echo(shared: Arc<ConnShared>) -> u32 {
+async fn echo(shared: Arc<ConnShared>) -> HandlerExit {
     loop {
         let (kind, data) = match poll_fn(|cx| shared.poll_recv(cx)).await {
             Inbound::Text(data) => (DataKind::Text, data),
             Inbound::Binary(data) => (DataKind::Binary, data),
             Inbound::Pong(_) => continue,
-            Inbound::Closed(..) => return TRANSFER_DONE,
+            Inbound::Closed(..) => return HandlerExit::Returned,
         };
         if send(&shared, kind, &data).await.is_err() {
-            return TRANSFER_DONE;
+            return HandlerExit::Returned;
         }
         if kind == DataKind::Text && data[..] == *GOODBYE {
-            return TRANSFER_DONE;
+            return HandlerExit::Returned;
         }
     }
 }

@@ -29,8 +29,8 @@ use tokio::time::{Instant, Sleep};
 use wshd_sdk::CloseCode;
 
 use super::transport::{DataKind, Failure, Incoming, QueueError, ReadProgress, Wire, WsStream};
+use crate::config::WsSettings;
 use crate::metrics::RouteMetrics;
-use crate::plugin::Plugin;
 
 mod upkeep;
 pub(crate) use upkeep::Summary;
@@ -89,6 +89,27 @@ pub(crate) struct SessionSettings {
     pub(crate) wire: Option<Arc<Wire>>,
 }
 
+impl SessionSettings {
+    /// A route's settings, with its counters and the socket's byte counts.
+    pub(crate) fn for_route(
+        route: &WsSettings,
+        metrics: Arc<RouteMetrics>,
+        wire: Arc<Wire>,
+    ) -> SessionSettings {
+        SessionSettings {
+            close_timeout: route.close_timeout,
+            inbound_queue_bytes: route.inbound_queue_bytes,
+            idle_timeout: route.idle_timeout,
+            ping_interval: route.ping_interval,
+            pong_timeout: route.pong_timeout,
+            max_send_queue_bytes: route.max_send_queue_bytes,
+            send_timeout: route.send_timeout,
+            metrics: Some(metrics),
+            wire: Some(wire),
+        }
+    }
+}
+
 /// Outgoing bytes queued before a sender has to wait for the socket.
 const SEND_HIGH_WATER: usize = 64 * 1024;
 
@@ -102,7 +123,7 @@ pub(crate) struct ConnShared {
     settings: SessionSettings,
     /// Keeps the plugin's code loaded while this object (which may hold the plugin's wakers)
     /// lives; `None` for a built-in handler. Declared last.
-    _plugin: Option<Arc<Plugin>>,
+    _keep_alive: Option<KeepAlive>,
 }
 
 struct ConnState {
@@ -148,11 +169,11 @@ fn remember_driver_waker(waker: &Waker) {
 }
 
 impl ConnShared {
-    /// `plugin`: the library whose handler serves the connection (`None` for a built-in one).
+    /// `keep_alive`: what keeps the handler's code loaded (`None` for a built-in handler).
     pub(crate) fn new(
         stream: WsStream,
         settings: SessionSettings,
-        plugin: Option<Arc<Plugin>>,
+        keep_alive: Option<KeepAlive>,
     ) -> Arc<ConnShared> {
         Arc::new(ConnShared {
             state: Mutex::new(ConnState {
@@ -172,7 +193,7 @@ impl ConnShared {
             }),
             recv_hint: AtomicBool::new(false),
             settings,
-            _plugin: plugin,
+            _keep_alive: keep_alive,
         })
     }
 
@@ -527,21 +548,33 @@ pub(crate) struct SessionEnd {
     pub(crate) summary: Summary,
 }
 
-/// The handler's `transfer_data` future; its output is a `wshd_sdk::abi::TRANSFER_*` code.
+/// Something that keeps a handler's code loaded (the session holds it without knowing what
+/// it is: for a plugin, its library).
+pub(crate) type KeepAlive = Arc<dyn std::any::Any + Send + Sync>;
+
+/// How a handler's `transfer_data` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandlerExit {
+    /// It returned: close with 1000.
+    Returned,
+    /// It panicked: close with 1011.
+    Panicked,
+}
+
+/// The handler's `transfer_data` future.
 pub(crate) enum HandlerFuture {
-    /// A plugin's, through the FFI boundary.
-    Plugin(async_ffi::FfiFuture<u32>),
+    /// A plugin's, through the plugin boundary (made by `plugin/`).
+    Plugin(Pin<Box<dyn Future<Output = HandlerExit> + Send>>),
     /// A built-in handler's: host code on the host's own types.
-    Native(Pin<Box<dyn Future<Output = u32> + Send>>),
+    Native(Pin<Box<dyn Future<Output = HandlerExit> + Send>>),
 }
 
 impl Future for HandlerFuture {
-    type Output = u32;
+    type Output = HandlerExit;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<HandlerExit> {
         match self.get_mut() {
-            HandlerFuture::Plugin(future) => Pin::new(future).poll(cx),
-            HandlerFuture::Native(future) => future.as_mut().poll(cx),
+            HandlerFuture::Plugin(future) | HandlerFuture::Native(future) => future.as_mut().poll(cx),
         }
     }
 }
@@ -724,9 +757,9 @@ impl Future for Driver {
                     upkeep.poll_ended(|| poll_time(poll_now));
                     return Poll::Pending;
                 }
-                Ok(Poll::Ready(code)) => {
+                Ok(Poll::Ready(exit)) => {
                     this.handler = None;
-                    let panicked = code != wshd_sdk::abi::TRANSFER_DONE;
+                    let panicked = exit == HandlerExit::Panicked;
                     this.finish_handler(panicked, close_timeout);
                 }
                 Err(_) => {

@@ -11,7 +11,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::codec::deflate::Agreement;
+pub(crate) use super::codec::deflate::Agreement;
 use super::codec::{Limits, Role, WsConn};
 use crate::config::WsSettings;
 
