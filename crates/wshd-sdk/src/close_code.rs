@@ -167,21 +167,24 @@ mod tests {
     fn reserved_and_report_only_codes_are_not_sendable() {
         let never_sent = [1004, 1005, 1006, 1015, 1016, 2000, 2999];
         for code in never_sent {
-            let code = CloseCode::try_from(code).unwrap();
+            let code = CloseCode::try_from(code).expect("valid in the test");
             assert!(!code.is_sendable(), "{code} must not be sendable");
         }
         for code in [1000, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 3999, 4000, 4999] {
-            assert!(CloseCode::try_from(code).unwrap().is_sendable(), "{code} must be sendable");
+            assert!(
+                CloseCode::try_from(code).expect("valid in the test").is_sendable(),
+                "{code} must be sendable"
+            );
         }
     }
 
     #[test]
     fn ranges_and_names() {
-        let registered = CloseCode::try_from(3001).unwrap();
+        let registered = CloseCode::try_from(3001).expect("valid in the test");
         assert!(registered.is_registered() && !registered.is_private());
         assert_eq!(registered.name(), None);
         assert_eq!(registered.to_string(), "3001");
-        assert!(CloseCode::try_from(4000).unwrap().is_private());
+        assert!(CloseCode::try_from(4000).expect("valid in the test").is_private());
         assert_eq!(CloseCode::GOING_AWAY.to_string(), "1001 (going away)");
         assert_eq!(format!("{:?}", CloseCode::ABNORMAL), "1006 (abnormal closure)");
     }

@@ -6,62 +6,23 @@ use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::CloseCode;
 use crate::abi::{MSG_BINARY, MSG_TEXT};
-use crate::export::{Payload, RawConn, Received, Text};
-
-/// A received data message. The bytes stay in the host's buffer (no copy).
-#[derive(Debug)]
-pub enum Message {
-    /// A text message (valid UTF-8).
-    Text(Text),
-    /// A binary message.
-    Binary(Payload),
-}
-
-impl Message {
-    /// The payload bytes, whatever the kind.
-    pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            Message::Text(t) => t.as_str().as_bytes(),
-            Message::Binary(b) => b,
-        }
-    }
-
-    /// The text, for a text message.
-    pub fn as_text(&self) -> Option<&str> {
-        match self {
-            Message::Text(t) => Some(t.as_str()),
-            Message::Binary(_) => None,
-        }
-    }
-
-    /// Whether this is a binary message.
-    pub fn is_binary(&self) -> bool {
-        matches!(self, Message::Binary(_))
-    }
-}
-
-/// What [`Connection::recv_event`] yields: a message, or a pong (with notifications on, see
-/// [`Connection::set_pong_notifications`]). Pings are always answered by the host.
-#[derive(Debug)]
-pub enum Event {
-    /// A data message.
-    Message(Message),
-    /// A pong from the peer (the answer to [`Connection::ping`], or unsolicited).
-    Pong(Payload),
-}
+use crate::export::{RawConn, Received};
+use crate::message::{Event, Message, MessageKind};
 
 /// How the host answers the peer's close frame (pywebsocket's
 /// `web_socket_passive_closing_handshake`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum CloseReply {
     /// Echo the peer's code and reason (the default, as RFC 6455 §5.5.1 suggests).
     #[default]
     Echo,
     /// Answer with this code and reason.
     Send {
-        /// A code an endpoint may send (1000–1003, 1007–1014, 3000–4999).
-        code: u16,
+        /// A code an endpoint may send ([`CloseCode::is_sendable`]).
+        code: CloseCode,
         /// At most 123 bytes.
         reason: String,
     },
@@ -69,21 +30,24 @@ pub enum CloseReply {
 
 /// A close code and reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CloseStatus {
-    /// The close code; 1005 when the close frame had no code, 1006 when the connection ended
-    /// without a close frame.
-    pub code: u16,
+    /// The close code; [`CloseCode::NO_STATUS`] (1005) when the close frame had no code,
+    /// [`CloseCode::ABNORMAL`] (1006) when the connection ended without a close frame.
+    pub code: CloseCode,
     /// The reason (may be empty).
     pub reason: String,
 }
 
 /// Why a send, ping or close did not happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendError {
     /// The connection is closed (or closing): nothing more can be sent.
     Closed,
-    /// The argument is invalid: a close code outside 1000–4999 or reserved (1004–1006, 1015),
-    /// a control payload over 125 bytes, a close reason over 123 bytes.
+    /// The argument is invalid: a close code that may not be sent
+    /// ([`CloseCode::is_sendable`]), a control payload over 125 bytes, a close reason over
+    /// 123 bytes.
     Invalid,
 }
 
@@ -164,10 +128,18 @@ impl Sender {
         self.send_frame(MSG_BINARY, true, data).await
     }
 
-    /// Sends one frame of a fragmented message (pywebsocket's `send_message(end=False)`):
-    /// the first call fixes the kind, later ones continue it, `fin = true` ends it.
-    pub async fn send_fragment(&self, binary: bool, data: &[u8], fin: bool) -> Result<(), SendError> {
-        self.send_frame(if binary { MSG_BINARY } else { MSG_TEXT }, fin, data).await
+    /// Sends one frame of a fragmented message with more to follow (pywebsocket's
+    /// `send_message(end=False)`): the first frame fixes the message's `kind`, later ones
+    /// continue it, and [`send_last_fragment`](Sender::send_last_fragment) ends it. A text
+    /// message may be split inside a UTF-8 sequence; the whole must be valid UTF-8.
+    pub async fn send_fragment(&self, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
+        self.send_frame(kind_code(kind), false, data).await
+    }
+
+    /// Sends the frame that ends a fragmented message (see
+    /// [`send_fragment`](Sender::send_fragment)).
+    pub async fn send_last_fragment(&self, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
+        self.send_frame(kind_code(kind), true, data).await
     }
 
     /// Sends a ping with `payload` (at most 125 bytes). The pong is handled by the host.
@@ -179,7 +151,7 @@ impl Sender {
 
     /// Starts the closing handshake and waits for the peer's close (bounded by the host's
     /// close timeout). Returns the peer's close status.
-    pub async fn close(&self, code: u16, reason: &str) -> Result<CloseStatus, SendError> {
+    pub async fn close(&self, code: CloseCode, reason: &str) -> Result<CloseStatus, SendError> {
         self.raw.start_close(code, reason)?;
         Ok(poll_fn(|cx| self.raw.poll_closed(cx)).await)
     }
@@ -191,6 +163,14 @@ impl Sender {
             poll_fn(|cx| self.raw.poll_flush(cx)).await?;
         }
         Ok(())
+    }
+}
+
+/// The ABI's code for a message kind.
+fn kind_code(kind: MessageKind) -> u8 {
+    match kind {
+        MessageKind::Text => MSG_TEXT,
+        MessageKind::Binary => MSG_BINARY,
     }
 }
 
@@ -248,9 +228,8 @@ impl Connection {
     /// Chooses how the host answers the peer's close frame.
     pub fn set_close_reply(&mut self, reply: CloseReply) -> Result<(), SendError> {
         match reply {
-            CloseReply::Echo => self.sender.raw.set_close_reply(0, ""),
-            CloseReply::Send { code: 0, .. } => Err(SendError::Invalid),
-            CloseReply::Send { code, reason } => self.sender.raw.set_close_reply(code, &reason),
+            CloseReply::Echo => self.sender.raw.set_close_reply(None, ""),
+            CloseReply::Send { code, reason } => self.sender.raw.set_close_reply(Some(code), &reason),
         }
     }
 
@@ -278,9 +257,15 @@ impl Connection {
         }
     }
 
-    /// Sends one frame of a fragmented message; see [`Sender::send_fragment`].
-    pub async fn send_fragment(&mut self, binary: bool, data: &[u8], fin: bool) -> Result<(), SendError> {
-        self.sender.send_fragment(binary, data, fin).await
+    /// Sends one frame of a fragmented message with more to follow; see
+    /// [`Sender::send_fragment`].
+    pub async fn send_fragment(&mut self, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
+        self.sender.send_fragment(kind, data).await
+    }
+
+    /// Sends the frame that ends a fragmented message; see [`Sender::send_last_fragment`].
+    pub async fn send_last_fragment(&mut self, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
+        self.sender.send_last_fragment(kind, data).await
     }
 
     /// Sends a ping.
@@ -289,7 +274,7 @@ impl Connection {
     }
 
     /// Closes with `code` and `reason` and waits for the peer's close.
-    pub async fn close(&mut self, code: u16, reason: &str) -> Result<CloseStatus, SendError> {
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<CloseStatus, SendError> {
         let status = self.sender.close(code, reason).await?;
         self.peer_close = Some(status.clone());
         Ok(status)

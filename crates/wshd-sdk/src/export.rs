@@ -12,7 +12,6 @@ use std::ffi::c_void;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::{Once, OnceLock};
@@ -21,10 +20,12 @@ use std::task::{Context, Poll};
 use async_ffi::{ContextExt, FfiFuture, FutureExt};
 
 use crate::abi::*;
-use crate::connection::{CloseStatus, ConnectionInfo, Message, SendError};
+use crate::connection::{CloseStatus, ConnectionInfo, SendError};
 use crate::handler::{Accept, Handler, Reject};
+use crate::lent::{LentBuf, LentText};
+use crate::message::{Message, Payload, Text};
 use crate::request::{Header, Request};
-use crate::{Config, Connection};
+use crate::{CloseCode, Config, Connection};
 
 // ---------------------------------------------------------------------------------------------
 // Panic capture: the plugin has its own copy of std, so its panic hook is its own. We record
@@ -165,73 +166,10 @@ impl<F: Future> Future for CatchPanic<F> {
 // ---------------------------------------------------------------------------------------------
 // Buffers lent by the host.
 
-/// Bytes of a received binary message, held in the host's buffer until dropped.
-pub struct Payload(ROwnedBuf);
-
-impl Payload {
-    /// The bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        // SAFETY: the buffer came from the host's `poll_recv`, which keeps it valid until
-        // released, and it is released only in `Drop`.
-        unsafe { self.0.bytes() }
-    }
-}
-
-impl Deref for Payload {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
-
-impl Drop for Payload {
-    fn drop(&mut self) {
-        // SAFETY: released exactly once, through the host's own function.
-        unsafe { self.0.release() }
-    }
-}
-
-impl fmt::Debug for Payload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Payload({} bytes)", self.len())
-    }
-}
-
-/// A received text message, held in the host's buffer until dropped.
-pub struct Text(Payload);
-
-impl Text {
-    fn new(buf: Payload) -> Option<Text> {
-        std::str::from_utf8(buf.as_bytes()).ok()?;
-        Some(Text(buf))
-    }
-
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        // SAFETY: validated as UTF-8 in `Text::new`, and the bytes never change.
-        unsafe { std::str::from_utf8_unchecked(self.0.as_bytes()) }
-    }
-}
-
-impl Deref for Text {
-    type Target = str;
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl fmt::Debug for Text {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-fn owned_to_string(mut buf: ROwnedBuf) -> String {
-    // SAFETY: a host buffer, valid until released just below, released once.
-    let text = String::from_utf8_lossy(unsafe { buf.bytes() }).into_owned();
-    // SAFETY: as above.
-    unsafe { buf.release() };
-    text
+fn owned_to_string(buf: ROwnedBuf) -> String {
+    // SAFETY: a buffer the host just lent through `poll_closed`, owned by no one else.
+    let buf = unsafe { LentBuf::from_host(buf) };
+    String::from_utf8_lossy(buf.as_bytes()).into_owned()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -271,6 +209,12 @@ fn poll_code(code: u32) -> Poll<Result<(), SendError>> {
     }
 }
 
+/// A close code the host reports; it only reports codes in range, and anything else reads
+/// as an abnormal closure.
+fn reported_code(code: u16) -> CloseCode {
+    CloseCode::new(code).unwrap_or(CloseCode::ABNORMAL)
+}
+
 fn op_code(code: u32) -> Result<(), SendError> {
     match code {
         POLL_READY => Ok(()),
@@ -289,19 +233,22 @@ impl RawConn {
         if code == POLL_PENDING {
             return Poll::Pending;
         }
-        let payload = Payload(out.data);
+        if (code, out.kind) == (POLL_READY, MSG_TEXT) {
+            // SAFETY: a text message the host just lent, valid UTF-8 by the ABI's rules.
+            return Poll::Ready(Received::Message(Message::Text(Text(unsafe {
+                LentText::from_host(out.data)
+            }))));
+        }
+        // SAFETY: a buffer the host just lent, owned by no one else.
+        let payload = Payload(unsafe { LentBuf::from_host(out.data) });
         Poll::Ready(match (code, out.kind) {
-            (POLL_READY, MSG_TEXT) => match Text::new(payload) {
-                Some(text) => Received::Message(Message::Text(text)),
-                None => Received::Closed(CloseStatus { code: 1007, reason: String::new() }),
-            },
             (POLL_READY, MSG_BINARY) => Received::Message(Message::Binary(payload)),
             (POLL_READY, MSG_PONG) => Received::Pong(payload),
             (POLL_READY, MSG_CLOSED) => {
                 let reason = String::from_utf8_lossy(&payload).into_owned();
-                Received::Closed(CloseStatus { code: out.close_code, reason })
+                Received::Closed(CloseStatus { code: reported_code(out.close_code), reason })
             }
-            _ => Received::Closed(CloseStatus { code: 1006, reason: String::new() }),
+            _ => Received::Closed(CloseStatus { code: CloseCode::ABNORMAL, reason: String::new() }),
         })
     }
 
@@ -340,9 +287,10 @@ impl RawConn {
         poll_code(cx.with_ffi_context(|fcx| unsafe { (self.vt.poll_flush)(self.ctx, fcx) }))
     }
 
-    pub(crate) fn start_close(&self, code: u16, reason: &str) -> Result<(), SendError> {
+    pub(crate) fn start_close(&self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        let (code, reason) = (code.as_u16(), RStr::from_bytes(reason.as_bytes()));
         // SAFETY: host function; it copies `reason` before returning.
-        op_code(unsafe { (self.vt.start_close)(self.ctx, code, RStr::from_bytes(reason.as_bytes())) })
+        op_code(unsafe { (self.vt.start_close)(self.ctx, code, reason) })
     }
 
     pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<CloseStatus> {
@@ -354,7 +302,7 @@ impl RawConn {
         if code == POLL_PENDING {
             return Poll::Pending;
         }
-        Poll::Ready(CloseStatus { code: out.code, reason: owned_to_string(out.reason) })
+        Poll::Ready(CloseStatus { code: reported_code(out.code), reason: owned_to_string(out.reason) })
     }
 
     pub(crate) fn abort(&self) {
@@ -367,9 +315,11 @@ impl RawConn {
         unsafe { (self.vt.set_pong_notifications)(self.ctx, enabled) }
     }
 
-    pub(crate) fn set_close_reply(&self, code: u16, reason: &str) -> Result<(), SendError> {
+    /// `None` restores the default answer (echo the peer's close): code 0 on the ABI.
+    pub(crate) fn set_close_reply(&self, code: Option<CloseCode>, reason: &str) -> Result<(), SendError> {
+        let (code, reason) = (code.map_or(0, CloseCode::as_u16), RStr::from_bytes(reason.as_bytes()));
         // SAFETY: host function; it copies `reason` before returning.
-        op_code(unsafe { (self.vt.set_close_reply)(self.ctx, code, RStr::from_bytes(reason.as_bytes())) })
+        op_code(unsafe { (self.vt.set_close_reply)(self.ctx, code, reason) })
     }
 }
 

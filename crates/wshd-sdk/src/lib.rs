@@ -12,26 +12,42 @@
 //! * [`Handler::transfer_data`] is the conversation: [`Connection::recv`], `send_*`,
 //!   [`Connection::ping`], [`Connection::close`]. Returning closes with 1000.
 //!
-//! ```ignore
-//! use wshd_sdk::{Config, Connection, Error, Handler, Message};
+//! ```
+//! use wshd_sdk::{Accept, CloseCode, Config, Connection, Error, Handler, Reject, Request};
 //!
-//! struct Echo;
+//! /// Echoes every message; closes with 4000 on "bye".
+//! struct Echo {
+//!     origin: Option<String>,
+//! }
 //!
 //! impl Handler for Echo {
-//!     fn new(_config: &Config) -> Result<Self, Error> {
-//!         Ok(Echo)
+//!     fn new(config: &Config) -> Result<Self, Error> {
+//!         Ok(Echo { origin: config.str("origin").map(str::to_owned) })
+//!     }
+//!
+//!     fn do_handshake(&self, request: &Request<'_>) -> Result<Accept, Reject> {
+//!         match (&self.origin, request.origin()) {
+//!             (Some(allowed), Some(origin)) if origin != allowed => Err(Reject::forbidden()),
+//!             _ => Ok(Accept::new()),
+//!         }
 //!     }
 //!
 //!     async fn transfer_data(&self, mut conn: Connection) {
 //!         while let Some(message) = conn.recv().await {
+//!             if message.as_text() == Some("bye") {
+//!                 let bye = CloseCode::new(4000).unwrap_or(CloseCode::NORMAL);
+//!                 let _ = conn.close(bye, "bye").await;
+//!                 return;
+//!             }
 //!             if conn.send(&message).await.is_err() {
-//!                 break;
+//!                 return;
 //!             }
 //!         }
 //!     }
 //! }
 //!
 //! wshd_sdk::export_handler!(Echo);
+//! # fn main() {}
 //! ```
 //!
 //! In `Cargo.toml`: `[lib] crate-type = ["cdylib"]`, and keep the default `panic = "unwind"`
@@ -49,25 +65,25 @@
 //! A panic in either hook is caught: `do_handshake` answers 500, `transfer_data` closes the
 //! connection with 1011; the server and other connections carry on.
 
+#[doc(hidden)]
 pub mod abi;
 mod close_code;
 mod config;
 mod connection;
 mod export;
 mod handler;
+mod lent;
+mod message;
 mod request;
 mod services;
 
 pub use close_code::{CloseCode, InvalidCloseCode};
 pub use config::Config;
-pub use connection::{
-    CloseReply, CloseStatus, Connection, ConnectionInfo, Event, Message, SendError, Sender,
-};
-pub use export::{Payload, Text};
+pub use connection::{CloseReply, CloseStatus, Connection, ConnectionInfo, SendError, Sender};
 pub use handler::{Accept, Error, Handler, Reject};
+pub use message::{Event, Message, MessageKind, Payload, Text};
 pub use request::{Header, Request};
 pub use services::{log, spawn, time};
-pub use toml;
 
 /// The version of this SDK, recorded in every plugin.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -61,9 +61,10 @@ fn parse(message: &Message) -> Option<Command> {
 fn checked_size(message: &Message, verify: bool) -> Option<usize> {
     match message {
         Message::Binary(data) if verify => data.iter().all(|&b| b == FILL).then_some(data.len()),
-        Message::Text(_) if verify => None,
         Message::Binary(data) => Some(data.len()),
-        Message::Text(text) => Some(text.chars().count()),
+        Message::Text(text) if !verify => Some(text.chars().count()),
+        // Text cannot be checked against the fill byte.
+        _ => None,
     }
 }
 

@@ -4,10 +4,10 @@
 //! the closing handshake with that code and reason: `3333 sunsunsunsun` closes with
 //! 3333 `sunsunsunsun`, `1000 ` with 1000 and an empty reason.
 //!
-//! * A code the protocol does not allow on the wire (999, 5000, 1005, 1006, 1015, or a reason
-//!   over 123 bytes) is refused by [`Connection::close`] with [`SendError::Invalid`]; the
-//!   handler then closes with 1011 (internal error), as pywebsocket does when
-//!   `close_connection` raises `BadOperationException`.
+//! * A code the protocol does not allow on the wire (999 and 5000 are no [`CloseCode`];
+//!   1005, 1006, 1015, or a reason over 123 bytes are refused by [`Connection::close`] with
+//!   [`SendError::Invalid`]): the handler then closes with 1011 (internal error), as
+//!   pywebsocket does when `close_connection` raises `BadOperationException`.
 //! * A text without a space, a code that is not an integer, or a binary message is a broken
 //!   command: pywebsocket's handler raises and its connection is dropped without a close
 //!   frame, so this one calls [`Connection::abort`].
@@ -15,7 +15,7 @@
 //!   and reason (pywebsocket's handler echoes them in its passive-close hook):
 //!   [`Connection::recv`] gives `None` and the handler just returns.
 
-use wshd_sdk::{Config, Connection, Error, Handler, Message, SendError};
+use wshd_sdk::{CloseCode, Config, Connection, Error, Handler, Message, SendError};
 
 /// The close handler. It keeps no state.
 pub struct Close;
@@ -50,13 +50,15 @@ impl Handler for Close {
             Command::Close { code, reason } => (code, reason.to_owned()),
             Command::Malformed => return conn.abort(),
         };
-        // A code that does not even fit in 16 bits is as invalid as 5000.
-        let result = match u16::try_from(code) {
-            Ok(code) => conn.close(code, &reason).await,
-            Err(_) => Err(SendError::Invalid),
+        // A number that is no close code at all (5000, or one that does not fit in 16 bits)
+        // is as invalid as one that may not be sent (1005).
+        let code = u16::try_from(code).ok().and_then(CloseCode::new);
+        let result = match code {
+            Some(code) => conn.close(code, &reason).await,
+            None => Err(SendError::Invalid),
         };
         if result == Err(SendError::Invalid) {
-            let _ = conn.close(1011, "").await;
+            let _ = conn.close(CloseCode::INTERNAL_ERROR, "").await;
         }
         // Either way the connection is now closed (or the client closed it first): done.
     }

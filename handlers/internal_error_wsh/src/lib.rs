@@ -2,13 +2,10 @@
 //! 1011 (internal error) and an empty reason, which is what pywebsocket does when a handler
 //! raises `BadOperationException`. The server waits for the client's close as usual.
 
-use wshd_sdk::{Config, Connection, Error, Handler};
+use wshd_sdk::{CloseCode, Config, Connection, Error, Handler};
 
 /// The internal-error handler.
 pub struct InternalError;
-
-/// Close code 1011: the server hit an unexpected condition.
-const INTERNAL_ERROR: u16 = 1011;
 
 impl Handler for InternalError {
     fn new(_config: &Config) -> Result<Self, Error> {
@@ -16,7 +13,7 @@ impl Handler for InternalError {
     }
 
     async fn transfer_data(&self, mut conn: Connection) {
-        let _ = conn.close(INTERNAL_ERROR, "").await;
+        let _ = conn.close(CloseCode::INTERNAL_ERROR, "").await;
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! This module owns the plugin ABI (`wshd_sdk::abi`): the rest of the host talks to a
 //! plugin only through [`HandlerInstance`]'s safe methods (`handshake`, `start`), the
-//! [`RequestView`] it lends them, and host enums ([`HandshakeVerdict`]).
+//! `RequestView` it lends them, and host enums (`HandshakeVerdict`).
 
 mod elf;
 mod facade;

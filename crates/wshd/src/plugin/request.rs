@@ -99,11 +99,11 @@ mod tests {
     use super::*;
 
     fn addrs() -> ConnAddrs {
-        let a = "127.0.0.1:40000".parse().unwrap();
+        let a = "127.0.0.1:40000".parse().expect("valid in the test");
         ConnAddrs {
-            peer: "10.0.0.7:5555".parse().unwrap(),
+            peer: "10.0.0.7:5555".parse().expect("valid in the test"),
             socket: a,
-            local: "127.0.0.1:9998".parse().unwrap(),
+            local: "127.0.0.1:9998".parse().expect("valid in the test"),
             secure: true,
         }
     }
@@ -118,8 +118,11 @@ mod tests {
 
     #[test]
     fn the_raw_request_points_into_the_view_after_it_moved() {
-        let req =
-            Request::get("/echo?x=1").header("host", "internal:9998").header("x-a", "b").body(()).unwrap();
+        let req = Request::get("/echo?x=1")
+            .header("host", "internal:9998")
+            .header("x-a", "b")
+            .body(())
+            .expect("valid in the test");
         let view = RequestView::new(&req, "/echo", addrs(), Some("example.com"));
         let moved = Box::new(view);
         let raw = moved.raw();
@@ -139,7 +142,7 @@ mod tests {
 
     #[test]
     fn no_query_is_absent_not_empty() {
-        let req = Request::get("/echo").body(()).unwrap();
+        let req = Request::get("/echo").body(()).expect("valid in the test");
         let raw_view = RequestView::new(&req, "/echo", addrs(), None);
         assert!(raw_view.raw().query.is_none());
     }
