@@ -9,6 +9,9 @@
 //! * **Whoever allocates frees.** Received messages are host buffers lent to the plugin as
 //!   [`ROwnedBuf`] (released through the host's own drop function); data the plugin sends is
 //!   borrowed as [`RStr`] for the duration of the call and copied by the host.
+//! * **Text is validated once.** A received `MSG_TEXT` buffer is valid UTF-8: the host checks
+//!   it (failing the connection with 1007 otherwise), and the SDK relies on that instead of
+//!   checking again.
 //! * A plugin exports two symbols: [`ABI_VERSION_SYMBOL`] (`extern "C" fn() -> u32`, frozen
 //!   forever) and [`DESCRIPTOR_SYMBOL`] (`extern "C" fn() -> *const PluginDescriptor`).
 //!   The host reads the version first and refuses a mismatch before it touches anything else.
@@ -249,7 +252,7 @@ pub const POLL_INVALID: u32 = 3;
 /// finish with `poll_flush`.
 pub const POLL_QUEUED: u32 = 4;
 
-/// Message kind: text (UTF-8, validated by the host).
+/// Message kind: text. Received text is valid UTF-8 (the host validated it; see the rules).
 pub const MSG_TEXT: u8 = 1;
 /// Message kind: binary.
 pub const MSG_BINARY: u8 = 2;
