@@ -114,3 +114,47 @@ impl Future for PluginFuture {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer() -> HandshakeAnswer {
+        HandshakeAnswer {
+            protocol: Some("chat".into()),
+            headers: vec![("x-a".into(), "b".into())],
+            status: 401,
+            body: "who are you".into(),
+            message: Some("boom".into()),
+            decline_extensions: true,
+        }
+    }
+
+    #[test]
+    fn each_abi_verdict_becomes_its_host_verdict() {
+        match HandshakeVerdict::from_abi(HANDSHAKE_ACCEPT, answer()) {
+            HandshakeVerdict::Accept(a) => {
+                assert_eq!(a.protocol.as_deref(), Some("chat"));
+                assert_eq!(a.headers, [("x-a".to_owned(), "b".to_owned())]);
+                assert!(a.decline_extensions);
+            }
+            other => panic!("expected Accept, got {other:?}"),
+        }
+        match HandshakeVerdict::from_abi(HANDSHAKE_REJECT, answer()) {
+            HandshakeVerdict::Reject(r) => assert_eq!((r.status, r.body.as_str()), (401, "who are you")),
+            other => panic!("expected Reject, got {other:?}"),
+        }
+        assert!(matches!(HandshakeVerdict::from_abi(HANDSHAKE_ABORT, answer()), HandshakeVerdict::Abort));
+        assert!(matches!(
+            HandshakeVerdict::from_abi(HANDSHAKE_PANICKED, answer()),
+            HandshakeVerdict::Panicked(m) if m == "boom"
+        ));
+        assert!(matches!(HandshakeVerdict::from_abi(77, answer()), HandshakeVerdict::Unknown(77)));
+    }
+
+    #[test]
+    fn a_panic_without_a_message_still_says_so() {
+        let verdict = HandshakeVerdict::from_abi(HANDSHAKE_PANICKED, HandshakeAnswer::default());
+        assert!(matches!(verdict, HandshakeVerdict::Panicked(m) if m == "unknown panic"));
+    }
+}
