@@ -110,7 +110,7 @@ impl RouteTable {
         for (resource, handler) in &handlers {
             let target =
                 RouteTarget::Plugin { resource: resource.clone(), instance: Arc::clone(&handler.instance) };
-            let route = Route { path: resource.clone(), target, settings: route_settings(&config, resource) };
+            let route = Route { path: resource.clone(), target, settings: config.route_settings(resource) };
             routes.insert(resource.clone(), Arc::new(route));
         }
         for route in &config.routes {
@@ -129,7 +129,7 @@ impl RouteTable {
                     let entry = Route {
                         path: route.path.clone(),
                         target: RouteTarget::Builtin(*builtin),
-                        settings: route_settings(&config, &route.path),
+                        settings: config.route_settings(&route.path),
                     };
                     routes.insert(route.path.clone(), Arc::new(entry));
                     continue;
@@ -157,27 +157,12 @@ impl RouteTable {
             let entry = Route {
                 path: route.path.clone(),
                 target: RouteTarget::Plugin { resource: resource.clone(), instance },
-                settings: route_settings(&config, &route.path),
+                settings: config.route_settings(&route.path),
             };
             routes.insert(route.path.clone(), Arc::new(entry));
         }
         RouteTable { config, routes, handlers, refusals }
     }
-}
-
-/// The settings for a route path: defaults, overridden by its `[[route]]`.
-fn route_settings(config: &Config, path: &str) -> WsSettings {
-    let mut settings = config.websocket.clone();
-    if let Some(route) = config.routes.iter().find(|r| r.path == path) {
-        if let Some(max) = route.max_message_bytes {
-            settings.max_message_bytes = max;
-        }
-        if let Some(enabled) = route.deflate {
-            settings.deflate.enabled = enabled;
-        }
-        route.limits.apply(&mut settings);
-    }
-    settings
 }
 
 /// The current table, replaceable at run time.
