@@ -29,6 +29,7 @@ mod metrics;
 pub mod plugin;
 mod reload_task;
 pub mod server;
+pub mod state;
 pub mod tls;
 mod ws;
 

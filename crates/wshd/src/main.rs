@@ -97,7 +97,7 @@ async fn serve(config: wshd::Config, source: ConfigSource) -> ExitCode {
         signal = signals.next() => signal,
     };
     // The drain window is read from the configuration in force (SIGHUP may have changed it).
-    let grace = server.state().registry.current().config.shutdown_grace;
+    let grace = server.state().snapshot().config.shutdown_grace;
     tracing::info!(
         signal,
         open_connections = server.state().open_connections(),

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::plugin::Reloader;
 use crate::plugin::watch::{self as dirwatch, DirWatch};
-use crate::server::ServerState;
+use crate::state::ServerState;
 
 /// Re-reads the configuration (file plus command-line flags) on SIGHUP.
 pub type ConfigSource = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
@@ -97,7 +97,7 @@ pub(crate) async fn run(
                 due = None;
                 burst_started = None;
                 let outcome = reloader.pass();
-                state.registry.replace(outcome.table);
+                state.publish(outcome.config, outcome.table);
                 if outcome.unsettled {
                     due = Some(Instant::now() + debounce);
                 }
@@ -120,7 +120,7 @@ pub(crate) async fn run(
                             let rewatch = config.handlers_dir != old.handlers_dir
                                 || config.handlers_recursive != old.handlers_recursive
                                 || config.handlers_watch != old.handlers_watch;
-                            state.reload_tls(&config);
+                            reload_tls(&state, &config);
                             reloader.set_config(Arc::new(config));
                             if rewatch {
                                 drop(watching.take());
@@ -131,12 +131,30 @@ pub(crate) async fn run(
                     }
                 }
                 let outcome = reloader.pass();
-                state.registry.replace(outcome.table);
+                state.publish(outcome.config, outcome.table);
                 if outcome.unsettled {
                     due = Some(Instant::now() + debounce);
                 }
             }
             _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Applies the TLS part of a reloaded configuration: new certificate files are loaded (an
+/// unusable one is refused and the current one kept); switching TLS on or off needs a restart.
+fn reload_tls(state: &ServerState, config: &Config) {
+    match (state.is_tls(), config.tls.enabled) {
+        (true, true) => match crate::tls::acceptor(&config.tls) {
+            Ok(acceptor) => {
+                state.replace_tls(acceptor);
+                tracing::info!("TLS certificate and settings reloaded");
+            }
+            Err(e) => tracing::error!("TLS reload refused, keeping the current certificate: {e}"),
+        },
+        (false, false) => {}
+        (true, false) | (false, true) => {
+            tracing::warn!("TLS was switched on or off in the configuration; restart wshd to apply it");
         }
     }
 }

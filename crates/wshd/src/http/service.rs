@@ -21,7 +21,7 @@ use super::{auth, cgi, forwarded, static_files};
 use crate::config::Builtin;
 use crate::metrics::{ConnSlot, LimitHit, RouteMetrics};
 use crate::plugin::{HandlerInstance, HandshakeAnswer, Route, RouteTarget, conn_for};
-use crate::server::ServerState;
+use crate::state::ServerState;
 use crate::ws::builtin;
 use crate::ws::session::{ConnShared, Driver, HandlerFuture, SessionSettings};
 use crate::ws::transport;
@@ -56,7 +56,7 @@ pub(crate) async fn handle(
     addrs: ConnAddrs,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, AbortConnection> {
-    let table = state.registry.current();
+    let table = state.snapshot();
     let origin = forwarded::resolve(&table.config.proxy, addrs.socket, addrs.secure, req.headers());
     let addrs = ConnAddrs { peer: origin.client, secure: origin.secure, ..addrs };
     if let Some(refusal) =
@@ -64,7 +64,7 @@ pub(crate) async fn handle(
     {
         return Ok(refusal);
     }
-    if let Some(route) = table.get(req.uri().path()) {
+    if let Some(route) = table.routes.get(req.uri().path()) {
         let route = Arc::clone(route);
         // A browser visiting a handler path that is also a page (e.g. `/`, aliased to
         // `/echo` like pywebsocket's handler map) gets the page; everything else is a

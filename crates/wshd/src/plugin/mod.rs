@@ -11,5 +11,5 @@ pub mod watch;
 
 pub(crate) use host_vtable::{HandshakeAnswer, conn_for};
 pub use loader::{HandlerInstance, LoadError, Plugin, content_hash, live_generations, load, load_bytes};
-pub use registry::{LoadedHandler, Refusal, Registry, Route, RouteTable, RouteTarget};
+pub use registry::{LoadedHandler, Refusal, Route, RouteTable, RouteTarget};
 pub use reload::{PassOutcome, Reloader};

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use super::loader::{HandlerInstance, Plugin};
 use crate::config::{Builtin, Config, RouteHandler, WsSettings};
@@ -68,11 +68,10 @@ pub struct Refusal {
     pub reason: String,
 }
 
-/// A complete routing table and the configuration it was built from.
-#[derive(Debug)]
+/// A complete routing table (built from a configuration, which the server's state snapshot
+/// keeps beside it).
+#[derive(Debug, Default)]
 pub struct RouteTable {
-    /// The configuration in force for connections routed through this table.
-    pub config: Arc<Config>,
     routes: HashMap<String, Arc<Route>>,
     /// Loaded handlers by resource.
     pub handlers: BTreeMap<String, LoadedHandler>,
@@ -82,8 +81,13 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// A table with no routes.
-    pub fn empty(config: Arc<Config>) -> RouteTable {
-        RouteTable { config, routes: HashMap::new(), handlers: BTreeMap::new(), refusals: Vec::new() }
+    pub fn empty() -> RouteTable {
+        RouteTable::default()
+    }
+
+    /// Whether no path is routed.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
     }
 
     /// The route for a request path (query already stripped).
@@ -101,7 +105,7 @@ impl RouteTable {
     /// Builds the table: a route per loaded handler, plus the config's aliases.
     /// `alias_instance` makes (or reuses) the instance of an alias with its own config.
     pub(crate) fn assemble(
-        config: Arc<Config>,
+        config: &Config,
         handlers: BTreeMap<String, LoadedHandler>,
         refusals: Vec<Refusal>,
         mut alias_instance: impl FnMut(&str, &LoadedHandler, &toml::Table) -> Option<Arc<HandlerInstance>>,
@@ -161,29 +165,6 @@ impl RouteTable {
             };
             routes.insert(route.path.clone(), Arc::new(entry));
         }
-        RouteTable { config, routes, handlers, refusals }
-    }
-}
-
-/// The current table, replaceable at run time.
-#[derive(Debug)]
-pub struct Registry {
-    current: RwLock<Arc<RouteTable>>,
-}
-
-impl Registry {
-    /// A registry serving `table`.
-    pub fn new(table: RouteTable) -> Registry {
-        Registry { current: RwLock::new(Arc::new(table)) }
-    }
-
-    /// The table now in force.
-    pub fn current(&self) -> Arc<RouteTable> {
-        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// Replaces the table; connections already routed keep what they took.
-    pub fn replace(&self, table: RouteTable) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        RouteTable { routes, handlers, refusals }
     }
 }

@@ -96,6 +96,8 @@ struct AliasInstance {
 /// The result of one pass.
 #[derive(Debug)]
 pub struct PassOutcome {
+    /// The configuration the table was built from.
+    pub config: Arc<Config>,
     /// The table to serve from now on.
     pub table: RouteTable,
     /// A file was changing while read: pass again after the debounce.
@@ -219,7 +221,7 @@ impl Reloader {
             self.handlers.iter().map(|(r, t)| (r.clone(), t.loaded.clone())).collect();
         let mut aliases = HashMap::new();
         let previous = std::mem::take(&mut self.aliases);
-        let table = RouteTable::assemble(config, handlers, refusals, |path, target, own| {
+        let table = RouteTable::assemble(&config, handlers, refusals, |path, target, own| {
             let generation = target.plugin.generation;
             if let Some(old) = previous.get(path)
                 && old.generation == generation
@@ -244,7 +246,7 @@ impl Reloader {
         });
         self.aliases = aliases;
         self.started = true;
-        PassOutcome { table, unsettled }
+        PassOutcome { config, table, unsettled }
     }
 
     /// Decides what to serve for one handler file.
