@@ -106,10 +106,12 @@ impl Server {
                 None => None,
             };
         let watching = reload_task::start_watch(&config);
-        let mut reloader = crate::plugin::Reloader::new(Arc::new(config));
+        let metrics = Arc::new(Metrics::new(crate::plugin::live_generations));
+        let mut reloader =
+            crate::plugin::Reloader::with_counters(Arc::new(config), metrics.plugin_counters());
         let first = reloader.pass();
         let snapshot = Snapshot::new(first.config, first.table, tls);
-        let state = Arc::new(ServerState::new(snapshot, Arc::new(Metrics::new())));
+        let state = Arc::new(ServerState::new(snapshot, metrics));
         let (stop, stopped) = watch::channel(false);
         let mut addrs = Vec::new();
         let mut tasks = JoinSet::new();

@@ -204,7 +204,7 @@ mod tests {
         let first = config_with("/one");
         let state = ServerState::new(
             Snapshot::new(Arc::clone(&first), table(&first), None),
-            Arc::new(Metrics::new()),
+            Arc::new(Metrics::new(|| 0)),
         );
         let held = state.snapshot();
         let second = config_with("/two");
@@ -223,7 +223,7 @@ mod tests {
         let config = config_with("/one");
         let original = acceptor();
         let snapshot = Snapshot::new(Arc::clone(&config), table(&config), Some(original.clone()));
-        let state = ServerState::new(snapshot, Arc::new(Metrics::new()));
+        let state = ServerState::new(snapshot, Arc::new(Metrics::new(|| 0)));
         assert!(state.is_tls());
 
         let routes_before = Arc::clone(&state.snapshot().routes);
@@ -246,7 +246,7 @@ mod tests {
         let empty = Arc::new(Config::default());
         let state = ServerState::new(
             Snapshot::new(Arc::clone(&empty), RouteTable::empty(), None),
-            Arc::new(Metrics::new()),
+            Arc::new(Metrics::new(|| 0)),
         );
         assert!(!state.is_tls());
         let why = state.readiness().expect_err("no route");

@@ -16,38 +16,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use super::loader::{self, HandlerInstance};
 use super::registry::{LoadedHandler, Refusal, RouteTable};
 use super::scan::{self, ScanProblem};
 use crate::config::{Config, RouteHandler};
-
-/// Successful handler loads since start.
-static LOADS: AtomicU64 = AtomicU64::new(0);
-/// Refused handler files since start.
-static REFUSALS: AtomicU64 = AtomicU64::new(0);
-
-/// Counters for observability: loads, refusals, generations mapped now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReloadStats {
-    /// Successful loads since start.
-    pub loads: u64,
-    /// Refusals since start.
-    pub refusals: u64,
-    /// Libraries mapped now (current generations plus old ones still serving connections).
-    pub live_generations: u64,
-}
-
-/// The current counters.
-pub fn stats() -> ReloadStats {
-    ReloadStats {
-        loads: LOADS.load(Ordering::Relaxed),
-        refusals: REFUSALS.load(Ordering::Relaxed),
-        live_generations: loader::live_generations(),
-    }
-}
+use crate::metrics::PluginCounters;
 
 /// What identifies a file's version without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +88,8 @@ pub struct Reloader {
     refused: HashMap<PathBuf, (FileStamp, String)>,
     /// The first pass (start-up) is done.
     started: bool,
+    /// Where loads and refusals are counted.
+    counters: Arc<PluginCounters>,
 }
 
 fn hex(hash: u64) -> String {
@@ -122,7 +99,13 @@ fn hex(hash: u64) -> String {
 impl Reloader {
     /// Nothing loaded yet; the first [`pass`](Reloader::pass) loads everything.
     pub fn new(config: Arc<Config>) -> Reloader {
+        Reloader::with_counters(config, Arc::default())
+    }
+
+    /// Like [`Reloader::new`], counting loads and refusals into `counters`.
+    pub(crate) fn with_counters(config: Arc<Config>, counters: Arc<PluginCounters>) -> Reloader {
         Reloader {
+            counters,
             config,
             handlers: BTreeMap::new(),
             aliases: HashMap::new(),
@@ -307,7 +290,7 @@ impl Reloader {
     ) -> Examined {
         match plugin.instantiate(&config) {
             Ok(instance) => {
-                LOADS.fetch_add(1, Ordering::Relaxed);
+                self.counters.loaded();
                 tracing::info!(
                     resource = %resource,
                     file = %plugin.file.display(),
@@ -340,7 +323,7 @@ impl Reloader {
         reason: String,
         keep: Option<Tracked>,
     ) -> Examined {
-        REFUSALS.fetch_add(1, Ordering::Relaxed);
+        self.counters.refused();
         match &keep {
             Some(old) => tracing::error!(
                 file = %file.display(),
