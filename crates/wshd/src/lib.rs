@@ -27,12 +27,12 @@ pub mod log_file;
 pub mod logging;
 mod metrics;
 pub mod plugin;
-mod reload_task;
+pub mod reload;
 pub mod server;
 pub mod state;
 pub mod tls;
 mod ws;
 
 pub use config::Config;
-pub use reload_task::ConfigSource;
+pub use reload::ConfigSource;
 pub use server::{Drained, Server, StartError};

@@ -6,7 +6,8 @@ use clap::Parser;
 use std::sync::Arc;
 use wshd::cli::{Cli, Command, Options};
 
-use wshd::plugin::{Reloader, RouteTarget, scan};
+use wshd::plugin::{RouteTarget, scan};
+use wshd::reload::Reloader;
 use wshd::{ConfigSource, Server, logging};
 
 fn main() -> ExitCode {

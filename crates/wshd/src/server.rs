@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 use crate::http::service::{self, ConnAddrs};
 use crate::metrics::Metrics;
-use crate::reload_task::{self, ConfigSource};
+use crate::reload::{self, ConfigSource};
 pub use crate::state::ServerState;
 use crate::state::Snapshot;
 
@@ -105,13 +105,10 @@ impl Server {
                 })?),
                 None => None,
             };
-        let watching = reload_task::start_watch(&config);
         let metrics = Arc::new(Metrics::new(crate::plugin::live_generations));
-        let mut reloader =
-            crate::plugin::Reloader::with_counters(Arc::new(config), metrics.plugin_counters());
-        let first = reloader.pass();
-        let snapshot = Snapshot::new(first.config, first.table, tls);
-        let state = Arc::new(ServerState::new(snapshot, metrics));
+        let (reload, config, routes) =
+            reload::start(config, metrics.plugin_counters()).await.map_err(StartError)?;
+        let state = Arc::new(ServerState::new(Snapshot::new(config, routes, tls), metrics));
         let (stop, stopped) = watch::channel(false);
         let mut addrs = Vec::new();
         let mut tasks = JoinSet::new();
@@ -121,14 +118,7 @@ impl Server {
             addrs.push(addr);
             tasks.spawn(accept_loop(listener, Arc::clone(&state), stopped.clone()));
         }
-        tokio::spawn(reload_task::run(
-            Arc::clone(&state),
-            reloader,
-            watching,
-            source,
-            first.unsettled,
-            stopped,
-        ));
+        tokio::spawn(reload::run(Arc::clone(&state), reload, source, stopped));
         let mut admin_addr = None;
         let admin = match admin_listener {
             Some(listener) => {
