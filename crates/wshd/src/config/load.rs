@@ -155,7 +155,7 @@ impl Locator<'_> {
     }
 
     /// `value` as a `usize`, or an error naming `key` on a machine where it does not fit.
-    fn to_usize(&self, value: u64, key: &str) -> Result<usize, ConfigError> {
+    fn usize_of(&self, value: u64, key: &str) -> Result<usize, ConfigError> {
         usize::try_from(value)
             .map_err(|_| self.err(0..0, key, format!("{value} is too large for this machine")))
     }
@@ -305,9 +305,9 @@ fn server_limits(server: &ServerSection, at: &Locator<'_>) -> Result<ServerLimit
     }
     let max_connections = match server.max_connections {
         0 => None,
-        max => Some(at.to_usize(max, "server.max_connections")?),
+        max => Some(at.usize_of(max, "server.max_connections")?),
     };
-    let max_header_bytes = at.to_usize(server.max_header_bytes, "server.max_header_bytes")?;
+    let max_header_bytes = at.usize_of(server.max_header_bytes, "server.max_header_bytes")?;
     Ok(ServerLimits { admin_listen, max_connections, max_header_bytes })
 }
 
@@ -331,15 +331,15 @@ fn websocket_section(ws: &WebSocketSection, at: &Locator<'_>) -> Result<WsSettin
         return Err(at.err(0..0, "websocket.handshake_timeout_secs", "must be at least 1".into()));
     }
     Ok(WsSettings {
-        max_message_bytes: at.to_usize(ws.max_message_bytes, "websocket.max_message_bytes")?,
-        max_frame_bytes: at.to_usize(ws.max_frame_bytes, "websocket.max_frame_bytes")?,
+        max_message_bytes: at.usize_of(ws.max_message_bytes, "websocket.max_message_bytes")?,
+        max_frame_bytes: at.usize_of(ws.max_frame_bytes, "websocket.max_frame_bytes")?,
         handshake_timeout: Duration::from_secs(ws.handshake_timeout_secs),
         close_timeout: Duration::from_secs(ws.close_timeout_secs),
-        inbound_queue_bytes: at.to_usize(ws.inbound_queue_bytes, "websocket.inbound_queue_bytes")?,
+        inbound_queue_bytes: at.usize_of(ws.inbound_queue_bytes, "websocket.inbound_queue_bytes")?,
         idle_timeout: secs_or_off(ws.idle_timeout_secs),
         ping_interval: secs_or_off(ws.ping_interval_secs),
         pong_timeout: Duration::from_secs(ws.pong_timeout_secs),
-        max_send_queue_bytes: at.to_usize(ws.max_send_queue_bytes, "websocket.max_send_queue_bytes")?,
+        max_send_queue_bytes: at.usize_of(ws.max_send_queue_bytes, "websocket.max_send_queue_bytes")?,
         send_timeout: secs_or_off(ws.send_timeout_secs),
         max_connections: None,
         deflate: DeflateSettings {
@@ -348,7 +348,7 @@ fn websocket_section(ws: &WebSocketSection, at: &Locator<'_>) -> Result<WsSettin
             server_no_context_takeover: d.server_no_context_takeover,
             client_no_context_takeover: d.client_no_context_takeover,
             level: d.level,
-            min_message_bytes: at.to_usize(d.min_message_bytes, "websocket.deflate.min_message_bytes")?,
+            min_message_bytes: at.usize_of(d.min_message_bytes, "websocket.deflate.min_message_bytes")?,
         },
     })
 }
@@ -392,7 +392,7 @@ fn route_overrides(route: &RouteSection, at: &Locator<'_>) -> Result<RouteOverri
     if route.pong_timeout_secs == Some(0) {
         return Err(at.err(route.path.span(), "route.pong_timeout_secs", "must be at least 1".into()));
     }
-    let bytes = |value: Option<u64>, key: &str| value.map(|v| at.to_usize(v, key)).transpose();
+    let bytes = |value: Option<u64>, key: &str| value.map(|v| at.usize_of(v, key)).transpose();
     Ok(RouteOverrides {
         max_connections: bytes(route.max_connections.filter(|&v| v > 0), "route.max_connections")?,
         idle_timeout: route.idle_timeout_secs.map(secs_or_off),
@@ -442,8 +442,8 @@ fn cgi_section(raw: &CgiSection, at: &Locator<'_>) -> Result<CgiSettings, Config
     Ok(CgiSettings {
         paths,
         timeout: Duration::from_secs(raw.timeout_secs),
-        max_output_bytes: at.to_usize(raw.max_output_bytes, "cgi.max_output_bytes")?,
-        max_input_bytes: at.to_usize(raw.max_input_bytes, "cgi.max_input_bytes")?,
+        max_output_bytes: at.usize_of(raw.max_output_bytes, "cgi.max_output_bytes")?,
+        max_input_bytes: at.usize_of(raw.max_input_bytes, "cgi.max_input_bytes")?,
     })
 }
 

@@ -353,9 +353,12 @@ async fn run(
         Err(refused) => return refused,
     };
     let env = environment(config, addrs, &parts, &script, body.len());
-    let mut child = match spawn(&script, env, &shown) {
+    let mut child = match spawn(&script, env) {
         Ok(child) => child,
-        Err(failed) => return failed,
+        Err(e) => {
+            tracing::error!(script = %shown, "cannot start the CGI script: {e}");
+            return plain(StatusCode::BAD_GATEWAY, "CGI script failed\n");
+        }
     };
     let pid = child.id();
     let outcome = tokio::time::timeout(cgi.timeout, exchange(&mut child, &body, cgi.max_output_bytes)).await;
@@ -392,9 +395,8 @@ async fn receive_body(
     }
 }
 
-/// Starts the script with the CGI environment, in its own process group, in its directory;
-/// `Err`: the answer instead.
-fn spawn(script: &Script, env: Vec<(String, OsString)>, shown: &str) -> Result<Child, Response<Full<Bytes>>> {
+/// Starts the script with the CGI environment, in its own process group, in its directory.
+fn spawn(script: &Script, env: Vec<(String, OsString)>) -> std::io::Result<Child> {
     let mut command = Command::new(&script.file);
     command
         .env_clear()
@@ -405,10 +407,7 @@ fn spawn(script: &Script, env: Vec<(String, OsString)>, shown: &str) -> Result<C
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
-    command.spawn().map_err(|e| {
-        tracing::error!(script = %shown, "cannot start the CGI script: {e}");
-        plain(StatusCode::BAD_GATEWAY, "CGI script failed\n")
-    })
+    command.spawn()
 }
 
 /// Feeds the body to the script while reading its output (at most `limit` bytes) and its
