@@ -6,7 +6,8 @@ use clap::Parser;
 use std::sync::Arc;
 use wshd::cli::{Cli, Command, Options};
 
-use wshd::plugin::{Reloader, RouteTarget, scan};
+use wshd::plugin::{RouteTarget, scan};
+use wshd::reload::Reloader;
 use wshd::{ConfigSource, Server, logging};
 
 fn main() -> ExitCode {
@@ -97,7 +98,7 @@ async fn serve(config: wshd::Config, source: ConfigSource) -> ExitCode {
         signal = signals.next() => signal,
     };
     // The drain window is read from the configuration in force (SIGHUP may have changed it).
-    let grace = server.state().registry.current().config.shutdown_grace;
+    let grace = server.state().snapshot().config.shutdown_grace;
     tracing::info!(
         signal,
         open_connections = server.state().open_connections(),

@@ -2,8 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -12,94 +11,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::http::service::{self, ConnAddrs};
 use crate::metrics::Metrics;
-use crate::plugin::Registry;
-use crate::reload_task::{self, ConfigSource};
-
-/// What every connection shares.
-pub struct ServerState {
-    /// The route table (with the configuration it was built from).
-    pub registry: Registry,
-    /// The TLS acceptor when TLS is on; SIGHUP swaps in reloaded certificates.
-    tls: Option<RwLock<TlsAcceptor>>,
-    /// Metrics, and the open-connection counts behind the limits.
-    pub(crate) metrics: Arc<Metrics>,
-    /// Cancelled when draining starts: sessions close with 1001, HTTP connections finish
-    /// their request and close.
-    pub(crate) shutdown: CancellationToken,
-    /// Every connection task (HTTP connections and WebSocket sessions), for the drain.
-    pub(crate) tasks: TaskTracker,
-    /// Set just before `shutdown` is cancelled; what the hot paths look at.
-    pub(crate) draining: Arc<AtomicBool>,
-}
-
-impl std::fmt::Debug for ServerState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerState")
-            .field("registry", &self.registry)
-            .field("tls", &self.tls.is_some())
-            .finish()
-    }
-}
-
-impl ServerState {
-    /// Whether the listeners speak TLS.
-    pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
-    }
-
-    /// Whether the server is shutting down.
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-
-    /// Ready for traffic: not draining, and at least one handler routable (the listeners are
-    /// bound before this state exists). `Err` says why not.
-    pub fn readiness(&self) -> Result<(), String> {
-        if self.is_draining() {
-            return Err("draining: shutting down".into());
-        }
-        let table = self.registry.current();
-        if table.routes().is_empty() {
-            return Err(format!("no handlers loaded from {}", table.config.handlers_dir.display()));
-        }
-        Ok(())
-    }
-
-    /// Open WebSocket connections.
-    pub fn open_connections(&self) -> usize {
-        self.metrics.open_connections()
-    }
-
-    fn acceptor(&self) -> Option<TlsAcceptor> {
-        self.tls.as_ref().map(|lock| lock.read().unwrap_or_else(|p| p.into_inner()).clone())
-    }
-
-    /// Applies the TLS part of a reloaded configuration: new certificate files are loaded
-    /// (an unusable one is refused and the current one kept); switching TLS on or off needs a
-    /// restart.
-    pub(crate) fn reload_tls(&self, config: &Config) {
-        match (&self.tls, config.tls.enabled) {
-            (Some(lock), true) => match crate::tls::acceptor(&config.tls) {
-                Ok(acceptor) => {
-                    *lock.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
-                    tracing::info!("TLS certificate and settings reloaded");
-                }
-                Err(e) => tracing::error!("TLS reload refused, keeping the current certificate: {e}"),
-            },
-            (None, false) => {}
-            (Some(_), false) | (None, true) => {
-                tracing::warn!("TLS was switched on or off in the configuration; restart wshd to apply it");
-            }
-        }
-    }
-}
+use crate::reload::{self, ConfigSource};
+pub use crate::state::ServerState;
+use crate::state::Snapshot;
 
 /// A running server.
 #[derive(Debug)]
@@ -175,7 +93,7 @@ impl Server {
             let acceptor = crate::tls::acceptor(&config.tls).map_err(|e| StartError(e.to_string()))?;
             let cert = config.tls.cert.as_ref().map_or(String::new(), |c| c.display().to_string());
             tracing::info!(client_auth = ?config.tls.client_auth, "TLS on every listener, certificate {cert}");
-            Some(RwLock::new(acceptor))
+            Some(acceptor)
         } else {
             None
         };
@@ -187,17 +105,10 @@ impl Server {
                 })?),
                 None => None,
             };
-        let watching = reload_task::start_watch(&config);
-        let mut reloader = crate::plugin::Reloader::new(Arc::new(config));
-        let first = reloader.pass();
-        let state = Arc::new(ServerState {
-            registry: Registry::new(first.table),
-            tls,
-            metrics: Arc::new(Metrics::new()),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            draining: Arc::new(AtomicBool::new(false)),
-        });
+        let metrics = Arc::new(Metrics::new(crate::plugin::live_generations));
+        let (reload, config, routes) =
+            reload::start(config, metrics.plugin_counters()).await.map_err(StartError)?;
+        let state = Arc::new(ServerState::new(Snapshot::new(config, routes, tls), metrics));
         let (stop, stopped) = watch::channel(false);
         let mut addrs = Vec::new();
         let mut tasks = JoinSet::new();
@@ -207,14 +118,7 @@ impl Server {
             addrs.push(addr);
             tasks.spawn(accept_loop(listener, Arc::clone(&state), stopped.clone()));
         }
-        tokio::spawn(reload_task::run(
-            Arc::clone(&state),
-            reloader,
-            watching,
-            source,
-            first.unsettled,
-            stopped,
-        ));
+        tokio::spawn(reload::run(Arc::clone(&state), reload, source, stopped));
         let mut admin_addr = None;
         let admin = match admin_listener {
             Some(listener) => {
@@ -245,20 +149,18 @@ impl Server {
     pub async fn shutdown(mut self, grace: Duration) -> Drained {
         let started = tokio::time::Instant::now();
         let open_at_start = self.state.open_connections();
-        self.state.metrics.set_draining();
-        self.state.draining.store(true, Ordering::Release);
-        self.state.shutdown.cancel();
+        self.state.start_draining();
         let _ = self.stop.send(true);
         while self.listeners.join_next().await.is_some() {}
-        self.state.tasks.close();
-        let _ = tokio::time::timeout(grace, self.state.tasks.wait()).await;
+        self.state.lifecycle.tasks.close();
+        let _ = tokio::time::timeout(grace, self.state.lifecycle.tasks.wait()).await;
         if let Some(admin) = self.admin.take() {
             admin.abort();
         }
-        Drained { open_at_start, left: self.state.tasks.len(), took: started.elapsed() }
+        Drained { open_at_start, left: self.state.lifecycle.tasks.len(), took: started.elapsed() }
     }
 
-    /// Shared state (route table, config).
+    /// Shared state (the snapshot of configuration and routes, metrics, shutdown).
     pub fn state(&self) -> &Arc<ServerState> {
         &self.state
     }
@@ -283,7 +185,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut stopped
         };
         match accepted {
             Ok((stream, peer)) => {
-                state.tasks.spawn(serve_connection(stream, peer, Arc::clone(&state)));
+                state.lifecycle.tasks.spawn(serve_connection(stream, peer, Arc::clone(&state)));
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -294,36 +196,58 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut stopped
     }
 }
 
+/// What an HTTP connection needs from the snapshot, read once when it is accepted.
+#[derive(Clone, Copy)]
+struct ConnSettings {
+    /// Time for the TLS handshake, and for each request head.
+    handshake_timeout: Duration,
+    /// Largest request head.
+    max_header_bytes: usize,
+}
+
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<ServerState>) {
     let _ = stream.set_nodelay(true);
     let Ok(local) = stream.local_addr() else { return };
-    let timeout = state.registry.current().config.websocket.handshake_timeout;
-    let Some(acceptor) = state.acceptor() else {
+    // One load of the snapshot; the connection keeps only what it needs, so an old route
+    // table (and the handler generations in it) is not kept alive by idle connections.
+    let (settings, acceptor) = {
+        let snapshot = state.snapshot();
+        let config = &snapshot.config;
+        let settings = ConnSettings {
+            handshake_timeout: config.websocket.handshake_timeout,
+            max_header_bytes: config.max_header_bytes,
+        };
+        (settings, snapshot.tls.clone())
+    };
+    let timeout = settings.handshake_timeout;
+    let Some(acceptor) = acceptor else {
         let addrs = ConnAddrs { peer, socket: peer, local, secure: false };
-        serve_http(TokioIo::new(stream), addrs, state, timeout).await;
+        serve_http(TokioIo::new(stream), addrs, state, settings).await;
         return;
     };
     // The TLS handshake shares the handshake timeout, so a silent client cannot hold a slot.
     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => {
             let addrs = ConnAddrs { peer, socket: peer, local, secure: true };
-            serve_http(TokioIo::new(tls), addrs, state, timeout).await;
+            serve_http(TokioIo::new(tls), addrs, state, settings).await;
         }
         Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),
         Err(_) => tracing::info!(%peer, "TLS handshake timed out after {timeout:?}"),
     }
 }
 
-async fn serve_http<I>(io: I, addrs: ConnAddrs, state: Arc<ServerState>, timeout: Duration)
+async fn serve_http<I>(io: I, addrs: ConnAddrs, state: Arc<ServerState>, settings: ConnSettings)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let peer = addrs.peer;
-    let shutdown = state.shutdown.clone();
-    let max_header_bytes = state.registry.current().config.max_header_bytes;
+    let shutdown = state.lifecycle.shutdown.clone();
     let svc = service_fn(move |req| service::handle(Arc::clone(&state), addrs, req));
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(timeout).max_buf_size(max_header_bytes);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.handshake_timeout)
+        .max_buf_size(settings.max_header_bytes);
     let conn = builder.serve_connection(io, svc).with_upgrades();
     let mut conn = std::pin::pin!(conn);
     let ended = tokio::select! {

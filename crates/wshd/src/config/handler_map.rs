@@ -42,9 +42,7 @@ pub fn parse_handler_map(text: &str, file: &str) -> Result<Vec<RouteConfig>, Str
             path: alias.to_owned(),
             handler: RouteHandler::Resource(existing.to_owned()),
             config: None,
-            max_message_bytes: None,
-            deflate: None,
-            limits: Default::default(),
+            overrides: Default::default(),
             origin,
         });
     }

@@ -9,10 +9,13 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::schema::{FileConfig, RouteSection};
+use super::schema::{
+    AuthSection, CgiSection, FileConfig, ProxySection, RouteSection, ServerSection, TlsSection,
+    WebSocketSection,
+};
 use super::{
-    AuthSettings, Builtin, CgiSettings, ClientAuth, Config, Credential, DeflateSettings, ProxySettings,
-    RouteConfig, RouteHandler, RouteLimits, TlsSettings, WsSettings, check_realm, normalize_cgi_path,
+    AuthSettings, Builtin, CgiSettings, Config, Credential, DeflateSettings, ProxySettings, RouteConfig,
+    RouteHandler, RouteOverrides, TlsProblem, TlsSettings, WsSettings, check_realm, normalize_cgi_path,
 };
 
 /// The smallest `max_header_bytes` (the HTTP parser's minimum buffer).
@@ -129,31 +132,71 @@ fn key_at(text: &str, line_start: usize) -> String {
     }
 }
 
+/// Makes errors that name the file, line, column and key being resolved.
+#[derive(Clone, Copy)]
+struct Locator<'a> {
+    /// The file's text (`None` for the built-in defaults: nothing to point at).
+    text: Option<&'a str>,
+    /// The file's name.
+    file: &'a str,
+}
+
+impl Locator<'_> {
+    /// An error about `key`, located at `span` when there is one (`0..0`: the key as a whole).
+    fn err(&self, span: Range<usize>, key: &str, message: String) -> ConfigError {
+        match self.text {
+            Some(text) if span != (0..0) => {
+                let mut e = located(text, self.file, span, message);
+                e.key = key.to_owned();
+                e
+            }
+            _ => ConfigError { file: self.file.to_owned(), line: 0, column: 0, key: key.to_owned(), message },
+        }
+    }
+
+    /// `value` as a `usize`, or an error naming `key` on a machine where it does not fit.
+    fn usize_of(&self, value: u64, key: &str) -> Result<usize, ConfigError> {
+        usize::try_from(value)
+            .map_err(|_| self.err(0..0, key, format!("{value} is too large for this machine")))
+    }
+
+    /// `file:line` of `span`, for messages about a route (just the file without the text).
+    fn origin(&self, span: Range<usize>) -> String {
+        match self.text {
+            Some(text) => {
+                let e = located(text, self.file, span, String::new());
+                format!("{}:{}", e.file, e.line)
+            }
+            None => self.file.to_owned(),
+        }
+    }
+}
+
 /// Checks a route's `builtin = "<name>"`: a known name, and neither `handler` nor `config`
 /// beside it (a built-in handler takes no configuration).
 fn resolve_builtin(
     route: &RouteSection,
     builtin: &Spanned<String>,
-    err: &impl Fn(Range<usize>, &str, String) -> ConfigError,
+    at: &Locator<'_>,
 ) -> Result<Builtin, ConfigError> {
     let name = builtin.get_ref();
     let Some(resolved) = Builtin::from_name(name) else {
         let valid: Vec<String> = Builtin::ALL.iter().map(|b| format!("\"{}\"", b.name())).collect();
-        return Err(err(
+        return Err(at.err(
             builtin.span(),
             "route.builtin",
             format!("unknown built-in handler `{name}`; valid: {}", valid.join(", ")),
         ));
     };
     if let Some(handler) = &route.handler {
-        return Err(err(
+        return Err(at.err(
             handler.span(),
             "route.handler",
             format!("a route is served by `handler` or by `builtin`, not both (builtin = \"{name}\" here)"),
         ));
     }
     if let Some(config) = &route.config {
-        return Err(err(
+        return Err(at.err(
             config.span(),
             "route.config",
             format!("built-in handler \"{name}\" takes no `config`"),
@@ -162,21 +205,62 @@ fn resolve_builtin(
     Ok(resolved)
 }
 
-/// Validates a parsed file and resolves it into a [`Config`].
+/// Validates a parsed file and resolves it into a [`Config`], one section at a time. The
+/// sections are checked in a fixed order, so a file with several mistakes always reports
+/// the same one first.
 pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result<Config, ConfigError> {
-    let err = |span: Range<usize>, key: &str, message: String| match text {
-        Some(text) if span != (0..0) => {
-            let mut e = located(text, file, span, message);
-            e.key = key.to_owned();
-            e
-        }
-        _ => ConfigError { file: file.to_owned(), line: 0, column: 0, key: key.to_owned(), message },
-    };
+    let at = Locator { text, file };
+    let listen = server_listen(&raw.server, &at)?;
+    let websocket = websocket_section(&raw.websocket, &at)?;
+    let routes = route_sections(&raw.route, &at)?;
+    let tls = tls_section(&raw.tls, &at)?;
+    let auth = auth_section(&raw.auth, &at)?;
+    let cgi = cgi_section(&raw.cgi, &at)?;
+    let limits = server_limits(&raw.server, &at)?;
+    let proxy = proxy_section(&raw.proxy, &at)?;
+    let (server, handlers, log) = (raw.server, raw.handlers, raw.log);
+    Ok(Config {
+        source: None,
+        listen,
+        document_root: server.document_root.map(|d| PathBuf::from(d.into_inner())),
+        handlers_dir: PathBuf::from(handlers.dir.into_inner()),
+        handlers_recursive: handlers.recursive,
+        handlers_watch: handlers.watch,
+        handlers_debounce: Duration::from_millis(handlers.debounce_ms),
+        websocket,
+        log_level: log.level,
+        routes,
+        validation_host: server.validation_host,
+        validation_port: server.validation_port,
+        handler_map: path_of(&handlers.map_file),
+        handlers_scan_dir: path_of(&handlers.scan_dir),
+        handlers_allow_outside: handlers.allow_outside_dir,
+        tls,
+        auth,
+        cgi,
+        admin_listen: limits.admin_listen,
+        shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
+        max_connections: limits.max_connections,
+        max_header_bytes: limits.max_header_bytes,
+        proxy,
+        log_format: log.format,
+        log_file: log.file.map(PathBuf::from),
+        log_max_bytes: log.max_bytes,
+        log_keep: log.keep,
+    })
+}
 
+/// An optional path key as a path.
+fn path_of(value: &Option<Spanned<String>>) -> Option<PathBuf> {
+    value.as_ref().map(|p| PathBuf::from(p.get_ref()))
+}
+
+/// `[server] listen`: at least one `address:port`.
+fn server_listen(server: &ServerSection, at: &Locator<'_>) -> Result<Vec<SocketAddr>, ConfigError> {
     let mut listen = Vec::new();
-    for addr in &raw.server.listen {
+    for addr in &server.listen {
         let parsed: SocketAddr = addr.get_ref().parse().map_err(|_| {
-            err(
+            at.err(
                 addr.span(),
                 "server.listen",
                 format!(
@@ -188,36 +272,74 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
         listen.push(parsed);
     }
     if listen.is_empty() {
-        return Err(err(0..0, "server.listen", "at least one listen address is needed".into()));
+        return Err(at.err(0..0, "server.listen", "at least one listen address is needed".into()));
     }
+    Ok(listen)
+}
 
-    let ws = &raw.websocket;
-    let to_usize = |v: u64, key: &str| {
-        usize::try_from(v).map_err(|_| err(0..0, key, format!("{v} is too large for this machine")))
+/// The rest of `[server]` that needs checking: the admin address and the limits.
+struct ServerLimits {
+    admin_listen: Option<SocketAddr>,
+    max_connections: Option<usize>,
+    max_header_bytes: usize,
+}
+
+/// `[server] admin_listen`, `max_header_bytes` and `max_connections`.
+fn server_limits(server: &ServerSection, at: &Locator<'_>) -> Result<ServerLimits, ConfigError> {
+    let admin_listen = match &server.admin_listen {
+        None => None,
+        Some(addr) => Some(addr.get_ref().parse::<SocketAddr>().map_err(|_| {
+            at.err(
+                addr.span(),
+                "server.admin_listen",
+                format!("`{}` is not an address:port (e.g. \"127.0.0.1:9990\")", addr.get_ref()),
+            )
+        })?),
     };
+    if server.max_header_bytes < MIN_HEADER_BYTES {
+        return Err(at.err(
+            0..0,
+            "server.max_header_bytes",
+            format!("{} is too small: the least is {MIN_HEADER_BYTES}", server.max_header_bytes),
+        ));
+    }
+    let max_connections = match server.max_connections {
+        0 => None,
+        max => Some(at.usize_of(max, "server.max_connections")?),
+    };
+    let max_header_bytes = at.usize_of(server.max_header_bytes, "server.max_header_bytes")?;
+    Ok(ServerLimits { admin_listen, max_connections, max_header_bytes })
+}
+
+/// `[websocket]` and `[websocket.deflate]`: the default settings of every route.
+fn websocket_section(ws: &WebSocketSection, at: &Locator<'_>) -> Result<WsSettings, ConfigError> {
     let d = &ws.deflate;
     if !(9..=15).contains(&d.server_max_window_bits) {
-        return Err(err(0..0, "websocket.deflate.server_max_window_bits", "must be between 9 and 15".into()));
+        return Err(at.err(
+            0..0,
+            "websocket.deflate.server_max_window_bits",
+            "must be between 9 and 15".into(),
+        ));
     }
     if d.level > 9 {
-        return Err(err(0..0, "websocket.deflate.level", "must be between 0 and 9".into()));
+        return Err(at.err(0..0, "websocket.deflate.level", "must be between 0 and 9".into()));
     }
     if ws.pong_timeout_secs == 0 {
-        return Err(err(0..0, "websocket.pong_timeout_secs", "must be at least 1".into()));
+        return Err(at.err(0..0, "websocket.pong_timeout_secs", "must be at least 1".into()));
     }
     if ws.handshake_timeout_secs == 0 {
-        return Err(err(0..0, "websocket.handshake_timeout_secs", "must be at least 1".into()));
+        return Err(at.err(0..0, "websocket.handshake_timeout_secs", "must be at least 1".into()));
     }
-    let websocket = WsSettings {
-        max_message_bytes: to_usize(ws.max_message_bytes, "websocket.max_message_bytes")?,
-        max_frame_bytes: to_usize(ws.max_frame_bytes, "websocket.max_frame_bytes")?,
+    Ok(WsSettings {
+        max_message_bytes: at.usize_of(ws.max_message_bytes, "websocket.max_message_bytes")?,
+        max_frame_bytes: at.usize_of(ws.max_frame_bytes, "websocket.max_frame_bytes")?,
         handshake_timeout: Duration::from_secs(ws.handshake_timeout_secs),
         close_timeout: Duration::from_secs(ws.close_timeout_secs),
-        inbound_queue_bytes: to_usize(ws.inbound_queue_bytes, "websocket.inbound_queue_bytes")?,
+        inbound_queue_bytes: at.usize_of(ws.inbound_queue_bytes, "websocket.inbound_queue_bytes")?,
         idle_timeout: secs_or_off(ws.idle_timeout_secs),
         ping_interval: secs_or_off(ws.ping_interval_secs),
         pong_timeout: Duration::from_secs(ws.pong_timeout_secs),
-        max_send_queue_bytes: to_usize(ws.max_send_queue_bytes, "websocket.max_send_queue_bytes")?,
+        max_send_queue_bytes: at.usize_of(ws.max_send_queue_bytes, "websocket.max_send_queue_bytes")?,
         send_timeout: secs_or_off(ws.send_timeout_secs),
         max_connections: None,
         deflate: DeflateSettings {
@@ -226,175 +348,112 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
             server_no_context_takeover: d.server_no_context_takeover,
             client_no_context_takeover: d.client_no_context_takeover,
             level: d.level,
-            min_message_bytes: to_usize(d.min_message_bytes, "websocket.deflate.min_message_bytes")?,
+            min_message_bytes: at.usize_of(d.min_message_bytes, "websocket.deflate.min_message_bytes")?,
         },
-    };
+    })
+}
 
-    let mut routes = Vec::new();
-    for route in &raw.route {
+/// Every `[[route]]`, in file order; a path may appear once.
+fn route_sections(raw: &[RouteSection], at: &Locator<'_>) -> Result<Vec<RouteConfig>, ConfigError> {
+    let mut routes: Vec<RouteConfig> = Vec::new();
+    for route in raw {
         let path = route.path.get_ref();
         if !path.starts_with('/') {
-            return Err(err(route.path.span(), "route.path", format!("`{path}` must start with `/`")));
+            return Err(at.err(route.path.span(), "route.path", format!("`{path}` must start with `/`")));
         }
         let handler = match (&route.builtin, &route.handler) {
-            (Some(builtin), _) => RouteHandler::Builtin(resolve_builtin(route, builtin, &err)?),
+            (Some(builtin), _) => RouteHandler::Builtin(resolve_builtin(route, builtin, at)?),
             (None, Some(h)) if !h.get_ref().starts_with('/') => {
-                return Err(err(h.span(), "route.handler", format!("`{}` must start with `/`", h.get_ref())));
+                return Err(at.err(
+                    h.span(),
+                    "route.handler",
+                    format!("`{}` must start with `/`", h.get_ref()),
+                ));
             }
             (None, Some(h)) => RouteHandler::Resource(h.get_ref().clone()),
             (None, None) => RouteHandler::Resource(path.clone()),
         };
-        if routes.iter().any(|r: &RouteConfig| &r.path == path) {
-            return Err(err(route.path.span(), "route.path", format!("route `{path}` is defined twice")));
+        if routes.iter().any(|r| &r.path == path) {
+            return Err(at.err(route.path.span(), "route.path", format!("route `{path}` is defined twice")));
         }
-        let origin = match text {
-            Some(text) => {
-                let e = located(text, file, route.path.span(), String::new());
-                format!("{}:{}", e.file, e.line)
-            }
-            None => file.to_owned(),
-        };
-        if route.pong_timeout_secs == Some(0) {
-            return Err(err(route.path.span(), "route.pong_timeout_secs", "must be at least 1".into()));
-        }
-        let limits = RouteLimits {
-            max_connections: route
-                .max_connections
-                .filter(|&v| v > 0)
-                .map(|v| to_usize(v, "route.max_connections"))
-                .transpose()?,
-            idle_timeout: route.idle_timeout_secs.map(secs_or_off),
-            ping_interval: route.ping_interval_secs.map(secs_or_off),
-            pong_timeout: route.pong_timeout_secs.map(Duration::from_secs),
-            max_send_queue_bytes: route
-                .max_send_queue_bytes
-                .map(|v| to_usize(v, "route.max_send_queue_bytes"))
-                .transpose()?,
-            send_timeout: route.send_timeout_secs.map(secs_or_off),
-        };
         routes.push(RouteConfig {
             path: path.clone(),
             handler,
             config: route.config.as_ref().map(|c| c.get_ref().clone()),
-            max_message_bytes: route
-                .max_message_bytes
-                .map(|v| to_usize(v, "route.max_message_bytes"))
-                .transpose()?,
-            deflate: route.deflate,
-            limits,
-            origin,
+            origin: at.origin(route.path.span()),
+            overrides: route_overrides(route, at)?,
         });
     }
+    Ok(routes)
+}
 
-    let tls_raw = &raw.tls;
-    let path_of = |v: &Option<toml::Spanned<String>>| v.as_ref().map(|p| PathBuf::from(p.get_ref()));
-    let tls = TlsSettings {
-        enabled: tls_raw.enabled.unwrap_or(tls_raw.cert.is_some() || tls_raw.key.is_some()),
-        cert: path_of(&tls_raw.cert),
-        key: path_of(&tls_raw.key),
-        client_auth: tls_raw.client_auth,
-        client_ca: path_of(&tls_raw.client_ca),
-    };
-    if tls.enabled {
-        for (value, key) in [(&tls_raw.cert, "tls.cert"), (&tls_raw.key, "tls.key")] {
-            if value.is_none() {
-                return Err(err(0..0, key, "TLS is enabled, so both `cert` and `key` are needed".into()));
-            }
-        }
-        if tls.client_auth != ClientAuth::None && tls.client_ca.is_none() {
-            return Err(err(
-                0..0,
-                "tls.client_ca",
-                "client_auth needs `client_ca`, the PEM bundle of the CAs that sign client certificates"
-                    .into(),
-            ));
-        }
+/// A `[[route]]`'s overrides of the `[websocket]` defaults and of the connection limit.
+fn route_overrides(route: &RouteSection, at: &Locator<'_>) -> Result<RouteOverrides, ConfigError> {
+    if route.pong_timeout_secs == Some(0) {
+        return Err(at.err(route.path.span(), "route.pong_timeout_secs", "must be at least 1".into()));
     }
-
-    let auth_raw = &raw.auth;
-    let credential = Credential::parse(auth_raw.credential.get_ref())
-        .map_err(|m| err(auth_raw.credential.span(), "auth.credential", m))?;
-    check_realm(auth_raw.realm.get_ref()).map_err(|m| err(auth_raw.realm.span(), "auth.realm", m))?;
-    let auth = AuthSettings { basic: auth_raw.basic, credential, realm: auth_raw.realm.get_ref().clone() };
-
-    let cgi_raw = &raw.cgi;
-    let mut cgi_paths = Vec::new();
-    for path in &cgi_raw.paths {
-        cgi_paths.push(normalize_cgi_path(path.get_ref()).map_err(|m| err(path.span(), "cgi.paths", m))?);
-    }
-    if cgi_raw.timeout_secs == 0 {
-        return Err(err(0..0, "cgi.timeout_secs", "must be at least 1".into()));
-    }
-    let cgi = CgiSettings {
-        paths: cgi_paths,
-        timeout: Duration::from_secs(cgi_raw.timeout_secs),
-        max_output_bytes: to_usize(cgi_raw.max_output_bytes, "cgi.max_output_bytes")?,
-        max_input_bytes: to_usize(cgi_raw.max_input_bytes, "cgi.max_input_bytes")?,
-    };
-
-    let server = &raw.server;
-    let admin_listen = match &server.admin_listen {
-        None => None,
-        Some(addr) => Some(addr.get_ref().parse::<SocketAddr>().map_err(|_| {
-            err(
-                addr.span(),
-                "server.admin_listen",
-                format!("`{}` is not an address:port (e.g. \"127.0.0.1:9990\")", addr.get_ref()),
-            )
-        })?),
-    };
-    if server.max_header_bytes < MIN_HEADER_BYTES {
-        return Err(err(
-            0..0,
-            "server.max_header_bytes",
-            format!("{} is too small: the least is {MIN_HEADER_BYTES}", server.max_header_bytes),
-        ));
-    }
-    let mut trusted = Vec::new();
-    for entry in &raw.proxy.trusted {
-        trusted.push(parse_trusted(entry.get_ref()).map_err(|m| err(entry.span(), "proxy.trusted", m))?);
-    }
-    let proxy = ProxySettings {
-        trusted,
-        client_ip_header: raw.proxy.client_ip_header,
-        recursive: raw.proxy.recursive,
-    };
-    let max_connections = if server.max_connections == 0 {
-        None
-    } else {
-        Some(to_usize(server.max_connections, "server.max_connections")?)
-    };
-    let max_header_bytes = to_usize(server.max_header_bytes, "server.max_header_bytes")?;
-
-    Ok(Config {
-        source: None,
-        listen,
-        document_root: raw.server.document_root.map(|d| PathBuf::from(d.into_inner())),
-        handlers_dir: PathBuf::from(raw.handlers.dir.into_inner()),
-        handlers_recursive: raw.handlers.recursive,
-        handlers_watch: raw.handlers.watch,
-        handlers_debounce: Duration::from_millis(raw.handlers.debounce_ms),
-        websocket,
-        log_level: raw.log.level,
-        routes,
-        validation_host: raw.server.validation_host,
-        validation_port: raw.server.validation_port,
-        handler_map: path_of(&raw.handlers.map_file),
-        handlers_scan_dir: path_of(&raw.handlers.scan_dir),
-        handlers_allow_outside: raw.handlers.allow_outside_dir,
-        tls,
-        auth,
-        cgi,
-        admin_listen,
-        shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs),
-        max_connections,
-        max_header_bytes,
-        proxy,
-        log_format: raw.log.format,
-        log_file: raw.log.file.map(PathBuf::from),
-        log_max_bytes: raw.log.max_bytes,
-        log_keep: raw.log.keep,
+    let bytes = |value: Option<u64>, key: &str| value.map(|v| at.usize_of(v, key)).transpose();
+    Ok(RouteOverrides {
+        max_connections: bytes(route.max_connections.filter(|&v| v > 0), "route.max_connections")?,
+        idle_timeout: route.idle_timeout_secs.map(secs_or_off),
+        ping_interval: route.ping_interval_secs.map(secs_or_off),
+        pong_timeout: route.pong_timeout_secs.map(Duration::from_secs),
+        max_send_queue_bytes: bytes(route.max_send_queue_bytes, "route.max_send_queue_bytes")?,
+        send_timeout: route.send_timeout_secs.map(secs_or_off),
+        max_message_bytes: bytes(route.max_message_bytes, "route.max_message_bytes")?,
+        deflate: route.deflate,
     })
+}
+
+/// `[tls]`. Whether the settings can work is [`TlsSettings::problem`]'s call; here a problem
+/// is reported against its key. TLS switched on without a client certificate policy it can
+/// meet is left to [`Config::finish`], since the flags may still switch TLS on.
+fn tls_section(raw: &TlsSection, at: &Locator<'_>) -> Result<TlsSettings, ConfigError> {
+    let tls = TlsSettings {
+        enabled: raw.enabled.unwrap_or(raw.cert.is_some() || raw.key.is_some()),
+        cert: path_of(&raw.cert),
+        key: path_of(&raw.key),
+        client_auth: raw.client_auth,
+        client_ca: path_of(&raw.client_ca),
+    };
+    match tls.problem() {
+        None | Some(TlsProblem::ClientAuthWithoutTls) => Ok(tls),
+        Some(problem) => Err(at.err(0..0, problem.key(), problem.in_file().into())),
+    }
+}
+
+/// `[auth]`: the credential and the realm.
+fn auth_section(raw: &AuthSection, at: &Locator<'_>) -> Result<AuthSettings, ConfigError> {
+    let credential = Credential::parse(raw.credential.get_ref())
+        .map_err(|m| at.err(raw.credential.span(), "auth.credential", m))?;
+    check_realm(raw.realm.get_ref()).map_err(|m| at.err(raw.realm.span(), "auth.realm", m))?;
+    Ok(AuthSettings { basic: raw.basic, credential, realm: raw.realm.get_ref().clone() })
+}
+
+/// `[cgi]`: the path prefixes and the bounds of a script run.
+fn cgi_section(raw: &CgiSection, at: &Locator<'_>) -> Result<CgiSettings, ConfigError> {
+    let mut paths = Vec::new();
+    for path in &raw.paths {
+        paths.push(normalize_cgi_path(path.get_ref()).map_err(|m| at.err(path.span(), "cgi.paths", m))?);
+    }
+    if raw.timeout_secs == 0 {
+        return Err(at.err(0..0, "cgi.timeout_secs", "must be at least 1".into()));
+    }
+    Ok(CgiSettings {
+        paths,
+        timeout: Duration::from_secs(raw.timeout_secs),
+        max_output_bytes: at.usize_of(raw.max_output_bytes, "cgi.max_output_bytes")?,
+        max_input_bytes: at.usize_of(raw.max_input_bytes, "cgi.max_input_bytes")?,
+    })
+}
+
+/// `[proxy]`: the trusted networks and the header family believed from them.
+fn proxy_section(raw: &ProxySection, at: &Locator<'_>) -> Result<ProxySettings, ConfigError> {
+    let mut trusted = Vec::new();
+    for entry in &raw.trusted {
+        trusted.push(parse_trusted(entry.get_ref()).map_err(|m| at.err(entry.span(), "proxy.trusted", m))?);
+    }
+    Ok(ProxySettings { trusted, client_ip_header: raw.client_ip_header, recursive: raw.recursive })
 }
 
 #[cfg(test)]
@@ -431,7 +490,7 @@ mod tests {
                     [auth]\nbasic = true\ncredential = \"a:b\"\n[cgi]\npaths = [\"/cgi-bin/\"]\ntimeout_secs = 2\n";
         let c = parse_str(text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
         assert!(c.tls.enabled);
-        assert_eq!(c.tls.client_auth, ClientAuth::Optional);
+        assert_eq!(c.tls.client_auth, super::super::ClientAuth::Optional);
         assert_eq!(c.auth.credential.as_str(), "a:b");
         assert_eq!(c.cgi.paths, ["/cgi-bin"]);
         let e = parse_str("[auth]\ncredential = \"nocolon\"\n", "a.toml").expect_err("must be refused");
@@ -463,7 +522,7 @@ mod tests {
         assert_eq!(c.websocket.idle_timeout, Some(Duration::from_secs(5)));
         assert_eq!(c.websocket.ping_interval, None);
         assert_eq!(c.log_format, super::super::LogFormat::Json);
-        let limits = &c.routes[0].limits;
+        let limits = &c.routes[0].overrides;
         assert_eq!(limits.max_connections, Some(3));
         assert_eq!(limits.ping_interval, Some(Some(Duration::from_secs(2))));
         assert_eq!(limits.idle_timeout, Some(None));
@@ -504,7 +563,8 @@ mod tests {
         let c = parse_str(text, "b.toml").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.routes[0].handler, RouteHandler::Builtin(Builtin::Echo));
         assert_eq!(c.routes[0].handler.to_string(), "builtin:echo");
-        assert_eq!((c.routes[0].max_message_bytes, c.routes[0].deflate), (Some(100), Some(false)));
+        let overrides = &c.routes[0].overrides;
+        assert_eq!((overrides.max_message_bytes, overrides.deflate), (Some(100), Some(false)));
     }
 
     #[test]
@@ -522,5 +582,45 @@ mod tests {
         let text = "[[route]]\npath = \"/x\"\nbuiltin = \"echo\"\nconfig = { greeting = \"hi\" }\n";
         let e = parse_str(text, "b.toml").expect_err("inline config");
         assert_eq!((e.line, e.key.as_str()), (4, "route.config"), "{e}");
+    }
+
+    #[test]
+    fn every_section_names_its_key() {
+        let cases = [
+            ("[server]\nlisten = []\n", 0, "server.listen"),
+            ("[websocket]\nhandshake_timeout_secs = 0\n", 0, "websocket.handshake_timeout_secs"),
+            ("[websocket.deflate]\nlevel = 10\n", 0, "websocket.deflate.level"),
+            (
+                "[websocket.deflate]\nserver_max_window_bits = 8\n",
+                0,
+                "websocket.deflate.server_max_window_bits",
+            ),
+            ("[[route]]\npath = \"x\"\n", 2, "route.path"),
+            ("[[route]]\npath = \"/x\"\nhandler = \"y\"\n", 3, "route.handler"),
+            ("[[route]]\npath = \"/x\"\n[[route]]\npath = \"/x\"\n", 4, "route.path"),
+            ("[[route]]\npath = \"/x\"\npong_timeout_secs = 0\n", 2, "route.pong_timeout_secs"),
+            ("[auth]\nrealm = \"a\\\"b\"\n", 2, "auth.realm"),
+            ("[cgi]\ntimeout_secs = 0\n", 0, "cgi.timeout_secs"),
+        ];
+        for (text, line, key) in cases {
+            let e = parse_str(text, "s.toml").expect_err(text);
+            assert_eq!((e.line, e.key.as_str()), (line, key), "{text}: {e}");
+            assert_eq!(e.file, "s.toml");
+        }
+    }
+
+    #[test]
+    fn the_first_mistake_in_section_order_is_reported() {
+        // [websocket] is checked before [[route]], [tls] before [auth], [cgi] before the
+        // server limits, whatever the order in the file.
+        let text = "[[route]]\npath = \"x\"\n[websocket]\npong_timeout_secs = 0\n";
+        assert_eq!(
+            parse_str(text, "o.toml").map(|_| ()).expect_err("two").key,
+            "websocket.pong_timeout_secs"
+        );
+        let text = "[auth]\ncredential = \"nocolon\"\n[tls]\ncert = \"c.pem\"\n";
+        assert_eq!(parse_str(text, "o.toml").map(|_| ()).expect_err("two").key, "tls.key");
+        let text = "[server]\nadmin_listen = \"x\"\n[cgi]\ntimeout_secs = 0\n";
+        assert_eq!(parse_str(text, "o.toml").map(|_| ()).expect_err("two").key, "cgi.timeout_secs");
     }
 }

@@ -121,19 +121,20 @@ pub struct RouteConfig {
     pub handler: RouteHandler,
     /// Handler configuration (its own instance when present).
     pub config: Option<toml::Table>,
-    /// Per-route message limit.
-    pub max_message_bytes: Option<usize>,
-    /// Per-route permessage-deflate switch.
-    pub deflate: Option<bool>,
-    /// Per-route limits and timeouts (`None`: the `[websocket]` default).
-    pub limits: RouteLimits,
+    /// Its overrides of the `[websocket]` defaults (`None` fields: the default).
+    pub overrides: RouteOverrides,
     /// `file:line` of the route, for messages about it.
     pub origin: String,
 }
 
-/// Per-route overrides of the `[websocket]` limits and of the connection limit.
+/// A route's overrides of the `[websocket]` settings and of the connection limit: every
+/// per-route key of `[[route]]` but the handler and its configuration. `None`: the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RouteLimits {
+pub struct RouteOverrides {
+    /// Largest message accepted.
+    pub max_message_bytes: Option<usize>,
+    /// permessage-deflate on or off.
+    pub deflate: Option<bool>,
     /// Open connections allowed on the route.
     pub max_connections: Option<usize>,
     /// Idle timeout (`Some(None)`: switched off for this route).
@@ -148,9 +149,15 @@ pub struct RouteLimits {
     pub send_timeout: Option<Option<Duration>>,
 }
 
-impl RouteLimits {
+impl RouteOverrides {
     /// Applies these overrides to a route's settings.
     pub fn apply(&self, settings: &mut WsSettings) {
+        if let Some(max) = self.max_message_bytes {
+            settings.max_message_bytes = max;
+        }
+        if let Some(enabled) = self.deflate {
+            settings.deflate.enabled = enabled;
+        }
         if let Some(max) = self.max_connections {
             settings.max_connections = Some(max);
         }
@@ -269,6 +276,85 @@ pub struct TlsSettings {
     pub client_ca: Option<PathBuf>,
 }
 
+/// Why TLS settings cannot work. [`TlsSettings::problem`] holds the rules; the file
+/// (`[tls]`, against a key) and the merged configuration (naming the flags too) word them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsProblem {
+    /// TLS is on without a certificate.
+    NoCertificate,
+    /// TLS is on without a private key.
+    NoPrivateKey,
+    /// Client certificates are asked for without the CA that signs them.
+    NoClientCa,
+    /// Client certificates are asked for with TLS off.
+    ClientAuthWithoutTls,
+}
+
+impl TlsSettings {
+    /// The first reason these settings cannot work, if any: with TLS on, a certificate, a
+    /// key and (for client certificates) a CA are needed; client certificates need TLS.
+    pub fn problem(&self) -> Option<TlsProblem> {
+        if self.enabled {
+            if self.cert.is_none() {
+                return Some(TlsProblem::NoCertificate);
+            }
+            if self.key.is_none() {
+                return Some(TlsProblem::NoPrivateKey);
+            }
+            if self.client_auth != ClientAuth::None && self.client_ca.is_none() {
+                return Some(TlsProblem::NoClientCa);
+            }
+        } else if self.client_auth != ClientAuth::None {
+            return Some(TlsProblem::ClientAuthWithoutTls);
+        }
+        None
+    }
+}
+
+impl TlsProblem {
+    /// The `server.toml` key a problem is reported against.
+    pub fn key(self) -> &'static str {
+        match self {
+            TlsProblem::NoCertificate => "tls.cert",
+            TlsProblem::NoPrivateKey => "tls.key",
+            TlsProblem::NoClientCa => "tls.client_ca",
+            TlsProblem::ClientAuthWithoutTls => "tls.client_auth",
+        }
+    }
+
+    /// The message for a problem found in `[tls]`.
+    pub fn in_file(self) -> &'static str {
+        match self {
+            TlsProblem::NoCertificate | TlsProblem::NoPrivateKey => {
+                "TLS is enabled, so both `cert` and `key` are needed"
+            }
+            TlsProblem::NoClientCa => {
+                "client_auth needs `client_ca`, the PEM bundle of the CAs that sign client certificates"
+            }
+            TlsProblem::ClientAuthWithoutTls => "client_auth needs TLS: set `cert` and `key`",
+        }
+    }
+
+    /// The message for a problem of the merged configuration (file plus flags).
+    pub fn merged(self) -> &'static str {
+        match self {
+            TlsProblem::NoCertificate => {
+                "TLS is on but no certificate is given (--certificate FILE or [tls] cert)"
+            }
+            TlsProblem::NoPrivateKey => {
+                "TLS is on but no private key is given (-k/--private-key FILE or [tls] key)"
+            }
+            TlsProblem::NoClientCa => {
+                "TLS client authentication needs the CA that signs client certificates \
+                 (--tls-client-ca FILE or [tls] client_ca)"
+            }
+            TlsProblem::ClientAuthWithoutTls => {
+                "TLS client authentication needs TLS (-t/--tls or [tls] cert and key)"
+            }
+        }
+    }
+}
+
 /// A `user:password` pair. Its `Debug` form hides the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credential(String);
@@ -371,22 +457,8 @@ impl Config {
     /// Checks what only the merged configuration (file plus flags) can tell, and adds the
     /// handler map's aliases to `routes`. Call once, after the flags are applied.
     pub fn finish(&mut self) -> Result<(), String> {
-        if self.tls.enabled {
-            if self.tls.cert.is_none() {
-                return Err("TLS is on but no certificate is given (--certificate FILE or [tls] cert)".into());
-            }
-            if self.tls.key.is_none() {
-                return Err(
-                    "TLS is on but no private key is given (-k/--private-key FILE or [tls] key)".into()
-                );
-            }
-            if self.tls.client_auth != ClientAuth::None && self.tls.client_ca.is_none() {
-                return Err("TLS client authentication needs the CA that signs client certificates \
-                            (--tls-client-ca FILE or [tls] client_ca)"
-                    .into());
-            }
-        } else if self.tls.client_auth != ClientAuth::None {
-            return Err("TLS client authentication needs TLS (-t/--tls or [tls] cert and key)".into());
+        if let Some(problem) = self.tls.problem() {
+            return Err(problem.merged().into());
         }
         if !self.cgi.paths.is_empty() && self.document_root.is_none() {
             return Err(format!(
@@ -398,27 +470,44 @@ impl Config {
             check_scan_dir(&self.handlers_dir, scan)?;
         }
         if let Some(map) = self.handler_map.clone() {
-            let text = std::fs::read_to_string(&map)
-                .map_err(|e| format!("handler map {}: cannot read: {e}", map.display()))?;
-            for alias in parse_handler_map(&text, &map.display().to_string())? {
-                match self.routes.iter().find(|r| r.path == alias.path) {
-                    Some(existing) if existing.handler == alias.handler => continue,
-                    Some(existing) => {
-                        return Err(format!(
-                            "{}: alias {} -> {} conflicts with the route {} -> {} at {}",
-                            alias.origin,
-                            alias.path,
-                            alias.handler,
-                            existing.path,
-                            existing.handler,
-                            existing.origin
-                        ));
-                    }
-                    None => self.routes.push(alias),
+            self.add_handler_map(&map)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the aliases of the handler map file `map` to `routes`; an alias that repeats a
+    /// route is skipped, one that contradicts it is an error.
+    fn add_handler_map(&mut self, map: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(map)
+            .map_err(|e| format!("handler map {}: cannot read: {e}", map.display()))?;
+        for alias in parse_handler_map(&text, &map.display().to_string())? {
+            match self.routes.iter().find(|r| r.path == alias.path) {
+                Some(existing) if existing.handler == alias.handler => continue,
+                Some(existing) => {
+                    return Err(format!(
+                        "{}: alias {} -> {} conflicts with the route {} -> {} at {}",
+                        alias.origin,
+                        alias.path,
+                        alias.handler,
+                        existing.path,
+                        existing.handler,
+                        existing.origin
+                    ));
                 }
+                None => self.routes.push(alias),
             }
         }
         Ok(())
+    }
+
+    /// The protocol settings of the route at `path`: the `[websocket]` defaults with its
+    /// `[[route]]` overrides applied.
+    pub fn route_settings(&self, path: &str) -> WsSettings {
+        let mut settings = self.websocket.clone();
+        if let Some(route) = self.routes.iter().find(|r| r.path == path) {
+            route.overrides.apply(&mut settings);
+        }
+        settings
     }
 }
 
@@ -448,5 +537,88 @@ impl Default for Config {
     fn default() -> Self {
         // The built-in defaults are exactly an empty file's.
         load::resolve(FileConfig::default(), None, "").unwrap_or_else(|_| unreachable!("defaults are valid"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_only_what_they_set() {
+        let defaults = Config::default().websocket;
+        let mut settings = defaults.clone();
+        RouteOverrides::default().apply(&mut settings);
+        assert_eq!(format!("{settings:?}"), format!("{defaults:?}"), "no override, no change");
+        let overrides = RouteOverrides {
+            max_message_bytes: Some(100),
+            deflate: Some(false),
+            max_connections: Some(3),
+            idle_timeout: Some(Some(Duration::from_secs(7))),
+            ping_interval: Some(None),
+            pong_timeout: Some(Duration::from_secs(2)),
+            max_send_queue_bytes: Some(4096),
+            send_timeout: Some(None),
+        };
+        overrides.apply(&mut settings);
+        assert_eq!((settings.max_message_bytes, settings.deflate.enabled), (100, false));
+        assert_eq!(settings.max_connections, Some(3));
+        assert_eq!(settings.idle_timeout, Some(Duration::from_secs(7)));
+        assert_eq!((settings.ping_interval, settings.send_timeout), (None, None));
+        assert_eq!((settings.pong_timeout, settings.max_send_queue_bytes), (Duration::from_secs(2), 4096));
+        assert_eq!(settings.max_frame_bytes, defaults.max_frame_bytes, "not a route key");
+        assert_eq!(settings.deflate.level, defaults.deflate.level, "only the switch is per route");
+    }
+
+    #[test]
+    fn route_settings_take_the_routes_own_overrides() {
+        let text = "[websocket]\nmax_message_bytes = 1000\nping_interval_secs = 9\n\
+                    [[route]]\npath = \"/small\"\nhandler = \"/echo\"\nmax_message_bytes = 10\n\
+                    [[route]]\npath = \"/quiet\"\nbuiltin = \"echo\"\nping_interval_secs = 0\ndeflate = false\n";
+        let config = parse_str(text, "r.toml").unwrap_or_else(|e| panic!("{e}"));
+        let small = config.route_settings("/small");
+        assert_eq!((small.max_message_bytes, small.ping_interval), (10, Some(Duration::from_secs(9))));
+        let quiet = config.route_settings("/quiet");
+        assert_eq!(
+            (quiet.max_message_bytes, quiet.ping_interval, quiet.deflate.enabled),
+            (1000, None, false)
+        );
+        let other = config.route_settings("/echo");
+        assert_eq!((other.max_message_bytes, other.deflate.enabled), (1000, true), "no route: defaults");
+    }
+
+    #[test]
+    fn tls_rules_are_reported_in_file_and_flag_words() {
+        let on = TlsSettings { enabled: true, ..TlsSettings::default() };
+        assert_eq!(on.problem(), Some(TlsProblem::NoCertificate));
+        let cert = TlsSettings { cert: Some("c.pem".into()), ..on.clone() };
+        assert_eq!(cert.problem(), Some(TlsProblem::NoPrivateKey));
+        let both = TlsSettings { key: Some("k.pem".into()), ..cert };
+        assert_eq!(both.problem(), None);
+        let clients = TlsSettings { client_auth: ClientAuth::Required, ..both.clone() };
+        assert_eq!(clients.problem(), Some(TlsProblem::NoClientCa));
+        let with_ca = TlsSettings { client_ca: Some("ca.pem".into()), ..clients };
+        assert_eq!(with_ca.problem(), None);
+        let off = TlsSettings { enabled: false, ..with_ca };
+        assert_eq!(off.problem(), Some(TlsProblem::ClientAuthWithoutTls));
+
+        // In the file, client_auth with TLS off waits for the flags; finish() refuses it.
+        let mut config =
+            parse_str("[tls]\nclient_auth = \"required\"\n", "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let e = config.finish().expect_err("client certificates without TLS");
+        assert_eq!(e, "TLS client authentication needs TLS (-t/--tls or [tls] cert and key)");
+        let e = parse_str("[tls]\nkey = \"k.pem\"\n", "t.toml").expect_err("no certificate");
+        assert_eq!((e.key.as_str(), e.message.as_str()), ("tls.cert", TlsProblem::NoCertificate.in_file()));
+        let text = "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_auth = \"optional\"\n";
+        let e = parse_str(text, "t.toml").expect_err("no CA");
+        assert_eq!(
+            e.to_string(),
+            format!("t.toml: key `tls.client_ca`: {}", TlsProblem::NoClientCa.in_file())
+        );
+        let mut flags = Config::default();
+        flags.tls.enabled = true;
+        flags.tls.key = Some("k.pem".into());
+        let e = flags.finish().expect_err("no certificate");
+        assert!(e.contains("no certificate is given (--certificate FILE or [tls] cert)"), "{e}");
     }
 }

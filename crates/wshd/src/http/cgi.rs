@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -32,7 +32,7 @@ use tokio::process::{Child, Command};
 use super::response::{plain, with_status};
 use super::service::ConnAddrs;
 use super::static_files::percent_decode;
-use crate::config::Config;
+use crate::config::{CgiSettings, Config};
 
 /// How much of a script's stderr is logged.
 const STDERR_LOGGED: usize = 8 << 10;
@@ -328,6 +328,16 @@ enum Failure {
     Wait(std::io::Error),
 }
 
+/// What a script that ran to its end left: its output, its stderr (the first
+/// [`STDERR_LOGGED`] bytes) and its exit status.
+struct Ran {
+    out: Vec<u8>,
+    err: Vec<u8>,
+    exit: ExitStatus,
+}
+
+/// Runs a located script for a request: receive the body, start the script, feed it and
+/// collect its output within the time limit, answer with its response.
 async fn run(
     config: &Config,
     addrs: ConnAddrs,
@@ -338,21 +348,55 @@ async fn run(
     let cgi = &config.cgi;
     let (parts, body) = req.into_parts();
     let shown = script.file.display().to_string();
-    let body = match tokio::time::timeout(cgi.timeout, read_body(body, cgi.max_input_bytes)).await {
-        Ok(Ok(body)) => body,
-        Ok(Err(BodyError::TooLarge)) => {
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request body over {} bytes\n", cgi.max_input_bytes),
-            );
-        }
-        Ok(Err(BodyError::Read(e))) => {
-            tracing::debug!(peer = %addrs.peer, "CGI request body unreadable: {e}");
-            return plain(StatusCode::BAD_REQUEST, "unreadable request body\n");
-        }
-        Err(_) => return plain(StatusCode::REQUEST_TIMEOUT, "request body not received in time\n"),
+    let body = match receive_body(cgi, addrs, body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     let env = environment(config, addrs, &parts, &script, body.len());
+    let mut child = match spawn(&script, env) {
+        Ok(child) => child,
+        Err(e) => {
+            tracing::error!(script = %shown, "cannot start the CGI script: {e}");
+            return plain(StatusCode::BAD_GATEWAY, "CGI script failed\n");
+        }
+    };
+    let pid = child.id();
+    let outcome = tokio::time::timeout(cgi.timeout, exchange(&mut child, &body, cgi.max_output_bytes)).await;
+    let elapsed = started.elapsed();
+    let ran = match outcome {
+        Ok(Ok(ran)) => ran,
+        Ok(Err(failure)) => return failed(failure, pid, &mut child, addrs, &shown, cgi),
+        Err(_) => {
+            kill(pid, &mut child);
+            tracing::warn!(peer = %addrs.peer, script = %shown, status = 504, "CGI script still running after {:?}; killed", cgi.timeout);
+            return plain(StatusCode::GATEWAY_TIMEOUT, "CGI script timed out\n");
+        }
+    };
+    respond(addrs, &parts, &shown, ran, elapsed)
+}
+
+/// Receives the request body within the script's time limit; `Err`: the answer instead.
+async fn receive_body(
+    cgi: &CgiSettings,
+    addrs: ConnAddrs,
+    body: Incoming,
+) -> Result<Vec<u8>, Response<Full<Bytes>>> {
+    match tokio::time::timeout(cgi.timeout, read_body(body, cgi.max_input_bytes)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(BodyError::TooLarge)) => Err(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body over {} bytes\n", cgi.max_input_bytes),
+        )),
+        Ok(Err(BodyError::Read(e))) => {
+            tracing::debug!(peer = %addrs.peer, "CGI request body unreadable: {e}");
+            Err(plain(StatusCode::BAD_REQUEST, "unreadable request body\n"))
+        }
+        Err(_) => Err(plain(StatusCode::REQUEST_TIMEOUT, "request body not received in time\n")),
+    }
+}
+
+/// Starts the script with the CGI environment, in its own process group, in its directory.
+fn spawn(script: &Script, env: Vec<(String, OsString)>) -> std::io::Result<Child> {
     let mut command = Command::new(&script.file);
     command
         .env_clear()
@@ -363,60 +407,70 @@ async fn run(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            tracing::error!(script = %shown, "cannot start the CGI script: {e}");
-            return plain(StatusCode::BAD_GATEWAY, "CGI script failed\n");
-        }
-    };
-    let pid = child.id();
+    command.spawn()
+}
+
+/// Feeds the body to the script while reading its output (at most `limit` bytes) and its
+/// stderr, then waits for it to exit.
+async fn exchange(child: &mut Child, body: &[u8], limit: usize) -> Result<Ran, Failure> {
     let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-    let limit = cgi.max_output_bytes;
-    let exchange = async {
-        let feed = async {
-            if let Some(mut stdin) = stdin {
-                // A script that does not read its input closes the pipe: not an error.
-                let _ = stdin.write_all(&body).await;
-            }
-            Ok::<(), Failure>(())
-        };
-        let out = async {
-            match stdout {
-                Some(stdout) => read_limited(stdout, limit).await.map_err(|()| Failure::TooMuchOutput),
-                None => Ok(Vec::new()),
-            }
-        };
-        let err = async {
-            Ok(match stderr {
-                Some(stderr) => read_stderr(stderr).await,
-                None => Vec::new(),
-            })
-        };
-        let ((), out, err) = tokio::try_join!(feed, out, err)?;
-        let status = child.wait().await.map_err(Failure::Wait)?;
-        Ok::<(Vec<u8>, Vec<u8>, ExitStatus), Failure>((out, err, status))
-    };
-    let outcome = tokio::time::timeout(cgi.timeout, exchange).await;
-    let elapsed = started.elapsed();
-    let (out, err, exit) = match outcome {
-        Err(_) => {
-            kill(pid, &mut child);
-            tracing::warn!(peer = %addrs.peer, script = %shown, status = 504, "CGI script still running after {:?}; killed", cgi.timeout);
-            return plain(StatusCode::GATEWAY_TIMEOUT, "CGI script timed out\n");
+    let feed = async {
+        if let Some(mut stdin) = stdin {
+            // A script that does not read its input closes the pipe: not an error.
+            let _ = stdin.write_all(body).await;
         }
-        Ok(Err(Failure::TooMuchOutput)) => {
-            kill(pid, &mut child);
+        Ok::<(), Failure>(())
+    };
+    let out = async {
+        match stdout {
+            Some(stdout) => read_limited(stdout, limit).await.map_err(|()| Failure::TooMuchOutput),
+            None => Ok(Vec::new()),
+        }
+    };
+    let err = async {
+        Ok(match stderr {
+            Some(stderr) => read_stderr(stderr).await,
+            None => Vec::new(),
+        })
+    };
+    let ((), out, err) = tokio::try_join!(feed, out, err)?;
+    let exit = child.wait().await.map_err(Failure::Wait)?;
+    Ok(Ran { out, err, exit })
+}
+
+/// Kills a script that failed (too much output, no exit status) and answers 502.
+fn failed(
+    failure: Failure,
+    pid: Option<u32>,
+    child: &mut Child,
+    addrs: ConnAddrs,
+    shown: &str,
+    cgi: &CgiSettings,
+) -> Response<Full<Bytes>> {
+    kill(pid, child);
+    match failure {
+        Failure::TooMuchOutput => {
+            let limit = cgi.max_output_bytes;
             tracing::warn!(peer = %addrs.peer, script = %shown, status = 502, "CGI script wrote more than {limit} bytes; killed");
-            return plain(StatusCode::BAD_GATEWAY, "CGI script output too large\n");
+            plain(StatusCode::BAD_GATEWAY, "CGI script output too large\n")
         }
-        Ok(Err(Failure::Wait(e))) => {
-            kill(pid, &mut child);
+        Failure::Wait(e) => {
             tracing::error!(script = %shown, "CGI script: cannot collect its exit status: {e}");
-            return plain(StatusCode::BAD_GATEWAY, "CGI script failed\n");
+            plain(StatusCode::BAD_GATEWAY, "CGI script failed\n")
         }
-        Ok(Ok(done)) => done,
-    };
+    }
+}
+
+/// Answers with what a script that ran wrote (502 when unusable); logs its stderr, a
+/// failed exit and the request.
+fn respond(
+    addrs: ConnAddrs,
+    parts: &Parts,
+    shown: &str,
+    ran: Ran,
+    elapsed: Duration,
+) -> Response<Full<Bytes>> {
+    let Ran { out, err, exit } = ran;
     if !err.is_empty() {
         tracing::warn!(script = %shown, "CGI script stderr: {}", String::from_utf8_lossy(&err).trim_end());
     }

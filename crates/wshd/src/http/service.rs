@@ -18,7 +18,7 @@ use super::{auth, cgi, forwarded, static_files};
 pub(crate) use crate::addrs::ConnAddrs;
 use crate::metrics::RouteMetrics;
 use crate::plugin::{Accepted, HandshakeVerdict, Rejected, RequestView, Route, RouteTarget};
-use crate::server::ServerState;
+use crate::state::ServerState;
 use crate::ws::start::{self, Handler, SessionPlan};
 use crate::ws::{builtin, transport};
 
@@ -40,7 +40,7 @@ pub(crate) async fn handle(
     addrs: ConnAddrs,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, AbortConnection> {
-    let table = state.registry.current();
+    let table = state.snapshot();
     let origin = forwarded::resolve(&table.config.proxy, addrs.socket, addrs.secure, req.headers());
     let addrs = ConnAddrs { peer: origin.client, secure: origin.secure, ..addrs };
     if let Some(refusal) =
@@ -48,7 +48,7 @@ pub(crate) async fn handle(
     {
         return Ok(refusal);
     }
-    if let Some(route) = table.get(req.uri().path()) {
+    if let Some(route) = table.routes.get(req.uri().path()) {
         let route = Arc::clone(route);
         // A browser visiting a handler path that is also a page (e.g. `/`, aliased to
         // `/echo` like pywebsocket's handler map) gets the page; everything else is a
@@ -127,7 +127,8 @@ fn websocket(
         Ok(valid) => valid,
         Err(e) => return Ok(invalid(addrs, &route, e)),
     };
-    let slot = match start::admit(state, metrics, global_max, route.settings.max_connections) {
+    let cx = start::Context { lifecycle: &state.lifecycle, metrics: &state.metrics };
+    let slot = match start::admit(cx, metrics, global_max, route.settings.max_connections) {
         Ok(slot) => slot,
         Err(why) => return Ok(unavailable(addrs, &route, &why)),
     };
@@ -147,7 +148,7 @@ fn websocket(
         started,
         metrics: Arc::clone(metrics),
     };
-    start::spawn(state, hyper::upgrade::on(&mut req), plan, handler, slot);
+    start::spawn(cx, hyper::upgrade::on(&mut req), plan, handler, slot);
     Ok(response)
 }
 

@@ -8,7 +8,7 @@
 pub(crate) mod traffic;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,6 +69,8 @@ pub(crate) struct Metrics {
     draining: Gauge,
     /// Shared with the [`TrafficCollector`].
     routes: Arc<Mutex<HashMap<String, Arc<RouteMetrics>>>>,
+    /// Plugin loads and refusals, counted by the reloader.
+    plugins: Arc<PluginCounters>,
     /// Open WebSocket connections over all routes.
     open_total: AtomicUsize,
 }
@@ -174,28 +176,61 @@ impl Collector for TrafficCollector {
     }
 }
 
-/// Plugin counters, read from the reloader at each scrape.
+/// Plugin loads and refusals since start, pushed by the reloader as it loads or refuses a
+/// file; read at each scrape.
+#[derive(Debug, Default)]
+pub(crate) struct PluginCounters {
+    loads: AtomicU64,
+    refusals: AtomicU64,
+}
+
+impl PluginCounters {
+    /// Counts a successful load (every generation).
+    pub(crate) fn loaded(&self) {
+        self.loads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a refused handler file.
+    pub(crate) fn refused(&self) {
+        self.refusals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Loads so far.
+    pub(crate) fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
+    }
+
+    /// Refusals so far.
+    pub(crate) fn refusals(&self) -> u64 {
+        self.refusals.load(Ordering::Relaxed)
+    }
+}
+
+/// The plugin metrics: the counters the reloader pushes, and the number of libraries mapped
+/// now, read from its source at each scrape.
 #[derive(Debug)]
-struct PluginCollector;
+struct PluginCollector {
+    counters: Arc<PluginCounters>,
+    live_generations: fn() -> u64,
+}
 
 impl Collector for PluginCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let stats = crate::plugin::reload::stats();
-        let loads = ConstCounter::new(stats.loads);
+        let loads = ConstCounter::new(self.counters.loads());
         loads.encode(encoder.encode_descriptor(
             "wshd_plugin_loads",
             "Handler plugins loaded (every generation) since start",
             None,
             loads.metric_type(),
         )?)?;
-        let refusals = ConstCounter::new(stats.refusals);
+        let refusals = ConstCounter::new(self.counters.refusals());
         refusals.encode(encoder.encode_descriptor(
             "wshd_plugin_refusals",
             "Handler plugin files refused since start",
             None,
             refusals.metric_type(),
         )?)?;
-        let live = ConstGauge::new(i64::try_from(stats.live_generations).unwrap_or(i64::MAX));
+        let live = ConstGauge::new(i64::try_from((self.live_generations)()).unwrap_or(i64::MAX));
         live.encode(encoder.encode_descriptor(
             "wshd_plugin_live_generations",
             "Handler libraries mapped now (current generations and old ones still serving connections)",
@@ -207,8 +242,9 @@ impl Collector for PluginCollector {
 }
 
 impl Metrics {
-    /// A fresh set of metrics.
-    pub(crate) fn new() -> Metrics {
+    /// A fresh set of metrics; `live_generations` tells how many handler libraries are
+    /// mapped now (read at each scrape).
+    pub(crate) fn new(live_generations: fn() -> u64) -> Metrics {
         let mut registry = Registry::default();
         let open = Family::<RouteLabel, Gauge>::default();
         let opened = Family::<RouteLabel, Counter>::default();
@@ -239,7 +275,9 @@ impl Metrics {
         registry.register("wshd_draining", "1 while shutting down", draining.clone());
         let routes = Arc::new(Mutex::new(HashMap::new()));
         registry.register_collector(Box::new(TrafficCollector { routes: Arc::clone(&routes) }));
-        registry.register_collector(Box::new(PluginCollector));
+        let plugins = Arc::new(PluginCounters::default());
+        let counters = Arc::clone(&plugins);
+        registry.register_collector(Box::new(PluginCollector { counters, live_generations }));
         Metrics {
             registry,
             open,
@@ -250,8 +288,14 @@ impl Metrics {
             handshake_seconds,
             draining,
             routes,
+            plugins,
             open_total: AtomicUsize::new(0),
         }
+    }
+
+    /// The plugin load and refusal counters, for the reloader to count into.
+    pub(crate) fn plugin_counters(&self) -> Arc<PluginCounters> {
+        Arc::clone(&self.plugins)
     }
 
     /// The counters of `route` (made on first use, kept across reloads).
@@ -337,7 +381,7 @@ mod tests {
 
     #[test]
     fn limits_are_enforced_and_given_back() {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new(|| 0));
         let echo = metrics.route("/echo");
         let other = metrics.route("/other");
         let a = metrics.open(&echo, Some(3), Some(1)).unwrap_or_else(|e| panic!("{e:?}"));
@@ -353,7 +397,11 @@ mod tests {
 
     #[test]
     fn exposition_names_routes_and_plugins() {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new(|| 2));
+        let plugins = metrics.plugin_counters();
+        plugins.loaded();
+        plugins.loaded();
+        plugins.refused();
         let echo = metrics.route("/echo");
         let _slot = metrics.open(&echo, None, None);
         let traffic = echo.traffic.attach();
@@ -374,8 +422,9 @@ mod tests {
             "wshd_handshakes_total{route=\"none\",status=\"404\"} 1",
             "wshd_closes_total{route=\"/echo\",code=\"1000\",initiator=\"client\"} 1",
             "wshd_handshake_duration_seconds_count{route=\"/echo\"} 1",
-            "wshd_plugin_loads_total",
-            "wshd_plugin_live_generations",
+            "wshd_plugin_loads_total 2",
+            "wshd_plugin_refusals_total 1",
+            "wshd_plugin_live_generations 2",
             "# EOF",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");

@@ -1,5 +1,5 @@
-//! Plugins: discovery, loading and checking, the host side of the ABI, the route table, and
-//! hot reload.
+//! Plugins: discovery, loading and checking, the host side of the ABI, and the route table.
+//! Hot reload, which uses all of these, is [`crate::reload`].
 //!
 //! This module owns the plugin ABI (`wshd_sdk::abi`): the rest of the host talks to a
 //! plugin only through [`HandlerInstance`]'s safe methods (`handshake`, `start`), the
@@ -10,13 +10,10 @@ mod facade;
 mod host;
 mod loader;
 mod registry;
-pub mod reload;
 mod request;
 pub mod scan;
-pub mod watch;
 
 pub(crate) use facade::{Accepted, HandshakeVerdict, Rejected};
 pub use loader::{HandlerInstance, LoadError, Plugin, content_hash, live_generations, load, load_bytes};
-pub use registry::{LoadedHandler, Refusal, Registry, Route, RouteTable, RouteTarget};
-pub use reload::{PassOutcome, Reloader};
+pub use registry::{LoadedHandler, Refusal, Route, RouteTable, RouteTarget};
 pub(crate) use request::RequestView;

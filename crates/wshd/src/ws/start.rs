@@ -11,20 +11,29 @@ use super::session::{ConnShared, Driver, HandlerFuture, KeepAlive, SessionEnd, S
 use super::transport::{self, Agreement};
 use crate::addrs::ConnAddrs;
 use crate::config::WsSettings;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::{ConnSlot, LimitHit, Metrics, RouteMetrics};
-use crate::server::ServerState;
+
+/// What sessions share with the rest of the server.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Context<'a> {
+    /// The drain signal and the task tracker sessions run on.
+    pub(crate) lifecycle: &'a Lifecycle,
+    /// The server's counters (and the open-connection counts behind the limits).
+    pub(crate) metrics: &'a Arc<Metrics>,
+}
 
 /// Takes a connection slot for a route, or says why not (the drain, or a limit).
 pub(crate) fn admit(
-    state: &ServerState,
+    cx: Context<'_>,
     route: &Arc<RouteMetrics>,
     global_max: Option<usize>,
     route_max: Option<usize>,
 ) -> Result<ConnSlot, String> {
-    if state.is_draining() {
+    if cx.lifecycle.is_draining() {
         return Err("shutting down".to_owned());
     }
-    Metrics::open(&state.metrics, route, global_max, route_max).map_err(|hit| match hit {
+    Metrics::open(cx.metrics, route, global_max, route_max).map_err(|hit| match hit {
         LimitHit::Global(max) => format!("server connection limit reached ({max})"),
         LimitHit::Route(max) => format!("route connection limit reached ({max})"),
     })
@@ -66,14 +75,14 @@ pub(crate) struct SessionPlan {
 /// Runs the session on its own task once the connection is upgraded (the 101 is being sent
 /// by the caller). `slot` is given back when the session ends.
 pub(crate) fn spawn(
-    state: &Arc<ServerState>,
+    cx: Context<'_>,
     on_upgrade: OnUpgrade,
     mut plan: SessionPlan,
     handler: Handler,
     slot: ConnSlot,
 ) {
-    let state = Arc::clone(state);
-    state.tasks.clone().spawn(async move {
+    let (lifecycle, metrics) = (cx.lifecycle.clone(), Arc::clone(cx.metrics));
+    cx.lifecycle.tasks.spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(e) => {
@@ -87,24 +96,24 @@ pub(crate) fn spawn(
         let shared = ConnShared::new(stream, settings, keep_alive.clone());
         let future = start(&shared);
         let end = Driver::new(future, shared)
-            .shutdown_on(state.shutdown.clone(), Arc::clone(&state.draining))
+            .shutdown_on(lifecycle.shutdown.clone(), Arc::clone(&lifecycle.draining))
             .await;
         drop(slot);
-        finish(&state, &plan, &name, &file, &end);
+        finish(&metrics, &plan, &name, &file, &end);
         // Keep the handler's code loaded until the session is fully over.
         drop(keep_alive);
     });
 }
 
 /// Counts the ended session and writes its access-log line.
-fn finish(state: &ServerState, plan: &SessionPlan, handler: &str, file: &str, end: &SessionEnd) {
+fn finish(server_metrics: &Metrics, plan: &SessionPlan, handler: &str, file: &str, end: &SessionEnd) {
     let SessionPlan { path, protocol, addrs, started, metrics, .. } = plan;
     if end.panicked {
         metrics.panics.inc();
         tracing::error!(peer = %addrs.peer, path = %path, %handler, %file, "handler panicked in transfer_data; connection closed with 1011");
     }
     let s = &end.summary;
-    state.metrics.close(path, s.close_code, s.initiator);
+    server_metrics.close(path, s.close_code, s.initiator);
     // The access log: one event per WebSocket connection.
     tracing::info!(
         target: "wshd::access",
