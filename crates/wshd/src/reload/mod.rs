@@ -9,11 +9,11 @@
 //! runs on tokio's blocking pool, never on a runtime worker. See
 //! `docs/decisions/0007-state-snapshot-and-reload.md`.
 
-pub(crate) mod decide;
+mod decide;
 mod pass;
 mod sighup;
-pub(crate) mod task;
-pub(crate) mod watch;
+mod task;
+mod watch;
 
 pub use pass::{PassOutcome, Reloader};
 pub use sighup::ConfigSource;
