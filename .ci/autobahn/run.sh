@@ -4,7 +4,7 @@
 # "N passed, M failed"; the exit status is 0 only when every case got its expected, passing
 # verdict (1: some did not; 2: usage or install error).
 #
-#   bash .ci/autobahn/run.sh ws://127.0.0.1:9998/echo            # all 517 cases, ~10 min
+#   bash .ci/autobahn/run.sh ws://127.0.0.1:9998/echo            # all 517 cases, 10-13 min
 #   bash .ci/autobahn/run.sh ws://127.0.0.1:9998/echo --cases '1.*,7.1.5'
 #   bash .ci/autobahn/run.sh ws://127.0.0.1:9998/echo --update   # rewrite expected.json
 #
