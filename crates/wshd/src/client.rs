@@ -25,6 +25,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use wshd_sdk::CloseCode;
 
 use crate::http::handshake::accept_key;
 use crate::ws::codec::deflate::{self, Agreement};
@@ -238,7 +239,8 @@ where
             Some(Incoming::Close(code, reason)) => {
                 let reason = String::from_utf8_lossy(&reason);
                 return Err(format!(
-                    "the server closed the connection instead of answering: {code} {reason}"
+                    "the server closed the connection instead of answering: {} {reason}",
+                    code.as_u16()
                 ));
             }
             None => return Err("the server ended the connection instead of answering".into()),
@@ -408,7 +410,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// Sends a close and waits for the server's answer.
     async fn close(&mut self) -> Result<(), String> {
         println!("Send close");
-        self.ws.queue_close(1000, "");
+        self.ws.queue_close(CloseCode::NORMAL, "");
         self.flush("send close").await?;
         loop {
             match self.receive().await? {
@@ -453,7 +455,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                     self.read_done = true;
                     self.failure = Some(format!(
                         "the server broke the WebSocket protocol ({}): closed the connection with {}",
-                        failure.reason, failure.code
+                        failure.reason,
+                        failure.code.as_u16()
                     ));
                 }
             }

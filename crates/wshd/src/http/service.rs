@@ -384,7 +384,7 @@ async fn run_session(
         tracing::error!(peer = %addrs.peer, path = %route.path, %handler, %file, "handler panicked in transfer_data; connection closed with 1011");
     }
     let s = &end.summary;
-    state.metrics.close(&route.path, s.close_code, s.initiator);
+    state.metrics.close(&route.path, s.close_code.as_u16(), s.initiator);
     // The access log: one event per WebSocket connection.
     tracing::info!(
         target: "wshd::access",
@@ -401,10 +401,10 @@ async fn run_session(
         bytes_out = s.bytes_out,
         wire_in = s.wire_in,
         wire_out = s.wire_out,
-        close_code = s.close_code,
+        close_code = s.close_code.as_u16(),
         close_by = s.initiator,
         close_reason = s.reason,
-        peer_close = end.peer_code,
+        peer_close = end.peer_code.as_u16(),
         aborted = end.aborted,
         "connection closed"
     );

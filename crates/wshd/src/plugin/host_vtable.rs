@@ -11,6 +11,7 @@ use std::task::Poll;
 
 use async_ffi::{FfiContext, FfiFuture, FutureExt};
 use bytes::Bytes;
+use wshd_sdk::CloseCode;
 use wshd_sdk::abi::*;
 
 use super::loader::Plugin;
@@ -300,7 +301,7 @@ unsafe extern "C" fn conn_poll_recv(ctx: *const c_void, fcx: *mut FfiContext, ou
                 Inbound::Text(b) => (MSG_TEXT, 0, b),
                 Inbound::Binary(b) => (MSG_BINARY, 0, b),
                 Inbound::Pong(b) => (MSG_PONG, 0, b),
-                Inbound::Closed(code, reason) => (MSG_CLOSED, code, reason),
+                Inbound::Closed(code, reason) => (MSG_CLOSED, code.as_u16(), reason),
             };
             // SAFETY: `out` is a valid place provided by the caller for this call.
             unsafe { out.write(RRecv { kind, close_code, data: lend(data) }) };
@@ -379,6 +380,7 @@ unsafe extern "C" fn conn_start_close(ctx: *const c_void, code: u16, reason: RSt
     guard("start_close", POLL_CLOSED, || {
         // SAFETY: a live connection reference; `reason` is valid for the call (copied inside).
         let (shared, reason) = unsafe { (conn(ctx), bytes_of(reason)) };
+        let Some(code) = CloseCode::new(code) else { return POLL_INVALID };
         op_code(shared.start_close(code, reason))
     })
 }
@@ -397,7 +399,7 @@ unsafe extern "C" fn conn_poll_closed(
             return POLL_PENDING;
         };
         // SAFETY: `out` is a valid place provided by the caller for this call.
-        unsafe { out.write(RCloseStatus { code, reason: lend(reason) }) };
+        unsafe { out.write(RCloseStatus { code: code.as_u16(), reason: lend(reason) }) };
         POLL_READY
     })
 }
@@ -411,7 +413,15 @@ unsafe extern "C" fn conn_set_close_reply(ctx: *const c_void, code: u16, reason:
     guard("set_close_reply", POLL_CLOSED, || {
         // SAFETY: a live connection reference; `reason` is valid for the call (copied inside).
         let (shared, reason) = unsafe { (conn(ctx), bytes_of(reason)) };
-        op_code(shared.set_close_reply(code, reason))
+        // 0: echo the peer's close.
+        let reply = match code {
+            0 => None,
+            code => match CloseCode::new(code) {
+                Some(code) => Some(code),
+                None => return POLL_INVALID,
+            },
+        };
+        op_code(shared.set_close_reply(reply, reason))
     })
 }
 

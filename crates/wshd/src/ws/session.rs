@@ -44,8 +44,9 @@ pub(crate) enum Inbound {
     Binary(Bytes),
     /// A pong (only with notifications on).
     Pong(Bytes),
-    /// The connection is closed: the peer's code and reason, or ours after a failure.
-    Closed(u16, Bytes),
+    /// The connection is closed: the peer's code and reason, or ours after a failure
+    /// (1006 when there was no close frame).
+    Closed(CloseCode, Bytes),
 }
 
 /// Why an operation on the connection failed.
@@ -113,7 +114,7 @@ struct ConnState {
     /// Nothing more will be read (peer's close, EOF, failure, or close timeout).
     read_done: bool,
     /// The close the handler is told about: the peer's, or ours after a protocol failure.
-    close_status: Option<(u16, Bytes)>,
+    close_status: Option<(CloseCode, Bytes)>,
     /// A protocol failure waiting for the messages before it to be consumed.
     pending_failure: Option<Failure>,
     close_deadline: Option<Instant>,
@@ -238,7 +239,7 @@ impl ConnShared {
             return Poll::Ready(Inbound::Closed(*code, reason.clone()));
         }
         if st.read_done || st.stream.is_none() {
-            return Poll::Ready(Inbound::Closed(1006, Bytes::new()));
+            return Poll::Ready(Inbound::Closed(CloseCode::ABNORMAL, Bytes::new()));
         }
         st.remember_receiver(cx.waker());
         Poll::Pending
@@ -296,9 +297,10 @@ impl ConnShared {
         stream.poll_flush(cx).map_err(|_| OpError::Closed)
     }
 
-    /// Starts the closing handshake on the handler's request.
-    pub(crate) fn start_close(&self, code: u16, reason: &[u8]) -> Result<(), OpError> {
-        if !CloseCode::new(code).is_some_and(CloseCode::is_sendable) || reason.len() > 123 {
+    /// Starts the closing handshake on the handler's request: `code` must be sendable and
+    /// `reason` UTF-8 of at most 123 bytes.
+    pub(crate) fn start_close(&self, code: CloseCode, reason: &[u8]) -> Result<(), OpError> {
+        if !code.is_sendable() || reason.len() > 123 {
             return Err(OpError::Invalid);
         }
         let reason = std::str::from_utf8(reason).map_err(|_| OpError::Invalid)?;
@@ -308,25 +310,28 @@ impl ConnShared {
         Ok(())
     }
 
-    /// Ready when the closing handshake is over; yields the peer's close.
-    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<(u16, Bytes)> {
+    /// Ready when the closing handshake is over; yields the peer's close (1006 when none).
+    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<(CloseCode, Bytes)> {
         let mut st = self.lock();
         if st.read_done || st.stream.is_none() {
-            return Poll::Ready(st.close_status.clone().unwrap_or((1006, Bytes::new())));
+            return Poll::Ready(st.close_status.clone().unwrap_or((CloseCode::ABNORMAL, Bytes::new())));
         }
         st.remember_receiver(cx.waker());
         Poll::Pending
     }
 
-    /// Sets the answer to the peer's close: `code` 0 echoes it (the default).
-    pub(crate) fn set_close_reply(&self, code: u16, reason: &[u8]) -> Result<(), OpError> {
-        let reply = if code == 0 {
-            None
-        } else {
-            if !CloseCode::new(code).is_some_and(CloseCode::is_sendable) || reason.len() > 123 {
-                return Err(OpError::Invalid);
+    /// Sets the answer to the peer's close: `code` and `reason` (as for
+    /// [`start_close`](Self::start_close)), or with `None` the peer's code and reason echoed
+    /// (the default).
+    pub(crate) fn set_close_reply(&self, code: Option<CloseCode>, reason: &[u8]) -> Result<(), OpError> {
+        let reply = match code {
+            None => None,
+            Some(code) => {
+                if !code.is_sendable() || reason.len() > 123 {
+                    return Err(OpError::Invalid);
+                }
+                Some((code, std::str::from_utf8(reason).map_err(|_| OpError::Invalid)?.to_owned()))
             }
-            Some((code, std::str::from_utf8(reason).map_err(|_| OpError::Invalid)?.to_owned()))
         };
         let mut st = self.lock();
         let Some(stream) = st.stream.as_mut() else { return Err(OpError::Closed) };
@@ -421,7 +426,7 @@ impl ConnState {
     }
 
     /// Queues our close frame once and starts the close timer.
-    fn begin_close(&mut self, code: u16, reason: &str, timeout: Duration) {
+    fn begin_close(&mut self, code: CloseCode, reason: &str, timeout: Duration) {
         let Some(stream) = self.stream.as_mut() else { return };
         if stream.close_sent() {
             return;
@@ -476,12 +481,16 @@ impl ConnState {
                 }
                 Poll::Ready(Ok(ReadProgress::Eof)) => {
                     self.read_done = true;
-                    self.close_status.get_or_insert((1006, Bytes::new()));
+                    self.close_status.get_or_insert((CloseCode::ABNORMAL, Bytes::new()));
                     changed = true;
                 }
                 Poll::Ready(Err(failure)) => {
                     // The codec keeps reading only to find the peer's answer to our close.
-                    tracing::debug!(code = failure.code, reason = failure.reason, "protocol failure");
+                    tracing::debug!(
+                        code = failure.code.as_u16(),
+                        reason = failure.reason,
+                        "protocol failure"
+                    );
                     self.close_status
                         .get_or_insert((failure.code, Bytes::from_static(failure.reason.as_bytes())));
                     self.pending_failure = Some(failure);
@@ -521,8 +530,9 @@ pub(crate) struct SessionEnd {
     pub(crate) panicked: bool,
     /// The handler aborted the TCP connection.
     pub(crate) aborted: bool,
-    /// The close code the client sent (or 1006 when none).
-    pub(crate) peer_code: u16,
+    /// The close code the handler was told: the client's (or ours after a protocol failure),
+    /// 1006 when none.
+    pub(crate) peer_code: CloseCode,
     /// Counts and the closing handshake, for the access log and the metrics.
     pub(crate) summary: Summary,
 }
@@ -613,7 +623,7 @@ impl Driver {
     fn end(&self) -> SessionEnd {
         let mut st = self.shared.lock();
         let aborted = st.aborted;
-        let peer_code = st.close_status.as_ref().map_or(1006, |(c, _)| *c);
+        let peer_code = st.close_status.as_ref().map_or(CloseCode::ABNORMAL, |(c, _)| *c);
         let summary = st.upkeep.summary(st.close_status.as_ref().map(|(c, _)| *c), aborted);
         st.upkeep.detach_traffic();
         // Close TCP now, even if a `Sender` handle outlives the session.
@@ -628,7 +638,11 @@ impl Driver {
         self.panicked = panicked;
         let mut st = self.shared.lock();
         st.close_on_failure(true, close_timeout);
-        st.begin_close(if panicked { 1011 } else { 1000 }, "", close_timeout);
+        st.begin_close(
+            if panicked { CloseCode::INTERNAL_ERROR } else { CloseCode::NORMAL },
+            "",
+            close_timeout,
+        );
     }
 }
 
@@ -661,7 +675,7 @@ impl Future for Driver {
                     Poll::Ready(Err(_)) => {
                         // The peer is gone: nothing more can be written or read.
                         st.read_done = true;
-                        st.close_status.get_or_insert((1006, Bytes::new()));
+                        st.close_status.get_or_insert((CloseCode::ABNORMAL, Bytes::new()));
                         true
                     }
                     Poll::Pending => false,
@@ -672,7 +686,7 @@ impl Future for Driver {
             if close_timed_out(&mut this.close_timer, deadline, cx) {
                 tracing::debug!("closing handshake timed out");
                 st.read_done = true;
-                st.close_status.get_or_insert((1006, Bytes::new()));
+                st.close_status.get_or_insert((CloseCode::ABNORMAL, Bytes::new()));
                 st.stream = None;
                 st.wake_receiver();
             }

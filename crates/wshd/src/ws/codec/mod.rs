@@ -68,21 +68,21 @@ pub(crate) enum Incoming {
     Ping(Bytes),
     /// A pong.
     Pong(Bytes),
-    /// The peer's close frame: code (1005 for none) and reason. Answered already unless we
-    /// had sent ours first.
-    Close(u16, Bytes),
+    /// The peer's close frame: code ([`CloseCode::NO_STATUS`] for none) and reason. Answered
+    /// already unless we had sent ours first.
+    Close(CloseCode, Bytes),
 }
 
 /// The peer broke the protocol: close with this code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Failure {
     /// Close code: 1002, 1007 or 1009.
-    pub(crate) code: u16,
+    pub(crate) code: CloseCode,
     /// Close reason (short, ASCII).
     pub(crate) reason: &'static str,
 }
 
-const fn fail(code: u16, reason: &'static str) -> Failure {
+const fn fail(code: CloseCode, reason: &'static str) -> Failure {
     Failure { code, reason }
 }
 
@@ -197,7 +197,7 @@ pub(crate) struct WsConn<IO> {
     /// A failure was reported: frames are now only scanned for the peer's close.
     failed: bool,
     /// The answer to the peer's close; `None` echoes its code and reason.
-    close_reply: Option<(u16, String)>,
+    close_reply: Option<(CloseCode, String)>,
 }
 
 impl<IO> std::fmt::Debug for WsConn<IO> {
@@ -237,7 +237,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
     }
 
     /// Chooses the answer to the peer's close (`None`: echo its code and reason).
-    pub(crate) fn set_close_reply(&mut self, reply: Option<(u16, String)>) {
+    pub(crate) fn set_close_reply(&mut self, reply: Option<(CloseCode, String)>) {
         self.close_reply = reply;
     }
 
@@ -329,7 +329,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
                                 *data = &[];
                                 None
                             }
-                            Err(_) => return Err(fail(1002, "invalid frame length")),
+                            Err(_) => return Err(fail(CloseCode::PROTOCOL_ERROR, "invalid frame length")),
                         }
                     } else {
                         let take = (stash.len() - *len).min(data.len());
@@ -345,7 +345,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
                                 *data = &data[take..];
                                 None
                             }
-                            Err(_) => return Err(fail(1002, "invalid frame length")),
+                            Err(_) => return Err(fail(CloseCode::PROTOCOL_ERROR, "invalid frame length")),
                         }
                     };
                     if let Some(header) = parsed {
@@ -405,46 +405,46 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
     /// Validates a frame header and starts or continues the message it belongs to.
     fn check_frame(&mut self, h: &Header) -> Result<(), Failure> {
         match (self.role, h.mask.is_some()) {
-            (Role::Server, false) => return Err(fail(1002, "unmasked client frame")),
-            (Role::Client, true) => return Err(fail(1002, "masked server frame")),
+            (Role::Server, false) => return Err(fail(CloseCode::PROTOCOL_ERROR, "unmasked client frame")),
+            (Role::Client, true) => return Err(fail(CloseCode::PROTOCOL_ERROR, "masked server frame")),
             _ => {}
         }
         if h.rsv23 {
-            return Err(fail(1002, "reserved bits set"));
+            return Err(fail(CloseCode::PROTOCOL_ERROR, "reserved bits set"));
         }
         match h.opcode {
             OP_CLOSE | OP_PING | OP_PONG => {
                 if !h.fin {
-                    return Err(fail(1002, "fragmented control frame"));
+                    return Err(fail(CloseCode::PROTOCOL_ERROR, "fragmented control frame"));
                 }
                 if h.payload_len > 125 {
-                    return Err(fail(1002, "control frame too long"));
+                    return Err(fail(CloseCode::PROTOCOL_ERROR, "control frame too long"));
                 }
                 if h.rsv1 {
-                    return Err(fail(1002, "reserved bits set"));
+                    return Err(fail(CloseCode::PROTOCOL_ERROR, "reserved bits set"));
                 }
                 return Ok(());
             }
             OP_CONTINUATION => {
                 if self.message.is_none() {
-                    return Err(fail(1002, "continuation without a message"));
+                    return Err(fail(CloseCode::PROTOCOL_ERROR, "continuation without a message"));
                 }
                 if h.rsv1 {
-                    return Err(fail(1002, "RSV1 on a continuation frame"));
+                    return Err(fail(CloseCode::PROTOCOL_ERROR, "RSV1 on a continuation frame"));
                 }
             }
             OP_TEXT | OP_BINARY => {
                 if self.message.is_some() {
-                    return Err(fail(1002, "new message inside a fragmented one"));
+                    return Err(fail(CloseCode::PROTOCOL_ERROR, "new message inside a fragmented one"));
                 }
                 if h.rsv1 && self.deflate.is_none() {
-                    return Err(fail(1002, "reserved bits set"));
+                    return Err(fail(CloseCode::PROTOCOL_ERROR, "reserved bits set"));
                 }
             }
-            _ => return Err(fail(1002, "unknown opcode")),
+            _ => return Err(fail(CloseCode::PROTOCOL_ERROR, "unknown opcode")),
         }
         if h.payload_len > self.limits.max_frame as u64 {
-            return Err(fail(1009, "frame too big"));
+            return Err(fail(CloseCode::MESSAGE_TOO_BIG, "frame too big"));
         }
         let message = self.message.get_or_insert_with(|| MessageInProgress {
             text: h.opcode == OP_TEXT,
@@ -455,7 +455,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
         if !message.compressed {
             let total = message.data.len() as u64 + h.payload_len;
             if total > self.limits.max_message as u64 {
-                return Err(fail(1009, "message too big"));
+                return Err(fail(CloseCode::MESSAGE_TOO_BIG, "message too big"));
             }
             // Reserve what the header announces, but not more than 1 MiB ahead of the data
             // actually arriving (a header alone must not make us allocate 16 MiB).
@@ -490,7 +490,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
                 Some(codec) => codec
                     .decompress(&self.inflate_input, false, &mut message.data, self.limits.max_message)
                     .map_err(inflate_failure),
-                None => Err(fail(1002, "reserved bits set")),
+                None => Err(fail(CloseCode::PROTOCOL_ERROR, "reserved bits set")),
             };
             if let Err(failure) = result {
                 self.skip_rest_of_frame();
@@ -502,7 +502,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
         }
         if message.text && message.utf8.feed(&message.data[new_from..]).is_err() {
             self.skip_rest_of_frame();
-            return Err(fail(1007, "invalid UTF-8 in a text message"));
+            return Err(fail(CloseCode::INVALID_PAYLOAD, "invalid UTF-8 in a text message"));
         }
         Ok(())
     }
@@ -521,10 +521,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
         };
         if self.failed {
             if header.opcode == OP_CLOSE && !skip {
-                // The peer's answer to our close; its content no longer matters.
+                // The peer's answer to our close; its content no longer matters (a code outside
+                // 1000-4999 is reported as none).
                 let code = match self.control.get(..2) {
-                    Some(c) => u16::from_be_bytes([c[0], c[1]]),
-                    None => 1005,
+                    Some(c) => {
+                        CloseCode::new(u16::from_be_bytes([c[0], c[1]])).unwrap_or(CloseCode::NO_STATUS)
+                    }
+                    None => CloseCode::NO_STATUS,
                 };
                 self.close_received = true;
                 self.read_done = true;
@@ -550,15 +553,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
                 self.close_received = true;
                 self.read_done = true;
                 let (code, reason) = match self.control.len() {
-                    0 => (1005, Bytes::new()),
-                    1 => return Err(fail(1002, "close frame with a 1-byte body")),
+                    0 => (CloseCode::NO_STATUS, Bytes::new()),
+                    1 => return Err(fail(CloseCode::PROTOCOL_ERROR, "close frame with a 1-byte body")),
                     _ => {
-                        let code = u16::from_be_bytes([self.control[0], self.control[1]]);
-                        if !CloseCode::new(code).is_some_and(CloseCode::is_sendable) {
-                            return Err(fail(1002, "invalid close code"));
-                        }
+                        let raw = u16::from_be_bytes([self.control[0], self.control[1]]);
+                        let Some(code) = CloseCode::new(raw).filter(|code| code.is_sendable()) else {
+                            return Err(fail(CloseCode::PROTOCOL_ERROR, "invalid close code"));
+                        };
                         if std::str::from_utf8(&self.control[2..]).is_err() {
-                            return Err(fail(1007, "invalid UTF-8 in the close reason"));
+                            return Err(fail(
+                                CloseCode::INVALID_PAYLOAD,
+                                "invalid UTF-8 in the close reason",
+                            ));
                         }
                         (code, Bytes::copy_from_slice(&self.control[2..]))
                     }
@@ -569,11 +575,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
                     let mut body = Vec::with_capacity(2 + reason.len());
                     match &self.close_reply {
                         Some((reply_code, reply_reason)) => {
-                            body.extend_from_slice(&reply_code.to_be_bytes());
+                            body.extend_from_slice(&reply_code.as_u16().to_be_bytes());
                             body.extend_from_slice(reply_reason.as_bytes());
                         }
-                        None if code != 1005 => {
-                            body.extend_from_slice(&code.to_be_bytes());
+                        None if code != CloseCode::NO_STATUS => {
+                            body.extend_from_slice(&code.as_u16().to_be_bytes());
                             body.extend_from_slice(&reason);
                         }
                         None => {}
@@ -592,11 +598,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
                         .decompress(&[], true, &mut message.data, self.limits.max_message)
                         .map_err(inflate_failure)?;
                     if message.text && message.utf8.feed(&message.data[before..]).is_err() {
-                        return Err(fail(1007, "invalid UTF-8 in a text message"));
+                        return Err(fail(CloseCode::INVALID_PAYLOAD, "invalid UTF-8 in a text message"));
                     }
                 }
                 if message.text && !message.utf8.is_complete() {
-                    return Err(fail(1007, "invalid UTF-8 in a text message"));
+                    return Err(fail(CloseCode::INVALID_PAYLOAD, "invalid UTF-8 in a text message"));
                 }
                 let data = Bytes::from(message.data);
                 deliver(if message.text { Incoming::Text(data) } else { Incoming::Binary(data) });
@@ -696,12 +702,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
     }
 
     /// Queues our close frame (once; later calls do nothing).
-    pub(crate) fn queue_close(&mut self, code: u16, reason: &str) {
+    pub(crate) fn queue_close(&mut self, code: CloseCode, reason: &str) {
         if self.close_sent {
             return;
         }
         let mut body = Vec::with_capacity(2 + reason.len());
-        body.extend_from_slice(&code.to_be_bytes());
+        body.extend_from_slice(&code.as_u16().to_be_bytes());
         body.extend_from_slice(reason.as_bytes());
         self.push_frame(true, false, OP_CLOSE, Bytes::from(body));
         self.close_sent = true;
@@ -762,8 +768,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConn<IO> {
 
 fn inflate_failure(e: InflateError) -> Failure {
     match e {
-        InflateError::Corrupt => fail(1002, "invalid compressed data"),
-        InflateError::TooBig => fail(1009, "message too big"),
+        InflateError::Corrupt => fail(CloseCode::PROTOCOL_ERROR, "invalid compressed data"),
+        InflateError::TooBig => fail(CloseCode::MESSAGE_TOO_BIG, "message too big"),
     }
 }
 

@@ -116,7 +116,7 @@ async fn invalid_utf8_fails_before_the_frame_ends() {
     let frame = client_frame(true, false, OP_TEXT, b"abc\xffdefghijklmnop");
     client.write_all(&frame[..frame.len() - 8]).await.unwrap_or_default();
     let (_, r) = read_items(&mut c, 1).await;
-    assert_eq!(r.map_err(|f| f.code), Err(1007));
+    assert_eq!(r.map_err(|f| f.code.as_u16()), Err(1007));
 }
 
 #[tokio::test]
@@ -146,7 +146,7 @@ async fn protocol_violations_fail_with_1002_and_oversize_with_1009() {
         let (mut c, mut client) = conn(None);
         client.write_all(&wire).await.unwrap_or_default();
         let (_, r) = read_items(&mut c, 1).await;
-        assert_eq!(r.map_err(|f| f.code), Err(code), "{:02x?}", &wire[..wire.len().min(8)]);
+        assert_eq!(r.map_err(|f| f.code.as_u16()), Err(code), "{:02x?}", &wire[..wire.len().min(8)]);
     }
 }
 
@@ -155,7 +155,10 @@ async fn a_close_is_answered_with_the_same_code_and_reason() {
     let (mut c, mut client) = conn(None);
     client.write_all(&client_frame(true, false, OP_CLOSE, b"\x0f\xa0bye")).await.unwrap_or_default();
     let (items, r) = read_items(&mut c, 1).await;
-    assert_eq!(items, vec![Incoming::Close(4000, Bytes::from_static(b"bye"))]);
+    assert_eq!(
+        items,
+        vec![Incoming::Close(CloseCode::new(4000).unwrap_or(CloseCode::NORMAL), Bytes::from_static(b"bye"))]
+    );
     assert_eq!(r, Ok(ReadProgress::Closed));
     assert!(c.close_sent());
     poll_fn(|cx| c.poll_flush(cx)).await.unwrap_or_default();
@@ -202,7 +205,7 @@ async fn the_client_masks_every_frame_with_a_fresh_key() {
     c.queue_data(DataKind::Binary, true, &data).unwrap_or_else(|e| panic!("{e:?}"));
     c.queue_data(DataKind::Binary, true, &[0x5a; 300]).unwrap_or_else(|e| panic!("{e:?}"));
     c.queue_ping(b"p").unwrap_or_else(|e| panic!("{e:?}"));
-    c.queue_close(1000, "bye");
+    c.queue_close(CloseCode::NORMAL, "bye");
     poll_fn(|cx| c.poll_flush(cx)).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(data, b"hello, server", "the caller's buffer is untouched");
     let mut keys = Vec::new();
@@ -245,12 +248,12 @@ async fn the_client_refuses_a_masked_frame_with_1002() {
     server.write_all(&client_frame(true, false, OP_TEXT, b"masked")).await.unwrap_or_else(|e| panic!("{e}"));
     let (items, r) = read_items(&mut c, 1).await;
     assert!(items.is_empty(), "{items:?}");
-    assert_eq!(r, Err(Failure { code: 1002, reason: "masked server frame" }));
+    assert_eq!(r, Err(Failure { code: CloseCode::PROTOCOL_ERROR, reason: "masked server frame" }));
     // The server role still refuses unmasked frames.
     let (mut s, mut client) = conn(None);
     client.write_all(&server_frame(true, false, OP_TEXT, b"bare")).await.unwrap_or_else(|e| panic!("{e}"));
     let (_, r) = read_items(&mut s, 1).await;
-    assert_eq!(r, Err(Failure { code: 1002, reason: "unmasked client frame" }));
+    assert_eq!(r, Err(Failure { code: CloseCode::PROTOCOL_ERROR, reason: "unmasked client frame" }));
 }
 
 #[tokio::test]

@@ -27,6 +27,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use wshd_sdk::CloseCode;
 
 use super::{ConnState, SessionSettings};
 use crate::metrics::traffic::TrafficHandle;
@@ -54,7 +55,7 @@ pub(super) struct Upkeep {
     /// Since when data has waited without the socket taking any of it.
     stall_since: Option<Instant>,
     /// Our close code, and whether we sent it before the peer's close.
-    our_close: Option<(u16, bool)>,
+    our_close: Option<(CloseCode, bool)>,
     /// The peer's close frame arrived.
     pub(super) peer_closed: bool,
     /// Why the server closed on its own, if it did.
@@ -81,7 +82,7 @@ pub(crate) struct Summary {
     /// Bytes written to the socket.
     pub(crate) wire_out: u64,
     /// The close code of the closing handshake (1006 when there was none).
-    pub(crate) close_code: u16,
+    pub(crate) close_code: CloseCode,
     /// Who closed first: `client`, `server` or `none` (the TCP connection just ended).
     pub(crate) initiator: &'static str,
     /// Why the server closed on its own (`idle`, `going away`, `pong timeout`, …), or "".
@@ -156,18 +157,18 @@ impl Upkeep {
     }
 
     /// Our close frame was queued.
-    pub(super) fn close_sent(&mut self, code: u16) {
+    pub(super) fn close_sent(&mut self, code: CloseCode) {
         let first = !self.peer_closed;
         self.our_close.get_or_insert((code, first));
     }
 
     /// The summary at the end of the session; `peer_code` is the close the handler was told.
-    pub(super) fn summary(&self, peer_code: Option<u16>, aborted: bool) -> Summary {
+    pub(super) fn summary(&self, peer_code: Option<CloseCode>, aborted: bool) -> Summary {
         let (close_code, initiator) = match (self.our_close, peer_code) {
             (Some((code, true)), _) => (code, "server"),
             (_, Some(code)) if self.peer_closed => (code, "client"),
-            _ if aborted => (1006, "server"),
-            _ => (1006, "none"),
+            _ if aborted => (CloseCode::ABNORMAL, "server"),
+            _ => (CloseCode::ABNORMAL, "none"),
         };
         let reason = if aborted && self.reason.is_none() {
             "aborted by the handler"
@@ -191,12 +192,12 @@ impl Upkeep {
 
 impl ConnState {
     /// Starts a close the server decided on (`reason` is also the close reason).
-    pub(super) fn server_close(&mut self, code: u16, reason: &'static str, settings: &SessionSettings) {
+    pub(super) fn server_close(&mut self, code: CloseCode, reason: &'static str, settings: &SessionSettings) {
         let Some(stream) = self.stream.as_ref() else { return };
         if stream.close_sent() {
             return;
         }
-        tracing::debug!(code, reason, "closing the connection");
+        tracing::debug!(code = code.as_u16(), reason, "closing the connection");
         self.upkeep.reason.get_or_insert(reason);
         self.begin_close(code, reason, settings.close_timeout);
     }
@@ -208,7 +209,7 @@ impl ConnState {
         if backlog < settings.max_send_queue_bytes {
             return true;
         }
-        self.server_close(1008, "send queue full", settings);
+        self.server_close(CloseCode::POLICY_VIOLATION, "send queue full", settings);
         self.wake_driver();
         false
     }
@@ -217,14 +218,14 @@ impl ConnState {
     fn drop_dead_peer(&mut self, cx: &mut Context<'_>) {
         tracing::debug!("no answer to the keepalive ping; dropping the connection");
         if let Some(stream) = self.stream.as_mut() {
-            stream.queue_close(1011, "pong timeout");
+            stream.queue_close(CloseCode::INTERNAL_ERROR, "pong timeout");
             let _ = stream.poll_flush(cx);
         }
         self.upkeep.reason.get_or_insert("pong timeout");
-        self.upkeep.our_close.get_or_insert((1006, true));
+        self.upkeep.our_close.get_or_insert((CloseCode::ABNORMAL, true));
         self.stream = None;
         self.read_done = true;
-        self.close_status.get_or_insert((1006, Bytes::new()));
+        self.close_status.get_or_insert((CloseCode::ABNORMAL, Bytes::new()));
         self.wake_receiver();
     }
 }
@@ -280,7 +281,7 @@ impl Timers {
             self.registered = true;
             if shutdown.as_mut().poll(cx).is_ready() {
                 self.shutdown = None;
-                st.server_close(1001, "going away", settings);
+                st.server_close(CloseCode::GOING_AWAY, "going away", settings);
             }
         }
         loop {
@@ -291,7 +292,7 @@ impl Timers {
             let queued = stream.queued_bytes();
             if stream.queued_behind_front() > settings.max_send_queue_bytes {
                 // Frames the codec queued on its own (pongs) piled up: the peer does not read.
-                st.server_close(1008, "send queue full", settings);
+                st.server_close(CloseCode::POLICY_VIOLATION, "send queue full", settings);
                 return;
             }
             let (read, written) = (st.upkeep.read(), st.upkeep.written());
@@ -345,11 +346,11 @@ impl Timers {
             self.armed = None;
             let now = now();
             if idle.is_some_and(|at| at <= now) {
-                st.server_close(1001, "idle", settings);
+                st.server_close(CloseCode::GOING_AWAY, "idle", settings);
                 continue;
             }
             if stall.is_some_and(|at| at <= now) {
-                st.server_close(1008, "send timeout", settings);
+                st.server_close(CloseCode::POLICY_VIOLATION, "send timeout", settings);
                 continue;
             }
             if keepalive.is_some_and(|at| at <= now) {
