@@ -25,6 +25,9 @@ mod shared;
 mod state;
 mod upkeep;
 
+#[cfg(test)]
+mod tests;
+
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::task::Waker;

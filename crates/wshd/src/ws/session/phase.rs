@@ -104,6 +104,12 @@ impl Lifecycle {
         }
     }
 
+    /// The current phase.
+    #[cfg(test)]
+    pub(super) fn phase(&self) -> Phase {
+        self.phase
+    }
+
     /// Whether the socket is still read.
     pub(super) fn is_reading(&self) -> bool {
         matches!(self.phase, Phase::Open | Phase::Failed { reading: true, .. } | Phase::ClosingByUs { .. })
@@ -324,3 +330,6 @@ impl Lifecycle {
         CloseOutcome { code, initiator, reason }
     }
 }
+
+#[cfg(test)]
+mod tests;

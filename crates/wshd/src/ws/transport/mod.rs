@@ -32,6 +32,9 @@ pub(crate) type WsStream = WsIo<Metered<Socket>>;
 pub(crate) enum Socket {
     /// An upgraded HTTP connection (the only kind outside tests).
     Upgraded(TokioIo<Upgraded>),
+    /// An in-memory pipe, for the session's unit tests.
+    #[cfg(test)]
+    Memory(tokio::io::DuplexStream),
 }
 
 /// Wraps an upgraded connection (the handshake is already answered); the [`Wire`] counts the
@@ -60,6 +63,8 @@ impl AsyncRead for Socket {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Socket::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
+            #[cfg(test)]
+            Socket::Memory(io) => Pin::new(io).poll_read(cx, buf),
         }
     }
 }
@@ -69,6 +74,8 @@ impl AsyncWrite for Socket {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Socket::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
+            #[cfg(test)]
+            Socket::Memory(io) => Pin::new(io).poll_write(cx, buf),
         }
     }
 
@@ -80,6 +87,8 @@ impl AsyncWrite for Socket {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Socket::Upgraded(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            #[cfg(test)]
+            Socket::Memory(io) => Pin::new(io).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -87,6 +96,8 @@ impl AsyncWrite for Socket {
     fn is_write_vectored(&self) -> bool {
         match self {
             Socket::Upgraded(io) => io.is_write_vectored(),
+            #[cfg(test)]
+            Socket::Memory(io) => io.is_write_vectored(),
         }
     }
 
@@ -94,6 +105,8 @@ impl AsyncWrite for Socket {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Socket::Upgraded(io) => Pin::new(io).poll_flush(cx),
+            #[cfg(test)]
+            Socket::Memory(io) => Pin::new(io).poll_flush(cx),
         }
     }
 
@@ -101,6 +114,11 @@ impl AsyncWrite for Socket {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Socket::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
+            #[cfg(test)]
+            Socket::Memory(io) => Pin::new(io).poll_shutdown(cx),
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
