@@ -424,3 +424,69 @@ fn a_client_and_a_server_exchange_compressed_messages() {
         assert_eq!(written(&mut server_out, &mut client_in), vec![text(&message)]);
     }
 }
+
+/// A small deterministic generator (xorshift64*), so the fuzz test needs no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// A random stream of mostly valid client frames, with now and then a broken one or
+/// garbage.
+fn random_stream(rng: &mut Rng) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for _ in 0..rng.below(12) {
+        let len = [0, 1, 5, 125, 126, 300, 70_000][rng.below(7)];
+        let payload: Vec<u8> = match rng.below(3) {
+            0 => (0..len).map(|i| b'a' + (i % 26) as u8).collect(),
+            1 => "wörld ".repeat(len / 7 + 1).into_bytes()[..len].to_vec(),
+            _ => (0..len).map(|_| rng.next() as u8).collect(),
+        };
+        match rng.below(10) {
+            0 => wire.extend(client(OP_PING, &payload[..len.min(125)])),
+            1 => wire.extend(client_frame(false, false, OP_TEXT, &payload)),
+            2 => wire.extend(client_frame(true, false, OP_CONTINUATION, &payload)),
+            3 => wire.extend((0..rng.below(20)).map(|_| rng.next() as u8)),
+            4 if rng.below(4) == 0 => wire.extend(client(OP_CLOSE, b"\x03\xe8")),
+            5 => wire.extend(client(OP_BINARY, &payload)),
+            _ => wire.extend(client(OP_TEXT, &payload)),
+        }
+    }
+    wire
+}
+
+#[test]
+fn any_bytes_in_any_pieces_decode_to_the_same_events_without_panicking() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..300 {
+        let wire = random_stream(&mut rng);
+        let whole = decode_in_pieces(&wire, wire.len().max(1));
+        let mut decoder = server_decoder();
+        let mut pieces = Vec::new();
+        let mut rest = &wire[..];
+        while !rest.is_empty() {
+            let (piece, tail) = rest.split_at((1 + rng.below(700)).min(rest.len()));
+            pieces.extend(decode_all(&mut decoder, piece));
+            rest = tail;
+        }
+        assert_eq!(pieces, whole, "round {round}");
+        // At most one failure, and nothing but the peer's close after it.
+        if let Some(at) = whole.iter().position(|e| matches!(e, Event::Failure(_))) {
+            assert!(
+                whole[at + 1..].iter().all(|e| matches!(e, Event::Close(..))),
+                "round {round}: {whole:?}"
+            );
+            assert!(whole.len() - at <= 2, "round {round}");
+        }
+    }
+}
