@@ -25,10 +25,12 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use wshd_sdk::CloseCode;
 
 use crate::http::handshake::accept_key;
 use crate::ws::codec::deflate::{self, Agreement};
-use crate::ws::codec::{DataKind, Incoming, Limits, ReadProgress, Role, WsConn};
+use crate::ws::codec::{DataKind, Event, Limits, Role};
+use crate::ws::transport::{ReadStatus, WsIo};
 
 /// The message that asks the echo handler to close the connection.
 const GOODBYE: &str = "Goodbye";
@@ -223,7 +225,8 @@ where
             None => println!("permessage-deflate: not accepted"),
         }
     }
-    let mut client = Client { ws, inbox: VecDeque::new(), read_done: false, failure: None, limit };
+    let mut client =
+        Client { ws, inbox: VecDeque::new(), read_done: false, close_sent: false, failure: None, limit };
     let messages: Vec<&str> = args.message.split(',').collect();
     for message in &messages {
         client.send(message).await?;
@@ -231,14 +234,15 @@ where
             println!("Send: {message}");
         }
         match client.receive().await? {
-            Some(Incoming::Text(text)) if !args.quiet => println!("Recv: {}", String::from_utf8_lossy(&text)),
-            Some(Incoming::Binary(data)) if !args.quiet => {
+            Some(Event::Text(text)) if !args.quiet => println!("Recv: {}", String::from_utf8_lossy(&text)),
+            Some(Event::Binary(data)) if !args.quiet => {
                 println!("Recv: <{} bytes of binary data>", data.len())
             }
-            Some(Incoming::Close(code, reason)) => {
+            Some(Event::Close(code, reason)) => {
                 let reason = String::from_utf8_lossy(&reason);
                 return Err(format!(
-                    "the server closed the connection instead of answering: {code} {reason}"
+                    "the server closed the connection instead of answering: {} {reason}",
+                    code.as_u16()
                 ));
             }
             None => return Err("the server ended the connection instead of answering".into()),
@@ -246,7 +250,7 @@ where
         }
     }
     if messages.last() == Some(&GOODBYE)
-        && let Some(Incoming::Close(..)) = client.receive().await?
+        && let Some(Event::Close(..)) = client.receive().await?
     {
         println!("Recv close");
         // The close reply (the ack) was queued when the close arrived: send it.
@@ -259,7 +263,7 @@ where
 
 /// The opening handshake (RFC 6455 §4.1) over `stream`: the connection in the client role,
 /// and the permessage-deflate agreement when the server accepted our offer.
-async fn handshake<S>(stream: S, target: &Target) -> Result<(WsConn<BufReader<S>>, Option<Agreement>), String>
+async fn handshake<S>(stream: S, target: &Target) -> Result<(WsIo<BufReader<S>>, Option<Agreement>), String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -274,7 +278,7 @@ where
     stream.flush().await.map_err(|e| format!("cannot send the request: {e}"))?;
     let head = read_response_head(&mut stream).await?;
     let deflate = head.check(&key, target.offer_deflate)?;
-    Ok((WsConn::new(stream, Role::Client, LIMITS, deflate.clone()), deflate))
+    Ok((WsIo::new(stream, Role::Client, LIMITS, deflate.clone()), deflate))
 }
 
 /// The server's response to the handshake request.
@@ -376,13 +380,15 @@ impl ResponseHead {
     }
 }
 
-/// The open connection: the codec in the client role, and the items it delivered that were
-/// not taken yet.
+/// The open connection: the codec in the client role, the events it delivered that were not
+/// taken yet, and the client's side of the closing handshake.
 struct Client<S> {
-    ws: WsConn<S>,
-    inbox: VecDeque<Incoming>,
+    ws: WsIo<S>,
+    inbox: VecDeque<Event>,
     /// Nothing more will be read (the server's close, the end of the stream, a failure).
     read_done: bool,
+    /// Our close frame (or the answer to the server's) is queued: nothing more may be sent.
+    close_sent: bool,
     /// The server broke the protocol: the error to report once the items before it are
     /// taken.
     failure: Option<String>,
@@ -393,9 +399,11 @@ struct Client<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// Sends a text message.
     async fn send(&mut self, text: &str) -> Result<(), String> {
-        self.ws
-            .queue_data(DataKind::Text, true, text.as_bytes())
-            .map_err(|_| "send: the connection is closing".to_owned())?;
+        let closing = || "send: the connection is closing".to_owned();
+        if self.close_sent {
+            return Err(closing());
+        }
+        self.ws.encoder().queue_data(DataKind::Text, true, text.as_bytes()).map_err(|_| closing())?;
         self.flush("send").await
     }
 
@@ -408,11 +416,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// Sends a close and waits for the server's answer.
     async fn close(&mut self) -> Result<(), String> {
         println!("Send close");
-        self.ws.queue_close(1000, "");
+        if !self.close_sent {
+            self.ws.encoder().queue_close(Some(CloseCode::NORMAL), b"");
+            self.close_sent = true;
+        }
         self.flush("send close").await?;
         loop {
             match self.receive().await? {
-                Some(Incoming::Close(..)) => break,
+                Some(Event::Close(..)) => break,
                 Some(_) => continue,
                 None => return Err("the server ended the connection without answering the close".into()),
             }
@@ -423,39 +434,65 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// The next data message or close (pings are answered; pings and pongs are not
     /// returned); `None` when the connection ended.
-    async fn receive(&mut self) -> Result<Option<Incoming>, String> {
+    async fn receive(&mut self) -> Result<Option<Event>, String> {
         let limit = self.limit;
         tokio::time::timeout(limit, self.next())
             .await
             .map_err(|_| format!("no message from the server within {limit:?} (-k/--socket-timeout)"))?
     }
 
-    async fn next(&mut self) -> Result<Option<Incoming>, String> {
+    async fn next(&mut self) -> Result<Option<Event>, String> {
         loop {
             match self.inbox.pop_front() {
-                Some(Incoming::Ping(_) | Incoming::Pong(_)) => continue,
+                Some(Event::Ping(_) | Event::Pong(_)) => continue,
                 Some(item) => return Ok(Some(item)),
                 None if self.read_done => return self.failure.take().map_or(Ok(None), Err),
                 None => {}
             }
-            // Send the pongs the codec queued before waiting for more.
+            // Send the pongs queued before waiting for more.
             let ws = &mut self.ws;
             poll_fn(|cx| ws.poll_flush(cx)).await.map_err(|e| format!("send: {e}"))?;
-            let inbox = &mut self.inbox;
-            match poll_fn(|cx| ws.poll_read(cx, &mut |item| inbox.push_back(item))).await {
-                Ok(ReadProgress::Data) => {}
-                Ok(ReadProgress::Closed | ReadProgress::Eof) => self.read_done = true,
-                Err(failure) => {
-                    // Fail the connection (§7.1.7): our close with the failure's code, then no
-                    // more reading; what arrived before the failure is still returned.
-                    ws.queue_close(failure.code, failure.reason);
-                    let _ = poll_fn(|cx| ws.poll_flush(cx)).await;
-                    self.read_done = true;
-                    self.failure = Some(format!(
-                        "the server broke the WebSocket protocol ({}): closed the connection with {}",
-                        failure.reason, failure.code
-                    ));
+            let (inbox, close_sent) = (&mut self.inbox, &mut self.close_sent);
+            let mut failure = None;
+            let status = poll_fn(|cx| {
+                ws.poll_read(cx, |encoder, event| {
+                    match &event {
+                        // After a failure nothing is answered: our close goes out below.
+                        _ if failure.is_some() => {}
+                        Event::Ping(payload) if !*close_sent => encoder.queue_pong(payload.clone()),
+                        Event::Close(code, reason) if !*close_sent => {
+                            // The answer (the ack): the server's code and reason echoed.
+                            let code = (*code != CloseCode::NO_STATUS).then_some(*code);
+                            encoder.queue_close(code, if code.is_some() { reason } else { b"" });
+                            *close_sent = true;
+                        }
+                        _ => {}
+                    }
+                    match event {
+                        Event::Failure(f) => failure = failure.or(Some(f)),
+                        event => inbox.push_back(event),
+                    }
+                })
+            })
+            .await;
+            if status == ReadStatus::Ended {
+                self.read_done = true;
+            }
+            if let Some(failure) = failure {
+                // Fail the connection (§7.1.7): our close with the failure's code, then no
+                // more reading; what arrived before the failure is still returned.
+                if !self.close_sent {
+                    self.ws.encoder().queue_close(Some(failure.code), failure.reason.as_bytes());
+                    self.close_sent = true;
                 }
+                let ws = &mut self.ws;
+                let _ = poll_fn(|cx| ws.poll_flush(cx)).await;
+                self.read_done = true;
+                self.failure = Some(format!(
+                    "the server broke the WebSocket protocol ({}): closed the connection with {}",
+                    failure.reason,
+                    failure.code.as_u16()
+                ));
             }
         }
     }

@@ -113,7 +113,7 @@ fn finish(server_metrics: &Metrics, plan: &SessionPlan, handler: &str, file: &st
         tracing::error!(peer = %addrs.peer, path = %path, %handler, %file, "handler panicked in transfer_data; connection closed with 1011");
     }
     let s = &end.summary;
-    server_metrics.close(path, s.close_code, s.initiator);
+    server_metrics.close(path, s.close_code.as_u16(), s.initiator);
     // The access log: one event per WebSocket connection.
     tracing::info!(
         target: "wshd::access",
@@ -130,10 +130,10 @@ fn finish(server_metrics: &Metrics, plan: &SessionPlan, handler: &str, file: &st
         bytes_out = s.bytes_out,
         wire_in = s.wire_in,
         wire_out = s.wire_out,
-        close_code = s.close_code,
+        close_code = s.close_code.as_u16(),
         close_by = s.initiator,
         close_reason = s.reason,
-        peer_close = end.peer_code,
+        peer_close = end.peer_code.as_u16(),
         aborted = end.aborted,
         "connection closed"
     );

@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 
 use async_ffi::FfiContext;
 use bytes::Bytes;
+use wshd_sdk::CloseCode;
 use wshd_sdk::abi::*;
 
 use super::{bytes_of, host_fn};
@@ -108,7 +109,7 @@ host_fn! {
                 Inbound::Text(b) => (MSG_TEXT, 0, b),
                 Inbound::Binary(b) => (MSG_BINARY, 0, b),
                 Inbound::Pong(b) => (MSG_PONG, 0, b),
-                Inbound::Closed(code, reason) => (MSG_CLOSED, code, reason),
+                Inbound::Closed(code, reason) => (MSG_CLOSED, code.as_u16(), reason),
             };
             // SAFETY: `out` is a valid place provided by the caller for this call.
             unsafe { out.write(RRecv { kind, close_code, data: lend(data) }) };
@@ -169,6 +170,7 @@ host_fn! {
 
 host_fn! {
     fn conn_start_close(ctx: *const c_void, code: u16, reason: RStr) -> u32 {
+        let Some(code) = CloseCode::new(code) else { return POLL_INVALID };
         // SAFETY: a live connection reference; `reason` is valid for the call (copied inside).
         let (shared, reason) = unsafe { (conn(ctx), bytes_of(reason)) };
         op_code(shared.start_close(code, reason))
@@ -185,7 +187,7 @@ host_fn! {
             return POLL_PENDING;
         };
         // SAFETY: `out` is a valid place provided by the caller for this call.
-        unsafe { out.write(RCloseStatus { code, reason: lend(reason) }) };
+        unsafe { out.write(RCloseStatus { code: code.as_u16(), reason: lend(reason) }) };
         POLL_READY
     } else POLL_CLOSED
 }
@@ -199,9 +201,17 @@ host_fn! {
 
 host_fn! {
     fn conn_set_close_reply(ctx: *const c_void, code: u16, reason: RStr) -> u32 {
+        // 0: echo the peer's close (the default).
+        let reply = match code {
+            0 => None,
+            code => match CloseCode::new(code) {
+                Some(code) => Some(code),
+                None => return POLL_INVALID,
+            },
+        };
         // SAFETY: a live connection reference; `reason` is valid for the call (copied inside).
         let (shared, reason) = unsafe { (conn(ctx), bytes_of(reason)) };
-        op_code(shared.set_close_reply(code, reason))
+        op_code(shared.set_close_reply(reply, reason))
     } else POLL_CLOSED
 }
 

@@ -24,11 +24,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Context;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use wshd_sdk::CloseCode;
 
-use super::{ConnState, SessionSettings};
+use super::phase::CloseOutcome;
+use super::state::ConnState;
+use super::{SessionSettings, poll_time};
 use crate::metrics::traffic::TrafficHandle;
 use crate::ws::transport::Wire;
 
@@ -53,12 +55,6 @@ pub(super) struct Upkeep {
     written_seen: u64,
     /// Since when data has waited without the socket taking any of it.
     stall_since: Option<Instant>,
-    /// Our close code, and whether we sent it before the peer's close.
-    our_close: Option<(u16, bool)>,
-    /// The peer's close frame arrived.
-    pub(super) peer_closed: bool,
-    /// Why the server closed on its own, if it did.
-    reason: Option<&'static str>,
     /// Arrival times of the items in the inbound queue, for the delivery-latency histogram:
     /// `None` for an item that arrived during the current driver poll (stamped only if it is
     /// still queued when the poll ends, so the usual message costs no clock read).
@@ -81,11 +77,35 @@ pub(crate) struct Summary {
     /// Bytes written to the socket.
     pub(crate) wire_out: u64,
     /// The close code of the closing handshake (1006 when there was none).
-    pub(crate) close_code: u16,
+    pub(crate) close_code: CloseCode,
     /// Who closed first: `client`, `server` or `none` (the TCP connection just ended).
     pub(crate) initiator: &'static str,
     /// Why the server closed on its own (`idle`, `going away`, `pong timeout`, …), or "".
     pub(crate) reason: &'static str,
+}
+
+/// What the connection's activity says about the upkeep's deadlines, at one driver poll.
+#[derive(Debug, Clone, Copy)]
+struct Watch {
+    /// Bytes queued to be written.
+    queued: usize,
+    /// Bytes read so far.
+    read: u64,
+    /// Bytes written so far.
+    written: u64,
+    /// When the idle timeout closes the connection.
+    idle: Option<Instant>,
+    /// When the next keepalive ping is due, or (one outstanding) when the peer is dead.
+    keepalive: Option<Instant>,
+    /// When the send timeout closes a slow reader.
+    stall: Option<Instant>,
+}
+
+impl Watch {
+    /// The earliest deadline.
+    fn next(&self) -> Option<Instant> {
+        [self.idle, self.keepalive, self.stall].into_iter().flatten().min()
+    }
 }
 
 impl Upkeep {
@@ -102,9 +122,6 @@ impl Upkeep {
             backlog_written_at_ping: None,
             written_seen: 0,
             stall_since: None,
-            our_close: None,
-            peer_closed: false,
-            reason: None,
             arrivals: VecDeque::new(),
         }
     }
@@ -155,25 +172,8 @@ impl Upkeep {
         self.traffic.detach();
     }
 
-    /// Our close frame was queued.
-    pub(super) fn close_sent(&mut self, code: u16) {
-        let first = !self.peer_closed;
-        self.our_close.get_or_insert((code, first));
-    }
-
-    /// The summary at the end of the session; `peer_code` is the close the handler was told.
-    pub(super) fn summary(&self, peer_code: Option<u16>, aborted: bool) -> Summary {
-        let (close_code, initiator) = match (self.our_close, peer_code) {
-            (Some((code, true)), _) => (code, "server"),
-            (_, Some(code)) if self.peer_closed => (code, "client"),
-            _ if aborted => (1006, "server"),
-            _ => (1006, "none"),
-        };
-        let reason = if aborted && self.reason.is_none() {
-            "aborted by the handler"
-        } else {
-            self.reason.unwrap_or("")
-        };
+    /// The summary at the end of the session, with how its closing handshake went.
+    pub(super) fn summary(&self, close: CloseOutcome) -> Summary {
         let traffic = self.traffic.totals();
         Summary {
             messages_in: traffic.messages_in,
@@ -182,50 +182,75 @@ impl Upkeep {
             bytes_out: traffic.bytes_out,
             wire_in: self.read(),
             wire_out: self.written(),
-            close_code,
-            initiator,
-            reason,
+            close_code: close.code,
+            initiator: close.initiator,
+            reason: close.reason,
         }
+    }
+
+    /// Notes what happened since the last look (messages, write progress, signs of life after
+    /// a keepalive ping) and computes the deadlines. The clock (`now`, read once per driver
+    /// poll) is read only when a deadline needs it: not for a message on a connection without
+    /// an idle timeout whose replies were written.
+    fn watch(
+        &mut self,
+        queued: usize,
+        settings: &SessionSettings,
+        mut now: impl FnMut() -> Instant,
+    ) -> Watch {
+        let (read, written) = (self.read(), self.written());
+        let activity = self.traffic.messages();
+        if activity != self.activity_seen {
+            self.activity_seen = activity;
+            if settings.idle_timeout.is_some() {
+                self.last_activity = now();
+            }
+        }
+        if queued == 0 {
+            self.stall_since = None;
+        } else if self.stall_since.is_none() || written != self.written_seen {
+            self.written_seen = written;
+            self.stall_since = Some(now());
+        }
+        if self.ping_outstanding
+            && (read != self.read_at_ping || self.backlog_written_at_ping.is_some_and(|w| written != w))
+        {
+            self.ping_outstanding = false; // alive
+        }
+        Watch {
+            queued,
+            read,
+            written,
+            idle: settings.idle_timeout.map(|t| self.last_activity + t),
+            keepalive: match settings.ping_interval {
+                Some(_) if self.ping_outstanding => Some(self.last_ping + settings.pong_timeout),
+                Some(interval) => Some(self.last_ping + interval),
+                None => None,
+            },
+            stall: settings.send_timeout.zip(self.stall_since).map(|(t, since)| since + t),
+        }
+    }
+
+    /// A keepalive ping was queued at `now`.
+    fn pinged(&mut self, now: Instant, watch: &Watch) {
+        self.last_ping = now;
+        self.ping_outstanding = true;
+        self.read_at_ping = watch.read;
+        self.backlog_written_at_ping = (watch.queued > 0).then_some(watch.written);
     }
 }
 
 impl ConnState {
-    /// Starts a close the server decided on (`reason` is also the close reason).
-    pub(super) fn server_close(&mut self, code: u16, reason: &'static str, settings: &SessionSettings) {
-        let Some(stream) = self.stream.as_ref() else { return };
-        if stream.close_sent() {
-            return;
-        }
-        tracing::debug!(code, reason, "closing the connection");
-        self.upkeep.reason.get_or_insert(reason);
-        self.begin_close(code, reason, settings.close_timeout);
-    }
-
     /// Whether a data frame may be queued now: `false` when the peer is a slow reader, after
     /// starting its close.
     pub(super) fn admit_send(&mut self, settings: &SessionSettings) -> bool {
-        let backlog = self.stream.as_ref().map_or(0, |s| s.queued_bytes());
+        let backlog = self.io.as_ref().map_or(0, |io| io.queued_bytes());
         if backlog < settings.max_send_queue_bytes {
             return true;
         }
-        self.server_close(1008, "send queue full", settings);
+        self.server_close(CloseCode::POLICY_VIOLATION, "send queue full", settings);
         self.wake_driver();
         false
-    }
-
-    /// The peer sent nothing after a keepalive ping: best-effort close 1011, then drop TCP.
-    fn drop_dead_peer(&mut self, cx: &mut Context<'_>) {
-        tracing::debug!("no answer to the keepalive ping; dropping the connection");
-        if let Some(stream) = self.stream.as_mut() {
-            stream.queue_close(1011, "pong timeout");
-            let _ = stream.poll_flush(cx);
-        }
-        self.upkeep.reason.get_or_insert("pong timeout");
-        self.upkeep.our_close.get_or_insert((1006, true));
-        self.stream = None;
-        self.read_done = true;
-        self.close_status.get_or_insert((1006, Bytes::new()));
-        self.wake_receiver();
     }
 }
 
@@ -250,11 +275,14 @@ impl std::fmt::Debug for Timers {
     }
 }
 
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+/// What a fired timer leaves to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterFire {
+    /// Look at the deadlines again (a close started, a ping went out, or the timer fired
+    /// early because a deadline moved later).
+    Recheck,
+    /// The connection is gone.
+    Stop,
 }
 
 impl Timers {
@@ -273,6 +301,32 @@ impl Timers {
     /// Runs the upkeep: shutdown, send-queue limit, and every deadline that has passed; arms
     /// the timer for the next one.
     pub(super) fn check(&mut self, st: &mut ConnState, settings: &SessionSettings, cx: &mut Context<'_>) {
+        self.watch_shutdown(st, settings, cx);
+        loop {
+            if !st.lifecycle.runs_timers() {
+                return; // the close deadline takes over
+            }
+            let Some(io) = st.io.as_ref() else { return };
+            let queued = io.queued_bytes();
+            if io.queued_behind_front() > settings.max_send_queue_bytes {
+                // Frames queued on the handler's behalf (pongs) piled up: the peer does not read.
+                st.server_close(CloseCode::POLICY_VIOLATION, "send queue full", settings);
+                return;
+            }
+            let ConnState { upkeep, poll_now, .. } = &mut *st;
+            let watch = upkeep.watch(queued, settings, || poll_time(poll_now));
+            let Some(next) = watch.next() else { return };
+            if !self.poll_timer(next, cx) {
+                return;
+            }
+            if self.fire(st, settings, &watch, cx) == AfterFire::Stop {
+                return;
+            }
+        }
+    }
+
+    /// Starts the close 1001 once the server shuts down.
+    fn watch_shutdown(&mut self, st: &mut ConnState, settings: &SessionSettings, cx: &mut Context<'_>) {
         let draining = self.draining.as_ref().is_some_and(|d| d.load(Ordering::Acquire));
         if let Some(shutdown) = self.shutdown.as_mut()
             && (draining || !self.registered)
@@ -280,94 +334,54 @@ impl Timers {
             self.registered = true;
             if shutdown.as_mut().poll(cx).is_ready() {
                 self.shutdown = None;
-                st.server_close(1001, "going away", settings);
+                st.server_close(CloseCode::GOING_AWAY, "going away", settings);
             }
         }
-        loop {
-            let Some(stream) = st.stream.as_ref() else { return };
-            if stream.close_sent() || st.read_done {
-                return; // the close timeout takes over
+    }
+
+    /// Arms the timer for `next` if that is earlier than it is armed for; whether it fired.
+    fn poll_timer(&mut self, next: Instant, cx: &mut Context<'_>) -> bool {
+        let rearm = self.armed.is_none_or(|at| next < at);
+        if rearm {
+            match self.sleep.as_mut() {
+                Some(sleep) => sleep.as_mut().reset(next),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(next))),
             }
-            let queued = stream.queued_bytes();
-            if stream.queued_behind_front() > settings.max_send_queue_bytes {
-                // Frames the codec queued on its own (pongs) piled up: the peer does not read.
-                st.server_close(1008, "send queue full", settings);
-                return;
+            self.armed = Some(next);
+        }
+        // A timer polled once stays registered with this task's waker: poll it again only
+        // after re-arming or once it has elapsed, not on every message.
+        let due = self.sleep.as_ref().is_some_and(|s| s.is_elapsed());
+        (rearm || due) && self.sleep.as_mut().is_some_and(|s| s.as_mut().poll(cx).is_ready())
+    }
+
+    /// The timer fired: acts on the first deadline that has passed, in the order idle, send
+    /// timeout, keepalive.
+    fn fire(
+        &mut self,
+        st: &mut ConnState,
+        settings: &SessionSettings,
+        watch: &Watch,
+        cx: &mut Context<'_>,
+    ) -> AfterFire {
+        self.armed = None;
+        let now = poll_time(&mut st.poll_now);
+        let passed = |deadline: Option<Instant>| deadline.is_some_and(|at| at <= now);
+        if passed(watch.idle) {
+            st.server_close(CloseCode::GOING_AWAY, "idle", settings);
+        } else if passed(watch.stall) {
+            st.server_close(CloseCode::POLICY_VIOLATION, "send timeout", settings);
+        } else if passed(watch.keepalive) {
+            if st.upkeep.ping_outstanding {
+                st.drop_dead_peer(cx);
+                return AfterFire::Stop;
             }
-            let (read, written) = (st.upkeep.read(), st.upkeep.written());
-            // The clock is read (once per driver poll) only when a deadline needs it: not for
-            // a message on a connection without an idle timeout whose replies were written.
-            let ConnState { upkeep: u, poll_now, .. } = &mut *st;
-            let mut now = || super::poll_time(poll_now);
-            let activity = u.traffic.messages();
-            if activity != u.activity_seen {
-                u.activity_seen = activity;
-                if settings.idle_timeout.is_some() {
-                    u.last_activity = now();
-                }
-            }
-            if queued == 0 {
-                u.stall_since = None;
-            } else if u.stall_since.is_none() || written != u.written_seen {
-                u.written_seen = written;
-                u.stall_since = Some(now());
-            }
-            if u.ping_outstanding
-                && (read != u.read_at_ping || u.backlog_written_at_ping.is_some_and(|w| written != w))
+            if let Some(io) = st.io.as_mut()
+                && io.encoder().queue_ping(KEEPALIVE).is_ok()
             {
-                u.ping_outstanding = false; // alive
+                st.upkeep.pinged(now, watch);
             }
-
-            let idle = settings.idle_timeout.map(|t| u.last_activity + t);
-            let keepalive = match settings.ping_interval {
-                Some(_) if u.ping_outstanding => Some(u.last_ping + settings.pong_timeout),
-                Some(interval) => Some(u.last_ping + interval),
-                None => None,
-            };
-            let stall = settings.send_timeout.zip(u.stall_since).map(|(t, since)| since + t);
-            let Some(next) = earliest(earliest(idle, keepalive), stall) else { return };
-
-            let rearm = self.armed.is_none_or(|at| next < at);
-            if rearm {
-                match self.sleep.as_mut() {
-                    Some(sleep) => sleep.as_mut().reset(next),
-                    None => self.sleep = Some(Box::pin(tokio::time::sleep_until(next))),
-                }
-                self.armed = Some(next);
-            }
-            // A timer polled once stays registered with this task's waker: poll it again only
-            // after re-arming or once it has elapsed, not on every message.
-            let due = self.sleep.as_ref().is_some_and(|s| s.is_elapsed());
-            let fired = (rearm || due) && self.sleep.as_mut().is_some_and(|s| s.as_mut().poll(cx).is_ready());
-            if !fired {
-                return;
-            }
-            self.armed = None;
-            let now = now();
-            if idle.is_some_and(|at| at <= now) {
-                st.server_close(1001, "idle", settings);
-                continue;
-            }
-            if stall.is_some_and(|at| at <= now) {
-                st.server_close(1008, "send timeout", settings);
-                continue;
-            }
-            if keepalive.is_some_and(|at| at <= now) {
-                if st.upkeep.ping_outstanding {
-                    st.drop_dead_peer(cx);
-                    return;
-                }
-                if let Some(stream) = st.stream.as_mut()
-                    && stream.queue_ping(KEEPALIVE).is_ok()
-                {
-                    let u = &mut st.upkeep;
-                    u.last_ping = now;
-                    u.ping_outstanding = true;
-                    u.read_at_ping = read;
-                    u.backlog_written_at_ping = (queued > 0).then_some(written);
-                }
-            }
-            // The timer fired early (a deadline moved later): loop to re-arm it.
         }
+        AfterFire::Recheck
     }
 }

@@ -1,5 +1,5 @@
-//! The WebSocket codec seam: the session talks to a [`WsStream`], and only this module and
-//! `codec/` know how frames are made. Swapping the codec means changing this file.
+//! Byte counts of a connection's socket: [`Metered`] wraps the I/O object and counts into a
+//! [`Wire`] that outlives the session (the access log reads it at the end).
 
 use std::io;
 use std::pin::Pin;
@@ -7,35 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-pub(crate) use super::codec::deflate::Agreement;
-use super::codec::{Limits, Role, WsConn};
-use crate::config::WsSettings;
-
-pub(crate) use super::codec::deflate::negotiate as negotiate_deflate;
-pub(crate) use super::codec::{DataKind, Failure, Incoming, QueueError, ReadProgress};
-
-/// A server-side WebSocket over an upgraded HTTP connection.
-pub(crate) type WsStream = WsConn<Metered<TokioIo<Upgraded>>>;
-
-/// Wraps an upgraded connection (the handshake is already answered); the [`Wire`] counts the
-/// bytes it moves.
-pub(crate) fn accept(
-    io: Upgraded,
-    settings: &WsSettings,
-    deflate: Option<Agreement>,
-) -> (WsStream, Arc<Wire>) {
-    let limits = Limits {
-        max_message: settings.max_message_bytes,
-        max_frame: settings.max_frame_bytes.min(settings.max_message_bytes),
-    };
-    let wire = Arc::new(Wire::default());
-    let io = Metered { io: TokioIo::new(io), wire: Arc::clone(&wire) };
-    (WsConn::new(io, Role::Server, limits, deflate), wire)
-}
 
 /// Bytes a connection's socket moved (frames and all): the access log's wire counts, and
 /// how the session tells that a peer is alive (it sent something) or reading (we wrote
@@ -74,6 +46,13 @@ impl Wire {
 pub(crate) struct Metered<IO> {
     io: IO,
     wire: Arc<Wire>,
+}
+
+impl<IO> Metered<IO> {
+    /// `io`, counted into `wire`.
+    pub(crate) fn new(io: IO, wire: Arc<Wire>) -> Metered<IO> {
+        Metered { io, wire }
+    }
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Metered<IO> {
