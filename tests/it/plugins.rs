@@ -12,6 +12,7 @@ async fn refused_plugins_are_logged_and_the_rest_is_served() {
         |dir| {
             dir.install("echo_wsh", "handlers/libecho_wsh.so");
             dir.install("fixture_bad_abi", "handlers/libbad_abi_wsh.so");
+            dir.install("fixture_old_abi", "handlers/libold_abi_wsh.so");
             dir.install("fixture_not_a_plugin", "handlers/librandom_wsh.so");
             dir.install("fixture_panic_abort", "handlers/libaborting_wsh.so");
             dir.write("handlers/libgarbage_wsh.so", &"this is not an ELF file\n".repeat(20));
@@ -19,7 +20,11 @@ async fn refused_plugins_are_logged_and_the_rest_is_served() {
         "",
     );
     let expectations = [
-        ("libbad_abi_wsh.so", "built for plugin ABI v999, this host speaks v1"),
+        ("libbad_abi_wsh.so", "built for plugin ABI v999, this host speaks v2"),
+        (
+            "libold_abi_wsh.so",
+            "built for plugin ABI v1, this host speaks v2; rebuild it against a matching wshd-sdk",
+        ),
         ("librandom_wsh.so", "not a wshd plugin"),
         ("libaborting_wsh.so", "panic = \"abort\""),
         ("libgarbage_wsh.so", "invalid ELF header"),
@@ -30,7 +35,7 @@ async fn refused_plugins_are_logged_and_the_rest_is_served() {
             .unwrap_or_else(|| panic!("no refusal line for {file}:\n{}", server.logs()));
         assert!(line.contains(reason), "{file}: {line}");
     }
-    for path in ["/bad_abi", "/random", "/aborting", "/garbage"] {
+    for path in ["/bad_abi", "/old_abi", "/random", "/aborting", "/garbage"] {
         assert_eq!(raw_http(server.addr, &handshake_request(path, "")).await.status, 404, "{path}");
     }
     let mut client = connect(&server.ws_url("/echo")).await;
@@ -60,7 +65,7 @@ fn check_plugin_describes_good_plugins_and_refuses_bad_ones() {
     let (ok, out) = check_plugin(&dir.install("echo_wsh", "libecho_wsh.so"));
     assert!(ok, "{out}");
     assert!(
-        out.contains("resource: /echo") && out.contains("handler: Echo") && out.contains("plugin ABI v1"),
+        out.contains("resource: /echo") && out.contains("handler: Echo") && out.contains("plugin ABI v2"),
         "{out}"
     );
 

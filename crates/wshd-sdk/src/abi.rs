@@ -29,13 +29,17 @@ use std::mem::{align_of, offset_of, size_of};
 pub use async_ffi::{FfiContext, FfiFuture};
 
 /// Version of this ABI. Bump it on every incompatible change.
-pub const ABI_VERSION: u32 = 1;
+///
+/// * v2: `ROwnedBuf::drop` takes the buffer's pointer and length besides its context, so the
+///   host lends a message's own allocation with no per-message box around it.
+/// * v1: the first.
+pub const ABI_VERSION: u32 = 2;
 
 /// Name of the frozen probe symbol: `extern "C" fn() -> u32` returning the plugin's ABI version.
 pub const ABI_VERSION_SYMBOL: &[u8] = b"wshd_abi_version\0";
 
-/// Name of the descriptor symbol for ABI version 1: `extern "C" fn() -> *const PluginDescriptor`.
-pub const DESCRIPTOR_SYMBOL: &[u8] = b"wshd_plugin_v1\0";
+/// Name of the descriptor symbol for this ABI version: `extern "C" fn() -> *const PluginDescriptor`.
+pub const DESCRIPTOR_SYMBOL: &[u8] = b"wshd_plugin_v2\0";
 
 /// A borrowed byte string. A null `ptr` means "absent" (distinct from empty).
 #[repr(C)]
@@ -111,14 +115,15 @@ pub struct ROwnedBuf {
     pub ptr: *const u8,
     /// Length in bytes.
     pub len: usize,
-    /// Owner's context, passed to `drop`.
+    /// Owner's context, passed to `drop` (the host: the allocation's capacity).
     pub ctx: *mut c_void,
-    /// Releases the buffer; `None` when there is nothing to release.
-    pub drop: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
+    /// Releases the buffer, given `ptr`, `len` and `ctx` as they were handed out; `None` when
+    /// there is nothing to release.
+    pub drop: Option<unsafe extern "C" fn(ptr: *const u8, len: usize, ctx: *mut c_void)>,
 }
 
 // SAFETY: the owner hands out buffers whose storage is immutable and thread-safe to release
-// (the host uses `bytes::Bytes`, which is Send + Sync).
+// (the host lends plain heap allocations and frees them with its own allocator).
 unsafe impl Send for ROwnedBuf {}
 // SAFETY: as above; `&ROwnedBuf` only allows reading the bytes.
 unsafe impl Sync for ROwnedBuf {}
@@ -148,8 +153,8 @@ impl ROwnedBuf {
     /// Call at most once, and only on a buffer whose `drop`/`ctx` pair came from its owner.
     pub unsafe fn release(&mut self) {
         if let Some(drop) = self.drop.take() {
-            // SAFETY: the owner's own release function with its own context, called once.
-            unsafe { drop(self.ctx) }
+            // SAFETY: the owner's own release function with its own values, called once.
+            unsafe { drop(self.ptr, self.len, self.ctx) }
         }
     }
 }

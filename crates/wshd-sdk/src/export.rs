@@ -559,10 +559,10 @@ macro_rules! export_handler {
                 $crate::__private::abi_version()
             }
 
-            /// The wshd plugin descriptor (ABI v1).
+            /// The wshd plugin descriptor (ABI v2; the name is `abi::DESCRIPTOR_SYMBOL`).
             #[allow(unsafe_code)]
             #[unsafe(no_mangle)]
-            pub extern "C" fn wshd_plugin_v1() -> *const $crate::__private::PluginDescriptor {
+            pub extern "C" fn wshd_plugin_v2() -> *const $crate::__private::PluginDescriptor {
                 &DESCRIPTOR
             }
         };

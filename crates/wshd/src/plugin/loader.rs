@@ -258,7 +258,7 @@ pub fn load_bytes(file: &Path, bytes: &[u8]) -> Result<Arc<Plugin>, LoadError> {
     if version != abi::ABI_VERSION {
         return Err(LoadError::AbiVersion { plugin: version });
     }
-    // SAFETY: for ABI version 1 this symbol has exactly this signature.
+    // SAFETY: for this ABI version (checked just above) the symbol has exactly this signature.
     let describe =
         unsafe { library.get::<extern "C" fn() -> *const PluginDescriptor>(abi::DESCRIPTOR_SYMBOL) }
             .map_err(|_| LoadError::Layout)?;

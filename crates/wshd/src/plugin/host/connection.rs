@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_ffi::FfiContext;
-use bytes::Bytes;
 use wshd_sdk::CloseCode;
 use wshd_sdk::abi::*;
 
@@ -46,21 +45,23 @@ unsafe fn conn<'a>(ctx: *const c_void) -> &'a ConnShared {
 }
 
 host_fn! {
-    /// Releases a buffer made by [`lend`].
-    fn drop_lent_bytes(ctx: *mut c_void) {
-        // SAFETY: `ctx` is the Box made in `lend` and is released once (ABI rule).
-        drop(unsafe { Box::from_raw(ctx.cast::<Bytes>()) });
+    /// Releases a buffer made by [`lend`]: `ptr`, `len` and `ctx` (the capacity) are the
+    /// vector's parts.
+    fn drop_lent_vec(ptr: *const u8, len: usize, ctx: *mut c_void) {
+        // SAFETY: the parts of a `Vec<u8>` taken apart in `lend`, released once (ABI rule).
+        drop(unsafe { Vec::from_raw_parts(ptr.cast_mut(), len, ctx as usize) });
     }
 }
 
-/// Lends `bytes` to a plugin; it releases them with `drop_lent_bytes`.
-fn lend(bytes: Bytes) -> ROwnedBuf {
-    if bytes.is_empty() {
+/// Lends a message's own allocation to a plugin, with no allocation around it; the plugin
+/// releases it with `drop_lent_vec`.
+fn lend(data: Vec<u8>) -> ROwnedBuf {
+    if data.capacity() == 0 {
         return ROwnedBuf::EMPTY;
     }
-    let boxed = Box::new(bytes);
-    let (ptr, len) = (boxed.as_ptr(), boxed.len());
-    ROwnedBuf { ptr, len, ctx: Box::into_raw(boxed).cast(), drop: Some(drop_lent_bytes) }
+    let mut data = std::mem::ManuallyDrop::new(data);
+    let (ptr, len, capacity) = (data.as_mut_ptr(), data.len(), data.capacity());
+    ROwnedBuf { ptr, len, ctx: capacity as *mut c_void, drop: Some(drop_lent_vec) }
 }
 
 /// Polls `f` with the plugin's task context (or the driver's, see `with_task_context`).
@@ -108,8 +109,8 @@ host_fn! {
             let (kind, close_code, data) = match item {
                 Inbound::Text(b) => (MSG_TEXT, 0, b),
                 Inbound::Binary(b) => (MSG_BINARY, 0, b),
-                Inbound::Pong(b) => (MSG_PONG, 0, b),
-                Inbound::Closed(code, reason) => (MSG_CLOSED, code.as_u16(), reason),
+                Inbound::Pong(b) => (MSG_PONG, 0, Vec::from(b)),
+                Inbound::Closed(code, reason) => (MSG_CLOSED, code.as_u16(), Vec::from(reason)),
             };
             // SAFETY: `out` is a valid place provided by the caller for this call.
             unsafe { out.write(RRecv { kind, close_code, data: lend(data) }) };
@@ -187,7 +188,7 @@ host_fn! {
             return POLL_PENDING;
         };
         // SAFETY: `out` is a valid place provided by the caller for this call.
-        unsafe { out.write(RCloseStatus { code: code.as_u16(), reason: lend(reason) }) };
+        unsafe { out.write(RCloseStatus { code: code.as_u16(), reason: lend(Vec::from(reason)) }) };
         POLL_READY
     } else POLL_CLOSED
 }

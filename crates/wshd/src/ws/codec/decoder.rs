@@ -15,10 +15,10 @@ use super::{Failure, Limits, Role, fail};
 /// What the decoder found in the peer's bytes, in the order the peer sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Event {
-    /// A complete text message (valid UTF-8).
-    Text(Bytes),
-    /// A complete binary message.
-    Binary(Bytes),
+    /// A complete text message (valid UTF-8), in its own allocation (lent to plugins as is).
+    Text(Vec<u8>),
+    /// A complete binary message, in its own allocation.
+    Binary(Vec<u8>),
     /// A ping.
     Ping(Bytes),
     /// A pong.
@@ -387,7 +387,7 @@ impl Decoder {
         if message.text && !message.utf8.is_complete() {
             return Err(invalid_text());
         }
-        let data = Bytes::from(message.data);
+        let data = message.data;
         Ok(Some(if message.text { Event::Text(data) } else { Event::Binary(data) }))
     }
 

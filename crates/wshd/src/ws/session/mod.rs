@@ -48,14 +48,25 @@ pub(crate) use self::shared::ConnShared;
 #[derive(Debug)]
 pub(crate) enum Inbound {
     /// A text message (UTF-8 validated by the codec).
-    Text(Bytes),
+    Text(Vec<u8>),
     /// A binary message.
-    Binary(Bytes),
+    Binary(Vec<u8>),
     /// A pong (only with notifications on).
     Pong(Bytes),
     /// The connection is closed: the peer's code and reason, or ours after a failure
     /// (1006 when there was no close frame).
     Closed(CloseCode, Bytes),
+}
+
+impl Inbound {
+    /// The payload bytes it holds against the inbound queue's limit (a close holds none).
+    fn queued_len(&self) -> usize {
+        match self {
+            Inbound::Text(b) | Inbound::Binary(b) => b.len(),
+            Inbound::Pong(b) => b.len(),
+            Inbound::Closed(..) => 0,
+        }
+    }
 }
 
 /// Why an operation on the connection failed.

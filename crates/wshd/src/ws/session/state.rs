@@ -35,18 +35,14 @@ impl InboundQueue {
     }
 
     fn push(&mut self, item: Inbound) {
-        if let Inbound::Text(b) | Inbound::Binary(b) | Inbound::Pong(b) = &item {
-            self.bytes += b.len();
-        }
+        self.bytes += item.queued_len();
         self.items.push_back(item);
     }
 
     /// The oldest item.
     pub(super) fn pop(&mut self) -> Option<Inbound> {
         let item = self.items.pop_front()?;
-        if let Inbound::Text(b) | Inbound::Binary(b) | Inbound::Pong(b) = &item {
-            self.bytes -= b.len();
-        }
+        self.bytes -= item.queued_len();
         Some(item)
     }
 }

@@ -155,7 +155,7 @@ async fn ended(session: JoinHandle<SessionEnd>) -> SessionEnd {
 }
 
 fn text(s: &str) -> Event {
-    Event::Text(Bytes::copy_from_slice(s.as_bytes()))
+    Event::Text(s.as_bytes().to_vec())
 }
 
 fn close(n: u16, reason: &str) -> Event {
@@ -168,7 +168,7 @@ async fn the_echo_handler_echoes_and_a_peer_close_is_echoed() {
     peer.send(OP_TEXT, b"hello").await;
     peer.send(OP_BINARY, b"\x00\x01").await;
     assert_eq!(peer.next().await, Some(text("hello")));
-    assert_eq!(peer.next().await, Some(Event::Binary(Bytes::from_static(b"\x00\x01"))));
+    assert_eq!(peer.next().await, Some(Event::Binary(b"\x00\x01".to_vec())));
     peer.send(OP_CLOSE, &close_body(4000, "bye")).await;
     assert_eq!(peer.rest().await, vec![close(4000, "bye")], "the close echoed, then TCP closed");
     let end = ended(session).await;

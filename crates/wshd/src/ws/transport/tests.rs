@@ -95,7 +95,7 @@ async fn events_are_read_in_order_and_answered_on_the_write_queue() {
         events,
         vec![
             Event::Ping(Bytes::from_static(b"ping")),
-            Event::Text(Bytes::from_static(b"text")),
+            Event::Text(b"text".to_vec()),
             Event::Close(wshd_sdk::CloseCode::NORMAL, Bytes::new())
         ]
     );
