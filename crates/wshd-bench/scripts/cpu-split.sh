@@ -6,9 +6,12 @@
 #
 #   crates/wshd-bench/scripts/cpu-split.sh ROUNDS SECONDS DIR...
 #   CONNECTIONS=1 crates/wshd-bench/scripts/cpu-split.sh ROUNDS SECONDS DIR...
+#   LOAD_ARGS="--mode throughput --size 65536 --window 16" crates/wshd-bench/scripts/cpu-split.sh ...
 #
 # CONNECTIONS (default 100) sets the load generator's connections; with 1 it shares CPU 0
-# with the server, as `wshd-bench run` does for its one-connection workload.
+# with the server, as `wshd-bench run` does for its one-connection workload. LOAD_ARGS are
+# passed on to `wshd-bench load` (the line above is the `throughput` workload of
+# `wshd-bench run`: 64 KiB messages, 16 in flight per connection).
 #
 # Each DIR holds a `wshd` binary and `libecho_wsh.so`; a file DIR/path containing
 # `/builtin_echo` drives wshd's built-in echo instead (a `[[route]] builtin = "echo"` is added).
@@ -17,6 +20,7 @@ set -euo pipefail
 rounds=$1 seconds=$2
 shift 2
 connections=${CONNECTIONS:-100}
+read -r -a load_args <<<"${LOAD_ARGS:-}"
 loadgen_cpu=1
 [[ $connections == 1 ]] && loadgen_cpu=0
 bench="$(cd "$(dirname "$0")/../../.." && pwd)/target/release/wshd-bench"
@@ -47,7 +51,7 @@ sleep 1
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 for _ in $(seq "$rounds"); do
     for name in "$@" fastwebsockets; do
-        taskset -c "$loadgen_cpu" "$bench" load --url "${urls[$name]}" --connections "$connections" --seconds $((seconds + 2)) >"$out/load" 2>&1 &
+        taskset -c "$loadgen_cpu" "$bench" load --url "${urls[$name]}" --connections "$connections" --seconds $((seconds + 2)) "${load_args[@]}" >"$out/load" 2>&1 &
         load=$!
         sleep 1
         before=$(ticks "${pids[$name]}")
