@@ -41,6 +41,7 @@ const PACKAGES: &[&str] = &[
     "fixture_bad_abi",
     "fixture_not_a_plugin",
     "fixture_panic_abort",
+    "fixture_misbehave",
     "fixture_version_one",
     "fixture_version_two",
     "echo_noext_wsh",

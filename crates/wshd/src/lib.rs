@@ -33,6 +33,7 @@ pub mod reload;
 pub mod server;
 pub mod state;
 pub mod tls;
+mod watchdog;
 mod ws;
 
 pub use config::Config;
