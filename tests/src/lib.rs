@@ -268,6 +268,60 @@ impl ServerProcess {
         self.logs.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|l| l.contains(needle)).count()
     }
 
+    /// The process id of the server (the master when it runs workers).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The workers started so far, from the master's `worker N started pid=P` lines, as
+    /// `(N, P)` in start order (a replaced worker appears again with its new pid). Empty for
+    /// a single process (`workers = 0`).
+    pub fn worker_starts(&self) -> Vec<(usize, u32)> {
+        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        logs.iter().filter_map(|line| parse_worker_start(line)).collect()
+    }
+
+    /// The worker indices seen so far (1, 2, …); empty for a single process.
+    pub fn worker_indices(&self) -> Vec<usize> {
+        let mut indices: Vec<usize> = self.worker_starts().into_iter().map(|(i, _)| i).collect();
+        indices.sort_unstable();
+        indices.dedup();
+        indices
+    }
+
+    /// Waits until every worker logged a line containing `needle` (for what each worker does
+    /// on its own, such as a hot reload), or, for a single process, until it did. Returns
+    /// whether that happened in time.
+    pub fn wait_log_everywhere(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let workers = self.worker_indices();
+            let done = if workers.is_empty() {
+                self.count_log(needle) > 0
+            } else {
+                workers.iter().all(|w| self.count_log_of_worker(*w, needle) > 0)
+            };
+            if done || Instant::now() > deadline {
+                return done;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many lines worker `index` logged containing `needle` (the master marks each
+    /// relayed line `worker=N `).
+    pub fn count_log_of_worker(&self, index: usize, needle: &str) -> usize {
+        let prefix = format!("worker={index} ");
+        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        logs.iter().filter(|l| l.starts_with(&prefix) && l.contains(needle)).count()
+    }
+
+    /// How many serving processes log for themselves: the number of workers, or 1 for a
+    /// single process.
+    pub fn serving_processes(&self) -> usize {
+        self.worker_indices().len().max(1)
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -302,6 +356,22 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `(N, P)` from a master's `worker N started pid=P` line.
+fn parse_worker_start(line: &str) -> Option<(usize, u32)> {
+    let rest = line.split("worker ").nth(1)?;
+    let (index, rest) = rest.split_once(" started pid=")?;
+    let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((index.parse().ok()?, pid.parse().ok()?))
+}
+
+/// Whether process `pid` is gone (no `/proc/PID`, or a zombie nobody reaped yet).
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
     }
 }
 

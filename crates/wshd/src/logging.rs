@@ -45,11 +45,17 @@ pub fn init_file(
 ) -> Result<(), String> {
     let writer = RotatingFile::open(file, max_bytes, keep)
         .map_err(|e| format!("cannot open log file {}: {e}", file.display()))?;
+    init_writer(level, format, writer);
+    Ok(())
+}
+
+/// Like [`init`], into an opened rotating file (the master keeps a clone to write its
+/// workers' lines into the same file).
+pub fn init_writer(level: &str, format: LogFormat, writer: RotatingFile) {
     let builder =
         tracing_subscriber::fmt().with_env_filter(filter(level)).with_writer(writer).with_ansi(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
     };
-    Ok(())
 }

@@ -6,26 +6,14 @@ use clap::Parser;
 use std::sync::Arc;
 use wshd::cli::{Cli, Command, Options};
 
+use wshd::log_file::RotatingFile;
 use wshd::plugin::{RouteTarget, scan};
 use wshd::reload::Reloader;
-use wshd::{ConfigSource, Server, logging};
+use wshd::supervise::{self, Inherited, Sink};
+use wshd::{ConfigSource, logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("wshd: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let code = runtime.block_on(run(cli));
-    // Connections still open after the drain window are dropped, not waited for.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
-    code
-}
-
-async fn run(cli: Cli) -> ExitCode {
     let (check, options) = match cli.command {
         Some(Command::CheckPlugin { file }) => return check_plugin(&file),
         Some(Command::Client(args)) => {
@@ -36,11 +24,20 @@ async fn run(cli: Cli) -> ExitCode {
                 );
                 return ExitCode::FAILURE;
             }
-            return wshd::client::run(args).await;
+            return client(args);
         }
         Some(Command::CheckConfig(later)) => (true, cli.options.merged(&later)),
         Some(Command::Serve(later)) => (false, cli.options.merged(&later)),
         None => (false, cli.options),
+    };
+    // Set by a master for the workers it starts (the same binary and arguments).
+    let inherited = if check { None } else { Inherited::from_env() };
+    let inherited = match inherited.transpose() {
+        Ok(inherited) => inherited,
+        Err(e) => {
+            eprintln!("wshd: malformed worker environment: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     let config = match options.resolve() {
         Ok(config) => config,
@@ -50,113 +47,46 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match &config.log_file {
-        Some(file) => {
-            if let Err(e) = logging::init_file(
-                &config.log_level,
-                config.log_format,
-                file,
-                config.log_max_bytes,
-                config.log_keep,
-            ) {
-                eprintln!("wshd: {e}");
-                return ExitCode::FAILURE;
-            }
+    let sink = match init_logging(&config, inherited.is_some()) {
+        Ok(sink) => sink,
+        Err(e) => {
+            eprintln!("wshd: {e}");
+            return ExitCode::FAILURE;
         }
-        None => logging::init(&config.log_level, config.log_format),
-    }
+    };
     if check {
         return check_config(&config);
     }
     let options = Arc::new(options);
     let source: ConfigSource = Arc::new(move || options.resolve().map_err(|e| e.to_string()));
-    serve(config, source).await
+    supervise::run(config, source, inherited, sink)
 }
 
-async fn serve(config: wshd::Config, source: ConfigSource) -> ExitCode {
-    match &config.source {
-        Some(file) => tracing::info!("configuration: {}", file.display()),
-        None => tracing::info!("configuration: built-in defaults (no config/server.toml here)"),
+/// Sets up logging: a worker logs to its stderr (a pipe the master relays); otherwise to
+/// the log file when one is set (the master writes its workers' lines there too), else to
+/// stderr.
+fn init_logging(config: &wshd::Config, worker: bool) -> Result<Sink, String> {
+    match &config.log_file {
+        Some(file) if !worker => {
+            let writer = RotatingFile::open(file, config.log_max_bytes, config.log_keep)
+                .map_err(|e| format!("cannot open log file {}: {e}", file.display()))?;
+            logging::init_writer(&config.log_level, config.log_format, writer.clone());
+            Ok(Sink::File(writer))
+        }
+        _ => {
+            logging::init(&config.log_level, config.log_format);
+            Ok(Sink::Stderr)
+        }
     }
-    tracing::info!("handler directory: {}", config.handlers_dir.display());
-    let mut signals = match Signals::new() {
-        Ok(signals) => signals,
+}
+
+/// `wshd client`.
+fn client(args: wshd::cli::ClientArgs) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(wshd::client::run(args)),
         Err(e) => {
-            tracing::error!("cannot listen for SIGTERM/SIGINT: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut server = match Server::start(config, Some(source)).await {
-        Ok(server) => server,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let signal = tokio::select! {
-        () = server.wait() => return ExitCode::SUCCESS,
-        signal = signals.next() => signal,
-    };
-    // The drain window is read from the configuration in force (SIGHUP may have changed it).
-    let grace = server.state().snapshot().config.shutdown_grace;
-    tracing::info!(
-        signal,
-        open_connections = server.state().open_connections(),
-        grace_secs = grace.as_secs_f64(),
-        "shutting down: not accepting, closing every WebSocket with 1001; send the signal again to exit at once"
-    );
-    tokio::select! {
-        drained = server.shutdown(grace) => {
-            if drained.left == 0 {
-                tracing::info!(open_at_start = drained.open_at_start, took_ms = drained.took.as_millis() as u64, "drained; exiting");
-            } else {
-                tracing::warn!(
-                    open_at_start = drained.open_at_start,
-                    left = drained.left,
-                    "drain window of {grace:?} over; dropping the connections left and exiting"
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        signal = signals.next() => {
-            tracing::warn!(signal, "second signal: exiting without waiting for the drain");
+            eprintln!("wshd: cannot start the async runtime: {e}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// SIGTERM and SIGINT (Ctrl-C), as one stream.
-struct Signals {
-    #[cfg(unix)]
-    term: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> std::io::Result<Signals> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
-        }
-        #[cfg(not(unix))]
-        Ok(Signals {})
-    }
-
-    /// The next signal's name.
-    async fn next(&mut self) -> &'static str {
-        #[cfg(unix)]
-        {
-            tokio::select! {
-                _ = self.term.recv() => "SIGTERM",
-                _ = self.int.recv() => "SIGINT",
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-            "Ctrl-C"
         }
     }
 }
@@ -193,6 +123,15 @@ fn check_config(config: &wshd::Config) -> ExitCode {
         secs(ws.send_timeout),
         config.shutdown_grace.as_secs()
     );
+    let workers = &config.workers;
+    match workers.count {
+        0 => println!("workers: none (one process, no master), {} threads", workers.threads),
+        n => println!(
+            "workers: {n} processes, {} threads each, heartbeat timeout {}s",
+            workers.threads,
+            workers.heartbeat_timeout.as_secs()
+        ),
+    }
     if let Some(scan) = &config.handlers_scan_dir {
         println!("scan directory: {}", scan.display());
     }

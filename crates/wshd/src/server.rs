@@ -56,7 +56,7 @@ impl std::error::Error for StartError {}
 /// Binds every configured address. A port of 0 is chosen once and shared by all listeners.
 /// An IPv6 loopback that cannot be bound (no IPv6 on the machine) is skipped with a warning
 /// when another listener exists.
-async fn bind_all(listen: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError> {
+pub(crate) async fn bind_all(listen: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError> {
     let mut listeners: Vec<TcpListener> = Vec::new();
     let mut chosen_port = None;
     for addr in listen {
@@ -85,10 +85,70 @@ async fn bind_all(listen: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError>
     Ok(listeners)
 }
 
+/// Listeners bound before the server starts: by [`Server::start`] itself, or by a master
+/// process whose worker inherits them.
+pub struct Bound {
+    /// The WebSocket/HTTP listeners.
+    pub listeners: Vec<TcpListener>,
+    /// The admin listener, if this process serves it.
+    pub admin: Option<TcpListener>,
+    /// Inherited from a master (which logged `listening on` already).
+    pub inherited: bool,
+    /// Asked before each accept, with this process's open WebSocket connections: `true`
+    /// leaves the next connection to another worker sharing the listeners (see
+    /// [`AcceptGate`]). `None`: always accept.
+    pub gate: Option<AcceptGate>,
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound")
+            .field("listeners", &self.listeners)
+            .field("admin", &self.admin)
+            .field("inherited", &self.inherited)
+            .field("gate", &self.gate.is_some())
+            .finish()
+    }
+}
+
+/// Balances accepts between worker processes sharing one listening socket: every worker's
+/// accept is woken for a new connection and the first to call `accept` wins, which tends
+/// to be the same worker; one that has more connections than another live worker stops
+/// accepting for a few milliseconds at a time (nginx's `accept_disabled`), so the others
+/// take them.
+pub type AcceptGate = Arc<dyn Fn(usize) -> bool + Send + Sync>;
+
+/// How long a worker that is ahead leaves accepting to the others before it looks again.
+const GATE_PAUSE: Duration = Duration::from_millis(5);
+
+/// Binds `[server] listen` and `admin_listen`.
+pub async fn bind(config: &Config) -> Result<Bound, StartError> {
+    let listeners = bind_all(&config.listen).await?;
+    let admin = match config.admin_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| StartError(format!("cannot listen on {addr} ([server] admin_listen): {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(Bound { listeners, admin, inherited: false, gate: None })
+}
+
 impl Server {
     /// Loads the handlers, binds the listeners and starts serving, with hot reload of the
     /// handler directory. Without a `source`, SIGHUP only rescans the handler directory.
     pub async fn start(config: Config, source: Option<ConfigSource>) -> Result<Server, StartError> {
+        let bound = bind(&config).await?;
+        Server::start_on(config, source, bound).await
+    }
+
+    /// Like [`Server::start`], on listeners bound already.
+    pub async fn start_on(
+        config: Config,
+        source: Option<ConfigSource>,
+        bound: Bound,
+    ) -> Result<Server, StartError> {
         let tls = if config.tls.enabled {
             let acceptor = crate::tls::acceptor(&config.tls).map_err(|e| StartError(e.to_string()))?;
             let cert = config.tls.cert.as_ref().map_or(String::new(), |c| c.display().to_string());
@@ -97,14 +157,6 @@ impl Server {
         } else {
             None
         };
-        let listeners = bind_all(&config.listen).await?;
-        let admin_listener =
-            match config.admin_listen {
-                Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-                    StartError(format!("cannot listen on {addr} ([server] admin_listen): {e}"))
-                })?),
-                None => None,
-            };
         let metrics = Arc::new(Metrics::new(crate::plugin::live_generations));
         let (reload, config, routes) =
             reload::start(config, metrics.plugin_counters()).await.map_err(StartError)?;
@@ -112,15 +164,19 @@ impl Server {
         let (stop, stopped) = watch::channel(false);
         let mut addrs = Vec::new();
         let mut tasks = JoinSet::new();
-        for listener in listeners {
+        for listener in bound.listeners {
             let addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
-            tracing::info!("listening on {addr}");
+            if bound.inherited {
+                tracing::info!("accepting on {addr} (listener inherited from the master)");
+            } else {
+                tracing::info!("listening on {addr}");
+            }
             addrs.push(addr);
-            tasks.spawn(accept_loop(listener, Arc::clone(&state), stopped.clone()));
+            tasks.spawn(accept_loop(listener, Arc::clone(&state), stopped.clone(), bound.gate.clone()));
         }
         tokio::spawn(reload::run(Arc::clone(&state), reload, source, stopped));
         let mut admin_addr = None;
-        let admin = match admin_listener {
+        let admin = match bound.admin {
             Some(listener) => {
                 let addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
                 tracing::info!("serving /healthz, /readyz and /metrics on http://{addr}");
@@ -177,8 +233,21 @@ impl Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, mut stopped: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    mut stopped: watch::Receiver<bool>,
+    gate: Option<AcceptGate>,
+) {
     loop {
+        if let Some(gate) = &gate
+            && gate(state.open_connections())
+        {
+            tokio::select! {
+                () = tokio::time::sleep(GATE_PAUSE) => continue,
+                _ = stopped.changed() => return,
+            }
+        }
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stopped.changed() => return,

@@ -11,11 +11,12 @@ use toml::Spanned;
 
 use super::schema::{
     AuthSection, CgiSection, FileConfig, ProxySection, RouteSection, ServerSection, TlsSection,
-    WebSocketSection,
+    WebSocketSection, WorkersSection, WorkersValue,
 };
 use super::{
     AuthSettings, Builtin, CgiSettings, Config, Credential, DeflateSettings, ProxySettings, RouteConfig,
-    RouteHandler, RouteOverrides, TlsProblem, TlsSettings, WsSettings, check_realm, normalize_cgi_path,
+    RouteHandler, RouteOverrides, TlsProblem, TlsSettings, WorkerSettings, WsSettings, check_realm,
+    normalize_cgi_path,
 };
 
 /// The smallest `max_header_bytes` (the HTTP parser's minimum buffer).
@@ -218,6 +219,7 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
     let cgi = cgi_section(&raw.cgi, &at)?;
     let limits = server_limits(&raw.server, &at)?;
     let proxy = proxy_section(&raw.proxy, &at)?;
+    let workers = workers_section(&raw.server, &raw.workers, &at)?;
     let (server, handlers, log) = (raw.server, raw.handlers, raw.log);
     Ok(Config {
         source: None,
@@ -247,7 +249,46 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
         log_file: log.file.map(PathBuf::from),
         log_max_bytes: log.max_bytes,
         log_keep: log.keep,
+        workers,
     })
+}
+
+/// `[server] workers` and `[workers]`: how many worker processes, their threads, and the
+/// heartbeat timeout.
+fn workers_section(
+    server: &ServerSection,
+    raw: &WorkersSection,
+    at: &Locator<'_>,
+) -> Result<WorkerSettings, ConfigError> {
+    let span = server.workers.span();
+    let count = match server.workers.get_ref() {
+        WorkersValue::Name(name) if name == "auto" => WorkerSettings::auto_count(),
+        WorkersValue::Count(n) if (0..=WorkerSettings::MAX_WORKERS as i64).contains(n) => *n as usize,
+        WorkersValue::Count(n) => {
+            let max = WorkerSettings::MAX_WORKERS;
+            return Err(at.err(span, "server.workers", format!("{n} is out of range: 0 to {max}")));
+        }
+        WorkersValue::Name(name) => {
+            let message = format!("`{name}` is not a number of workers: \"auto\" or 0 to 32");
+            return Err(at.err(span, "server.workers", message));
+        }
+    };
+    let threads = match &raw.threads {
+        None => WorkerSettings::default_threads(count),
+        Some(t) if (1..=WorkerSettings::MAX_THREADS).contains(t.get_ref()) => *t.get_ref() as usize,
+        Some(t) => {
+            let message = format!("{} is out of range: 1 to {}", t.get_ref(), WorkerSettings::MAX_THREADS);
+            return Err(at.err(t.span(), "workers.threads", message));
+        }
+    };
+    let heartbeat_timeout = match &raw.heartbeat_timeout_secs {
+        None => Duration::from_secs(10),
+        Some(secs) if *secs.get_ref() >= 1 => Duration::from_secs(*secs.get_ref()),
+        Some(secs) => {
+            return Err(at.err(secs.span(), "workers.heartbeat_timeout_secs", "must be at least 1".into()));
+        }
+    };
+    Ok(WorkerSettings { count, threads, heartbeat_timeout })
 }
 
 /// An optional path key as a path.
@@ -545,6 +586,35 @@ mod tests {
         assert_eq!(e.key, "log.format", "{e}");
         let e = parse_str("[websocket]\npong_timeout_secs = 0\n", "p.toml").expect_err("zero");
         assert_eq!(e.key, "websocket.pong_timeout_secs", "{e}");
+    }
+
+    #[test]
+    fn worker_keys_resolve_and_are_checked() {
+        let c = parse_str(
+            "[server]\nworkers = 3\n[workers]\nthreads = 4\nheartbeat_timeout_secs = 2\n",
+            "w.toml",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.workers.count, c.workers.threads), (3, 4));
+        assert_eq!(c.workers.heartbeat_timeout, Duration::from_secs(2));
+        let d = Config::default().workers;
+        assert_eq!(d.count, WorkerSettings::auto_count());
+        assert!(d.count >= 2 && d.threads >= 2, "{d:?}");
+        assert_eq!(d.heartbeat_timeout, Duration::from_secs(10));
+        let single = parse_str("[server]\nworkers = 0\n", "w.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(single.workers.count, 0);
+        for (text, line, key) in [
+            ("[server]\nworkers = \"many\"\n", 2, "server.workers"),
+            ("[server]\nworkers = -1\n", 2, "server.workers"),
+            ("[server]\nworkers = 33\n", 2, "server.workers"),
+            ("[workers]\nthreads = 0\n", 2, "workers.threads"),
+            ("[workers]\n\nthreads = 65\n", 3, "workers.threads"),
+            ("[workers]\nheartbeat_timeout_secs = 0\n", 2, "workers.heartbeat_timeout_secs"),
+            ("[workers]\nthread = 2\n", 2, "workers.thread"),
+        ] {
+            let e = parse_str(text, "w.toml").expect_err(text);
+            assert_eq!((e.line, e.key.as_str()), (line, key), "{e}");
+        }
     }
 
     #[test]

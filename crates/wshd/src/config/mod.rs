@@ -259,6 +259,42 @@ pub struct Config {
     pub log_max_bytes: u64,
     /// Rotated log files kept.
     pub log_keep: u32,
+    /// Worker processes and how they are supervised (`[server] workers`, `[workers]`).
+    pub workers: WorkerSettings,
+}
+
+/// Resolved `[server] workers` and `[workers]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerSettings {
+    /// Worker processes under a master; 0: one process serves everything, no master.
+    pub count: usize,
+    /// Runtime threads per worker (or of the single process).
+    pub threads: usize,
+    /// Heartbeat age, or time one handler call may hold a thread, before a worker is killed.
+    pub heartbeat_timeout: Duration,
+}
+
+impl WorkerSettings {
+    /// The most runtime threads a worker can have (the scoreboard's thread slots per worker).
+    pub const MAX_THREADS: u64 = 64;
+    /// The most worker processes (the scoreboard's cells).
+    pub const MAX_WORKERS: u64 = 32;
+
+    /// The CPUs this process may run on (1 when unknown).
+    pub fn cpus() -> usize {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    }
+
+    /// `"auto"`: one worker per CPU, at least 2 (so one crash costs at most half the
+    /// connections), at most [`Self::MAX_WORKERS`].
+    pub fn auto_count() -> usize {
+        Self::cpus().clamp(2, Self::MAX_WORKERS as usize)
+    }
+
+    /// The default threads per worker for `count` workers: the CPUs shared out, at least 2.
+    pub fn default_threads(count: usize) -> usize {
+        (Self::cpus() / count.max(1)).clamp(2, Self::MAX_THREADS as usize)
+    }
 }
 
 /// Resolved `[tls]` (plus the TLS flags).

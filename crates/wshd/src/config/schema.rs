@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub cgi: CgiSection,
     /// `[proxy]`: which reverse proxies are trusted to report the client's address.
     pub proxy: ProxySection,
+    /// `[workers]`: the worker processes' runtime and how the master watches them.
+    pub workers: WorkersSection,
     /// `[[route]]`: aliases and per-route settings.
     pub route: Vec<RouteSection>,
 }
@@ -56,6 +58,35 @@ pub struct ServerSection {
     /// Largest HTTP request head (request line and headers) in bytes; a larger one is
     /// answered 431. At least 8192. Default 65536.
     pub max_header_bytes: u64,
+    /// Worker processes serving the listeners, supervised by a master process that replaces
+    /// any that dies or hangs: `"auto"` (the number of CPUs, at least 2) or a number ≥ 1;
+    /// `0` runs everything in one process without a master (for debugging, like nginx's
+    /// `master_process off`). Default `"auto"`.
+    pub workers: Spanned<WorkersValue>,
+}
+
+/// The value of `[server] workers`: `"auto"` or a number.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum WorkersValue {
+    /// A number of worker processes (0: a single process, no master).
+    Count(i64),
+    /// A name; only `"auto"` is valid.
+    Name(String),
+}
+
+/// `[workers]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersSection {
+    /// Runtime threads per worker process (or of the single process with `workers = 0`),
+    /// 1–64. Default: the number of CPUs divided by the number of workers, at least 2, so
+    /// one handler blocking its thread never stalls its whole worker.
+    pub threads: Option<Spanned<u64>>,
+    /// A worker whose heartbeat is older than this, or whose handler code has held one
+    /// runtime thread without returning for this long, is killed and replaced. At least 1.
+    /// Default 10.
+    pub heartbeat_timeout_secs: Option<Spanned<u64>>,
 }
 
 impl Default for ServerSection {
@@ -72,6 +103,7 @@ impl Default for ServerSection {
             shutdown_grace_secs: 30,
             max_connections: 10_000,
             max_header_bytes: 64 << 10,
+            workers: Spanned::new(0..0, WorkersValue::Name("auto".into())),
         }
     }
 }

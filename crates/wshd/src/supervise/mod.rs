@@ -1,0 +1,50 @@
+//! Supervised worker processes, like nginx's master and workers: a master binds the
+//! listeners, starts `[server] workers` copies of itself that inherit them, replaces any
+//! that dies (an abort, a stack overflow or a bad write in a handler) or hangs (no
+//! heartbeat, or handler code holding a thread too long), and forwards SIGHUP and SIGTERM.
+//! See `docs/decisions/0012-worker-processes.md`.
+//!
+//! | module | one job |
+//! |---|---|
+//! | [`balance`] | the accept gate: a worker ahead of another leaves it the next connections |
+//! | [`board`] | the scoreboard shared with the workers (memfd + mmap, atomics only) |
+//! | [`inherit`] | the start-up protocol: which fds a worker inherits, in which variables |
+//! | [`spawn`] | starting one worker (re-exec, `pre_exec`: fds, parent-death signal) |
+//! | [`pool`] | the master's workers: deaths, replacements, stuck kills |
+//! | [`stuck`] | the heartbeat and thread-slot check |
+//! | [`death`] | an exit status in words |
+//! | [`relay`] | worker log lines through the master |
+//! | [`master`] | the master's loop: signals, supervision, shutdown |
+//! | [`worker`] | a worker's start: adopt fds, heartbeat, serve |
+//! | [`serve`] | one serving process (a worker, or `workers = 0`) until its drain ends |
+//! | [`stopper`] | SIGTERM/SIGINT on a dedicated thread, with a deadline |
+
+pub(crate) mod balance;
+pub(crate) mod board;
+pub(crate) mod death;
+pub mod inherit;
+pub mod master;
+pub(crate) mod pool;
+pub mod relay;
+pub(crate) mod serve;
+pub(crate) mod spawn;
+pub mod stopper;
+pub(crate) mod stuck;
+pub mod worker;
+
+use std::process::ExitCode;
+
+pub use inherit::Inherited;
+pub use relay::Sink;
+
+use crate::{Config, ConfigSource};
+
+/// Runs this process in its role: a worker when the master's variables are set
+/// (`inherited`), else the single process of `workers = 0`, else a master logging to `sink`.
+pub fn run(config: Config, source: ConfigSource, inherited: Option<Inherited>, sink: Sink) -> ExitCode {
+    match inherited {
+        Some(inherited) => worker::run(config, source, inherited),
+        None if config.workers.count == 0 => serve::single(config, source),
+        None => master::run(config, source, sink),
+    }
+}

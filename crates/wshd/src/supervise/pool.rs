@@ -1,0 +1,236 @@
+//! The master's workers: spawning them, noticing deaths (logged with the route whose code was
+//! running), replacing them (with a backoff for a worker that keeps dying at start-up), and
+//! killing the stuck ones.
+
+use std::process::Child;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::board::{Board, CellState, describe_routes};
+use super::inherit::Inherited;
+use super::relay::{self, Sink};
+use super::stuck::{self, Seen};
+use super::{death, spawn};
+use crate::config::LogFormat;
+use crate::watchdog::slot::monotonic_ms;
+
+/// A worker that dies sooner than this after its start died "at start-up".
+const QUICK_DEATH: Duration = Duration::from_secs(2);
+/// Deaths at start-up in a row after which replacements wait [`BACKOFF`].
+const QUICK_DEATHS_BEFORE_BACKOFF: u32 = 5;
+/// The wait between replacements of a worker that keeps dying at start-up.
+const BACKOFF: Duration = Duration::from_secs(1);
+
+/// One worker's place in the pool.
+#[derive(Debug)]
+struct Place {
+    /// The running process, if any.
+    child: Option<Child>,
+    /// When it was started.
+    started: Instant,
+    /// Deaths at start-up in a row.
+    quick_deaths: u32,
+    /// When to start the next one (`None`: not waiting).
+    respawn_at: Option<Instant>,
+    /// Why the master killed it, if it did.
+    killed_because: Option<String>,
+    /// What the stuck check saw in its thread slots.
+    seen: Seen,
+}
+
+/// Counts of what happened to workers (served as metrics once the control channel lands).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    /// Workers that died (any exit or signal), outside a shutdown.
+    pub(crate) deaths: u64,
+    /// Replacements started.
+    pub(crate) restarts: u64,
+    /// Workers killed as stuck.
+    pub(crate) stuck_kills: u64,
+}
+
+/// The workers of a master.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    /// The fds every worker inherits (index, admin fd and control set per worker).
+    template: Inherited,
+    /// The scoreboard.
+    board: Board,
+    /// Where worker logs go.
+    sink: Sink,
+    /// The log format (for marking relayed lines).
+    format: LogFormat,
+    /// One per worker.
+    places: Vec<Place>,
+    /// What happened.
+    pub(crate) counters: Counters,
+}
+
+impl Pool {
+    /// A pool of `count` workers (none started yet).
+    pub(crate) fn new(
+        count: usize,
+        template: Inherited,
+        board: Board,
+        sink: Sink,
+        format: LogFormat,
+    ) -> Pool {
+        let places = (0..count)
+            .map(|_| Place {
+                child: None,
+                started: Instant::now(),
+                quick_deaths: 0,
+                respawn_at: Some(Instant::now()),
+                killed_because: None,
+                seen: Seen::default(),
+            })
+            .collect();
+        Pool { template, board, sink, format, places, counters: Counters::default() }
+    }
+
+    /// Starts the workers whose (re)start is due.
+    pub(crate) fn start_due(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.places.len() {
+            if self.places[i].child.is_none() && self.places[i].respawn_at.is_some_and(|at| at <= now) {
+                self.start(i);
+            }
+        }
+    }
+
+    /// Starts worker `i` (0-based); a failure is retried after [`BACKOFF`].
+    fn start(&mut self, i: usize) {
+        let Some(cell) = self.board.cell(i) else { return };
+        cell.reset(monotonic_ms());
+        let mut inherited = self.template.clone();
+        inherited.index = i + 1;
+        inherited.board = self.board.raw_fd();
+        if i != 0 {
+            inherited.admin = None;
+        }
+        let place = &mut self.places[i];
+        place.seen = Seen::default();
+        place.killed_because = None;
+        match spawn::spawn_worker(&inherited) {
+            Ok(mut child) => {
+                tracing::info!(
+                    worker = i + 1,
+                    pid = child.id(),
+                    "worker {} started pid={}",
+                    i + 1,
+                    child.id()
+                );
+                if let Some(stderr) = child.stderr.take() {
+                    relay::relay(i + 1, stderr, self.sink.clone(), self.format);
+                }
+                place.child = Some(child);
+                place.started = Instant::now();
+                place.respawn_at = None;
+            }
+            Err(e) => {
+                tracing::error!(
+                    worker = i + 1,
+                    "cannot start worker {}: {e}; retrying in {BACKOFF:?}",
+                    i + 1
+                );
+                place.respawn_at = Some(Instant::now() + BACKOFF);
+            }
+        }
+    }
+
+    /// Reaps workers that exited: logs each death and schedules its replacement (none when
+    /// `replace` is false, during a shutdown). Gives the number still running.
+    pub(crate) fn reap(&mut self, replace: bool) -> usize {
+        let mut running = 0;
+        for i in 0..self.places.len() {
+            let Some(child) = self.places[i].child.as_mut() else { continue };
+            match child.try_wait() {
+                Ok(None) => running += 1,
+                Ok(Some(status)) => self.on_death(i, death::describe(status), replace),
+                Err(e) => {
+                    tracing::error!(worker = i + 1, "cannot wait for worker {}: {e}", i + 1);
+                    running += 1;
+                }
+            }
+        }
+        running
+    }
+
+    /// Logs worker `i`'s death (`how`), with what it was running, and schedules a replacement.
+    fn on_death(&mut self, i: usize, how: String, replace: bool) {
+        let place = &mut self.places[i];
+        let pid = place.child.take().map_or(0, |c| c.id());
+        let routes = self.board.cell(i).map(|cell| cell.busy_routes()).unwrap_or_default();
+        let running = describe_routes(&routes);
+        if !replace {
+            tracing::info!(worker = i + 1, pid, "worker {} pid={pid} {how}", i + 1);
+            return;
+        }
+        self.counters.deaths += 1;
+        let lived = place.started.elapsed();
+        place.quick_deaths = if lived < QUICK_DEATH { place.quick_deaths + 1 } else { 0 };
+        let wait = if place.quick_deaths >= QUICK_DEATHS_BEFORE_BACKOFF { BACKOFF } else { Duration::ZERO };
+        let why = place
+            .killed_because
+            .take()
+            .map_or(String::new(), |why| format!(" (the master killed it: {why})"));
+        tracing::error!(
+            worker = i + 1,
+            pid,
+            status = %how,
+            running = %running,
+            lived_ms = lived.as_millis() as u64,
+            deaths = self.counters.deaths,
+            "worker {} pid={pid} died: {how}{why}; handler code running: {running}; replacing it{}",
+            i + 1,
+            if wait.is_zero() { String::new() } else { format!(" in {wait:?} (it keeps dying at start-up)") }
+        );
+        self.counters.restarts += 1;
+        place.respawn_at = Some(Instant::now() + wait);
+    }
+
+    /// Kills (SIGKILL) every serving worker that is stuck; the death is reaped later.
+    pub(crate) fn kill_stuck(&mut self, timeout: Duration) {
+        let now = monotonic_ms();
+        let timeout_ms = timeout.as_millis() as u64;
+        for (i, place) in self.places.iter_mut().enumerate() {
+            let (Some(child), Some(cell)) = (place.child.as_ref(), self.board.cell(i)) else { continue };
+            if place.killed_because.is_some()
+                || cell.state.load(Ordering::Acquire) == CellState::Draining as u32
+            {
+                continue;
+            }
+            let Some(why) = stuck::check(cell, &mut place.seen, now, timeout_ms) else { continue };
+            tracing::error!(
+                worker = i + 1,
+                pid = child.id(),
+                "worker {} pid={} is stuck: {why}; killing it",
+                i + 1,
+                child.id()
+            );
+            self.counters.stuck_kills += 1;
+            signal_pid(child.id(), Signal::SIGKILL);
+            place.killed_because = Some(why);
+        }
+    }
+
+    /// Sends `signal` to every running worker.
+    pub(crate) fn signal_all(&self, signal: Signal) {
+        for child in self.places.iter().filter_map(|p| p.child.as_ref()) {
+            signal_pid(child.id(), signal);
+        }
+    }
+
+    /// Stops holding the admin listener (the master keeps it only to hand to worker 1).
+    pub(crate) fn drop_admin(&mut self) {
+        self.template.admin = None;
+    }
+}
+
+/// Sends `signal` to `pid` (an error means it is gone already).
+fn signal_pid(pid: u32, signal: Signal) {
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), signal);
+}

@@ -1,0 +1,117 @@
+//! A worker process: adopts the listeners and the scoreboard the master handed down, installs
+//! the watchdog on its scoreboard cell, proves it is alive with a heartbeat, and serves like
+//! the single process does. It leaves when the master goes (the parent-death signal is
+//! SIGTERM, and the heartbeat task also notices a new parent).
+
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::board::{Board, CellState, Layout, WorkerCell};
+use super::inherit::Inherited;
+use super::serve;
+use super::stopper::Stopper;
+use crate::server::{Bound, StartError};
+use crate::watchdog::slot::{MAX_THREADS, RouteNames, ThreadSlot, monotonic_ms};
+use crate::{Config, ConfigSource};
+
+/// How often a worker writes its heartbeat.
+pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
+
+/// Runs worker `inherited.index` with `config` until it is told to stop.
+pub fn run(config: Config, source: ConfigSource, inherited: Inherited) -> ExitCode {
+    let index = inherited.index;
+    let (board, cell) = match adopt_board(&inherited) {
+        Ok(adopted) => adopted,
+        Err(e) => {
+            eprintln!("wshd worker {index}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    cell.pid.store(std::process::id(), Ordering::Relaxed);
+    install_watchdog(&cell.slots, &cell.names);
+    let stopper = match Stopper::start(config.shutdown_grace) {
+        Ok(stopper) => stopper,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGTERM/SIGINT: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match serve::runtime(config.workers.threads) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(pid = std::process::id(), threads = config.workers.threads, "worker {index} starting");
+    serve::block_on(runtime, async move {
+        tokio::spawn(heartbeat(cell, inherited.master_pid));
+        let bound = match adopt_listeners(&inherited) {
+            Ok(bound) => Bound { gate: Some(super::balance::gate(board, index - 1)), ..bound },
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        cell.state.store(CellState::Serving as u32, Ordering::Release);
+        let on_drain = Box::new(move || cell.state.store(CellState::Draining as u32, Ordering::Release));
+        serve::serve(config, source, Some(bound), stopper, Some(on_drain)).await
+    })
+}
+
+/// Maps the inherited scoreboard for the process's life and finds this worker's cell.
+fn adopt_board(inherited: &Inherited) -> Result<(&'static Layout, &'static WorkerCell), String> {
+    // SAFETY: the master passed this fd for the scoreboard and nothing else in this process
+    // owns it (it is adopted once, at start-up).
+    #[allow(unsafe_code)]
+    let fd = unsafe { OwnedFd::from_raw_fd(inherited.board) };
+    let board = Board::open(fd)?.leak();
+    let cell = inherited.index.checked_sub(1).and_then(|i| board.cells.get(i));
+    let cell = cell.ok_or_else(|| format!("no scoreboard cell for worker {}", inherited.index))?;
+    Ok((board, cell))
+}
+
+/// Adopts the inherited listener fds as tokio listeners.
+fn adopt_listeners(inherited: &Inherited) -> Result<Bound, StartError> {
+    let adopt = |fd: RawFd| -> Result<tokio::net::TcpListener, StartError> {
+        // SAFETY: the master passed this fd as a listening TCP socket, and nothing else in this
+        // process owns it (each inherited fd is adopted once).
+        #[allow(unsafe_code)]
+        let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+        listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(listener))
+            .map_err(|e| StartError(format!("cannot adopt inherited listener fd {fd}: {e}")))
+    };
+    let listeners = inherited.listeners.iter().map(|&fd| adopt(fd)).collect::<Result<Vec<_>, _>>()?;
+    let admin = inherited.admin.map(adopt).transpose()?;
+    Ok(Bound { listeners, admin, inherited: true, gate: None })
+}
+
+/// Writes the heartbeat every [`HEARTBEAT_EVERY`]; asks this process to stop (SIGTERM to
+/// itself, taken by the signal thread) if the master is gone.
+async fn heartbeat(cell: &'static WorkerCell, master_pid: u32) {
+    let mut told = false;
+    loop {
+        cell.heartbeat_ms.store(monotonic_ms(), Ordering::Release);
+        if !told && !super::stopper::stopping() && nix::unistd::getppid().as_raw() as u32 != master_pid {
+            tracing::warn!("the master (pid {master_pid}) is gone; shutting down");
+            let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGTERM);
+            told = true;
+        }
+        tokio::time::sleep(HEARTBEAT_EVERY).await;
+    }
+}
+
+/// Hands the cell's thread slots and route names to the watchdog. A shim until the watchdog
+/// (branch h-watchdog) lands: then this becomes
+/// `crate::watchdog::install(crate::watchdog::Storage { slots, names })`.
+fn install_watchdog(slots: &'static [ThreadSlot; MAX_THREADS], names: &'static RouteNames) {
+    let _ = INSTALLED.set((slots, names));
+}
+
+/// Where the shim keeps the storage.
+static INSTALLED: std::sync::OnceLock<(&'static [ThreadSlot; MAX_THREADS], &'static RouteNames)> =
+    std::sync::OnceLock::new();
