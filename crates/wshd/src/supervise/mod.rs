@@ -1,4 +1,4 @@
 //! Supervised worker processes: the master, the workers, and what they share.
 #![allow(dead_code)] // wired by the supervisor
 
-pub(crate) mod quarantine;
+pub(crate) mod crashes;
