@@ -2,3 +2,4 @@
 #![allow(dead_code)] // wired by the supervisor
 
 pub(crate) mod crashes;
+pub(crate) mod recycle;
