@@ -7,9 +7,19 @@ use std::time::Duration;
 const USER_HZ: u64 = 100;
 
 /// CPU time (user + system) used so far by process `pid` (`"self"` for this one), summed
-/// over its threads. Uses `schedstat` (nanoseconds) when the kernel has it, else `stat`
-/// (10 ms ticks).
+/// over its threads and over the processes under it (a wshd master's workers). Uses
+/// `schedstat` (nanoseconds) when the kernel has it, else `stat` (10 ms ticks).
 pub(crate) fn process_cpu(pid: &str) -> Option<Duration> {
+    let mut total = own_cpu(pid)?;
+    if let Ok(parent) = pid.parse::<u32>() {
+        for child in crate::procinfo::descendants(parent) {
+            total += own_cpu(&child.to_string()).unwrap_or_default();
+        }
+    }
+    Some(total)
+}
+
+fn own_cpu(pid: &str) -> Option<Duration> {
     schedstat_cpu(pid).or_else(|| stat_cpu(pid))
 }
 

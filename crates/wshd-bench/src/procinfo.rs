@@ -2,8 +2,43 @@
 
 use std::fs;
 
-/// `VmRSS` of process `pid`, in KiB.
+/// `VmRSS` of process `pid` and every process under it (a wshd master's worker processes),
+/// in KiB.
 pub(crate) fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let mut total = own_vm_rss_kib(pid)?;
+    for child in descendants(pid) {
+        total += own_vm_rss_kib(child).unwrap_or(0);
+    }
+    Some(total)
+}
+
+/// The processes under `pid` (children, their children, …), from each process's parent in
+/// `/proc/*/stat`.
+pub(crate) fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    for entry in entries.flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else { continue };
+        let parent = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().nth(1)?.parse().ok());
+        if let Some(parent) = parent {
+            parents.push((child, parent));
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for &(child, parent) in &parents {
+            if parent == p && !found.contains(&child) {
+                found.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    found
+}
+
+fn own_vm_rss_kib(pid: u32) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
     line.split_whitespace().next()?.parse().ok()

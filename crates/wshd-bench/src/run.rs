@@ -65,8 +65,12 @@ impl Workload {
 /// A server under test (with the client options it is driven with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub(crate) enum Subject {
-    /// wshd serving the echo plugin.
+    /// wshd serving the echo plugin (default `workers`: a master and one worker per CPU).
     Wshd,
+    /// The same with `workers = 0`: one process, no master (what wshd was before workers).
+    WshdSingle,
+    /// The same with `workers = 1`: a master and one worker process.
+    Wshd1w,
     /// The same wshd and configuration plus a `[[route]] builtin = "echo"`, driven at that
     /// route: the echo built into the host, without the plugin boundary.
     WshdBuiltin,
@@ -86,6 +90,8 @@ pub(crate) enum Subject {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum ServerKind {
     Wshd,
+    WshdSingle,
+    WshdOneWorker,
     WshdBuiltin,
     Tt,
     Tt8k,
@@ -97,6 +103,8 @@ impl Subject {
     fn label(self) -> &'static str {
         match self {
             Subject::Wshd => "wshd (echo plugin)",
+            Subject::WshdSingle => "wshd, workers = 0 (one process)",
+            Subject::Wshd1w => "wshd, workers = 1 (master + 1 worker)",
             Subject::WshdBuiltin => "wshd, built-in echo (no plugin boundary)",
             Subject::WshdDeflate => "wshd, permessage-deflate",
             Subject::TokioTungstenite => "tokio-tungstenite 0.30 default",
@@ -109,6 +117,8 @@ impl Subject {
     fn key(self) -> &'static str {
         match self {
             Subject::Wshd => "wshd",
+            Subject::WshdSingle => "wshd-single",
+            Subject::Wshd1w => "wshd-1w",
             Subject::WshdBuiltin => "wshd-builtin",
             Subject::WshdDeflate => "wshd-deflate",
             Subject::TokioTungstenite => "tokio-tungstenite",
@@ -121,6 +131,8 @@ impl Subject {
     fn kind(self) -> ServerKind {
         match self {
             Subject::Wshd | Subject::WshdDeflate => ServerKind::Wshd,
+            Subject::WshdSingle => ServerKind::WshdSingle,
+            Subject::Wshd1w => ServerKind::WshdOneWorker,
             Subject::WshdBuiltin => ServerKind::WshdBuiltin,
             Subject::TokioTungstenite => ServerKind::Tt,
             Subject::TokioTungstenite8k => ServerKind::Tt8k,
@@ -371,7 +383,12 @@ fn start_server(ctx: &Context, kind: ServerKind) -> Result<Server, BoxError> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let cpu = ctx.placement.server_cpu();
     let (name, mut cmd) = match kind {
-        ServerKind::Wshd | ServerKind::WshdBuiltin => {
+        ServerKind::Wshd | ServerKind::WshdSingle | ServerKind::WshdOneWorker | ServerKind::WshdBuiltin => {
+            let workers = match kind {
+                ServerKind::WshdSingle => "workers = 0\n",
+                ServerKind::WshdOneWorker => "workers = 1\n",
+                _ => "",
+            };
             let config_path = ctx.temp.join(format!("server-{port}.toml"));
             let dir = ctx.handlers_dir.to_str().ok_or("the temporary directory is not UTF-8")?;
             let builtin_route = if kind == ServerKind::WshdBuiltin {
@@ -384,7 +401,7 @@ fn start_server(ctx: &Context, kind: ServerKind) -> Result<Server, BoxError> {
                 format!(
                     "# Written by wshd-bench run. No connection limit: the idle workload opens up to\n\
                      # 100,000 connections (the default limit is 10,000).\n\
-                     [server]\nlisten = [\"127.0.0.1:{port}\"]\nmax_connections = 0\n\n\
+                     [server]\nlisten = [\"127.0.0.1:{port}\"]\nmax_connections = 0\n{workers}\n\
                      [handlers]\ndir = {}\nrecursive = false\n\n[log]\nlevel = \"warn\"\n\n\
                      [websocket.deflate]\n{}\n{builtin_route}",
                     quoted(dir),

@@ -157,7 +157,8 @@ impl Server {
         } else {
             None
         };
-        let metrics = Arc::new(Metrics::new(crate::plugin::live_generations));
+        let metrics =
+            Arc::new(Metrics::new(crate::plugin::live_generations).sharing(crate::scoreboard::local()));
         let (reload, config, routes) =
             reload::start(config, metrics.plugin_counters()).await.map_err(StartError)?;
         let state = Arc::new(ServerState::new(Snapshot::new(config, routes, tls), metrics));

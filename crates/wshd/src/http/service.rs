@@ -101,6 +101,21 @@ fn unavailable(addrs: ConnAddrs, route: &Route, why: &str) -> Response<Full<Byte
     resp
 }
 
+/// Why new connections to `route` are refused while its handler is quarantined (it took
+/// worker processes down again and again; a new build of its plugin lifts it).
+fn quarantined(route: &Route) -> Option<String> {
+    let table = crate::scoreboard::local().quarantine;
+    let listed = match &route.target {
+        RouteTarget::Plugin { resource, .. } => table.contains(resource) || table.contains(&route.path),
+        RouteTarget::Builtin(_) => false,
+    };
+    listed.then(|| {
+        "route quarantined: its handler crashed worker processes repeatedly; \
+         a new build of its plugin lifts the quarantine"
+            .to_owned()
+    })
+}
+
 /// Answers a request that is not a valid RFC 6455 handshake.
 fn invalid(addrs: ConnAddrs, route: &Route, e: handshake::HandshakeError) -> Response<Full<Bytes>> {
     tracing::info!(peer = %addrs.peer, path = %route.path, status = e.status().as_u16(), reason = e.name(), "handshake refused");
@@ -127,6 +142,9 @@ fn websocket(
         Ok(valid) => valid,
         Err(e) => return Ok(invalid(addrs, &route, e)),
     };
+    if let Some(why) = quarantined(&route) {
+        return Ok(unavailable(addrs, &route, &why));
+    }
     let cx = start::Context { lifecycle: &state.lifecycle, metrics: &state.metrics };
     let slot = match start::admit(cx, metrics, global_max, route.settings.max_connections) {
         Ok(slot) => slot,

@@ -8,7 +8,7 @@
 pub(crate) mod traffic;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +22,9 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use self::traffic::{RouteTraffic, Totals};
+use crate::scoreboard::Local;
+use crate::scoreboard::counts::{ConnectionCounts, Refused, route_key};
+use crate::scoreboard::slot::leak_zeroed;
 
 /// The `route` label value of requests that matched no route.
 pub(crate) const NO_ROUTE: &str = "none";
@@ -71,8 +74,10 @@ pub(crate) struct Metrics {
     routes: Arc<Mutex<HashMap<String, Arc<RouteMetrics>>>>,
     /// Plugin loads and refusals, counted by the reloader.
     plugins: Arc<PluginCounters>,
-    /// Open WebSocket connections over all routes.
-    open_total: AtomicUsize,
+    /// Open WebSocket connections, server-wide (shared with the other worker processes).
+    counts: &'static ConnectionCounts,
+    /// This process's worker index in `counts`.
+    worker: usize,
 }
 
 /// One route's counters, resolved once per connection.
@@ -80,7 +85,8 @@ pub(crate) struct Metrics {
 pub(crate) struct RouteMetrics {
     /// The route path (the `route` label).
     pub(crate) route: String,
-    open_count: AtomicUsize,
+    /// The route's key in the server-wide connection counts.
+    count_key: u64,
     open: Gauge,
     opened: Counter,
     /// Messages, bytes and delivery latency, kept per connection (see [`traffic`]).
@@ -107,19 +113,9 @@ pub(crate) struct ConnSlot {
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
-        self.route.open_count.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.counts.close(self.metrics.worker, self.route.count_key);
         self.route.open.dec();
-        self.metrics.open_total.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// Reserves one unit of `counter` if it is below `max`.
-fn try_take(counter: &AtomicUsize, max: Option<usize>) -> bool {
-    let Some(max) = max else {
-        counter.fetch_add(1, Ordering::AcqRel);
-        return true;
-    };
-    counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
 }
 
 /// Messages, bytes and delivery latency per route, summed over each route's connections at
@@ -289,7 +285,8 @@ impl Metrics {
             draining,
             routes,
             plugins,
-            open_total: AtomicUsize::new(0),
+            counts: leak_zeroed(),
+            worker: 0,
         }
     }
 
@@ -307,7 +304,7 @@ impl Metrics {
         let label = RouteLabel { route: route.to_owned() };
         let made = Arc::new(RouteMetrics {
             route: route.to_owned(),
-            open_count: AtomicUsize::new(0),
+            count_key: route_key(route),
             open: self.open.get_or_create_owned(&label),
             opened: self.opened.get_or_create_owned(&label),
             traffic: Arc::default(),
@@ -325,21 +322,28 @@ impl Metrics {
         global_max: Option<usize>,
         route_max: Option<usize>,
     ) -> Result<ConnSlot, LimitHit> {
-        if !try_take(&self.open_total, global_max) {
-            return Err(LimitHit::Global(global_max.unwrap_or(0)));
-        }
-        if !try_take(&route.open_count, route_max) {
-            self.open_total.fetch_sub(1, Ordering::AcqRel);
-            return Err(LimitHit::Route(route_max.unwrap_or(0)));
+        let as_u64 = |max: Option<usize>| max.map(|m| m as u64);
+        match self.counts.open(self.worker, route.count_key, as_u64(global_max), as_u64(route_max)) {
+            Ok(()) => {}
+            Err(Refused::Global) => return Err(LimitHit::Global(global_max.unwrap_or(0))),
+            Err(Refused::Route) => return Err(LimitHit::Route(route_max.unwrap_or(0))),
         }
         route.open.inc();
         route.opened.inc();
         Ok(ConnSlot { route: Arc::clone(route), metrics: Arc::clone(self) })
     }
 
-    /// Open WebSocket connections over all routes.
+    /// Open WebSocket connections of this process, over all routes.
     pub(crate) fn open_connections(&self) -> usize {
-        self.open_total.load(Ordering::Acquire)
+        self.counts.of_worker(self.worker) as usize
+    }
+
+    /// Counts connections in the server-wide table of `local` (a worker process's
+    /// scoreboard) instead of a private one.
+    pub(crate) fn sharing(mut self, local: &Local) -> Metrics {
+        self.counts = local.counts;
+        self.worker = local.worker;
+        self
     }
 
     /// Counts a handshake answer (`status` is a code, or `aborted`), and its duration.

@@ -1,5 +1,6 @@
-//! The accept gate of a worker ([`crate::server::AcceptGate`]): publishes the worker's open
-//! connections in its scoreboard cell and says whether another live worker has fewer, by
+//! The accept gate of a worker ([`crate::server::AcceptGate`]): notes the worker's open
+//! connections in its scoreboard cell and says whether another live worker has fewer (by
+//! the server-wide counts' share of each worker), by
 //! at least [`AHEAD_BY`]; then this worker leaves the next connections to it. Only workers
 //! serving with a fresh heartbeat count, so a dead or wedged worker never holds the others
 //! back for longer than [`FRESH_MS`].
@@ -8,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::board::{CellState, Layout};
+use crate::scoreboard::slot::monotonic_ms;
 use crate::server::AcceptGate;
-use crate::watchdog::slot::monotonic_ms;
 
 /// How many connections more than the least loaded live worker make a worker step back.
 pub(crate) const AHEAD_BY: u64 = 2;
@@ -33,7 +34,7 @@ pub(crate) fn gate(board: &'static Layout, index: usize) -> AcceptGate {
                     && cell.state.load(Ordering::Acquire) == CellState::Serving as u32
                     && now.saturating_sub(cell.heartbeat_ms.load(Ordering::Acquire)) < FRESH_MS
             })
-            .map(|(_, cell)| cell.open_connections.load(Ordering::Relaxed))
+            .map(|(i, _)| board.global.counts.of_worker(i))
             .min();
         least_other.is_some_and(|least| mine >= least + AHEAD_BY)
     })
@@ -42,7 +43,7 @@ pub(crate) fn gate(board: &'static Layout, index: usize) -> AcceptGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watchdog::slot::leak_zeroed;
+    use crate::scoreboard::slot::leak_zeroed;
 
     #[test]
     fn a_worker_ahead_of_a_live_one_steps_back() {

@@ -5,7 +5,7 @@
 //! could misread, and nothing in it is a pointer.
 //!
 //! Layout: a [`Header`] (magic, layout version, worker capacity), the [`Global`] part (the
-//! global connection counter and the quarantine table, reserved for later work), and one
+//! server-wide connection counts behind the limits, and the quarantine table), and one
 //! [`WorkerCell`] per worker: its pid, state, heartbeat, counters, and the watchdog's
 //! [`ThreadSlot`]s and [`RouteNames`], which tell the master what a dead or stuck worker was
 //! running.
@@ -13,22 +13,22 @@
 //! Mapping and unmapping happen only in this module ([`Board::create`], [`Board::open`],
 //! `Drop`).
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use nix::sys::mman::{MapFlags, ProtFlags};
 
-use crate::watchdog::slot::{FILE_BYTES, MAX_THREADS, PATH_BYTES, RouteNames, ThreadSlot, ZeroIsValid};
+use crate::scoreboard::counts::ConnectionCounts;
+use crate::scoreboard::quarantine::QuarantineTable;
+use crate::scoreboard::slot::{MAX_THREADS, RouteNames, ThreadSlot, ZeroIsValid};
 
 /// Identifies a wshd scoreboard ("wshdbord").
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"wshdbord");
 /// The layout version; bump when any type below changes.
 pub(crate) const LAYOUT_VERSION: u32 = 1;
 /// Worker cells in a board (the most workers a master can run).
-pub(crate) const CAPACITY: usize = 32;
-/// Entries of the quarantine table.
-pub(crate) const QUARANTINE_ENTRIES: usize = 32;
+pub(crate) const CAPACITY: usize = crate::scoreboard::counts::MAX_WORKERS;
 
 /// What the board is: written once by the master.
 #[repr(C)]
@@ -42,35 +42,14 @@ pub(crate) struct Header {
     pub(crate) capacity: AtomicU32,
 }
 
-/// A plugin file refused by every worker after it crashed one (reserved: filled by later
-/// work on quarantine).
-#[repr(C)]
-#[derive(Debug)]
-pub(crate) struct QuarantineEntry {
-    /// 1 while the entry is in use.
-    pub(crate) active: AtomicU32,
-    /// Length of `path` in use.
-    pub(crate) path_len: AtomicU32,
-    /// Length of `file` in use.
-    pub(crate) file_len: AtomicU32,
-    /// Keeps the following fields 8-byte aligned.
-    pub(crate) reserved: AtomicU32,
-    /// A fingerprint of the plugin file (size, mtime, inode), so a rebuilt file is let in.
-    pub(crate) fingerprint: AtomicU64,
-    /// The route path, UTF-8, eight bytes a word.
-    pub(crate) path: [AtomicU64; PATH_BYTES / 8],
-    /// The plugin file, UTF-8, eight bytes a word.
-    pub(crate) file: [AtomicU64; FILE_BYTES / 8],
-}
-
 /// What all workers share.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Global {
-    /// Open WebSocket connections over all workers (reserved: the global limit will use it).
-    pub(crate) open_connections: AtomicU64,
-    /// The quarantine table (reserved).
-    pub(crate) quarantine: [QuarantineEntry; QUARANTINE_ENTRIES],
+    /// Open WebSocket connections, server-wide and per worker (the limits count through it).
+    pub(crate) counts: ConnectionCounts,
+    /// Quarantined routes.
+    pub(crate) quarantine: QuarantineTable,
 }
 
 /// A worker's [`WorkerCell::state`].
@@ -95,9 +74,9 @@ pub(crate) struct WorkerCell {
     pub(crate) pid: AtomicU32,
     /// A [`CellState`].
     pub(crate) state: AtomicU32,
-    /// When the worker last proved its runtime alive ([`crate::watchdog::slot::monotonic_ms`]).
+    /// When the worker last proved its runtime alive ([`crate::scoreboard::slot::monotonic_ms`]).
     pub(crate) heartbeat_ms: AtomicU64,
-    /// Open WebSocket connections of this worker.
+    /// Open WebSocket connections of this worker, as its accept gate last saw them.
     pub(crate) open_connections: AtomicU64,
     /// WebSocket connections this worker accepted.
     pub(crate) accepted_total: AtomicU64,
@@ -122,10 +101,7 @@ pub(crate) struct Layout {
 // SAFETY: atomics only (magic, version, capacity).
 #[allow(unsafe_code)]
 unsafe impl ZeroIsValid for Header {}
-// SAFETY: atomics and arrays of atomics only.
-#[allow(unsafe_code)]
-unsafe impl ZeroIsValid for QuarantineEntry {}
-// SAFETY: an atomic and an array of a ZeroIsValid type.
+// SAFETY: repr(C) structs of ZeroIsValid types.
 #[allow(unsafe_code)]
 unsafe impl ZeroIsValid for Global {}
 // SAFETY: atomics, and arrays or structs of ZeroIsValid types (ThreadSlot, RouteNames).
@@ -248,8 +224,9 @@ impl Board {
     }
 
     /// The memfd, borrowed.
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    #[cfg(test)]
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.fd)
     }
 
     /// Keeps the mapping for the process's life.

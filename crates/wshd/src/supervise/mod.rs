@@ -12,6 +12,8 @@
 //! | [`spawn`] | starting one worker (re-exec, `pre_exec`: fds, parent-death signal) |
 //! | [`pool`] | the master's workers: deaths, replacements, stuck kills |
 //! | [`stuck`] | the heartbeat and thread-slot check |
+//! | [`crashes`] | the crash ledger and plugin file fingerprints (quarantine; not wired yet) |
+//! | [`recycle`] | when a worker is due for recycling (not wired yet) |
 //! | [`death`] | an exit status in words |
 //! | [`relay`] | worker log lines through the master |
 //! | [`master`] | the master's loop: signals, supervision, shutdown |
@@ -21,10 +23,14 @@
 
 pub(crate) mod balance;
 pub(crate) mod board;
+#[allow(dead_code)] // wired with the quarantine
+pub(crate) mod crashes;
 pub(crate) mod death;
 pub mod inherit;
 pub mod master;
 pub(crate) mod pool;
+#[allow(dead_code)] // wired with recycling
+pub(crate) mod recycle;
 pub mod relay;
 pub(crate) mod serve;
 pub(crate) mod spawn;

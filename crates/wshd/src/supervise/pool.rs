@@ -15,7 +15,7 @@ use super::relay::{self, Sink};
 use super::stuck::{self, Seen};
 use super::{death, spawn};
 use crate::config::LogFormat;
-use crate::watchdog::slot::monotonic_ms;
+use crate::scoreboard::slot::monotonic_ms;
 
 /// A worker that dies sooner than this after its start died "at start-up".
 const QUICK_DEATH: Duration = Duration::from_secs(2);
@@ -165,8 +165,19 @@ impl Pool {
         let pid = place.child.take().map_or(0, |c| c.id());
         let routes = self.board.cell(i).map(|cell| cell.busy_routes()).unwrap_or_default();
         let running = describe_routes(&routes);
+        if let Some(cell) = self.board.cell(i) {
+            cell.state.store(CellState::Empty as u32, Ordering::Release);
+        }
+        // A dead worker never closes its connections: take its share of the counts back.
+        let reclaimed = self.board.global.counts.reclaim(i);
         if !replace {
-            tracing::info!(worker = i + 1, pid, "worker {} pid={pid} {how}", i + 1);
+            tracing::info!(
+                worker = i + 1,
+                pid,
+                connections_left = reclaimed,
+                "worker {} pid={pid} {how}",
+                i + 1
+            );
             return;
         }
         self.counters.deaths += 1;
@@ -183,6 +194,7 @@ impl Pool {
             status = %how,
             running = %running,
             lived_ms = lived.as_millis() as u64,
+            connections_lost = reclaimed,
             deaths = self.counters.deaths,
             "worker {} pid={pid} died: {how}{why}; handler code running: {running}; replacing it{}",
             i + 1,

@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering;
 
 use super::board::{WorkerCell, describe_routes};
-use crate::watchdog::slot::MAX_THREADS;
+use crate::scoreboard::slot::MAX_THREADS;
 
 /// What the master saw in one worker's thread slots: per slot, the odd `seq` and when it was
 /// first seen (monotonic ms).
@@ -23,7 +23,7 @@ impl Default for Seen {
     }
 }
 
-/// Why a worker must be killed, or `None`. `now_ms` is [`crate::watchdog::slot::monotonic_ms`].
+/// Why a worker must be killed, or `None`. `now_ms` is [`crate::scoreboard::slot::monotonic_ms`].
 pub(crate) fn check(cell: &WorkerCell, seen: &mut Seen, now_ms: u64, timeout_ms: u64) -> Option<String> {
     let heartbeat = cell.heartbeat_ms.load(Ordering::Acquire);
     if now_ms.saturating_sub(heartbeat) > timeout_ms {
@@ -58,7 +58,7 @@ pub(crate) fn check(cell: &WorkerCell, seen: &mut Seen, now_ms: u64, timeout_ms:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watchdog::slot::leak_zeroed;
+    use crate::scoreboard::slot::leak_zeroed;
 
     #[test]
     fn a_stale_heartbeat_or_a_long_held_slot_is_stuck() {

@@ -1,5 +1,6 @@
-//! A worker process: adopts the listeners and the scoreboard the master handed down, installs
-//! the watchdog on its scoreboard cell, proves it is alive with a heartbeat, and serves like
+//! A worker process: adopts the listeners and the scoreboard the master handed down, makes
+//! its scoreboard cell and the shared tables this process's scoreboard view (the watchdog's
+//! thread slots, the server-wide connection counts, the quarantine), proves it is alive with a heartbeat, and serves like
 //! the single process does. It leaves when the master goes (the parent-death signal is
 //! SIGTERM, and the heartbeat task also notices a new parent).
 
@@ -12,8 +13,9 @@ use super::board::{Board, CellState, Layout, WorkerCell};
 use super::inherit::Inherited;
 use super::serve;
 use super::stopper::Stopper;
+use crate::scoreboard::Local;
+use crate::scoreboard::slot::monotonic_ms;
 use crate::server::{Bound, StartError};
-use crate::watchdog::slot::{MAX_THREADS, RouteNames, ThreadSlot, monotonic_ms};
 use crate::{Config, ConfigSource};
 
 /// How often a worker writes its heartbeat.
@@ -30,7 +32,18 @@ pub fn run(config: Config, source: ConfigSource, inherited: Inherited) -> ExitCo
         }
     };
     cell.pid.store(std::process::id(), Ordering::Relaxed);
-    install_watchdog(&cell.slots, &cell.names);
+    let local = Local {
+        worker: index - 1,
+        slots: &cell.slots,
+        names: &cell.names,
+        heartbeat: &cell.heartbeat_ms,
+        counts: &board.global.counts,
+        quarantine: &board.global.quarantine,
+    };
+    if !crate::scoreboard::install(local) {
+        eprintln!("wshd worker {index}: the scoreboard was in use before it was mapped");
+        return ExitCode::FAILURE;
+    }
     let stopper = match Stopper::start(config.shutdown_grace) {
         Ok(stopper) => stopper,
         Err(e) => {
@@ -104,14 +117,3 @@ async fn heartbeat(cell: &'static WorkerCell, master_pid: u32) {
         tokio::time::sleep(HEARTBEAT_EVERY).await;
     }
 }
-
-/// Hands the cell's thread slots and route names to the watchdog. A shim until the watchdog
-/// (branch h-watchdog) lands: then this becomes
-/// `crate::watchdog::install(crate::watchdog::Storage { slots, names })`.
-fn install_watchdog(slots: &'static [ThreadSlot; MAX_THREADS], names: &'static RouteNames) {
-    let _ = INSTALLED.set((slots, names));
-}
-
-/// Where the shim keeps the storage.
-static INSTALLED: std::sync::OnceLock<(&'static [ThreadSlot; MAX_THREADS], &'static RouteNames)> =
-    std::sync::OnceLock::new();

@@ -1,4 +1,2 @@
 //! The watchdog: notices handler code that holds a runtime thread too long, names it, and
 //! keeps the rest of the worker serving meanwhile.
-
-pub(crate) mod slot;

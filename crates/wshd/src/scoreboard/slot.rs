@@ -96,7 +96,8 @@ pub(crate) fn monotonic_ms() -> u64 {
     }
 }
 
-fn store_bytes(words: &[AtomicU64], text: &str) -> u32 {
+/// Stores `text` (cut at a character boundary to fit) in `words`; the length stored.
+pub(crate) fn store_bytes(words: &[AtomicU64], text: &str) -> u32 {
     let mut cut = text.len().min(words.len() * 8);
     while !text.is_char_boundary(cut) {
         cut -= 1;
@@ -110,7 +111,8 @@ fn store_bytes(words: &[AtomicU64], text: &str) -> u32 {
     cut as u32
 }
 
-fn load_bytes(words: &[AtomicU64], len: u32) -> String {
+/// The first `len` bytes of `words`, as text.
+pub(crate) fn load_bytes(words: &[AtomicU64], len: u32) -> String {
     let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes()).collect();
     bytes.truncate((len as usize).min(bytes.len()));
     String::from_utf8_lossy(&bytes).into_owned()
