@@ -6,8 +6,10 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wshd_tests::*;
 
+/// One worker: the admin listener serves worker 1's metrics (merged metrics from every worker
+/// wait for the control channel), so exact counts need every connection on it.
 fn server(setup: impl FnOnce(&TempDir)) -> ServerProcess {
-    ServerProcess::start_with(setup, "admin_listen = \"127.0.0.1:0\"", "")
+    ServerProcess::start_with(setup, "admin_listen = \"127.0.0.1:0\"\nworkers = 1", "")
 }
 
 /// The value of the sample `name` (with its labels, exactly as exposed).

@@ -38,6 +38,13 @@ async fn say(client: &mut Client, text: &str) -> String {
 
 /// Waits until a new connection to `/ver` answers with `version`.
 async fn wait_until_served_by(server: &ServerProcess, version: &str) {
+    // Every worker reloads on its own: wait until each has published a table with it.
+    let plugin = if version == "v1" { "plugin=fixture_version_one" } else { "plugin=fixture_version_two" };
+    assert!(
+        server.wait_log_everywhere_in_order(plugin, "route table published", WAIT),
+        "not every worker loaded {version}:\n{}",
+        server.logs()
+    );
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         if raw_http(server.addr, &handshake_request("/ver", "")).await.status == 101 {
@@ -153,7 +160,11 @@ async fn a_removed_handler_answers_404_and_live_connections_continue() {
     let server = start();
     let mut live = connect(&server.ws_url("/ver")).await;
     std::fs::remove_file(handler_file(&server)).unwrap_or_else(|e| panic!("{e}"));
-    server.wait_log("handler removed", WAIT).unwrap_or_else(|| panic!("{}", server.logs()));
+    assert!(
+        server.wait_log_everywhere_in_order("handler removed", "route table published", WAIT),
+        "{}",
+        server.logs()
+    );
     assert_eq!(raw_http(server.addr, &handshake_request("/ver", "")).await.status, 404);
     assert_eq!(say(&mut live, "alive").await, "v1: alive");
 
@@ -168,7 +179,11 @@ async fn an_added_handler_is_served_without_a_restart() {
     let dest = server.dir().join("handlers/team/libnew_wsh.so");
     std::fs::create_dir_all(dest.parent().unwrap_or(server.dir())).unwrap_or_else(|e| panic!("{e}"));
     move_into_place(&plugin_lib("fixture_version_two"), &dest);
-    server.wait_log("resource=/team/new", WAIT).unwrap_or_else(|| panic!("{}", server.logs()));
+    assert!(
+        server.wait_log_everywhere_in_order("resource=/team/new", "route table published", WAIT),
+        "{}",
+        server.logs()
+    );
     let mut client = connect(&server.ws_url("/team/new")).await;
     assert_eq!(say(&mut client, "hey").await, "v2: hey");
 }
@@ -182,7 +197,8 @@ async fn touching_a_file_without_changing_it_reloads_nothing() {
     // Then a real change, to know the first event was processed.
     overwrite_in_place(&plugin_lib("fixture_version_two"), &file);
     wait_until_served_by(&server, "v2").await;
-    assert_eq!(server.count_log("handler loaded"), 3, "echo, v1, then v2 only:\n{}", server.logs());
+    let each = server.count_log_each("handler loaded");
+    assert!(each.iter().all(|n| *n == 3), "echo, v1, then v2 only, in each of {each:?}:\n{}", server.logs());
 }
 
 #[tokio::test]
@@ -201,6 +217,8 @@ async fn sighup_reloads_the_config_and_refuses_a_broken_one() {
     std::fs::write(&config, format!("{original}\n[websocket]\nmax_mesage_bytes = 1\n"))
         .unwrap_or_else(|e| panic!("{e}"));
     server.signal("HUP");
+    // Each worker re-reads the file on its own: wait until all refused it.
+    assert!(server.wait_log_everywhere("configuration reload refused", WAIT), "{}", server.logs());
     let line =
         server.wait_log("configuration reload refused", WAIT).unwrap_or_else(|| panic!("{}", server.logs()));
     assert!(line.contains("server.toml") && line.contains("max_mesage_bytes"), "{line}");

@@ -42,6 +42,7 @@ const PACKAGES: &[&str] = &[
     "fixture_not_a_plugin",
     "fixture_panic_abort",
     "fixture_misbehave",
+    "fixture_old_abi",
     "fixture_version_one",
     "fixture_version_two",
     "echo_noext_wsh",
@@ -217,7 +218,26 @@ impl ServerProcess {
             .unwrap_or_else(|| panic!("wshd did not start listening; its log:\n{}", server.logs()));
         let addr = line.rsplit("listening on ").next().unwrap_or("").trim();
         server.addr = addr.parse().unwrap_or_else(|_| panic!("bad address in log line: {line}"));
+        server.wait_for_workers();
         server
+    }
+
+    /// With a master (`master starting N workers`), waits until each of the N workers serves
+    /// (`accepting on`), so a test starts, as with a single process, once the handlers are
+    /// loaded.
+    fn wait_for_workers(&self) {
+        let Some(line) = self.wait_log("master starting ", Duration::from_millis(200)) else { return };
+        let count: usize = line
+            .split("master starting ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while (1..=count).any(|w| self.count_log_of_worker(w, "accepting on ") == 0) {
+            assert!(Instant::now() < deadline, "not every worker started serving:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// A `ws://` URL for `path` on this server.
@@ -306,6 +326,41 @@ impl ServerProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits until every serving process (each worker, or the single process) logged a line
+    /// containing `first` and, after it, one containing `then` (e.g. a handler loaded, then
+    /// the route table published). Returns whether that happened in time.
+    pub fn wait_log_everywhere_in_order(&self, first: &str, then: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines: Vec<String> = self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let workers = self.worker_indices();
+            let prefixes: Vec<String> = if workers.is_empty() {
+                vec![String::new()]
+            } else {
+                workers.iter().map(|w| format!("worker={w} ")).collect()
+            };
+            let done = prefixes.iter().all(|prefix| {
+                let own = lines.iter().filter(|l| l.starts_with(prefix.as_str()));
+                let mut after = own.skip_while(|l| !l.contains(first));
+                after.next().is_some() && after.any(|l| l.contains(then))
+            });
+            if done || Instant::now() > deadline {
+                return done;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Per serving process (each worker, or the single process), how many of its lines
+    /// contain `needle`.
+    pub fn count_log_each(&self, needle: &str) -> Vec<usize> {
+        let workers = self.worker_indices();
+        if workers.is_empty() {
+            return vec![self.count_log(needle)];
+        }
+        workers.iter().map(|w| self.count_log_of_worker(*w, needle)).collect()
     }
 
     /// How many lines worker `index` logged containing `needle` (the master marks each

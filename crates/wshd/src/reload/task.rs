@@ -214,7 +214,9 @@ impl ReloadTask {
 fn publish_pass(state: &ServerState, reloader: &mut Reloader) -> PassReport {
     let outcome = reloader.pass();
     let report = PassReport { unsettled: outcome.unsettled, debounce: outcome.config.handlers_debounce };
+    let routes = outcome.table.routes().len();
     state.publish(outcome.config, outcome.table);
+    tracing::debug!(routes, "route table published");
     report
 }
 

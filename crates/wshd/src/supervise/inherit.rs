@@ -1,6 +1,6 @@
 //! The master → worker start-up protocol: which file descriptors a worker inherits, named in
 //! environment variables. A worker is the same binary with the same arguments and working
-//! directory; [`WORKER`] set is what makes it a worker.
+//! directory; `WSHD_WORKER` set is what makes it a worker.
 //!
 //! | variable | value |
 //! |---|---|

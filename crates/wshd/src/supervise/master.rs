@@ -1,6 +1,6 @@
 //! The master process: binds the listeners, creates the scoreboard, starts the workers and
 //! supervises them from its main thread (no async runtime: a loop over signals, worker
-//! exits and the stuck check every [`TICK`]). It never serves a connection; the listeners
+//! exits and the stuck check every 50 ms). It never serves a connection; the listeners
 //! stay open in it, so a worker's death never refuses a connection attempt.
 
 use std::net::TcpListener;
@@ -39,6 +39,13 @@ pub fn run(config: Config, source: ConfigSource, sink: Sink) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // What would make every worker fail at start is refused here, before any is started.
+    if config.tls.enabled
+        && let Err(e) = crate::tls::acceptor(&config.tls)
+    {
+        tracing::error!("{e}");
+        return ExitCode::FAILURE;
+    }
     let listeners = match bind(&config) {
         Ok(listeners) => listeners,
         Err(e) => {

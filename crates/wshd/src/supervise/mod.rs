@@ -6,20 +6,20 @@
 //!
 //! | module | one job |
 //! |---|---|
-//! | [`balance`] | the accept gate: a worker ahead of another leaves it the next connections |
-//! | [`board`] | the scoreboard shared with the workers (memfd + mmap, atomics only) |
-//! | [`inherit`] | the start-up protocol: which fds a worker inherits, in which variables |
-//! | [`spawn`] | starting one worker (re-exec, `pre_exec`: fds, parent-death signal) |
-//! | [`pool`] | the master's workers: deaths, replacements, stuck kills |
-//! | [`stuck`] | the heartbeat and thread-slot check |
-//! | [`crashes`] | the crash ledger and plugin file fingerprints (quarantine; not wired yet) |
-//! | [`recycle`] | when a worker is due for recycling (not wired yet) |
-//! | [`death`] | an exit status in words |
-//! | [`relay`] | worker log lines through the master |
-//! | [`master`] | the master's loop: signals, supervision, shutdown |
-//! | [`worker`] | a worker's start: adopt fds, heartbeat, serve |
-//! | [`serve`] | one serving process (a worker, or `workers = 0`) until its drain ends |
-//! | [`stopper`] | SIGTERM/SIGINT on a dedicated thread, with a deadline |
+//! | `balance` | the accept gate: a worker ahead of another leaves it the next connections |
+//! | `board` | the scoreboard shared with the workers (memfd + mmap, atomics only) |
+//! | `inherit` | the start-up protocol: which fds a worker inherits, in which variables |
+//! | `spawn` | starting one worker (re-exec, `pre_exec`: fds, parent-death signal) |
+//! | `pool` | the master's workers: deaths, replacements, stuck kills |
+//! | `stuck` | the heartbeat and thread-slot check |
+//! | `crashes` | the crash ledger and plugin file fingerprints (quarantine; not wired yet) |
+//! | `recycle` | when a worker is due for recycling (not wired yet) |
+//! | `death` | an exit status in words |
+//! | `relay` | worker log lines through the master |
+//! | `master` | the master's loop: signals, supervision, shutdown |
+//! | `worker` | a worker's start: adopt fds, heartbeat, serve |
+//! | `serve` | one serving process (a worker, or `workers = 0`) until its drain ends |
+//! | `stopper` | SIGTERM/SIGINT on a dedicated thread, with a deadline |
 
 pub(crate) mod balance;
 pub(crate) mod board;

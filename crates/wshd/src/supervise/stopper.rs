@@ -59,7 +59,7 @@ fn mask() -> SigSet {
 impl Stopper {
     /// Blocks SIGTERM and SIGINT in the calling thread (call it on the main thread before any
     /// other thread starts, so every later thread inherits the mask) and starts the thread
-    /// that waits for them. `grace` is the drain window until [`Stopper::set_sources`].
+    /// that waits for them. `grace` is the drain window until the server has started.
     pub fn start(grace: Duration) -> std::io::Result<Stopper> {
         mask().thread_block()?;
         let shared = Arc::new(Mutex::new(Shared {
