@@ -120,6 +120,12 @@ async fn a_crashing_handler_costs_one_worker_and_no_connection_attempt() {
         }
         let replaced = crashed.elapsed();
         assert!(replaced < Duration::from_secs(1), "{command}: replaced after {replaced:?}");
+        let (index, _) = server.worker_starts().last().copied().unwrap_or_default();
+        let serving = server.count_log_of_worker(index, "accepting on ");
+        while server.count_log_of_worker(index, "accepting on ") == serving && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let ready = crashed.elapsed();
         assert_eq!(server.pid(), master);
         let mut survivors = 0;
         for client in &mut clients {
@@ -205,4 +211,38 @@ async fn sigterm_ends_a_single_process_whose_handler_spins() {
     let took = signalled.elapsed();
     println!("workers = 0, SIGTERM with a spinner: exited after {took:?} ({status:?})");
     assert!(took < Duration::from_secs(5), "exited {took:?} after SIGTERM (grace 2 s):\n{}", server.logs());
+}
+
+#[test]
+fn with_a_log_file_the_master_writes_every_workers_lines_into_it() {
+    let dir = TempDir::new();
+    dir.install("echo_wsh", "handlers/echo_wsh.so");
+    let config = dir.write(
+        "server.toml",
+        &config_with(&dir.path().join("handlers"), "workers = 2", "[log]\nfile = \"wshd.log\"\n"),
+    );
+    let mut child = std::process::Command::new(wshd_bin())
+        .args(["-c", &config.display().to_string()])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("wshd.log");
+    let deadline = Instant::now() + WAIT;
+    let text = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let marked = |w: usize| {
+            text.lines().any(|l| l.starts_with(&format!("worker={w} ")) && l.contains("accepting on"))
+        };
+        if (marked(1) && marked(2)) || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(text.contains("worker 1 started pid=") && text.contains("listening on"), "{text}");
+    assert!(text.lines().filter(|l| l.contains("accepting on")).all(|l| l.starts_with("worker=")), "{text}");
+    assert!(text.contains("worker=2 ") && text.contains("worker=1 "), "worker lines missing:\n{text}");
+    assert!(output.stderr.is_empty(), "nothing on stderr: {}", String::from_utf8_lossy(&output.stderr));
 }
