@@ -137,7 +137,8 @@ async fn a_crashing_handler_costs_one_worker_and_no_connection_attempt() {
             }
         }
         println!(
-            "{command}: died ({signal}) after {served:?} served again, replaced after {replaced:?}, {survivors}/8 echo connections survived"
+            "{command}: {signal}; served again {served:?} after the crash, replacement started after \
+             {replaced:?} and serving after {ready:?}; {survivors}/8 echo connections survived"
         );
         assert!(
             survivors >= 1,
