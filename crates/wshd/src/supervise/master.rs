@@ -135,6 +135,14 @@ fn supervise(
             }
         }
         pool.reap(true);
+        if pool.cannot_start() {
+            tracing::error!(
+                "workers keep exiting with an error before serving (their log above says why); giving up"
+            );
+            pool.signal_all(Signal::SIGTERM);
+            let _ = shutdown(pool, signals, Signal::SIGTERM, &config, listeners);
+            return ExitCode::FAILURE;
+        }
         pool.start_due();
         pool.kill_stuck(config.workers.heartbeat_timeout);
         std::thread::sleep(TICK);

@@ -23,6 +23,9 @@ const QUICK_DEATH: Duration = Duration::from_secs(2);
 const QUICK_DEATHS_BEFORE_BACKOFF: u32 = 5;
 /// The wait between replacements of a worker that keeps dying at start-up.
 const BACKOFF: Duration = Duration::from_secs(1);
+/// Workers exiting with an error before they ever served, in a row, after which the master
+/// gives up: something every worker needs is missing (a start error they all log).
+const FAILED_STARTS_BEFORE_GIVING_UP: u32 = 3;
 
 /// One worker's place in the pool.
 #[derive(Debug)]
@@ -35,6 +38,8 @@ struct Place {
     quick_deaths: u32,
     /// When to start the next one (`None`: not waiting).
     respawn_at: Option<Instant>,
+    /// Exits with an error status before serving, in a row.
+    failed_starts: u32,
     /// Why the master killed it, if it did.
     killed_because: Option<String>,
     /// What the stuck check saw in its thread slots.
@@ -83,6 +88,7 @@ impl Pool {
                 child: None,
                 started: Instant::now(),
                 quick_deaths: 0,
+                failed_starts: 0,
                 respawn_at: Some(Instant::now()),
                 killed_because: None,
                 seen: Seen::default(),
@@ -149,7 +155,10 @@ impl Pool {
             let Some(child) = self.places[i].child.as_mut() else { continue };
             match child.try_wait() {
                 Ok(None) => running += 1,
-                Ok(Some(status)) => self.on_death(i, death::describe(status), replace),
+                Ok(Some(status)) => {
+                    self.count_failed_start(i, status);
+                    self.on_death(i, death::describe(status), replace);
+                }
                 Err(e) => {
                     tracing::error!(worker = i + 1, "cannot wait for worker {}: {e}", i + 1);
                     running += 1;
@@ -157,6 +166,32 @@ impl Pool {
             }
         }
         running
+    }
+
+    /// Counts an exit with an error status before worker `i` ever served (a start error, not a
+    /// crash: crashes are signals).
+    fn count_failed_start(&mut self, i: usize, status: std::process::ExitStatus) {
+        let never_served = self
+            .board
+            .cell(i)
+            .is_some_and(|cell| cell.state.load(Ordering::Acquire) == CellState::Starting as u32);
+        let place = &mut self.places[i];
+        if never_served && status.code().is_some_and(|code| code != 0) {
+            place.failed_starts += 1;
+        } else {
+            place.failed_starts = 0;
+        }
+    }
+
+    /// Whether workers keep failing to start (they exit with an error before serving) while
+    /// none serves: the master should give up. With another worker serving, the master keeps
+    /// trying (a configuration edited badly must not take down a running server).
+    pub(crate) fn cannot_start(&self) -> bool {
+        let failing = self.places.iter().any(|p| p.failed_starts >= FAILED_STARTS_BEFORE_GIVING_UP);
+        let serving = (0..self.places.len())
+            .filter_map(|i| self.board.cell(i))
+            .any(|cell| cell.state.load(Ordering::Acquire) == CellState::Serving as u32);
+        failing && !serving
     }
 
     /// Logs worker `i`'s death (`how`), with what it was running, and schedules a replacement.
