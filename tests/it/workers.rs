@@ -247,3 +247,25 @@ fn with_a_log_file_the_master_writes_every_workers_lines_into_it() {
     assert!(text.contains("worker=2 ") && text.contains("worker=1 "), "worker lines missing:\n{text}");
     assert!(output.stderr.is_empty(), "nothing on stderr: {}", String::from_utf8_lossy(&output.stderr));
 }
+
+#[tokio::test]
+async fn sigterm_ends_a_single_process_whose_only_runtime_thread_spins() {
+    let mut server = ServerProcess::start_with(
+        |dir| {
+            dir.install("fixture_misbehave", "handlers/bad_wsh.so");
+        },
+        "workers = 0\nshutdown_grace_secs = 2",
+        "[workers]\nthreads = 1\n",
+    );
+    let mut spinner = connect(&server.ws_url("/bad")).await;
+    futures_util::SinkExt::send(&mut spinner, Message::text("spin")).await.unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let signalled = Instant::now();
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(10)).unwrap_or_else(|| panic!("{}", server.logs()));
+    let took = signalled.elapsed();
+    println!("workers = 0, one thread, SIGTERM with a spinner: exited after {took:?} ({status:?})");
+    assert!(took < Duration::from_secs(5), "exited {took:?} after SIGTERM (grace 2 s):\n{}", server.logs());
+    assert!(server.logs().contains("shutdown did not finish"), "the deadline fired:\n{}", server.logs());
+    assert!(!status.success());
+}

@@ -131,16 +131,21 @@ impl WorkerCell {
 
     /// The routes (path and plugin file) whose handler code a thread is running now.
     pub(crate) fn busy_routes(&self) -> Vec<(String, String)> {
-        let mut routes: Vec<(String, String)> = Vec::new();
-        for slot in &self.slots {
-            let Some(id) = slot.busy_route() else { continue };
-            let named = self.names.get(id).unwrap_or_else(|| (format!("route #{id}"), String::new()));
-            if !routes.contains(&named) {
-                routes.push(named);
-            }
-        }
-        routes
+        busy_routes(&self.slots, &self.names)
     }
+}
+
+/// The routes (path and plugin file) whose handler code one of `slots` is running now.
+pub(crate) fn busy_routes(slots: &[ThreadSlot], names: &RouteNames) -> Vec<(String, String)> {
+    let mut routes: Vec<(String, String)> = Vec::new();
+    for slot in slots {
+        let Some(id) = slot.busy_route() else { continue };
+        let named = names.get(id).unwrap_or_else(|| (format!("route #{id}"), String::new()));
+        if !routes.contains(&named) {
+            routes.push(named);
+        }
+    }
+    routes
 }
 
 /// Formats busy routes for a log line: `/bad (handlers/bad_wsh.so), /x`; `none known` when empty.

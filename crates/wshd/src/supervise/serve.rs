@@ -41,7 +41,15 @@ pub(crate) async fn serve(
     let for_grace = Arc::clone(&state);
     stopper.set_sources(
         Box::new(move || for_grace.snapshot().config.shutdown_grace),
-        Box::new(move || format!("{} WebSocket connections open", state.open_connections())),
+        Box::new(move || {
+            let local = crate::scoreboard::local();
+            let running = super::board::busy_routes(local.slots, local.names);
+            let running = super::board::describe_routes(&running);
+            format!(
+                "{} WebSocket connections open; handler code running: {running}",
+                state.open_connections()
+            )
+        }),
     );
     let signal = tokio::select! {
         () = server.wait() => return ExitCode::SUCCESS,
