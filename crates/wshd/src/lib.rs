@@ -32,6 +32,7 @@ pub mod plugin;
 pub mod reload;
 pub mod server;
 pub mod state;
+mod supervise;
 pub mod tls;
 mod watchdog;
 mod ws;
