@@ -4,4 +4,5 @@
 // Wired by the supervisor: until then the non-test code has no caller.
 #![allow(dead_code)]
 
+pub(crate) mod control;
 pub(crate) mod exposition;
