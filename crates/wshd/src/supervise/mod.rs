@@ -8,4 +8,5 @@
 pub(crate) mod control;
 pub(crate) mod crashes;
 pub(crate) mod exposition;
+pub(crate) mod fleet_metrics;
 pub(crate) mod recycle;
