@@ -8,5 +8,6 @@
 pub(crate) mod control;
 pub(crate) mod crashes;
 pub(crate) mod exposition;
+pub(crate) mod fleet_admin;
 pub(crate) mod fleet_metrics;
 pub(crate) mod recycle;
