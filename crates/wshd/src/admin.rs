@@ -10,6 +10,8 @@
 //! It keeps serving during a graceful shutdown, so `/readyz` can report the drain.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,8 +30,32 @@ use crate::state::ServerState;
 /// The content type of the OpenMetrics text exposition.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// What the admin endpoints report: one process's state, or a master's view of its workers.
+pub(crate) trait AdminSource: Send + Sync + 'static {
+    /// `/healthz`: `Err(why)` while the server needs an orchestrator's help (answered 503).
+    fn health(&self) -> Result<(), String>;
+    /// `/readyz`: `Err(why)` while new clients should go elsewhere (answered 503).
+    fn readiness(&self) -> Result<(), String>;
+    /// `/metrics`: the OpenMetrics text.
+    fn metrics(self: Arc<Self>) -> Pin<Box<dyn Future<Output = String> + Send>>;
+}
+
+impl AdminSource for ServerState {
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        ServerState::readiness(self)
+    }
+
+    fn metrics(self: Arc<Self>) -> Pin<Box<dyn Future<Output = String> + Send>> {
+        Box::pin(std::future::ready(self.metrics.encode()))
+    }
+}
+
 /// Serves the admin endpoints until the task is aborted.
-pub(crate) async fn serve(listener: TcpListener, state: Arc<ServerState>) {
+pub(crate) async fn serve(listener: TcpListener, source: Arc<dyn AdminSource>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -39,11 +65,11 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<ServerState>) {
                 continue;
             }
         };
-        let state = Arc::clone(&state);
+        let source = Arc::clone(&source);
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let answer = answer(&state, &req);
-                async move { Ok::<_, Infallible>(answer) }
+                let source = Arc::clone(&source);
+                async move { Ok::<_, Infallible>(answer(source, &req).await) }
             });
             let mut builder = http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
@@ -54,20 +80,23 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<ServerState>) {
     }
 }
 
-fn answer<B>(state: &ServerState, req: &Request<B>) -> Response<Full<Bytes>> {
+async fn answer<B>(source: Arc<dyn AdminSource>, req: &Request<B>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
         resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return resp;
     }
     let mut resp = match req.uri().path() {
-        "/healthz" => plain(StatusCode::OK, "ok\n"),
-        "/readyz" => match state.readiness() {
+        "/healthz" => match source.health() {
+            Ok(()) => plain(StatusCode::OK, "ok\n"),
+            Err(why) => plain(StatusCode::SERVICE_UNAVAILABLE, &format!("unhealthy: {why}\n")),
+        },
+        "/readyz" => match source.readiness() {
             Ok(()) => plain(StatusCode::OK, "ready\n"),
             Err(why) => plain(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {why}\n")),
         },
         "/metrics" => {
-            let mut resp = with_status(StatusCode::OK, Bytes::from(state.metrics.encode()));
+            let mut resp = with_status(StatusCode::OK, Bytes::from(source.metrics().await));
             resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
             resp
         }

@@ -182,7 +182,10 @@ impl Server {
                 let addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
                 tracing::info!("serving /healthz, /readyz and /metrics on http://{addr}");
                 admin_addr = Some(addr);
-                Some(tokio::spawn(crate::admin::serve(listener, Arc::clone(&state))))
+                Some(tokio::spawn(crate::admin::serve(
+                    listener,
+                    Arc::clone(&state) as Arc<dyn crate::admin::AdminSource>,
+                )))
             }
             None => None,
         };

@@ -12,6 +12,8 @@
 //! | `spawn` | starting one worker (re-exec, `pre_exec`: fds, parent-death signal) |
 //! | `pool` | the master's workers: deaths, replacements, stuck kills |
 //! | `stuck` | the heartbeat and thread-slot check |
+//! | `control` | the master↔worker control channel (metrics requests, Ready/Draining) |
+//! | `exposition`, `fleet_metrics`, `fleet_admin` | the master's `/metrics` (workers' expositions merged, plus its own counters), `/healthz`, `/readyz` |
 //! | `crashes` | the crash ledger and plugin file fingerprints (quarantine; not wired yet) |
 //! | `recycle` | when a worker is due for recycling (not wired yet) |
 //! | `death` | an exit status in words |
@@ -23,9 +25,16 @@
 
 pub(crate) mod balance;
 pub(crate) mod board;
+#[allow(dead_code)] // the worker side is wired; some helpers are for tests
+pub(crate) mod control;
 #[allow(dead_code)] // wired with the quarantine
 pub(crate) mod crashes;
 pub(crate) mod death;
+#[allow(dead_code)] // statistics helpers not all used yet
+pub(crate) mod exposition;
+pub(crate) mod fleet_admin;
+#[allow(dead_code)] // quarantine and recycling counters wait for their features
+pub(crate) mod fleet_metrics;
 pub mod inherit;
 pub mod master;
 pub(crate) mod pool;
