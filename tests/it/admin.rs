@@ -6,10 +6,10 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wshd_tests::*;
 
-/// One worker: the admin listener serves worker 1's metrics (merged metrics from every worker
-/// wait for the control channel), so exact counts need every connection on it.
+/// The master's admin listener sums every worker's figures (each worker loads the plugins
+/// itself, so plugin counts are per worker times the workers).
 fn server(setup: impl FnOnce(&TempDir)) -> ServerProcess {
-    ServerProcess::start_with(setup, "admin_listen = \"127.0.0.1:0\"\nworkers = 1", "")
+    ServerProcess::start_with(setup, "admin_listen = \"127.0.0.1:0\"", "")
 }
 
 /// The value of the sample `name` (with its labels, exactly as exposed).
@@ -56,6 +56,8 @@ async fn health_readiness_and_metrics_after_some_traffic() {
     assert_eq!(resp.status, 200);
     assert!(resp.header("content-type").is_some_and(|c| c.starts_with("application/openmetrics-text")));
     let m = resp.text();
+    // Every serving process loaded both plugins.
+    let processes = server.serving_processes() as f64;
     let expect = [
         ("wshd_connections_open{route=\"/echo\"}", 1.0),
         ("wshd_connections_total{route=\"/echo\"}", 2.0),
@@ -70,9 +72,9 @@ async fn health_readiness_and_metrics_after_some_traffic() {
         ("wshd_handler_panics_total{route=\"/probe\"}", 1.0),
         ("wshd_handshake_duration_seconds_count{route=\"/echo\"}", 2.0),
         ("wshd_message_delivery_seconds_count{route=\"/echo\"}", 3.0),
-        ("wshd_plugin_loads_total", 2.0),
+        ("wshd_plugin_loads_total", 2.0 * processes),
         ("wshd_plugin_refusals_total", 0.0),
-        ("wshd_plugin_live_generations", 2.0),
+        ("wshd_plugin_live_generations", 2.0 * processes),
         ("wshd_draining", 0.0),
     ];
     for (name, value) in expect {

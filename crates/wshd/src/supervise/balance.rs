@@ -31,7 +31,7 @@ pub(crate) fn gate(board: &'static Layout, index: usize) -> AcceptGate {
             .enumerate()
             .filter(|(i, cell)| {
                 *i != index
-                    && cell.state.load(Ordering::Acquire) == CellState::Serving as u32
+                    && CellState::accepting(cell.state.load(Ordering::Acquire))
                     && now.saturating_sub(cell.heartbeat_ms.load(Ordering::Acquire)) < FRESH_MS
             })
             .map(|(i, _)| board.global.counts.of_worker(i))

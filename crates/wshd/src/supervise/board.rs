@@ -64,6 +64,15 @@ pub(crate) enum CellState {
     Serving = 2,
     /// Draining after SIGTERM.
     Draining = 3,
+    /// Serving but not ready (no handler loaded): `/readyz` says so.
+    Unready = 4,
+}
+
+impl CellState {
+    /// Whether a cell in state `raw` has a worker accepting connections.
+    pub(crate) fn accepting(raw: u32) -> bool {
+        raw == CellState::Serving as u32 || raw == CellState::Unready as u32
+    }
 }
 
 /// One worker's part of the board.
@@ -241,6 +250,7 @@ impl Board {
     }
 
     /// Worker `index`'s cell (0-based), if the board has one.
+    #[cfg(test)]
     pub(crate) fn cell(&self, index: usize) -> Option<&WorkerCell> {
         self.cells.get(index)
     }

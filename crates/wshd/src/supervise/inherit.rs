@@ -7,9 +7,8 @@
 //! | `WSHD_WORKER` | the worker's index, 1-based (`worker 1`) |
 //! | `WSHD_MASTER_PID` | the master's pid (the worker exits when its parent is another) |
 //! | `WSHD_LISTEN_FDS` | the listener fds, comma-separated, in `[server] listen` order |
-//! | `WSHD_ADMIN_FD` | the admin listener's fd (worker 1 only, when `admin_listen` is set) |
 //! | `WSHD_BOARD_FD` | the scoreboard's memfd |
-//! | `WSHD_CONTROL_FD` | the worker's end of the control socket (reserved for `control.rs`) |
+//! | `WSHD_CONTROL_FD` | the worker's end of its control socket (`control.rs`) |
 
 use std::os::fd::RawFd;
 
@@ -19,12 +18,10 @@ pub(crate) const WORKER: &str = "WSHD_WORKER";
 pub(crate) const MASTER_PID: &str = "WSHD_MASTER_PID";
 /// The listener fds.
 pub(crate) const LISTEN_FDS: &str = "WSHD_LISTEN_FDS";
-/// The admin listener fd.
-pub(crate) const ADMIN_FD: &str = "WSHD_ADMIN_FD";
 /// The scoreboard fd.
 pub(crate) const BOARD_FD: &str = "WSHD_BOARD_FD";
-/// The control socket fd (reserved).
-pub(crate) const CONTROL_FD: &str = "WSHD_CONTROL_FD";
+/// The control socket fd (read by [`super::control::from_env`]).
+pub(crate) const CONTROL_FD: &str = super::control::FD_ENV;
 
 /// What a worker inherits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,11 +32,9 @@ pub struct Inherited {
     pub master_pid: u32,
     /// Listener fds.
     pub listeners: Vec<RawFd>,
-    /// Admin listener fd.
-    pub admin: Option<RawFd>,
     /// Scoreboard fd.
     pub board: RawFd,
-    /// Control socket fd (reserved).
+    /// Control socket fd.
     pub control: Option<RawFd>,
 }
 
@@ -53,9 +48,6 @@ impl Inherited {
             (LISTEN_FDS, fds.join(",")),
             (BOARD_FD, self.board.to_string()),
         ];
-        if let Some(admin) = self.admin {
-            env.push((ADMIN_FD, admin.to_string()));
-        }
         if let Some(control) = self.control {
             env.push((CONTROL_FD, control.to_string()));
         }
@@ -65,7 +57,6 @@ impl Inherited {
     /// Every fd the worker keeps open across exec.
     pub(crate) fn fds(&self) -> Vec<RawFd> {
         let mut fds = self.listeners.clone();
-        fds.extend(self.admin);
         fds.push(self.board);
         fds.extend(self.control);
         fds
@@ -102,9 +93,8 @@ impl Inherited {
             return Err(format!("{LISTEN_FDS}={listen_text} names no listener, or {WORKER} is 0"));
         }
         let board = fd(BOARD_FD, &required(BOARD_FD)?)?;
-        let admin = get(ADMIN_FD).map(|text| fd(ADMIN_FD, &text)).transpose()?;
         let control = get(CONTROL_FD).map(|text| fd(CONTROL_FD, &text)).transpose()?;
-        Ok(Inherited { index, master_pid, listeners, admin, board, control })
+        Ok(Inherited { index, master_pid, listeners, board, control })
     }
 }
 
@@ -114,18 +104,12 @@ mod tests {
 
     #[test]
     fn the_environment_round_trips() {
-        let inherited = Inherited {
-            index: 2,
-            master_pid: 77,
-            listeners: vec![3, 4],
-            admin: Some(5),
-            board: 6,
-            control: None,
-        };
+        let inherited =
+            Inherited { index: 2, master_pid: 77, listeners: vec![3, 4], board: 6, control: Some(5) };
         let env = inherited.to_env();
         let get = |name: &str| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
         assert_eq!(Inherited::parse("2", get), Ok(inherited.clone()));
-        assert_eq!(inherited.fds(), vec![3, 4, 5, 6]);
+        assert_eq!(inherited.fds(), vec![3, 4, 6, 5]);
         let broken = |name: &str| if name == BOARD_FD { Some("x".to_owned()) } else { get(name) };
         assert!(Inherited::parse("2", broken).is_err_and(|e| e.contains(BOARD_FD)));
     }

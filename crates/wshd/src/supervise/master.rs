@@ -6,14 +6,20 @@
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use super::board::Board;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::board::{Board, CellState, Layout};
+use super::fleet_admin::FleetAdmin;
+use super::fleet_metrics::FleetMetrics;
 use super::inherit::Inherited;
-use super::pool::Pool;
+use super::pool::{Fleet, Pool};
 use super::relay::Sink;
 use crate::{Config, ConfigSource};
 
@@ -22,15 +28,15 @@ const TICK: Duration = Duration::from_millis(50);
 /// What the master adds to `shutdown_grace_secs` before it kills workers still draining.
 const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
 
-/// The listeners the master holds for its workers.
+/// The listeners the master holds for its workers (never accepted on here).
 struct Listeners {
     /// `[server] listen`.
     main: Vec<TcpListener>,
-    /// `admin_listen`.
-    admin: Option<TcpListener>,
 }
 
-/// Runs the master until a shutdown: `config.workers.count` workers, logs to `sink`.
+/// Runs the master until a shutdown: `config.workers.count` workers, logs to `sink`. The
+/// master's one thread runs a current-thread runtime (the control links and the admin
+/// listener); workers are spawned from it, so their parent-death signal is tied to it.
 pub fn run(config: Config, source: ConfigSource, sink: Sink) -> ExitCode {
     let signals = match master_signals() {
         Ok(signals) => signals,
@@ -46,27 +52,59 @@ pub fn run(config: Config, source: ConfigSource, sink: Sink) -> ExitCode {
         tracing::error!("{e}");
         return ExitCode::FAILURE;
     }
-    let listeners = match bind(&config) {
-        Ok(listeners) => listeners,
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("cannot start the master's runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let board = match Board::create() {
-        Ok(board) => board,
-        Err(e) => {
-            tracing::error!("cannot create the scoreboard: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    runtime.block_on(async move {
+        let (listeners, admin) = match bind(&config).await {
+            Ok(bound) => bound,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut pool = match start_pool(&config, &listeners, admin, sink) {
+            Ok(pool) => pool,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        supervise(&mut pool, &signals, config, &source, listeners).await
+    })
+}
+
+/// Creates the scoreboard and the admin view (serving `admin` if there is one), and the
+/// pool of workers (none started yet).
+fn start_pool(
+    config: &Config,
+    listeners: &Listeners,
+    admin: Option<tokio::net::TcpListener>,
+    sink: Sink,
+) -> Result<Pool, String> {
+    let board = Board::create().map_err(|e| format!("cannot create the scoreboard: {e}"))?;
+    let board_fd = board.raw_fd();
+    let board = board.leak();
+    let metrics = Arc::new(FleetMetrics::default());
+    let fleet_admin = Arc::new(fleet_view(board, Arc::clone(&metrics)));
+    if let Some(listener) = admin {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(
+            "every worker's figures summed; serving /healthz, /readyz and /metrics on http://{addr}"
+        );
+        let source = Arc::clone(&fleet_admin) as Arc<dyn crate::admin::AdminSource>;
+        tokio::spawn(crate::admin::serve(listener, source));
+    }
     let template = Inherited {
         index: 0,
         master_pid: std::process::id(),
         listeners: listeners.main.iter().map(AsRawFd::as_raw_fd).collect(),
-        admin: listeners.admin.as_ref().map(AsRawFd::as_raw_fd),
-        board: board.raw_fd(),
-        control: None, // Hook: the control socket's worker end (supervise/control.rs).
+        board: board_fd,
+        control: None,
     };
     let workers = config.workers;
     tracing::info!(
@@ -78,8 +116,30 @@ pub fn run(config: Config, source: ConfigSource, sink: Sink) -> ExitCode {
         workers.threads,
         workers.heartbeat_timeout
     );
-    let mut pool = Pool::new(workers.count, template, board, sink, config.log_format);
-    supervise(&mut pool, &signals, config, &source, listeners)
+    let fleet = Fleet { board, board_fd, admin: fleet_admin, metrics };
+    Ok(Pool::new(workers.count, template, fleet, sink, config.log_format))
+}
+
+/// Set when the master starts its shutdown (`/readyz` answers 503).
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
+/// The master's admin view: `/readyz` is ready while some worker is (and no shutdown);
+/// `/healthz` answers while the master runs.
+fn fleet_view(board: &'static Layout, metrics: Arc<FleetMetrics>) -> FleetAdmin {
+    let ready = move || {
+        if DRAINING.load(Ordering::Acquire) {
+            return Err("draining: shutting down".to_owned());
+        }
+        let states: Vec<u32> = board.cells.iter().map(|c| c.state.load(Ordering::Acquire)).collect();
+        if states.contains(&(CellState::Serving as u32)) {
+            Ok(())
+        } else if states.contains(&(CellState::Unready as u32)) {
+            Err("no handlers loaded in any worker".to_owned())
+        } else {
+            Err("no worker serving yet".to_owned())
+        }
+    };
+    FleetAdmin::new(metrics, Box::new(|| Ok(())), Box::new(ready))
 }
 
 /// Blocks SIGTERM, SIGINT and SIGHUP (before any thread exists, so all inherit the mask)
@@ -93,24 +153,18 @@ fn master_signals() -> nix::Result<SignalFd> {
     SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
 }
 
-/// Binds the listeners (on a throwaway runtime, to reuse the server's binding rules) and
-/// logs `listening on` for each, as a single process does.
-fn bind(config: &Config) -> Result<Listeners, String> {
-    let runtime =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let bound = runtime.block_on(crate::server::bind(config)).map_err(|e| e.to_string())?;
+/// Binds the listeners (the server's binding rules) and logs `listening on` for each, as a
+/// single process does. The WebSocket listeners are kept as std sockets, out of the
+/// master's event loop (it never accepts on them); the admin listener is served here.
+async fn bind(config: &Config) -> Result<(Listeners, Option<tokio::net::TcpListener>), String> {
+    let bound = crate::server::bind(config).await.map_err(|e| e.to_string())?;
     let to_std = |l: tokio::net::TcpListener| l.into_std().map_err(|e| format!("listener: {e}"));
     let main = bound.listeners.into_iter().map(to_std).collect::<Result<Vec<_>, _>>()?;
-    let admin = bound.admin.map(to_std).transpose()?;
     for listener in &main {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!("listening on {addr}");
     }
-    if let Some(admin) = &admin {
-        let addr = admin.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!("admin listener on {addr}, served by worker 1");
-    }
-    Ok(Listeners { main, admin })
+    Ok((Listeners { main }, bound.admin))
 }
 
 /// The next pending signal, if any.
@@ -120,7 +174,7 @@ fn next_signal(signals: &SignalFd) -> Option<Signal> {
 }
 
 /// Supervises until SIGTERM/SIGINT, then shuts down.
-fn supervise(
+async fn supervise(
     pool: &mut Pool,
     signals: &SignalFd,
     mut config: Config,
@@ -131,7 +185,7 @@ fn supervise(
         while let Some(signal) = next_signal(signals) {
             match signal {
                 Signal::SIGHUP => reload(pool, &mut config, source),
-                _ => return shutdown(pool, signals, signal, &config, listeners),
+                _ => return shutdown(pool, signals, signal, &config, listeners).await,
             }
         }
         pool.reap(true);
@@ -140,12 +194,12 @@ fn supervise(
                 "workers keep exiting with an error before serving (their log above says why); giving up"
             );
             pool.signal_all(Signal::SIGTERM);
-            let _ = shutdown(pool, signals, Signal::SIGTERM, &config, listeners);
+            let _ = shutdown(pool, signals, Signal::SIGTERM, &config, listeners).await;
             return ExitCode::FAILURE;
         }
         pool.start_due();
         pool.kill_stuck(config.workers.heartbeat_timeout);
-        std::thread::sleep(TICK);
+        tokio::time::sleep(TICK).await;
     }
 }
 
@@ -168,7 +222,7 @@ fn reload(pool: &Pool, config: &mut Config, source: &ConfigSource) {
 /// Stops replacing workers, closes the master's listeners, forwards SIGTERM, waits up to
 /// `shutdown_grace_secs` + [`SHUTDOWN_MARGIN`], then kills the rest. A second signal kills
 /// at once.
-fn shutdown(
+async fn shutdown(
     pool: &mut Pool,
     signals: &SignalFd,
     signal: Signal,
@@ -180,8 +234,8 @@ fn shutdown(
         signal = signal.as_str(),
         "shutting down: forwarding SIGTERM to the workers, waiting up to {limit:?} for them to drain"
     );
+    DRAINING.store(true, Ordering::Release);
     drop(listeners);
-    pool.drop_admin();
     pool.signal_all(Signal::SIGTERM);
     let deadline = Instant::now() + limit;
     loop {
@@ -201,10 +255,10 @@ fn shutdown(
         if Instant::now() > deadline {
             tracing::error!("workers still running {limit:?} after SIGTERM; killing them");
             pool.signal_all(Signal::SIGKILL);
-            std::thread::sleep(TICK);
+            tokio::time::sleep(TICK).await;
             pool.reap(false);
             return ExitCode::FAILURE;
         }
-        std::thread::sleep(TICK);
+        tokio::time::sleep(TICK).await;
     }
 }

@@ -9,7 +9,12 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use super::board::{Board, CellState, describe_routes};
+use std::sync::Arc;
+
+use super::board::{CellState, Layout, describe_routes};
+use super::control::{self, WorkerEvent, WorkerLink};
+use super::fleet_admin::FleetAdmin;
+use super::fleet_metrics::{ExitCause, FleetMetrics};
 use super::inherit::Inherited;
 use super::relay::{self, Sink};
 use super::stuck::{self, Seen};
@@ -57,13 +62,32 @@ pub(crate) struct Counters {
     pub(crate) stuck_kills: u64,
 }
 
+/// What the pool shares with the rest of the master.
+#[derive(Debug)]
+pub(crate) struct Fleet {
+    /// The scoreboard.
+    pub(crate) board: &'static Layout,
+    /// Its fd.
+    pub(crate) board_fd: std::os::fd::RawFd,
+    /// The admin view.
+    pub(crate) admin: Arc<FleetAdmin>,
+    /// The master's counters.
+    pub(crate) metrics: Arc<FleetMetrics>,
+}
+
 /// The workers of a master.
 #[derive(Debug)]
 pub(crate) struct Pool {
     /// The fds every worker inherits (index, admin fd and control set per worker).
     template: Inherited,
-    /// The scoreboard.
-    board: Board,
+    /// The scoreboard (mapped for the master's life).
+    board: &'static Layout,
+    /// The scoreboard's fd, for the workers to inherit.
+    board_fd: std::os::fd::RawFd,
+    /// The admin view: each worker's control link.
+    admin: Arc<FleetAdmin>,
+    /// The master's counters.
+    fleet: Arc<FleetMetrics>,
     /// Where worker logs go.
     sink: Sink,
     /// The log format (for marking relayed lines).
@@ -79,7 +103,7 @@ impl Pool {
     pub(crate) fn new(
         count: usize,
         template: Inherited,
-        board: Board,
+        fleet: Fleet,
         sink: Sink,
         format: LogFormat,
     ) -> Pool {
@@ -94,7 +118,18 @@ impl Pool {
                 seen: Seen::default(),
             })
             .collect();
-        Pool { template, board, sink, format, places, counters: Counters::default() }
+        let Fleet { board, board_fd, admin, metrics } = fleet;
+        Pool {
+            template,
+            board,
+            board_fd,
+            admin,
+            fleet: metrics,
+            sink,
+            format,
+            places,
+            counters: Counters::default(),
+        }
     }
 
     /// Starts the workers whose (re)start is due.
@@ -107,21 +142,26 @@ impl Pool {
         }
     }
 
-    /// Starts worker `i` (0-based); a failure is retried after [`BACKOFF`].
+    /// Starts worker `i` (0-based) with its control channel; a failure is retried after
+    /// [`BACKOFF`]. Runs on the master's runtime (the control link's tasks).
     fn start(&mut self, i: usize) {
-        let Some(cell) = self.board.cell(i) else { return };
+        let Some(cell) = self.board.cells.get(i) else { return };
         cell.reset(monotonic_ms());
         let mut inherited = self.template.clone();
         inherited.index = i + 1;
-        inherited.board = self.board.raw_fd();
-        if i != 0 {
-            inherited.admin = None;
-        }
+        inherited.board = self.board_fd;
+        let spawned = control::socket_pair().and_then(|(master_end, child_end)| {
+            inherited.control = Some(child_end.raw_fd());
+            let child = spawn::spawn_worker(&inherited);
+            // Dropped at once: a later child must not inherit this worker's end.
+            drop(child_end);
+            Ok((child?, master_end))
+        });
         let place = &mut self.places[i];
         place.seen = Seen::default();
         place.killed_because = None;
-        match spawn::spawn_worker(&inherited) {
-            Ok(mut child) => {
+        match spawned {
+            Ok((mut child, master_end)) => {
                 tracing::info!(
                     worker = i + 1,
                     pid = child.id(),
@@ -132,6 +172,10 @@ impl Pool {
                 if let Some(stderr) = child.stderr.take() {
                     relay::relay(i + 1, stderr, self.sink.clone(), self.format);
                 }
+                let (link, events) = WorkerLink::new(master_end);
+                self.admin.set_link(i, Some(Arc::new(link)));
+                tokio::spawn(log_events(i + 1, events));
+                self.fleet.started();
                 place.child = Some(child);
                 place.started = Instant::now();
                 place.respawn_at = None;
@@ -145,6 +189,7 @@ impl Pool {
                 place.respawn_at = Some(Instant::now() + BACKOFF);
             }
         }
+        self.fleet.set_running(self.places.iter().filter(|p| p.child.is_some()).count());
     }
 
     /// Reaps workers that exited: logs each death and schedules its replacement (none when
@@ -157,6 +202,7 @@ impl Pool {
                 Ok(None) => running += 1,
                 Ok(Some(status)) => {
                     self.count_failed_start(i, status);
+                    self.count_exit(i, status, replace);
                     self.on_death(i, death::describe(status), replace);
                 }
                 Err(e) => {
@@ -168,12 +214,33 @@ impl Pool {
         running
     }
 
+    /// Counts worker `i`'s exit in the master's metrics, and forgets its control link.
+    fn count_exit(&mut self, i: usize, status: std::process::ExitStatus, replace: bool) {
+        use std::os::unix::process::ExitStatusExt;
+        self.admin.set_link(i, None);
+        let cause = match (replace, status.signal(), self.places[i].killed_because.is_some()) {
+            (false, _, _) => ExitCause::Stopped,
+            (true, _, true) => ExitCause::Unresponsive,
+            (true, Some(_), false) => ExitCause::Signal,
+            (true, None, false) => ExitCause::Failed,
+        };
+        self.fleet.exited(cause);
+        if replace && let Some(cell) = self.board.cells.get(i) {
+            for (route, _) in cell.busy_routes() {
+                self.fleet.crashed_in(&route);
+            }
+        }
+        let running = self.places.iter().filter(|p| p.child.is_some()).count();
+        self.fleet.set_running(running.saturating_sub(1));
+    }
+
     /// Counts an exit with an error status before worker `i` ever served (a start error, not a
     /// crash: crashes are signals).
     fn count_failed_start(&mut self, i: usize, status: std::process::ExitStatus) {
         let never_served = self
             .board
-            .cell(i)
+            .cells
+            .get(i)
             .is_some_and(|cell| cell.state.load(Ordering::Acquire) == CellState::Starting as u32);
         let place = &mut self.places[i];
         if never_served && status.code().is_some_and(|code| code != 0) {
@@ -189,8 +256,8 @@ impl Pool {
     pub(crate) fn cannot_start(&self) -> bool {
         let failing = self.places.iter().any(|p| p.failed_starts >= FAILED_STARTS_BEFORE_GIVING_UP);
         let serving = (0..self.places.len())
-            .filter_map(|i| self.board.cell(i))
-            .any(|cell| cell.state.load(Ordering::Acquire) == CellState::Serving as u32);
+            .filter_map(|i| self.board.cells.get(i))
+            .any(|cell| CellState::accepting(cell.state.load(Ordering::Acquire)));
         failing && !serving
     }
 
@@ -198,9 +265,9 @@ impl Pool {
     fn on_death(&mut self, i: usize, how: String, replace: bool) {
         let place = &mut self.places[i];
         let pid = place.child.take().map_or(0, |c| c.id());
-        let routes = self.board.cell(i).map(|cell| cell.busy_routes()).unwrap_or_default();
+        let routes = self.board.cells.get(i).map(|cell| cell.busy_routes()).unwrap_or_default();
         let running = describe_routes(&routes);
-        if let Some(cell) = self.board.cell(i) {
+        if let Some(cell) = self.board.cells.get(i) {
             cell.state.store(CellState::Empty as u32, Ordering::Release);
         }
         // A dead worker never closes its connections: take its share of the counts back.
@@ -244,7 +311,7 @@ impl Pool {
         let now = monotonic_ms();
         let timeout_ms = timeout.as_millis() as u64;
         for (i, place) in self.places.iter_mut().enumerate() {
-            let (Some(child), Some(cell)) = (place.child.as_ref(), self.board.cell(i)) else { continue };
+            let (Some(child), Some(cell)) = (place.child.as_ref(), self.board.cells.get(i)) else { continue };
             if place.killed_because.is_some()
                 || cell.state.load(Ordering::Acquire) == CellState::Draining as u32
             {
@@ -270,10 +337,12 @@ impl Pool {
             signal_pid(child.id(), signal);
         }
     }
+}
 
-    /// Stops holding the admin listener (the master keeps it only to hand to worker 1).
-    pub(crate) fn drop_admin(&mut self) {
-        self.template.admin = None;
+/// Logs what worker `index` says about itself on its control channel, until it goes.
+async fn log_events(index: usize, mut events: tokio::sync::mpsc::Receiver<WorkerEvent>) {
+    while let Some(event) = events.recv().await {
+        tracing::debug!(worker = index, "worker {index}: {event:?}");
     }
 }
 

@@ -6,20 +6,30 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::stopper::Stopper;
-use crate::server::{Bound, Server};
+use crate::server::{Bound, Server, ServerState};
 use crate::{Config, ConfigSource};
 
-/// Called when the drain starts (a worker marks its scoreboard cell).
-pub(crate) type OnDrain = Box<dyn FnOnce() + Send>;
+/// Called once the server serves, with its state.
+pub(crate) type OnStarted = Box<dyn FnOnce(&Arc<ServerState>) + Send>;
+
+/// What a worker adds to serving: a call once the server runs (with its state), and one when
+/// the drain starts.
+#[derive(Default)]
+pub(crate) struct Hooks {
+    /// Called once the server serves.
+    pub(crate) on_started: Option<OnStarted>,
+    /// Called when the drain starts.
+    pub(crate) on_drain: Option<Box<dyn FnOnce() + Send>>,
+}
 
 /// Serves `config` until a signal, then drains. `bound`: listeners inherited from a master
-/// (`None`: bind them here). `on_drain` runs when the drain starts.
+/// (`None`: bind them here).
 pub(crate) async fn serve(
     config: Config,
     source: ConfigSource,
     bound: Option<Bound>,
     mut stopper: Stopper,
-    on_drain: Option<OnDrain>,
+    hooks: Hooks,
 ) -> ExitCode {
     match &config.source {
         Some(file) => tracing::info!("configuration: {}", file.display()),
@@ -38,6 +48,9 @@ pub(crate) async fn serve(
         }
     };
     let state = Arc::clone(server.state());
+    if let Some(on_started) = hooks.on_started {
+        on_started(&state);
+    }
     let for_grace = Arc::clone(&state);
     stopper.set_sources(
         Box::new(move || for_grace.snapshot().config.shutdown_grace),
@@ -55,7 +68,7 @@ pub(crate) async fn serve(
         () = server.wait() => return ExitCode::SUCCESS,
         signal = stopper.next() => signal,
     };
-    if let Some(on_drain) = on_drain {
+    if let Some(on_drain) = hooks.on_drain {
         on_drain();
     }
     // The drain window is read from the configuration in force (SIGHUP may have changed it).
@@ -99,7 +112,7 @@ pub(crate) fn single(config: Config, source: ConfigSource) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    block_on(runtime, serve(config, source, None, stopper, None))
+    block_on(runtime, serve(config, source, None, stopper, Hooks::default()))
 }
 
 /// Builds the runtime of a serving process: `threads` worker threads, everything enabled.

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::board::{Board, CellState, Layout, WorkerCell};
+use super::control::{WorkerEvent, serve_worker};
 use super::inherit::Inherited;
 use super::serve;
 use super::stopper::Stopper;
@@ -68,10 +69,56 @@ pub fn run(config: Config, source: ConfigSource, inherited: Inherited) -> ExitCo
                 return ExitCode::FAILURE;
             }
         };
-        cell.state.store(CellState::Serving as u32, Ordering::Release);
-        let on_drain = Box::new(move || cell.state.store(CellState::Draining as u32, Ordering::Release));
-        serve::serve(config, source, Some(bound), stopper, Some(on_drain)).await
+        let control = match super::control::from_env() {
+            None => None,
+            Some(Ok(stream)) => Some(stream),
+            Some(Err(e)) => {
+                tracing::error!("cannot adopt the control socket: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        serve::serve(config, source, Some(bound), stopper, hooks(cell, control)).await
     })
+}
+
+/// The worker's hooks: once serving, mark the cell and serve the control channel (metrics
+/// on request; Ready, then Draining); leave when the master goes (EOF on the channel).
+fn hooks(cell: &'static WorkerCell, control: Option<tokio::net::UnixStream>) -> serve::Hooks {
+    let (events, events_rx) = tokio::sync::mpsc::channel(4);
+    let drain_events = events.clone();
+    let on_started = move |state: &std::sync::Arc<crate::server::ServerState>| {
+        tokio::spawn(readiness(cell, std::sync::Arc::clone(state)));
+        let Some(stream) = control else { return };
+        let state = std::sync::Arc::clone(state);
+        let _ = events.try_send(WorkerEvent::Ready);
+        tokio::spawn(async move {
+            let answered = serve_worker(stream, move || state.metrics.encode(), events_rx).await;
+            if !super::stopper::stopping() {
+                tracing::warn!("the control channel to the master ended ({answered:?}); shutting down");
+                let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGTERM);
+            }
+        });
+    };
+    let on_drain = move || {
+        cell.state.store(CellState::Draining as u32, Ordering::Release);
+        let _ = drain_events.try_send(WorkerEvent::Draining);
+    };
+    serve::Hooks { on_started: Some(Box::new(on_started)), on_drain: Some(Box::new(on_drain)) }
+}
+
+/// Keeps the cell's state saying whether this worker is ready (a handler loaded), for the
+/// master's `/readyz`, until the drain starts.
+async fn readiness(cell: &'static WorkerCell, state: std::sync::Arc<crate::server::ServerState>) {
+    loop {
+        let now = if state.readiness().is_ok() { CellState::Serving } else { CellState::Unready };
+        let swapped = cell.state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+            (current != CellState::Draining as u32).then_some(now as u32)
+        });
+        if swapped.is_err() {
+            return;
+        }
+        tokio::time::sleep(HEARTBEAT_EVERY).await;
+    }
 }
 
 /// Maps the inherited scoreboard for the process's life and finds this worker's cell.
@@ -99,8 +146,7 @@ fn adopt_listeners(inherited: &Inherited) -> Result<Bound, StartError> {
             .map_err(|e| StartError(format!("cannot adopt inherited listener fd {fd}: {e}")))
     };
     let listeners = inherited.listeners.iter().map(|&fd| adopt(fd)).collect::<Result<Vec<_>, _>>()?;
-    let admin = inherited.admin.map(adopt).transpose()?;
-    Ok(Bound { listeners, admin, inherited: true, gate: None })
+    Ok(Bound { listeners, admin: None, inherited: true, gate: None })
 }
 
 /// Writes the heartbeat every [`HEARTBEAT_EVERY`]; asks this process to stop (SIGTERM to
