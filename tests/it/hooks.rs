@@ -238,7 +238,15 @@ async fn handlers_sending_to_each_other_at_once_do_not_deadlock() {
     // times at the same moment (a chat room's broadcast): no lock may be held across a
     // handler's poll while another connection's lock is wanted.
     const FLOOD: usize = 2000;
-    let server = probe_server();
+    // The room lives in the handler's memory, which is per worker process: both connections
+    // must be served by the same process, so one worker.
+    let server = ServerProcess::start_with(
+        |dir| {
+            dir.install("fixture_probe", "handlers/probe_wsh.so");
+        },
+        "workers = 1",
+        "",
+    );
     let mut a = connect(&server.ws_url("/probe")).await;
     let mut b = connect(&server.ws_url("/probe")).await;
     for client in [&mut a, &mut b] {

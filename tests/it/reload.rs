@@ -132,8 +132,14 @@ async fn broken_builds_are_refused_and_the_previous_generation_keeps_serving() {
     let v2 = std::fs::read(plugin_lib("fixture_version_two")).unwrap_or_else(|e| panic!("{e}"));
 
     std::fs::write(&file, &v2[..256 * 1024]).unwrap_or_else(|e| panic!("{e}"));
+    // Each worker rescans on its own and may catch the write half-done ("file too short")
+    // before the whole truncated file: wait until every one refused the truncated file.
+    assert!(server.wait_log_everywhere("truncated ELF file", WAIT), "{}", server.logs());
     let refused = server
-        .wait_log("previous generation keeps serving", WAIT)
+        .wait_log_where(
+            |l| l.contains("previous generation keeps serving") && l.contains("truncated ELF"),
+            WAIT,
+        )
         .unwrap_or_else(|| panic!("{}", server.logs()));
     assert!(refused.contains("libver_wsh.so") && refused.contains("truncated ELF file"), "{refused}");
     wait_until_served_by(&server, "v1").await;
