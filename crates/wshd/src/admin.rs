@@ -2,7 +2,8 @@
 //! on its own address so it can stay on loopback or a private network while the WebSocket
 //! port faces clients.
 //!
-//! * `GET /healthz`: 200 while the process is alive (liveness).
+//! * `GET /healthz`: 200 while the process is alive (liveness); 503 with the reason while a
+//!   handler call has held its thread past `[watchdog] unhealthy_after_secs`.
 //! * `GET /readyz`: 200 when listening with at least one handler loaded; 503 while draining
 //!   or with no handler (readiness: a balancer stops sending new clients).
 //! * `GET /metrics`: Prometheus/OpenMetrics text (see [`crate::metrics`]).
@@ -61,7 +62,10 @@ fn answer<B>(state: &ServerState, req: &Request<B>) -> Response<Full<Bytes>> {
         return resp;
     }
     let mut resp = match req.uri().path() {
-        "/healthz" => plain(StatusCode::OK, "ok\n"),
+        "/healthz" => match crate::watchdog::health_report() {
+            None => plain(StatusCode::OK, "ok\n"),
+            Some(why) => plain(StatusCode::SERVICE_UNAVAILABLE, &format!("unhealthy: {why}\n")),
+        },
         "/readyz" => match state.readiness() {
             Ok(()) => plain(StatusCode::OK, "ready\n"),
             Err(why) => plain(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {why}\n")),
