@@ -189,6 +189,26 @@ mod tests {
         .unwrap_or_else(|_| panic!("the test thread panicked"));
     }
 
+    /// The hot path's cost, measured: `cargo test --release -p wshd --lib -- --ignored
+    /// --nocapture enter_and_leave_cost`.
+    #[test]
+    #[ignore = "a measurement, not a check; run it in a release build"]
+    fn enter_and_leave_cost() {
+        const CALLS: u32 = 20_000_000;
+        drop(enter(0)); // the slot is assigned on first use
+        let started = std::time::Instant::now();
+        for i in 0..CALLS {
+            drop(std::hint::black_box(enter(std::hint::black_box(i))));
+        }
+        let ns = started.elapsed().as_nanos() as f64 / f64::from(CALLS);
+        let started = std::time::Instant::now();
+        for i in 0..CALLS {
+            std::hint::black_box(i);
+        }
+        let empty = started.elapsed().as_nanos() as f64 / f64::from(CALLS);
+        eprintln!("enter + leave: {ns:.2} ns per call into handler code (the empty loop: {empty:.2} ns)");
+    }
+
     /// Polls a ready-at-once future with a no-op waker.
     fn futures_executor_free_poll<F: Future + Unpin>(mut future: F) {
         let mut cx = Context::from_waker(std::task::Waker::noop());
