@@ -22,3 +22,4 @@ mod routes;
 mod shutdown;
 mod static_files;
 mod tls;
+mod watchdog;

@@ -193,6 +193,11 @@ fn check_config(config: &wshd::Config) -> ExitCode {
         secs(ws.send_timeout),
         config.shutdown_grace.as_secs()
     );
+    println!(
+        "watchdog: blocked handler warning after {} ms, /healthz 503 after {}s",
+        config.watchdog.blocked_warn.as_millis(),
+        config.watchdog.unhealthy_after.as_secs()
+    );
     if let Some(scan) = &config.handlers_scan_dir {
         println!("scan directory: {}", scan.display());
     }

@@ -11,11 +11,12 @@ use toml::Spanned;
 
 use super::schema::{
     AuthSection, CgiSection, FileConfig, ProxySection, RouteSection, ServerSection, TlsSection,
-    WebSocketSection,
+    WatchdogSection, WebSocketSection,
 };
 use super::{
     AuthSettings, Builtin, CgiSettings, Config, Credential, DeflateSettings, ProxySettings, RouteConfig,
-    RouteHandler, RouteOverrides, TlsProblem, TlsSettings, WsSettings, check_realm, normalize_cgi_path,
+    RouteHandler, RouteOverrides, TlsProblem, TlsSettings, WatchdogSettings, WsSettings, check_realm,
+    normalize_cgi_path,
 };
 
 /// The smallest `max_header_bytes` (the HTTP parser's minimum buffer).
@@ -218,6 +219,7 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
     let cgi = cgi_section(&raw.cgi, &at)?;
     let limits = server_limits(&raw.server, &at)?;
     let proxy = proxy_section(&raw.proxy, &at)?;
+    let watchdog = watchdog_section(&raw.watchdog, &at)?;
     let (server, handlers, log) = (raw.server, raw.handlers, raw.log);
     Ok(Config {
         source: None,
@@ -247,6 +249,7 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
         log_file: log.file.map(PathBuf::from),
         log_max_bytes: log.max_bytes,
         log_keep: log.keep,
+        watchdog,
     })
 }
 
@@ -456,6 +459,21 @@ fn proxy_section(raw: &ProxySection, at: &Locator<'_>) -> Result<ProxySettings, 
     Ok(ProxySettings { trusted, client_ip_header: raw.client_ip_header, recursive: raw.recursive })
 }
 
+/// `[watchdog]`: the blocked-handler thresholds.
+fn watchdog_section(raw: &WatchdogSection, at: &Locator<'_>) -> Result<WatchdogSettings, ConfigError> {
+    if raw.blocked_warn_ms < 10 {
+        let message = format!("{} is too small: the least is 10 (the watchdog's tick)", raw.blocked_warn_ms);
+        return Err(at.err(0..0, "watchdog.blocked_warn_ms", message));
+    }
+    if raw.unhealthy_after_secs == 0 {
+        return Err(at.err(0..0, "watchdog.unhealthy_after_secs", "must be at least 1".into()));
+    }
+    Ok(WatchdogSettings {
+        blocked_warn: Duration::from_millis(raw.blocked_warn_ms),
+        unhealthy_after: Duration::from_secs(raw.unhealthy_after_secs),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -601,6 +619,8 @@ mod tests {
             ("[[route]]\npath = \"/x\"\npong_timeout_secs = 0\n", 2, "route.pong_timeout_secs"),
             ("[auth]\nrealm = \"a\\\"b\"\n", 2, "auth.realm"),
             ("[cgi]\ntimeout_secs = 0\n", 0, "cgi.timeout_secs"),
+            ("[watchdog]\nblocked_warn_ms = 5\n", 0, "watchdog.blocked_warn_ms"),
+            ("[watchdog]\nunhealthy_after_secs = 0\n", 0, "watchdog.unhealthy_after_secs"),
         ];
         for (text, line, key) in cases {
             let e = parse_str(text, "s.toml").expect_err(text);

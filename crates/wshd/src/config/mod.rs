@@ -259,6 +259,17 @@ pub struct Config {
     pub log_max_bytes: u64,
     /// Rotated log files kept.
     pub log_keep: u32,
+    /// What counts as a blocked handler (`[watchdog]`).
+    pub watchdog: WatchdogSettings,
+}
+
+/// Resolved `[watchdog]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchdogSettings {
+    /// A handler call holding its thread longer than this is logged and counted as blocked.
+    pub blocked_warn: Duration,
+    /// `/healthz` answers 503 while a handler call has held its thread this long.
+    pub unhealthy_after: Duration,
 }
 
 /// Resolved `[tls]` (plus the TLS flags).
