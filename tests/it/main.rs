@@ -22,4 +22,5 @@ mod routes;
 mod shutdown;
 mod static_files;
 mod tls;
+mod watchdog;
 mod workers;

@@ -2,7 +2,8 @@
 //! on its own address so it can stay on loopback or a private network while the WebSocket
 //! port faces clients.
 //!
-//! * `GET /healthz`: 200 while the process is alive (liveness).
+//! * `GET /healthz`: 200 while the process is alive (liveness); 503 with the reason while a
+//!   handler call has held its thread past `[watchdog] unhealthy_after_secs`.
 //! * `GET /readyz`: 200 when listening with at least one handler loaded; 503 while draining
 //!   or with no handler (readiness: a balancer stops sending new clients).
 //! * `GET /metrics`: Prometheus/OpenMetrics text (see [`crate::metrics`]).
@@ -42,7 +43,7 @@ pub(crate) trait AdminSource: Send + Sync + 'static {
 
 impl AdminSource for ServerState {
     fn health(&self) -> Result<(), String> {
-        Ok(())
+        crate::watchdog::health_report().map_or(Ok(()), Err)
     }
 
     fn readiness(&self) -> Result<(), String> {

@@ -132,6 +132,11 @@ fn check_config(config: &wshd::Config) -> ExitCode {
             workers.heartbeat_timeout.as_secs()
         ),
     }
+    println!(
+        "watchdog: blocked handler warning after {} ms, /healthz 503 after {}s",
+        config.watchdog.blocked_warn.as_millis(),
+        config.watchdog.unhealthy_after.as_secs()
+    );
     if let Some(scan) = &config.handlers_scan_dir {
         println!("scan directory: {}", scan.display());
     }

@@ -159,6 +159,8 @@ impl Server {
         };
         let metrics =
             Arc::new(Metrics::new(crate::plugin::live_generations).sharing(crate::scoreboard::local()));
+        let watchdog = config.watchdog;
+        crate::watchdog::start(tokio::runtime::Handle::current(), watchdog, Arc::clone(&metrics));
         let (reload, config, routes) =
             reload::start(config, metrics.plugin_counters()).await.map_err(StartError)?;
         let state = Arc::new(ServerState::new(Snapshot::new(config, routes, tls), metrics));

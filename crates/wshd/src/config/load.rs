@@ -11,12 +11,12 @@ use toml::Spanned;
 
 use super::schema::{
     AuthSection, CgiSection, FileConfig, ProxySection, RouteSection, ServerSection, TlsSection,
-    WebSocketSection, WorkersSection, WorkersValue,
+    WatchdogSection, WebSocketSection, WorkersSection, WorkersValue,
 };
 use super::{
     AuthSettings, Builtin, CgiSettings, Config, Credential, DeflateSettings, ProxySettings, RouteConfig,
-    RouteHandler, RouteOverrides, TlsProblem, TlsSettings, WorkerSettings, WsSettings, check_realm,
-    normalize_cgi_path,
+    RouteHandler, RouteOverrides, TlsProblem, TlsSettings, WatchdogSettings, WorkerSettings, WsSettings,
+    check_realm, normalize_cgi_path,
 };
 
 /// The smallest `max_header_bytes` (the HTTP parser's minimum buffer).
@@ -220,6 +220,7 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
     let limits = server_limits(&raw.server, &at)?;
     let proxy = proxy_section(&raw.proxy, &at)?;
     let workers = workers_section(&raw.server, &raw.workers, &at)?;
+    let watchdog = watchdog_section(&raw.watchdog, &at)?;
     let (server, handlers, log) = (raw.server, raw.handlers, raw.log);
     Ok(Config {
         source: None,
@@ -250,6 +251,7 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
         log_max_bytes: log.max_bytes,
         log_keep: log.keep,
         workers,
+        watchdog,
     })
 }
 
@@ -497,6 +499,21 @@ fn proxy_section(raw: &ProxySection, at: &Locator<'_>) -> Result<ProxySettings, 
     Ok(ProxySettings { trusted, client_ip_header: raw.client_ip_header, recursive: raw.recursive })
 }
 
+/// `[watchdog]`: the blocked-handler thresholds.
+fn watchdog_section(raw: &WatchdogSection, at: &Locator<'_>) -> Result<WatchdogSettings, ConfigError> {
+    if raw.blocked_warn_ms < 10 {
+        let message = format!("{} is too small: the least is 10 (the watchdog's tick)", raw.blocked_warn_ms);
+        return Err(at.err(0..0, "watchdog.blocked_warn_ms", message));
+    }
+    if raw.unhealthy_after_secs == 0 {
+        return Err(at.err(0..0, "watchdog.unhealthy_after_secs", "must be at least 1".into()));
+    }
+    Ok(WatchdogSettings {
+        blocked_warn: Duration::from_millis(raw.blocked_warn_ms),
+        unhealthy_after: Duration::from_secs(raw.unhealthy_after_secs),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -671,6 +688,8 @@ mod tests {
             ("[[route]]\npath = \"/x\"\npong_timeout_secs = 0\n", 2, "route.pong_timeout_secs"),
             ("[auth]\nrealm = \"a\\\"b\"\n", 2, "auth.realm"),
             ("[cgi]\ntimeout_secs = 0\n", 0, "cgi.timeout_secs"),
+            ("[watchdog]\nblocked_warn_ms = 5\n", 0, "watchdog.blocked_warn_ms"),
+            ("[watchdog]\nunhealthy_after_secs = 0\n", 0, "watchdog.unhealthy_after_secs"),
         ];
         for (text, line, key) in cases {
             let e = parse_str(text, "s.toml").expect_err(text);

@@ -261,6 +261,8 @@ pub struct Config {
     pub log_keep: u32,
     /// Worker processes and how they are supervised (`[server] workers`, `[workers]`).
     pub workers: WorkerSettings,
+    /// What counts as a blocked handler (`[watchdog]`).
+    pub watchdog: WatchdogSettings,
 }
 
 /// Resolved `[server] workers` and `[workers]`.
@@ -295,6 +297,15 @@ impl WorkerSettings {
     pub fn default_threads(count: usize) -> usize {
         (Self::cpus() / count.max(1)).clamp(2, Self::MAX_THREADS as usize)
     }
+}
+
+/// Resolved `[watchdog]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchdogSettings {
+    /// A handler call holding its thread longer than this is logged and counted as blocked.
+    pub blocked_warn: Duration,
+    /// `/healthz` answers 503 while a handler call has held its thread this long.
+    pub unhealthy_after: Duration,
 }
 
 /// Resolved `[tls]` (plus the TLS flags).

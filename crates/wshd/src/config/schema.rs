@@ -26,6 +26,8 @@ pub struct FileConfig {
     pub proxy: ProxySection,
     /// `[workers]`: the worker processes' runtime and how the master watches them.
     pub workers: WorkersSection,
+    /// `[watchdog]`: handlers that hold a runtime thread too long.
+    pub watchdog: WatchdogSection,
     /// `[[route]]`: aliases and per-route settings.
     pub route: Vec<RouteSection>,
 }
@@ -300,6 +302,27 @@ pub struct ProxySection {
 impl Default for ProxySection {
     fn default() -> Self {
         ProxySection { trusted: Vec::new(), client_ip_header: ClientIpHeader::XForwardedFor, recursive: true }
+    }
+}
+
+/// `[watchdog]`: what counts as a handler blocking its thread (read at start; a SIGHUP
+/// reload warns that changes need a restart).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchdogSection {
+    /// A handler call (`do_handshake`, a poll of `transfer_data` or of a spawned task) that
+    /// holds its thread longer than this is logged as blocked (WARN, then every 5 s while it
+    /// lasts) and counted in `wshd_handler_blocked_total`. At least 10 (the watchdog's tick).
+    /// Default 100.
+    pub blocked_warn_ms: u64,
+    /// `/healthz` answers 503 while a handler call has held its thread this long. At least
+    /// 1. Default 5.
+    pub unhealthy_after_secs: u64,
+}
+
+impl Default for WatchdogSection {
+    fn default() -> Self {
+        WatchdogSection { blocked_warn_ms: 100, unhealthy_after_secs: 5 }
     }
 }
 

@@ -70,6 +70,10 @@ pub(crate) struct Metrics {
     panics: Family<RouteLabel, Counter>,
     handshake_seconds: HistogramFamily,
     draining: Gauge,
+    /// Handler calls that held their thread past `[watchdog] blocked_warn_ms`, per route.
+    blocked: Family<RouteLabel, Counter>,
+    /// Threads inside such a call now.
+    blocked_threads: Gauge,
     /// Shared with the [`TrafficCollector`].
     routes: Arc<Mutex<HashMap<String, Arc<RouteMetrics>>>>,
     /// Plugin loads and refusals, counted by the reloader.
@@ -269,6 +273,18 @@ impl Metrics {
             handshake_seconds.clone(),
         );
         registry.register("wshd_draining", "1 while shutting down", draining.clone());
+        let blocked = Family::<RouteLabel, Counter>::default();
+        let blocked_threads = Gauge::default();
+        registry.register(
+            "wshd_handler_blocked",
+            "Handler calls that held their thread past [watchdog] blocked_warn_ms (episodes)",
+            blocked.clone(),
+        );
+        registry.register(
+            "wshd_handler_blocked_threads",
+            "Threads held by a handler call past [watchdog] blocked_warn_ms now",
+            blocked_threads.clone(),
+        );
         let routes = Arc::new(Mutex::new(HashMap::new()));
         registry.register_collector(Box::new(TrafficCollector { routes: Arc::clone(&routes) }));
         let plugins = Arc::new(PluginCounters::default());
@@ -283,6 +299,8 @@ impl Metrics {
             panics,
             handshake_seconds,
             draining,
+            blocked,
+            blocked_threads,
             routes,
             plugins,
             counts: leak_zeroed(),
@@ -369,6 +387,16 @@ impl Metrics {
         self.draining.set(1);
     }
 
+    /// Counts a handler call on `route` that blocked its thread (one episode).
+    pub(crate) fn handler_blocked(&self, route: &str) {
+        self.blocked.get_or_create(&RouteLabel { route: route.to_owned() }).inc();
+    }
+
+    /// Sets how many threads a handler call blocks now.
+    pub(crate) fn set_blocked_threads(&self, threads: usize) {
+        self.blocked_threads.set(i64::try_from(threads).unwrap_or(i64::MAX));
+    }
+
     /// The OpenMetrics text exposition.
     pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
@@ -414,6 +442,8 @@ mod tests {
         metrics.handshake(Some(&echo), "101", Duration::from_millis(2));
         metrics.handshake(None, "404", Duration::ZERO);
         metrics.close("/echo", 1000, "client");
+        metrics.handler_blocked("/echo");
+        metrics.set_blocked_threads(1);
         let text = metrics.encode();
         for needle in [
             "wshd_connections_open{route=\"/echo\"} 1",
@@ -429,6 +459,8 @@ mod tests {
             "wshd_plugin_loads_total 2",
             "wshd_plugin_refusals_total 1",
             "wshd_plugin_live_generations 2",
+            "wshd_handler_blocked_total{route=\"/echo\"} 1",
+            "wshd_handler_blocked_threads 1",
             "# EOF",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");

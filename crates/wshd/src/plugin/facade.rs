@@ -16,6 +16,7 @@ use super::host::connection::conn_for;
 use super::host::handshake::HandshakeAnswer;
 use super::loader::HandlerInstance;
 use super::request::RequestView;
+use crate::watchdog::Watched;
 use crate::ws::session::{ConnShared, HandlerExit, HandlerFuture, KeepAlive};
 
 /// What a plugin's `do_handshake` decided.
@@ -74,6 +75,7 @@ impl HandlerInstance {
     /// Runs the handler's `do_handshake` on `request`.
     pub(crate) fn handshake(&self, request: &RequestView) -> HandshakeVerdict {
         let mut answer = HandshakeAnswer::default();
+        let _inside = crate::watchdog::enter(self.route);
         let code = self.raw_do_handshake(&request.raw(), &mut answer.as_out());
         HandshakeVerdict::from_abi(code, answer)
     }
@@ -86,7 +88,11 @@ impl HandlerInstance {
         protocol: Option<&str>,
         shared: &Arc<ConnShared>,
     ) -> HandlerFuture {
-        let future = self.raw_transfer_data(&request.raw(), RStr::from_opt(protocol), conn_for(shared));
+        let future = {
+            let _inside = crate::watchdog::enter(self.route);
+            self.raw_transfer_data(&request.raw(), RStr::from_opt(protocol), conn_for(shared))
+        };
+        let future = Watched::new(self.route, future);
         HandlerFuture::Plugin(Box::pin(PluginFuture { future, _instance: Arc::clone(self) }))
     }
 
@@ -99,7 +105,8 @@ impl HandlerInstance {
 
 /// A plugin's `transfer_data` future, with its exit code turned into a [`HandlerExit`].
 struct PluginFuture {
-    future: FfiFuture<u32>,
+    /// Polled and dropped under the watchdog's mark (both run plugin code).
+    future: Watched<FfiFuture<u32>>,
     /// Declared last: the instance outlives the future (the ABI's contract).
     _instance: Arc<HandlerInstance>,
 }

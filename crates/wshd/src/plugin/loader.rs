@@ -133,6 +133,8 @@ impl Drop for Plugin {
 /// A handler instance: what `init` returned, bound to its library.
 pub struct HandlerInstance {
     instance: *mut c_void,
+    /// Its route id for the watchdog ([`crate::watchdog::intern`]), given at load time.
+    pub(crate) route: u32,
     /// The library; declared last so it outlives `drop_instance`.
     pub plugin: Arc<Plugin>,
 }
@@ -150,6 +152,7 @@ impl fmt::Debug for HandlerInstance {
 
 impl Drop for HandlerInstance {
     fn drop(&mut self) {
+        let _inside = crate::watchdog::enter(self.route);
         // SAFETY: `instance` came from this library's `init` and is dropped exactly once; the
         // library is still loaded (we hold an `Arc` to it).
         unsafe { (self.plugin.descriptor().drop_instance)(self.instance) }
@@ -310,8 +313,22 @@ impl Plugin {
         unsafe { &*self.descriptor }
     }
 
-    /// Check 6: constructs a handler instance with `config` (a TOML table).
+    /// Check 6: constructs a handler instance with `config` (a TOML table), not serving a
+    /// route (as `wshd check-plugin` does); see [`Plugin::instantiate_for`].
     pub fn instantiate(self: &Arc<Self>, config: &toml::Table) -> Result<Arc<HandlerInstance>, LoadError> {
+        self.instantiate_for("", config)
+    }
+
+    /// Check 6 for the handler instance serving `route` (its resource path or an alias):
+    /// the route is named for the watchdog once, here, and every call into the instance is
+    /// marked with it.
+    pub fn instantiate_for(
+        self: &Arc<Self>,
+        route: &str,
+        config: &toml::Table,
+    ) -> Result<Arc<HandlerInstance>, LoadError> {
+        let route = crate::watchdog::intern(route, &self.file.display().to_string());
+        let _inside = crate::watchdog::enter(route);
         let config_text = config.to_string();
         let mut message: Option<String> = None;
         let mut err =
@@ -324,6 +341,6 @@ impl Plugin {
         if instance.is_null() {
             return Err(LoadError::Constructor(message.unwrap_or_else(|| "no reason given".into())));
         }
-        Ok(Arc::new(HandlerInstance { instance, plugin: Arc::clone(self) }))
+        Ok(Arc::new(HandlerInstance { instance, route, plugin: Arc::clone(self) }))
     }
 }

@@ -289,7 +289,7 @@ impl Reloader {
         stamp: FileStamp,
         old: Option<Tracked>,
     ) -> Examined {
-        match plugin.instantiate(&config) {
+        match plugin.instantiate_for(resource, &config) {
             Ok(instance) => {
                 self.counters.loaded();
                 tracing::info!(
@@ -368,7 +368,7 @@ impl Reloader {
             let generation = target.plugin.generation;
             let instance = match previous.get(path) {
                 Some(old) if old.generation == generation && &old.config == own => Arc::clone(&old.instance),
-                _ => match target.plugin.instantiate(own) {
+                _ => match target.plugin.instantiate_for(path, own) {
                     Ok(instance) => instance,
                     Err(e) => {
                         tracing::error!(route = %path, file = %target.plugin.file.display(), "handler refused: {e}");

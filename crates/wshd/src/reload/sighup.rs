@@ -86,6 +86,9 @@ fn warn_if_restart_needed(old: &Config, new: &Config) {
             "admin_listen or the log format changed in the configuration; restart wshd to apply them"
         );
     }
+    if new.watchdog != old.watchdog {
+        tracing::warn!("[watchdog] changed in the configuration; restart wshd to apply it");
+    }
 }
 
 /// Applies the TLS part of a reloaded configuration: new certificate files are loaded (an

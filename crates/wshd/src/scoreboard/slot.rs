@@ -53,6 +53,7 @@ impl ThreadSlot {
     }
 
     /// The route being run, when the thread is inside handler code.
+    #[allow(dead_code, reason = "for readers of the slots other than the watchdog thread")]
     pub(crate) fn busy_route(&self) -> Option<u32> {
         let seq = self.seq.load(Ordering::Acquire);
         (seq % 2 == 1).then(|| self.route.load(Ordering::Relaxed))

@@ -21,6 +21,8 @@ use super::fleet_metrics::FleetMetrics;
 use super::inherit::Inherited;
 use super::pool::{Fleet, Pool};
 use super::relay::Sink;
+use crate::scoreboard::slot::monotonic_ms;
+use crate::watchdog::busy;
 use crate::{Config, ConfigSource};
 
 /// How often the master looks at its workers.
@@ -90,7 +92,8 @@ fn start_pool(
     let board_fd = board.raw_fd();
     let board = board.leak();
     let metrics = Arc::new(FleetMetrics::default());
-    let fleet_admin = Arc::new(fleet_view(board, Arc::clone(&metrics)));
+    let unhealthy_after_ms = config.watchdog.unhealthy_after.as_millis() as u64;
+    let fleet_admin = Arc::new(fleet_view(board, Arc::clone(&metrics), unhealthy_after_ms));
     if let Some(listener) = admin {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(
@@ -124,8 +127,11 @@ fn start_pool(
 static DRAINING: AtomicBool = AtomicBool::new(false);
 
 /// The master's admin view: `/readyz` is ready while some worker is (and no shutdown);
-/// `/healthz` answers while the master runs.
-fn fleet_view(board: &'static Layout, metrics: Arc<FleetMetrics>) -> FleetAdmin {
+/// `/healthz` fails when no worker is running or every running worker is unhealthy (a
+/// handler call blocked past `[watchdog] unhealthy_after_secs`, as the watchdog timed it).
+/// One unhealthy worker among healthy ones is the master's to replace, not a reason for an
+/// orchestrator to restart them all.
+fn fleet_view(board: &'static Layout, metrics: Arc<FleetMetrics>, unhealthy_after_ms: u64) -> FleetAdmin {
     let ready = move || {
         if DRAINING.load(Ordering::Acquire) {
             return Err("draining: shutting down".to_owned());
@@ -139,7 +145,26 @@ fn fleet_view(board: &'static Layout, metrics: Arc<FleetMetrics>) -> FleetAdmin 
             Err("no worker serving yet".to_owned())
         }
     };
-    FleetAdmin::new(metrics, Box::new(|| Ok(())), Box::new(ready))
+    let health = move || {
+        let now = monotonic_ms();
+        let mut reasons = Vec::new();
+        let mut running = 0;
+        for (i, cell) in board.cells.iter().enumerate() {
+            if cell.state.load(Ordering::Acquire) == CellState::Empty as u32 {
+                continue;
+            }
+            running += 1;
+            match busy::unhealthy(&cell.slots, &cell.names, now, unhealthy_after_ms) {
+                Some(why) => reasons.push(format!("worker {}: {why}", i + 1)),
+                None => return Ok(()),
+            }
+        }
+        match running {
+            0 => Err("no worker running".to_owned()),
+            _ => Err(reasons.join("; ")),
+        }
+    };
+    FleetAdmin::new(metrics, Box::new(health), Box::new(ready))
 }
 
 /// Blocks SIGTERM, SIGINT and SIGHUP (before any thread exists, so all inherit the mask)

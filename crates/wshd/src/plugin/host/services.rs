@@ -5,7 +5,7 @@
 
 use std::ffi::c_void;
 use std::path::PathBuf;
-use std::sync::Weak;
+use std::sync::{OnceLock, Weak};
 
 use async_ffi::{FfiFuture, FutureExt};
 use wshd_sdk::abi::{HostVTable, LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_WARN, RStr};
@@ -19,11 +19,21 @@ pub(crate) struct PluginServices {
     file: PathBuf,
     handler: String,
     plugin: Weak<Plugin>,
+    /// The watchdog's route id for tasks spawned outside a handler call (made on first use).
+    task_route: OnceLock<u32>,
 }
 
 impl PluginServices {
     pub(crate) fn new(file: PathBuf, handler: String, plugin: Weak<Plugin>) -> PluginServices {
-        PluginServices { file, handler, plugin }
+        PluginServices { file, handler, plugin, task_route: OnceLock::new() }
+    }
+
+    /// The route id naming this plugin's tasks spawned outside a handler call (from its
+    /// constructor or its own threads).
+    fn task_route(&self) -> u32 {
+        *self.task_route.get_or_init(|| {
+            crate::watchdog::intern(&format!("(task of {})", self.handler), &self.file.display().to_string())
+        })
     }
 }
 
@@ -90,6 +100,10 @@ host_fn! {
             drop(future);
             return;
         };
+        // Polls and the drop of the future run plugin code: marked with the route of the
+        // handler call that spawned it (or the plugin's own name when spawned outside one).
+        let route = crate::watchdog::current_route().unwrap_or_else(|| s.task_route());
+        let future = crate::watchdog::Watched::new(route, future);
         tokio::spawn(async move {
             future.await;
             drop(plugin);
