@@ -67,6 +67,7 @@ impl Stopper {
             describe: Box::new(|| "unknown".to_owned()),
         }));
         let (tx, signals) = mpsc::unbounded_channel();
+        let _ = REQUESTS.set(Requests { tx: tx.clone(), shared: Arc::clone(&shared) });
         let for_thread = Arc::clone(&shared);
         std::thread::Builder::new().name("wshd-signals".into()).spawn(move || wait_loop(&tx, &for_thread))?;
         Ok(Stopper { signals, shared })
@@ -87,8 +88,44 @@ impl Stopper {
     }
 }
 
-/// The signal thread: the first signal goes to the runtime and arms the deadline; the second
-/// exits at once.
+/// What [`request_stop`] needs: the runtime's channel and the deadline's sources.
+struct Requests {
+    /// To the runtime.
+    tx: mpsc::UnboundedSender<&'static str>,
+    /// The drain window and what is running.
+    shared: Arc<Mutex<Shared>>,
+}
+
+/// Set by [`Stopper::start`].
+static REQUESTS: std::sync::OnceLock<Requests> = std::sync::OnceLock::new();
+
+/// Starts the shutdown from inside the process (the master is gone), as a first signal
+/// would, without counting as one: a SIGTERM arriving just after (the parent-death signal)
+/// does not make it "the second signal".
+pub(crate) fn request_stop(reason: &'static str) {
+    if let Some(requests) = REQUESTS.get() {
+        begin(reason, &requests.tx, &requests.shared);
+    }
+}
+
+/// The first stop, whatever asked for it (once): tell the runtime and arm the deadline.
+fn begin(name: &'static str, tx: &mpsc::UnboundedSender<&'static str>, shared: &Arc<Mutex<Shared>>) {
+    if STOPPING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let _ = tx.send(name);
+    let grace = (shared.lock().unwrap_or_else(|p| p.into_inner()).grace)();
+    let shared = Arc::clone(shared);
+    let armed = std::thread::Builder::new()
+        .name("wshd-deadline".into())
+        .spawn(move || deadline(grace + DEADLINE_MARGIN, &shared));
+    if let Err(e) = armed {
+        tracing::error!("cannot arm the shutdown deadline: {e}");
+    }
+}
+
+/// The signal thread: the first signal starts the stop (see [`begin`]); the second exits at
+/// once.
 fn wait_loop(tx: &mpsc::UnboundedSender<&'static str>, shared: &Arc<Mutex<Shared>>) {
     let set = mask();
     let mut seen = 0;
@@ -100,16 +137,7 @@ fn wait_loop(tx: &mpsc::UnboundedSender<&'static str>, shared: &Arc<Mutex<Shared
             tracing::warn!(signal = name, "second signal: exiting without waiting for the drain");
             std::process::exit(1);
         }
-        STOPPING.store(true, Ordering::Release);
-        let _ = tx.send(name);
-        let grace = (shared.lock().unwrap_or_else(|p| p.into_inner()).grace)();
-        let shared = Arc::clone(shared);
-        let armed = std::thread::Builder::new()
-            .name("wshd-deadline".into())
-            .spawn(move || deadline(grace + DEADLINE_MARGIN, &shared));
-        if let Err(e) = armed {
-            tracing::error!("cannot arm the shutdown deadline: {e}");
-        }
+        begin(name, tx, shared);
     }
 }
 

@@ -95,7 +95,7 @@ fn hooks(cell: &'static WorkerCell, control: Option<tokio::net::UnixStream>) -> 
             let answered = serve_worker(stream, move || state.metrics.encode(), events_rx).await;
             if !super::stopper::stopping() {
                 tracing::warn!("the control channel to the master ended ({answered:?}); shutting down");
-                let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGTERM);
+                super::stopper::request_stop("master gone");
             }
         });
     };
@@ -149,15 +149,15 @@ fn adopt_listeners(inherited: &Inherited) -> Result<Bound, StartError> {
     Ok(Bound { listeners, admin: None, inherited: true, gate: None })
 }
 
-/// Writes the heartbeat every [`HEARTBEAT_EVERY`]; asks this process to stop (SIGTERM to
-/// itself, taken by the signal thread) if the master is gone.
+/// Writes the heartbeat every [`HEARTBEAT_EVERY`]; starts this process's shutdown if the
+/// master is gone.
 async fn heartbeat(cell: &'static WorkerCell, master_pid: u32) {
     let mut told = false;
     loop {
         cell.heartbeat_ms.store(monotonic_ms(), Ordering::Release);
         if !told && !super::stopper::stopping() && nix::unistd::getppid().as_raw() as u32 != master_pid {
             tracing::warn!("the master (pid {master_pid}) is gone; shutting down");
-            let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGTERM);
+            super::stopper::request_stop("master gone");
             told = true;
         }
         tokio::time::sleep(HEARTBEAT_EVERY).await;
