@@ -47,6 +47,13 @@ fn check_config_lists_what_would_be_served_where() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("/echo -> handlers/libecho_wsh.so [Echo]"), "{stdout}");
     assert!(stdout.contains("/ (alias of /echo) -> handlers/libecho_wsh.so"), "{stdout}");
+    assert!(stdout.contains("workers: ") && stdout.contains("processes, "), "{stdout}");
+    dir.write(
+        "single.toml",
+        "[server]\nworkers = 0\n[workers]\nthreads = 3\n[handlers]\ndir = \"handlers\"\n",
+    );
+    let (_, single, _) = run_wshd(&["-c", "single.toml", "check-config"], dir.path());
+    assert!(single.contains("workers: none (one process, no master), 3 threads"), "{single}");
     dir.install("fixture_bad_abi", "handlers/libbad_wsh.so");
     let (code, stdout, _) = run_wshd(&["-c", "server.toml", "check-config"], dir.path());
     assert_eq!(code, 1);

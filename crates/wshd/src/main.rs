@@ -91,6 +91,24 @@ fn client(args: wshd::cli::ClientArgs) -> ExitCode {
     }
 }
 
+/// `check-config`'s lines about processes: the workers and the watchdog.
+fn print_processes(config: &wshd::Config) {
+    let workers = &config.workers;
+    match workers.count {
+        0 => println!("workers: none (one process, no master), {} threads", workers.threads),
+        n => println!(
+            "workers: {n} processes, {} threads each, heartbeat timeout {}s",
+            workers.threads,
+            workers.heartbeat_timeout.as_secs()
+        ),
+    }
+    println!(
+        "watchdog: blocked handler warning after {} ms, /healthz 503 after {}s",
+        config.watchdog.blocked_warn.as_millis(),
+        config.watchdog.unhealthy_after.as_secs()
+    );
+}
+
 fn check_config(config: &wshd::Config) -> ExitCode {
     let source = config.source.as_ref().map_or("built-in defaults".to_owned(), |p| p.display().to_string());
     println!("configuration {source}: ok");
@@ -123,20 +141,7 @@ fn check_config(config: &wshd::Config) -> ExitCode {
         secs(ws.send_timeout),
         config.shutdown_grace.as_secs()
     );
-    let workers = &config.workers;
-    match workers.count {
-        0 => println!("workers: none (one process, no master), {} threads", workers.threads),
-        n => println!(
-            "workers: {n} processes, {} threads each, heartbeat timeout {}s",
-            workers.threads,
-            workers.heartbeat_timeout.as_secs()
-        ),
-    }
-    println!(
-        "watchdog: blocked handler warning after {} ms, /healthz 503 after {}s",
-        config.watchdog.blocked_warn.as_millis(),
-        config.watchdog.unhealthy_after.as_secs()
-    );
+    print_processes(config);
     if let Some(scan) = &config.handlers_scan_dir {
         println!("scan directory: {}", scan.display());
     }
