@@ -222,11 +222,11 @@ impl ServerProcess {
         server
     }
 
-    /// With a master (`master starting N workers`), waits until each of the N workers serves
-    /// (`accepting on`), so a test starts, as with a single process, once the handlers are
-    /// loaded.
+    /// With a master (it logs `master starting N workers` before `listening on`), waits until
+    /// each of the N workers serves (`accepting on`), so a test starts, as with a single
+    /// process, once the handlers are loaded.
     fn wait_for_workers(&self) {
-        let Some(line) = self.wait_log("master starting ", Duration::from_millis(200)) else { return };
+        let Some(line) = self.wait_log("master starting ", Duration::ZERO) else { return };
         let count: usize = line
             .split("master starting ")
             .nth(1)

@@ -61,6 +61,17 @@ pub fn run(config: Config, source: ConfigSource, sink: Sink) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let workers = config.workers;
+    // Before `listening on`: a reader of the log knows from the first lines that workers come.
+    tracing::info!(
+        pid = std::process::id(),
+        workers = workers.count,
+        threads = workers.threads,
+        "master starting {} workers ({} threads each, heartbeat timeout {:?})",
+        workers.count,
+        workers.threads,
+        workers.heartbeat_timeout
+    );
     runtime.block_on(async move {
         let (listeners, admin) = match bind(&config).await {
             Ok(bound) => bound,
@@ -110,15 +121,6 @@ fn start_pool(
         control: None,
     };
     let workers = config.workers;
-    tracing::info!(
-        pid = std::process::id(),
-        workers = workers.count,
-        threads = workers.threads,
-        "master starting {} workers ({} threads each, heartbeat timeout {:?})",
-        workers.count,
-        workers.threads,
-        workers.heartbeat_timeout
-    );
     let fleet = Fleet { board, board_fd, admin: fleet_admin, metrics };
     Ok(Pool::new(workers.count, template, fleet, sink, config.log_format))
 }
