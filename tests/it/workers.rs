@@ -269,3 +269,40 @@ async fn sigterm_ends_a_single_process_whose_only_runtime_thread_spins() {
     assert!(server.logs().contains("shutdown did not finish"), "the deadline fired:\n{}", server.logs());
     assert!(!status.success());
 }
+
+#[test]
+fn a_sighup_while_workers_start_kills_none_of_them() {
+    let dir = TempDir::new();
+    dir.install("echo_wsh", "handlers/echo_wsh.so");
+    let config = dir.write("server.toml", &config_with(&dir.path().join("handlers"), "workers = 2", ""));
+    let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = std::process::Command::new(wshd_bin())
+        .args(["-c", &config.display().to_string()])
+        .current_dir(dir.path())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let hup = || {
+        let status = std::process::Command::new("kill").args(["-HUP", &child.id().to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()));
+    };
+    std::thread::sleep(Duration::from_millis(30));
+    hup();
+    std::thread::sleep(Duration::from_millis(1500));
+    hup();
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+    assert!(!text.contains(" died: "), "a worker died:\n{text}");
+    assert_eq!(text.matches("SIGHUP: configuration valid").count(), 2, "{text}");
+    assert!(
+        text.contains("worker=1 ") && text.contains("SIGHUP: reloading"),
+        "the later one reloads:\n{text}"
+    );
+}

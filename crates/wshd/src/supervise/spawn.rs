@@ -22,8 +22,8 @@ pub(crate) fn spawn_worker(inherited: &Inherited) -> std::io::Result<Child> {
     let fds = inherited.fds();
     let master = nix::unistd::Pid::from_raw(inherited.master_pid as i32);
     // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
-    // calls are allowed: it calls fcntl, pthread_sigmask, prctl and getppid (system calls), and
-    // allocates nothing (`fds` was built before the fork and is only read).
+    // calls are allowed: it calls fcntl, pthread_sigmask, sigaction, prctl and getppid (system
+    // calls), and allocates nothing (`fds` was built before the fork and is only read).
     #[allow(unsafe_code)]
     unsafe {
         command.pre_exec(move || {
@@ -33,6 +33,11 @@ pub(crate) fn spawn_worker(inherited: &Inherited) -> std::io::Result<Child> {
                 fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
             }
             SigSet::empty().thread_set_mask()?;
+            // SAFETY: setting a disposition to "ignore" installs no handler code; sigaction is
+            // async-signal-safe. A SIGHUP forwarded before the worker listens for it (it reads
+            // its configuration at start anyway) must not kill it; its SIGHUP listener
+            // replaces this disposition.
+            nix::sys::signal::signal(Signal::SIGHUP, nix::sys::signal::SigHandler::SigIgn)?;
             nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
             if nix::unistd::getppid() != master {
                 // The master died before the death signal was armed: do not serve orphaned.
