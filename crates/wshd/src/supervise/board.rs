@@ -87,7 +87,8 @@ pub(crate) struct WorkerCell {
     pub(crate) heartbeat_ms: AtomicU64,
     /// Open WebSocket connections of this worker, as its accept gate last saw them.
     pub(crate) open_connections: AtomicU64,
-    /// WebSocket connections this worker accepted.
+    /// WebSocket connections this worker accepted (reserved: not written yet; recycling by
+    /// connections served will use it).
     pub(crate) accepted_total: AtomicU64,
     /// The watchdog's slot per runtime thread.
     pub(crate) slots: [ThreadSlot; MAX_THREADS],
