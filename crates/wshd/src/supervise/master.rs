@@ -236,7 +236,9 @@ fn reload(pool: &Pool, config: &mut Config, source: &ConfigSource) {
     match source() {
         Ok(new) => {
             if new.workers != config.workers || new.listen != config.listen {
-                tracing::warn!("[server] workers, listen and [workers] changed; restart wshd to apply them");
+                tracing::warn!(
+                    "[server] workers or listen, or [workers], changed; restart wshd to apply that"
+                );
             }
             config.shutdown_grace = new.shutdown_grace;
             tracing::info!("SIGHUP: configuration valid; forwarding to the workers");
