@@ -19,7 +19,7 @@ fn server(server_keys: &str) -> ServerProcess {
             dir.install("fixture_misbehave", "handlers/bad_wsh.so");
             dir.install("echo_wsh", "handlers/echo_wsh.so");
         },
-        &format!("shutdown_grace_secs = 2\n{server_keys}"),
+        &format!("shutdown_grace_secs = 2\nadmin_listen = \"127.0.0.1:0\"\n{server_keys}"),
         "[workers]\nheartbeat_timeout_secs = 2\n",
     );
     let serving = if server_keys.contains("workers = 0") { "listening on" } else { "accepting on" };
@@ -150,6 +150,16 @@ async fn a_crashing_handler_costs_one_worker_and_no_connection_attempt() {
     let (attempts, failures) = connecting.finish().await;
     assert!(failures.is_empty(), "{} of {attempts} connection attempts failed: {failures:?}", failures.len());
     assert!(attempts > 50, "{attempts}");
+    // The master counts what happened, in the summed /metrics.
+    let metrics = http_get(server.admin_addr(), "/metrics").await.text();
+    for sample in [
+        "wshd_workers 2",
+        "wshd_worker_starts_total 5",
+        "wshd_worker_exits_total{cause=\"signal\"} 3",
+        "wshd_worker_crashes_total{route=\"/bad\"} 3",
+    ] {
+        assert!(metrics.lines().any(|l| l == sample), "{sample} in\n{metrics}");
+    }
 }
 
 #[tokio::test]
@@ -166,6 +176,9 @@ async fn a_spinning_handler_gets_its_worker_killed_and_sigterm_still_ends_the_ma
     assert!(killed < Duration::from_millis(2_600), "killed {killed:?} after the spin");
     server.wait_log(" died: killed by SIGKILL", WAIT).unwrap_or_else(|| panic!("{}", server.logs()));
     let _fresh = echo(&server).await;
+    let metrics = http_get(server.admin_addr(), "/metrics").await.text();
+    let sample = "wshd_worker_exits_total{cause=\"unresponsive\"} 1";
+    assert!(metrics.lines().any(|l| l == sample), "{sample} in\n{metrics}");
 
     let mut spinner = connect(&server.ws_url("/bad")).await;
     futures_util::SinkExt::send(&mut spinner, Message::text("spin")).await.unwrap_or_else(|e| panic!("{e}"));
