@@ -123,6 +123,8 @@ class Server:
         while time.monotonic() < deadline:
             try:
                 Ws(self.port, "/echo", 1).close()
+                # Let every worker process finish loading (they start side by side).
+                time.sleep(args.settle)
                 return
             except OSError:
                 time.sleep(0.05)
@@ -286,10 +288,10 @@ def scenario_crash(args, kind):
         stop.set()
         knocker.join()
         alive = server.proc.poll() is None
-        died = [l for l in server.logs().splitlines() if "signal" in l.lower() and ("worker" in l or "exit" in l)]
+        died = [l for l in server.logs().splitlines() if " died: " in l]
         print(f"{kind}: server (pid {server.proc.pid}) {'alive' if alive else 'DEAD'}; new connection served after "
               f"{fmt(served)}; {survivors}/8 earlier connections still echo; refused connects: {len(refused)}"
-              + (f"; log: {died[0][:200]}" if died else ""))
+              + (f"; log: {died[0][died[0].find('worker ', 10):][:260]}" if died else ""))
     finally:
         server.stop()
 
@@ -327,6 +329,7 @@ def main():
     p.add_argument("--extra", default="", help="TOML appended to the config")
     p.add_argument("--scenarios", default="block,spin,abort,overflow,null,hog")
     p.add_argument("--grace", type=int, default=5)
+    p.add_argument("--settle", type=float, default=1.0, help="wait after the first echo, s")
     p.add_argument("--limit", type=float, default=15.0, help="longest wait for a new connection, s")
     p.add_argument("--block-ms", type=int, default=5000)
     p.add_argument("--hog-conns", type=int, default=50)
