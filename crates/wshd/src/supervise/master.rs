@@ -189,7 +189,9 @@ async fn bind(config: &Config) -> Result<(Listeners, Option<tokio::net::TcpListe
     let main = bound.listeners.into_iter().map(to_std).collect::<Result<Vec<_>, _>>()?;
     for listener in &main {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!("listening on {addr}");
+        // The same target as a single process's line: scripts filter on it
+        // (`--log-level warn,wshd::server=info`, .ci/run's Autobahn phase).
+        tracing::info!(target: "wshd::server", "listening on {addr}");
     }
     Ok((Listeners { main }, bound.admin))
 }
