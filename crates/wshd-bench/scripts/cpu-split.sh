@@ -47,8 +47,12 @@ taskset -c 0 "$bench" fws-echo --addr "127.0.0.1:$port" >/dev/null 2>&1 &
 pids[fastwebsockets]=$!
 urls[fastwebsockets]="ws://127.0.0.1:$port/"
 sleep 1
-# utime and stime (clock ticks) of a process.
-ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+# utime and stime (clock ticks) of a process and its children (a wshd master's workers).
+ticks() {
+    local files=("/proc/$1/stat")
+    for child in $(pgrep -P "$1" || true); do files+=("/proc/$child/stat"); done
+    cat "${files[@]}" 2>/dev/null | awk '{u += $14; s += $15} END {print u, s}'
+}
 for _ in $(seq "$rounds"); do
     for name in "$@" fastwebsockets; do
         taskset -c "$loadgen_cpu" "$bench" load --url "${urls[$name]}" --connections "$connections" --seconds $((seconds + 2)) "${load_args[@]}" >"$out/load" 2>&1 &
