@@ -17,6 +17,7 @@ mod limits;
 mod nginx;
 mod plugins;
 mod proxy;
+mod quarantine;
 mod reload;
 mod routes;
 mod shutdown;

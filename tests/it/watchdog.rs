@@ -145,14 +145,13 @@ async fn healthz_until(admin: std::net::SocketAddr, want: u16, within: Duration)
 
 #[tokio::test]
 async fn healthz_fails_while_a_handler_blocks_too_long_and_recovers() {
-    // One worker: with several, the master's /healthz fails only when every worker is
-    // unhealthy (it replaces a stuck worker itself; a failing liveness probe would restart
-    // the healthy ones too).
+    // The default workers (at least 2): the master's /healthz fails while any one of them
+    // has a handler blocked too long, and names that worker.
     let server = ServerProcess::start_with(
         |dir| {
             dir.install("fixture_misbehave", "handlers/bad_wsh.so");
         },
-        "admin_listen = \"127.0.0.1:0\"\nworkers = 1",
+        "admin_listen = \"127.0.0.1:0\"",
         "[watchdog]\nunhealthy_after_secs = 1\n",
     );
     let admin = server.admin_addr();
@@ -169,6 +168,7 @@ async fn healthz_fails_while_a_handler_blocks_too_long_and_recovers() {
         "503 only after unhealthy_after_secs (got it after {after:?})"
     );
     assert!(reason.contains("/bad") && reason.contains("blocked"), "{reason}");
+    assert!(reason.contains("worker pid="), "the worker is named: {reason}");
     assert_eq!(next_message(&mut bad).await.and_then(Result::ok), Some(Message::text("slept")));
     let body = healthz_until(admin, 200, WAIT).await.unwrap_or_else(|| panic!("/healthz stayed 503"));
     assert_eq!(body, "ok\n");

@@ -296,11 +296,53 @@ def scenario_crash(args, kind):
         server.stop()
 
 
+class RssSampler:
+    """Samples the server's resident memory (every process under it) every 100 ms in a
+    thread: the peak, and the series, survive a worker recycled in between two looks."""
+
+    def __init__(self, server):
+        self.server, self.samples, self.stop_flag = server, [], threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        started = time.monotonic()
+        while not self.stop_flag.is_set():
+            self.samples.append((time.monotonic() - started, self.server.rss_mib()))
+            self.stop_flag.wait(0.1)
+
+    def stop(self):
+        self.stop_flag.set()
+        self.thread.join(5)
+        return self.samples
+
+
+def close_code(ws, wait):
+    """The close code the server sent on `ws` within `wait` s (None: none; 1006: dropped)."""
+    ws.sock.settimeout(wait)
+    try:
+        while True:
+            b0, b1 = ws._read(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", ws._read(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", ws._read(8))[0]
+            payload = ws._read(n)
+            if b0 & 0x0F == 0x8:
+                return struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else 1005
+    except socket.timeout:
+        return None
+    except OSError:
+        return 1006
+
+
 def scenario_hog(args):
     server = Server(args)
     try:
         before = server.rss_mib()
-        conns = []
+        sampler = RssSampler(server)
+        conns, refused = [], 0
         for _ in range(args.hog_conns):
             try:
                 ws = Ws(server.port, "/bad")
@@ -308,15 +350,27 @@ def scenario_hog(args):
                 ws.recv()
                 conns.append(ws)
             except OSError:
-                break
-        peak = server.rss_mib()
+                refused += 1  # e.g. the worker serving it was recycled meanwhile: go on
+        hoarded = sampler.samples[-1][0] if sampler.samples else 0.0
         time.sleep(args.hog_wait)
+        served = time_to_served(server.port, args.limit)
+        samples = sampler.stop()
+        peak = max((mib for _, mib in samples), default=0.0)
         after = server.rss_mib()
+        codes = {}
+        for ws in conns:
+            code = close_code(ws, 0.2)
+            codes[code] = codes.get(code, 0) + 1
         alive = server.proc.poll() is None
-        recycled = [l for l in server.logs().splitlines() if "recycl" in l]
-        print(f"hog {args.hog_conns} x {args.hog_mib} MiB: RSS {before:.0f} MiB -> {peak:.0f} MiB after the hoarding, "
-              f"{after:.0f} MiB {args.hog_wait} s later; server {'alive' if alive else 'DEAD'}; "
-              f"recycle log lines: {len(recycled)}" + (f" (first: {recycled[0][:160]})" if recycled else ""))
+        recycled = [l for l in server.logs().splitlines() if "recycl" in l and not l.startswith("worker=")]
+        timeline = " ".join(f"{mib:.0f}" for t, mib in samples[::10])
+        closes = ", ".join(f"{n} {'open' if c is None else c}" for c, n in sorted(codes.items(), key=str))
+        print(f"hog {args.hog_conns} x {args.hog_mib} MiB: RSS {before:.0f} MiB before, peak {peak:.0f} MiB "
+              f"(sampled every 100 ms), {after:.0f} MiB {args.hog_wait} s after the hoarding ({hoarded:.1f} s); "
+              f"{len(conns)} hogs held, {refused} refused; hog connections: {closes}; a new /echo served in "
+              f"{fmt(served)}; server {'alive' if alive else 'DEAD'}; RSS each second (MiB): {timeline}; "
+              f"recycle lines: {len(recycled)}"
+              + "".join(f"\n  {l[l.find('Z ') + 2:][:160]}" for l in recycled))
     finally:
         server.stop()
 
@@ -336,6 +390,8 @@ def main():
     p.add_argument("--hog-mib", type=int, default=64)
     p.add_argument("--hog-wait", type=float, default=5.0)
     args = p.parse_args()
+    # The server runs in a temporary directory: relative paths are made absolute here.
+    args.wshd, args.plugins = os.path.abspath(args.wshd), os.path.abspath(args.plugins)
     for name in args.scenarios.split(","):
         if name == "block":
             scenario_block(args)

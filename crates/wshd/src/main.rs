@@ -91,6 +91,25 @@ fn client(args: wshd::cli::ClientArgs) -> ExitCode {
     }
 }
 
+/// `[workers]`' quarantine and recycling settings in words, for `check-config`.
+fn describe_policy(workers: &wshd::config::WorkerSettings) -> String {
+    let quarantine = match workers.quarantine_after_crashes {
+        0 => "never quarantine a route".to_owned(),
+        n => format!("quarantine a route after {n} crashes within {}s", workers.quarantine_window.as_secs()),
+    };
+    let mut recycle = Vec::new();
+    if let Some(bytes) = workers.recycle_rss_bytes {
+        recycle.push(format!("past {} MiB resident", bytes >> 20));
+    }
+    if let Some(n) = workers.recycle_after_connections {
+        recycle.push(format!("after {n} connections"));
+    }
+    match recycle.is_empty() {
+        true => format!("{quarantine}; recycling off"),
+        false => format!("{quarantine}; recycle a worker {}", recycle.join(" or ")),
+    }
+}
+
 /// `check-config`'s lines about processes: the workers and the watchdog.
 fn print_processes(config: &wshd::Config) {
     let workers = &config.workers;
@@ -101,6 +120,9 @@ fn print_processes(config: &wshd::Config) {
             workers.threads,
             workers.heartbeat_timeout.as_secs()
         ),
+    }
+    if workers.count > 0 {
+        println!("workers: {}", describe_policy(workers));
     }
     println!(
         "watchdog: blocked handler warning after {} ms, /healthz 503 after {}s",

@@ -290,7 +290,46 @@ fn workers_section(
             return Err(at.err(secs.span(), "workers.heartbeat_timeout_secs", "must be at least 1".into()));
         }
     };
-    Ok(WorkerSettings { count, threads, heartbeat_timeout })
+    let policy = worker_policy(raw, at)?;
+    Ok(WorkerSettings { count, threads, heartbeat_timeout, ..policy })
+}
+
+/// `[workers]`' quarantine and recycling keys (the rest of the settings left at zero, for
+/// [`workers_section`] to fill).
+fn worker_policy(raw: &WorkersSection, at: &Locator<'_>) -> Result<WorkerSettings, ConfigError> {
+    let crashes = match &raw.quarantine_after_crashes {
+        None => 3,
+        Some(n) if *n.get_ref() <= 1000 => *n.get_ref() as u32,
+        Some(n) => {
+            let message = format!("{} is out of range: 0 (never) to 1000", n.get_ref());
+            return Err(at.err(n.span(), "workers.quarantine_after_crashes", message));
+        }
+    };
+    let window = match &raw.quarantine_window_secs {
+        None => Duration::from_secs(60),
+        Some(secs) if *secs.get_ref() >= 1 => Duration::from_secs(*secs.get_ref()),
+        Some(secs) => {
+            return Err(at.err(secs.span(), "workers.quarantine_window_secs", "must be at least 1".into()));
+        }
+    };
+    let rss = match &raw.recycle_rss_mib {
+        Some(mib) if *mib.get_ref() > 1 << 30 => {
+            let message = format!("{} MiB is out of range: 0 (off) to {}", mib.get_ref(), 1u64 << 30);
+            return Err(at.err(mib.span(), "workers.recycle_rss_mib", message));
+        }
+        Some(mib) if *mib.get_ref() > 0 => Some(*mib.get_ref() << 20),
+        _ => None,
+    };
+    let connections = raw.recycle_after_connections.as_ref().map(|n| *n.get_ref()).filter(|n| *n > 0);
+    Ok(WorkerSettings {
+        count: 0,
+        threads: 0,
+        heartbeat_timeout: Duration::ZERO,
+        quarantine_after_crashes: crashes,
+        quarantine_window: window,
+        recycle_rss_bytes: rss,
+        recycle_after_connections: connections,
+    })
 }
 
 /// An optional path key as a path.
@@ -618,6 +657,13 @@ mod tests {
         assert_eq!(d.count, WorkerSettings::auto_count());
         assert!(d.count >= 2 && d.threads >= 2, "{d:?}");
         assert_eq!(d.heartbeat_timeout, Duration::from_secs(10));
+        assert_eq!((d.quarantine_after_crashes, d.quarantine_window), (3, Duration::from_secs(60)));
+        assert_eq!((d.recycle_rss_bytes, d.recycle_after_connections), (None, None));
+        let policy = "[workers]\nquarantine_after_crashes = 0\nquarantine_window_secs = 2\n\
+                      recycle_rss_mib = 100\nrecycle_after_connections = 3\n";
+        let p = parse_str(policy, "w.toml").unwrap_or_else(|e| panic!("{e}")).workers;
+        assert_eq!((p.quarantine_after_crashes, p.quarantine_window), (0, Duration::from_secs(2)));
+        assert_eq!((p.recycle_rss_bytes, p.recycle_after_connections), (Some(100 << 20), Some(3)));
         let single = parse_str("[server]\nworkers = 0\n", "w.toml").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(single.workers.count, 0);
         for (text, line, key) in [
@@ -628,6 +674,11 @@ mod tests {
             ("[workers]\n\nthreads = 65\n", 3, "workers.threads"),
             ("[workers]\nheartbeat_timeout_secs = 0\n", 2, "workers.heartbeat_timeout_secs"),
             ("[workers]\nthread = 2\n", 2, "workers.thread"),
+            ("[workers]\nquarantine_after_crashes = 1001\n", 2, "workers.quarantine_after_crashes"),
+            ("[workers]\nquarantine_after_crashes = -1\n", 2, "workers.quarantine_after_crashes"),
+            ("[workers]\n\nquarantine_window_secs = 0\n", 3, "workers.quarantine_window_secs"),
+            ("[workers]\nrecycle_rss_mib = 9999999999999\n", 2, "workers.recycle_rss_mib"),
+            ("[workers]\nrecycle_after_connections = -3\n", 2, "workers.recycle_after_connections"),
         ] {
             let e = parse_str(text, "w.toml").expect_err(text);
             assert_eq!((e.line, e.key.as_str()), (line, key), "{e}");

@@ -274,6 +274,15 @@ pub struct WorkerSettings {
     pub threads: usize,
     /// Heartbeat age, or time one handler call may hold a thread, before a worker is killed.
     pub heartbeat_timeout: Duration,
+    /// Crashes of a route within [`Self::quarantine_window`] that quarantine it; 0 = never.
+    pub quarantine_after_crashes: u32,
+    /// The window in which crashes count towards a quarantine.
+    pub quarantine_window: Duration,
+    /// Resident memory in bytes past which a worker is recycled; `None` = never.
+    pub recycle_rss_bytes: Option<u64>,
+    /// WebSocket connections accepted over a worker's life after which it is recycled;
+    /// `None` = never.
+    pub recycle_after_connections: Option<u64>,
 }
 
 impl WorkerSettings {

@@ -89,6 +89,18 @@ pub struct WorkersSection {
     /// runtime thread without returning for this long, is killed and replaced. At least 1.
     /// Default 10.
     pub heartbeat_timeout_secs: Option<Spanned<u64>>,
+    /// A route whose handler code was running when workers died (by a signal, or killed as
+    /// stuck) this many times within `quarantine_window_secs` is quarantined: its new
+    /// handshakes are answered 503 until its plugin file changes. 0 = never. Default 3.
+    pub quarantine_after_crashes: Option<Spanned<u64>>,
+    /// The window in which `quarantine_after_crashes` crashes count. At least 1. Default 60.
+    pub quarantine_window_secs: Option<Spanned<u64>>,
+    /// A worker whose resident memory passes this many MiB is recycled: drained (as on
+    /// SIGTERM) while a replacement starts at once. 0 = off (the default).
+    pub recycle_rss_mib: Option<Spanned<u64>>,
+    /// A worker that accepted this many WebSocket connections over its life is recycled
+    /// (Apache's `MaxConnectionsPerChild`, php-fpm's `pm.max_requests`). 0 = off (the default).
+    pub recycle_after_connections: Option<Spanned<u64>>,
 }
 
 impl Default for ServerSection {

@@ -82,6 +82,8 @@ pub(crate) struct Metrics {
     counts: &'static ConnectionCounts,
     /// This process's worker index in `counts`.
     worker: usize,
+    /// Connections admitted over this process's life (a worker's scoreboard cell).
+    accepted: &'static AtomicU64,
 }
 
 /// One route's counters, resolved once per connection.
@@ -305,6 +307,7 @@ impl Metrics {
             plugins,
             counts: leak_zeroed(),
             worker: 0,
+            accepted: Box::leak(Box::new(AtomicU64::new(0))),
         }
     }
 
@@ -348,6 +351,7 @@ impl Metrics {
         }
         route.open.inc();
         route.opened.inc();
+        self.accepted.fetch_add(1, Ordering::Relaxed);
         Ok(ConnSlot { route: Arc::clone(route), metrics: Arc::clone(self) })
     }
 
@@ -361,6 +365,7 @@ impl Metrics {
     pub(crate) fn sharing(mut self, local: &Local) -> Metrics {
         self.counts = local.counts;
         self.worker = local.worker;
+        self.accepted = local.accepted;
         self
     }
 

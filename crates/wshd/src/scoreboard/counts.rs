@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use super::slot::ZeroIsValid;
 
 /// Worker processes the scoreboard has room for (worker indexes are below it).
-pub(crate) const MAX_WORKERS: usize = 32;
+/// Twice `[server] workers`' limit of 32: a recycled worker drains in its cell while its
+/// replacement starts in another.
+pub(crate) const MAX_WORKERS: usize = 64;
 /// Routes whose connections can be counted server-wide; routes past it are counted per
 /// worker process only (logged once).
 pub(crate) const MAX_COUNTED_ROUTES: usize = 256;

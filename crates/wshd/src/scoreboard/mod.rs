@@ -28,6 +28,9 @@ pub(crate) struct Local {
     pub(crate) names: &'static RouteNames,
     /// Written by the heartbeat task: [`slot::monotonic_ms`] of its last beat.
     pub(crate) heartbeat: &'static AtomicU64,
+    /// WebSocket connections this process admitted over its life (the master recycles a
+    /// worker past `[workers] recycle_after_connections`).
+    pub(crate) accepted: &'static AtomicU64,
     /// Open connections, server-wide.
     pub(crate) counts: &'static ConnectionCounts,
     /// Quarantined routes, server-wide.
@@ -49,6 +52,7 @@ pub(crate) fn local() -> &'static Local {
         slots: leak_zeroed(),
         names: leak_zeroed(),
         heartbeat: Box::leak(Box::new(AtomicU64::new(0))),
+        accepted: Box::leak(Box::new(AtomicU64::new(0))),
         counts: leak_zeroed(),
         quarantine: leak_zeroed(),
     })

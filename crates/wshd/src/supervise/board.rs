@@ -26,8 +26,9 @@ use crate::scoreboard::slot::{MAX_THREADS, RouteNames, ThreadSlot, ZeroIsValid};
 /// Identifies a wshd scoreboard ("wshdbord").
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"wshdbord");
 /// The layout version; bump when any type below changes.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
-/// Worker cells in a board (the most workers a master can run).
+pub(crate) const LAYOUT_VERSION: u32 = 2;
+/// Worker cells in a board: twice the most workers a master can run, so a worker being
+/// recycled drains in its cell while its replacement starts in another.
 pub(crate) const CAPACITY: usize = crate::scoreboard::counts::MAX_WORKERS;
 
 /// What the board is: written once by the master.
@@ -87,8 +88,8 @@ pub(crate) struct WorkerCell {
     pub(crate) heartbeat_ms: AtomicU64,
     /// Open WebSocket connections of this worker, as its accept gate last saw them.
     pub(crate) open_connections: AtomicU64,
-    /// WebSocket connections this worker accepted (reserved: not written yet; recycling by
-    /// connections served will use it).
+    /// WebSocket connections this worker admitted over its life (one relaxed increment per
+    /// handshake admitted; the master recycles past `[workers] recycle_after_connections`).
     pub(crate) accepted_total: AtomicU64,
     /// The watchdog's slot per runtime thread.
     pub(crate) slots: [ThreadSlot; MAX_THREADS],

@@ -36,6 +36,7 @@ impl CrashLedger {
     }
 
     /// Crashes of `route` still inside the window.
+    #[cfg(test)]
     pub(crate) fn count(&self, route: &str) -> usize {
         self.crashes.get(route).map_or(0, VecDeque::len)
     }

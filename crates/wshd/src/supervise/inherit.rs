@@ -8,6 +8,7 @@
 //! | `WSHD_MASTER_PID` | the master's pid (the worker exits when its parent is another) |
 //! | `WSHD_LISTEN_FDS` | the listener fds, comma-separated, in `[server] listen` order |
 //! | `WSHD_BOARD_FD` | the scoreboard's memfd |
+//! | `WSHD_BOARD_CELL` | the worker's cell in it, 0-based (default: `WSHD_WORKER` − 1); a recycled worker's replacement takes another cell while the old one drains |
 //! | `WSHD_CONTROL_FD` | the worker's end of its control socket (`control.rs`) |
 
 use std::os::fd::RawFd;
@@ -20,6 +21,8 @@ pub(crate) const MASTER_PID: &str = "WSHD_MASTER_PID";
 pub(crate) const LISTEN_FDS: &str = "WSHD_LISTEN_FDS";
 /// The scoreboard fd.
 pub(crate) const BOARD_FD: &str = "WSHD_BOARD_FD";
+/// The worker's scoreboard cell.
+pub(crate) const BOARD_CELL: &str = "WSHD_BOARD_CELL";
 /// The control socket fd (read by [`super::control::from_env`]).
 pub(crate) const CONTROL_FD: &str = super::control::FD_ENV;
 
@@ -34,6 +37,8 @@ pub struct Inherited {
     pub listeners: Vec<RawFd>,
     /// Scoreboard fd.
     pub board: RawFd,
+    /// The worker's cell on the scoreboard (0-based; its index in the connection counts).
+    pub cell: usize,
     /// Control socket fd.
     pub control: Option<RawFd>,
 }
@@ -47,6 +52,7 @@ impl Inherited {
             (MASTER_PID, self.master_pid.to_string()),
             (LISTEN_FDS, fds.join(",")),
             (BOARD_FD, self.board.to_string()),
+            (BOARD_CELL, self.cell.to_string()),
         ];
         if let Some(control) = self.control {
             env.push((CONTROL_FD, control.to_string()));
@@ -94,7 +100,13 @@ impl Inherited {
         }
         let board = fd(BOARD_FD, &required(BOARD_FD)?)?;
         let control = get(CONTROL_FD).map(|text| fd(CONTROL_FD, &text)).transpose()?;
-        Ok(Inherited { index, master_pid, listeners, board, control })
+        let cell = match get(BOARD_CELL) {
+            None => index - 1,
+            Some(text) => {
+                usize::try_from(number(BOARD_CELL, &text)?).map_err(|_| format!("{BOARD_CELL}={text}"))?
+            }
+        };
+        Ok(Inherited { index, master_pid, listeners, board, cell, control })
     }
 }
 
@@ -104,8 +116,14 @@ mod tests {
 
     #[test]
     fn the_environment_round_trips() {
-        let inherited =
-            Inherited { index: 2, master_pid: 77, listeners: vec![3, 4], board: 6, control: Some(5) };
+        let inherited = Inherited {
+            index: 2,
+            master_pid: 77,
+            listeners: vec![3, 4],
+            board: 6,
+            cell: 4,
+            control: Some(5),
+        };
         let env = inherited.to_env();
         let get = |name: &str| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
         assert_eq!(Inherited::parse("2", get), Ok(inherited.clone()));

@@ -1,7 +1,7 @@
 //! The master process: binds the listeners, creates the scoreboard, starts the workers and
-//! supervises them from its main thread (no async runtime: a loop over signals, worker
-//! exits and the stuck check every 50 ms). It never serves a connection; the listeners
-//! stay open in it, so a worker's death never refuses a connection attempt.
+//! supervises them from its main thread (a loop over signals, worker exits, the stuck check,
+//! recycling and the quarantine's lifting, every 50 ms). It never serves a connection; the
+//! listeners stay open in it, so a worker's death never refuses a connection attempt.
 
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
@@ -118,21 +118,22 @@ fn start_pool(
         master_pid: std::process::id(),
         listeners: listeners.main.iter().map(AsRawFd::as_raw_fd).collect(),
         board: board_fd,
+        cell: 0,
         control: None,
     };
     let workers = config.workers;
     let fleet = Fleet { board, board_fd, admin: fleet_admin, metrics };
-    Ok(Pool::new(workers.count, template, fleet, sink, config.log_format))
+    Ok(Pool::new(&workers, template, fleet, sink, config.log_format))
 }
 
 /// Set when the master starts its shutdown (`/readyz` answers 503).
 static DRAINING: AtomicBool = AtomicBool::new(false);
 
 /// The master's admin view: `/readyz` is ready while some worker is (and no shutdown);
-/// `/healthz` fails when no worker is running or every running worker is unhealthy (a
-/// handler call blocked past `[watchdog] unhealthy_after_secs`, as the watchdog timed it).
-/// One unhealthy worker among healthy ones is the master's to replace, not a reason for an
-/// orchestrator to restart them all.
+/// `/healthz` fails while no worker is running, or while any running worker has a handler
+/// call blocked past `[watchdog] unhealthy_after_secs` (as the watchdog timed it; the
+/// answer names the worker and the route), so an orchestrator can act on a stuck handler.
+/// The master kills a worker stuck past `[workers] heartbeat_timeout_secs` itself.
 fn fleet_view(board: &'static Layout, metrics: Arc<FleetMetrics>, unhealthy_after_ms: u64) -> FleetAdmin {
     let ready = move || {
         if DRAINING.load(Ordering::Acquire) {
@@ -151,19 +152,20 @@ fn fleet_view(board: &'static Layout, metrics: Arc<FleetMetrics>, unhealthy_afte
         let now = monotonic_ms();
         let mut reasons = Vec::new();
         let mut running = 0;
-        for (i, cell) in board.cells.iter().enumerate() {
+        for cell in &board.cells {
             if cell.state.load(Ordering::Acquire) == CellState::Empty as u32 {
                 continue;
             }
             running += 1;
-            match busy::unhealthy(&cell.slots, &cell.names, now, unhealthy_after_ms) {
-                Some(why) => reasons.push(format!("worker {}: {why}", i + 1)),
-                None => return Ok(()),
+            if let Some(why) = busy::unhealthy(&cell.slots, &cell.names, now, unhealthy_after_ms) {
+                let pid = cell.pid.load(Ordering::Relaxed);
+                reasons.push(format!("worker pid={pid}: {why}"));
             }
         }
-        match running {
-            0 => Err("no worker running".to_owned()),
-            _ => Err(reasons.join("; ")),
+        match (running, reasons.is_empty()) {
+            (0, _) => Err("no worker running".to_owned()),
+            (_, true) => Ok(()),
+            (_, false) => Err(reasons.join("; ")),
         }
     };
     FleetAdmin::new(metrics, Box::new(health), Box::new(ready))
@@ -228,6 +230,8 @@ async fn supervise(
         }
         pool.start_due();
         pool.kill_stuck(config.workers.heartbeat_timeout);
+        pool.recycle_due(config.shutdown_grace);
+        pool.lift_quarantines();
         tokio::time::sleep(TICK).await;
     }
 }

@@ -10,12 +10,14 @@
 //! | `board` | the scoreboard shared with the workers (memfd + mmap, atomics only) |
 //! | `inherit` | the start-up protocol: which fds a worker inherits, in which variables |
 //! | `spawn` | starting one worker (re-exec, `pre_exec`: fds, parent-death signal) |
-//! | `pool` | the master's workers: deaths, replacements, stuck kills |
+//! | `pool` | the master's workers: deaths, replacements, stuck kills, recycling |
 //! | `stuck` | the heartbeat and thread-slot check |
 //! | `control` | the master↔worker control channel (metrics requests, Ready/Draining) |
 //! | `exposition`, `fleet_metrics`, `fleet_admin` | the master's `/metrics` (workers' expositions merged, plus its own counters), `/healthz`, `/readyz` |
-//! | `crashes` | the crash ledger and plugin file fingerprints (quarantine; not wired yet) |
-//! | `recycle` | when a worker is due for recycling (not wired yet) |
+//! | `crashes` | the crash ledger and plugin file fingerprints |
+//! | `quarantine` | the master's quarantine: crashes per route → the scoreboard's table, lifted when the plugin file changes |
+//! | `recycle` | when a worker is due for recycling (memory, connections served) |
+//! | `retire` | the worker being recycled: drained, waited for, killed past its grace |
 //! | `death` | an exit status in words |
 //! | `relay` | worker log lines through the master |
 //! | `master` | the master's loop: signals, supervision, shutdown |
@@ -27,20 +29,19 @@ pub(crate) mod balance;
 pub(crate) mod board;
 #[allow(dead_code)] // the worker side is wired; some helpers are for tests
 pub(crate) mod control;
-#[allow(dead_code)] // wired with the quarantine
 pub(crate) mod crashes;
 pub(crate) mod death;
 #[allow(dead_code)] // statistics helpers not all used yet
 pub(crate) mod exposition;
 pub(crate) mod fleet_admin;
-#[allow(dead_code)] // quarantine and recycling counters wait for their features
 pub(crate) mod fleet_metrics;
 pub mod inherit;
 pub mod master;
 pub(crate) mod pool;
-#[allow(dead_code)] // wired with recycling
+pub(crate) mod quarantine;
 pub(crate) mod recycle;
 pub mod relay;
+pub(crate) mod retire;
 pub(crate) mod serve;
 pub(crate) mod spawn;
 pub mod stopper;

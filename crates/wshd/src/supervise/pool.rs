@@ -1,6 +1,9 @@
 //! The master's workers: spawning them, noticing deaths (logged with the route whose code was
-//! running), replacing them (with a backoff for a worker that keeps dying at start-up), and
-//! killing the stuck ones.
+//! running, and counted against it for the quarantine), replacing them (with a backoff for a
+//! worker that keeps dying at start-up), killing the stuck ones, and recycling those past
+//! `[workers]`' limits. A worker's place in the pool (its `worker N`) and its scoreboard
+//! cell are apart: a recycled worker drains in its cell while its replacement starts in a
+//! free one.
 
 use std::process::Child;
 use std::sync::atomic::Ordering;
@@ -11,15 +14,18 @@ use nix::unistd::Pid;
 
 use std::sync::Arc;
 
-use super::board::{CellState, Layout, describe_routes};
+use super::board::{CAPACITY, CellState, Layout, describe_routes};
 use super::control::{self, WorkerEvent, WorkerLink};
 use super::fleet_admin::FleetAdmin;
 use super::fleet_metrics::{ExitCause, FleetMetrics};
 use super::inherit::Inherited;
+use super::quarantine::Quarantine;
+use super::recycle::{Recycle, RecycleLimits, resident_bytes};
 use super::relay::{self, Sink};
+use super::retire::{REPLACEMENT_WAIT, Retiring};
 use super::stuck::{self, Seen};
 use super::{death, spawn};
-use crate::config::LogFormat;
+use crate::config::{LogFormat, WorkerSettings};
 use crate::scoreboard::slot::monotonic_ms;
 
 /// A worker that dies sooner than this after its start died "at start-up".
@@ -31,12 +37,19 @@ const BACKOFF: Duration = Duration::from_secs(1);
 /// Workers exiting with an error before they ever served, in a row, after which the master
 /// gives up: something every worker needs is missing (a start error they all log).
 const FAILED_STARTS_BEFORE_GIVING_UP: u32 = 3;
+/// How often the workers' resident memory is read (`/proc/PID/status`) for the recycling
+/// limit; their connection counts are compared at every tick (an atomic load each).
+const RSS_CHECK: Duration = Duration::from_secs(1);
+/// What is added to `shutdown_grace_secs` before a recycled worker still draining is killed.
+const RETIRE_MARGIN: Duration = Duration::from_secs(5);
 
 /// One worker's place in the pool.
 #[derive(Debug)]
 struct Place {
     /// The running process, if any.
     child: Option<Child>,
+    /// Its scoreboard cell (0-based), chosen free at each start.
+    cell: usize,
     /// When it was started.
     started: Instant,
     /// Deaths at start-up in a row.
@@ -94,22 +107,32 @@ pub(crate) struct Pool {
     format: LogFormat,
     /// One per worker.
     places: Vec<Place>,
+    /// Crashes per route, and the quarantined routes.
+    quarantine: Quarantine,
+    /// When a worker is recycled.
+    limits: RecycleLimits,
+    /// When the workers' resident memory is read next.
+    next_rss_check: Instant,
+    /// The worker being recycled (draining), if any.
+    retiring: Option<Retiring>,
     /// What happened.
     pub(crate) counters: Counters,
 }
 
 impl Pool {
-    /// A pool of `count` workers (none started yet).
+    /// A pool of `settings.count` workers (none started yet), quarantining and recycling as
+    /// `settings` say.
     pub(crate) fn new(
-        count: usize,
+        settings: &WorkerSettings,
         template: Inherited,
         fleet: Fleet,
         sink: Sink,
         format: LogFormat,
     ) -> Pool {
-        let places = (0..count)
-            .map(|_| Place {
+        let places = (0..settings.count)
+            .map(|i| Place {
                 child: None,
+                cell: i,
                 started: Instant::now(),
                 quick_deaths: 0,
                 failed_starts: 0,
@@ -119,7 +142,12 @@ impl Pool {
             })
             .collect();
         let Fleet { board, board_fd, admin, metrics } = fleet;
+        let quarantine = Quarantine::new(settings, &board.global.quarantine, Arc::clone(&metrics));
         Pool {
+            quarantine,
+            limits: RecycleLimits::of(settings),
+            next_rss_check: Instant::now(),
+            retiring: None,
             template,
             board,
             board_fd,
@@ -145,11 +173,20 @@ impl Pool {
     /// Starts worker `i` (0-based) with its control channel; a failure is retried after
     /// [`BACKOFF`]. Runs on the master's runtime (the control link's tasks).
     fn start(&mut self, i: usize) {
-        let Some(cell) = self.board.cells.get(i) else { return };
-        cell.reset(monotonic_ms());
+        let Some(cell_index) = self.free_cell() else {
+            tracing::error!(
+                worker = i + 1,
+                "no free scoreboard cell for worker {}; retrying in {BACKOFF:?}",
+                i + 1
+            );
+            self.places[i].respawn_at = Some(Instant::now() + BACKOFF);
+            return;
+        };
+        self.board.cells[cell_index].reset(monotonic_ms());
         let mut inherited = self.template.clone();
         inherited.index = i + 1;
         inherited.board = self.board_fd;
+        inherited.cell = cell_index;
         let spawned = control::socket_pair().and_then(|(master_end, child_end)| {
             inherited.control = Some(child_end.raw_fd());
             let child = spawn::spawn_worker(&inherited);
@@ -160,6 +197,7 @@ impl Pool {
         let place = &mut self.places[i];
         place.seen = Seen::default();
         place.killed_because = None;
+        place.cell = cell_index;
         match spawned {
             Ok((mut child, master_end)) => {
                 tracing::info!(
@@ -173,7 +211,7 @@ impl Pool {
                     relay::relay(i + 1, stderr, self.sink.clone(), self.format);
                 }
                 let (link, events) = WorkerLink::new(master_end);
-                self.admin.set_link(i, Some(Arc::new(link)));
+                self.admin.set_link(cell_index, Some(Arc::new(link)));
                 tokio::spawn(log_events(i + 1, events));
                 self.fleet.started();
                 place.child = Some(child);
@@ -186,6 +224,7 @@ impl Pool {
                     "cannot start worker {}: {e}; retrying in {BACKOFF:?}",
                     i + 1
                 );
+                self.board.cells[cell_index].state.store(CellState::Empty as u32, Ordering::Release);
                 place.respawn_at = Some(Instant::now() + BACKOFF);
             }
         }
@@ -195,7 +234,7 @@ impl Pool {
     /// Reaps workers that exited: logs each death and schedules its replacement (none when
     /// `replace` is false, during a shutdown). Gives the number still running.
     pub(crate) fn reap(&mut self, replace: bool) -> usize {
-        let mut running = 0;
+        let mut running = self.reap_retiring();
         for i in 0..self.places.len() {
             let Some(child) = self.places[i].child.as_mut() else { continue };
             match child.try_wait() {
@@ -217,7 +256,7 @@ impl Pool {
     /// Counts worker `i`'s exit in the master's metrics, and forgets its control link.
     fn count_exit(&mut self, i: usize, status: std::process::ExitStatus, replace: bool) {
         use std::os::unix::process::ExitStatusExt;
-        self.admin.set_link(i, None);
+        self.admin.set_link(self.places[i].cell, None);
         let cause = match (replace, status.signal(), self.places[i].killed_because.is_some()) {
             (false, _, _) => ExitCause::Stopped,
             (true, _, true) => ExitCause::Unresponsive,
@@ -225,9 +264,13 @@ impl Pool {
             (true, None, false) => ExitCause::Failed,
         };
         self.fleet.exited(cause);
-        if replace && let Some(cell) = self.board.cells.get(i) {
-            for (route, _) in cell.busy_routes() {
-                self.fleet.crashed_in(&route);
+        if replace && let Some(cell) = self.board.cells.get(self.places[i].cell) {
+            let routes = cell.busy_routes();
+            for (route, _) in &routes {
+                self.fleet.crashed_in(route);
+            }
+            if matches!(cause, ExitCause::Signal | ExitCause::Unresponsive) {
+                self.quarantine.crashed(&routes);
             }
         }
         let running = self.places.iter().filter(|p| p.child.is_some()).count();
@@ -240,7 +283,7 @@ impl Pool {
         let never_served = self
             .board
             .cells
-            .get(i)
+            .get(self.places[i].cell)
             .is_some_and(|cell| cell.state.load(Ordering::Acquire) == CellState::Starting as u32);
         let place = &mut self.places[i];
         if never_served && status.code().is_some_and(|code| code != 0) {
@@ -255,8 +298,8 @@ impl Pool {
     /// trying (a configuration edited badly must not take down a running server).
     pub(crate) fn cannot_start(&self) -> bool {
         let failing = self.places.iter().any(|p| p.failed_starts >= FAILED_STARTS_BEFORE_GIVING_UP);
-        let serving = (0..self.places.len())
-            .filter_map(|i| self.board.cells.get(i))
+        let serving = (self.places.iter().filter(|p| p.child.is_some()))
+            .filter_map(|p| self.board.cells.get(p.cell))
             .any(|cell| CellState::accepting(cell.state.load(Ordering::Acquire)));
         failing && !serving
     }
@@ -265,13 +308,9 @@ impl Pool {
     fn on_death(&mut self, i: usize, how: String, replace: bool) {
         let place = &mut self.places[i];
         let pid = place.child.take().map_or(0, |c| c.id());
-        let routes = self.board.cells.get(i).map(|cell| cell.busy_routes()).unwrap_or_default();
+        let routes = self.board.cells.get(place.cell).map(|cell| cell.busy_routes()).unwrap_or_default();
         let running = describe_routes(&routes);
-        if let Some(cell) = self.board.cells.get(i) {
-            cell.state.store(CellState::Empty as u32, Ordering::Release);
-        }
-        // A dead worker never closes its connections: take its share of the counts back.
-        let reclaimed = self.board.global.counts.reclaim(i);
+        let reclaimed = release_cell(self.board, place.cell);
         if !replace {
             tracing::info!(
                 worker = i + 1,
@@ -311,7 +350,9 @@ impl Pool {
         let now = monotonic_ms();
         let timeout_ms = timeout.as_millis() as u64;
         for (i, place) in self.places.iter_mut().enumerate() {
-            let (Some(child), Some(cell)) = (place.child.as_ref(), self.board.cells.get(i)) else { continue };
+            let (Some(child), Some(cell)) = (place.child.as_ref(), self.board.cells.get(place.cell)) else {
+                continue;
+            };
             if place.killed_because.is_some()
                 || cell.state.load(Ordering::Acquire) == CellState::Draining as u32
             {
@@ -331,12 +372,139 @@ impl Pool {
         }
     }
 
-    /// Sends `signal` to every running worker.
+    /// Sends `signal` to every running worker (the one being recycled too).
     pub(crate) fn signal_all(&self, signal: Signal) {
         for child in self.places.iter().filter_map(|p| p.child.as_ref()) {
             signal_pid(child.id(), signal);
         }
+        if let Some(retiring) = &self.retiring {
+            retiring.signal(signal);
+        }
     }
+
+    /// Lifts the quarantines whose plugin file changed (throttled).
+    pub(crate) fn lift_quarantines(&mut self) {
+        self.quarantine.lift_changed();
+    }
+
+    /// A scoreboard cell no process uses: state Empty, and neither a running worker's nor
+    /// the recycled one's.
+    fn free_cell(&self) -> Option<usize> {
+        let taken = |c: usize| {
+            self.places.iter().any(|p| p.child.is_some() && p.cell == c)
+                || self.retiring.as_ref().is_some_and(|r| r.cell == c)
+        };
+        (0..CAPACITY).find(|&c| {
+            !taken(c) && self.board.cells[c].state.load(Ordering::Acquire) == CellState::Empty as u32
+        })
+    }
+
+    /// Recycles the first serving worker past a limit (memory read every [`RSS_CHECK`]; one
+    /// at a time): its replacement starts at once, and it drains within `grace` (+
+    /// [`RETIRE_MARGIN`]).
+    pub(crate) fn recycle_due(&mut self, grace: Duration) {
+        if !self.limits.any() || self.retiring.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let read_rss = self.limits.rss_bytes.is_some() && now >= self.next_rss_check;
+        if read_rss {
+            self.next_rss_check = now + RSS_CHECK;
+        }
+        let due = self.places.iter().enumerate().find_map(|(i, place)| {
+            let child = place.child.as_ref().filter(|_| place.killed_because.is_none())?;
+            let cell = self.board.cells.get(place.cell)?;
+            if !CellState::accepting(cell.state.load(Ordering::Acquire)) {
+                return None;
+            }
+            let rss = if read_rss { resident_bytes(child.id()) } else { None };
+            self.limits.check(rss, cell.accepted_total.load(Ordering::Relaxed)).map(|why| (i, why))
+        });
+        if let Some((i, why)) = due {
+            self.recycle(i, why, grace + RETIRE_MARGIN);
+        }
+    }
+
+    /// Recycles worker `i` for `why`: starts its replacement at once in another cell; the old
+    /// one drains (SIGTERM) as soon as the replacement accepts ([`Pool::reap_retiring`]).
+    fn recycle(&mut self, i: usize, why: Recycle, limit: Duration) {
+        if self.free_cell().is_none() {
+            tracing::warn!(
+                worker = i + 1,
+                "worker {} is due for recycling ({why}) but no scoreboard cell is free; not now",
+                i + 1
+            );
+            return;
+        }
+        let place = &mut self.places[i];
+        let Some(child) = place.child.take() else { return };
+        let pid = child.id();
+        tracing::warn!(
+            worker = i + 1,
+            pid,
+            reason = %why,
+            "worker {} pid={pid} recycling: {why}; starting its replacement, then draining it",
+            i + 1
+        );
+        self.fleet.recycled(why.cause());
+        self.retiring = Some(Retiring::new(i + 1, place.cell, child, limit));
+        place.quick_deaths = 0;
+        place.failed_starts = 0;
+        self.start(i);
+    }
+
+    /// Tells the recycled worker to drain once its replacement accepts connections (or after
+    /// [`REPLACEMENT_WAIT`]); reaps it once it exited (a stop, not a death: no quarantine, no
+    /// death line; its cell's counts are reclaimed). Gives 1 while it still runs.
+    fn reap_retiring(&mut self) -> usize {
+        let Some(retiring) = self.retiring.as_mut() else { return 0 };
+        if !retiring.draining() {
+            let place = self.places.get(retiring.worker - 1);
+            let replacement = place.filter(|p| p.child.is_some()).and_then(|p| self.board.cells.get(p.cell));
+            let accepting =
+                replacement.is_some_and(|c| CellState::accepting(c.state.load(Ordering::Acquire)));
+            if accepting || retiring.since.elapsed() > REPLACEMENT_WAIT {
+                tracing::info!(
+                    worker = retiring.worker,
+                    pid = retiring.child.id(),
+                    "worker {} pid={} (recycled): {}; draining it",
+                    retiring.worker,
+                    retiring.child.id(),
+                    if accepting {
+                        "its replacement accepts connections"
+                    } else {
+                        "its replacement is not up yet"
+                    }
+                );
+                retiring.drain();
+            }
+        }
+        let Some(status) = retiring.poll() else { return 1 };
+        let (worker, cell, pid) = (retiring.worker, retiring.cell, retiring.child.id());
+        let took = retiring.since.elapsed();
+        self.retiring = None;
+        self.admin.set_link(cell, None);
+        self.fleet.exited(ExitCause::Stopped);
+        let left = release_cell(self.board, cell);
+        tracing::info!(
+            worker,
+            pid,
+            connections_left = left,
+            drained_ms = took.as_millis() as u64,
+            "recycled worker {worker} pid={pid} {} {took:?} after it was found due",
+            death::describe(status)
+        );
+        0
+    }
+}
+
+/// Marks `cell` empty and takes back its share of the connection counts (a process that
+/// exited, whatever way, closes nothing more); gives how many it held.
+fn release_cell(board: &Layout, cell: usize) -> u64 {
+    if let Some(cell) = board.cells.get(cell) {
+        cell.state.store(CellState::Empty as u32, Ordering::Release);
+    }
+    board.global.counts.reclaim(cell)
 }
 
 /// Logs what worker `index` says about itself on its control channel, until it goes.

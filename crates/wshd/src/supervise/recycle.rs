@@ -32,7 +32,30 @@ impl std::fmt::Display for Recycle {
     }
 }
 
+impl Recycle {
+    /// The `cause` label of `wshd_worker_recycles_total`.
+    pub(crate) fn cause(&self) -> &'static str {
+        match self {
+            Recycle::Memory(..) => "memory",
+            Recycle::Connections(..) => "connections",
+        }
+    }
+}
+
 impl RecycleLimits {
+    /// The limits of `[workers] recycle_rss_mib` and `recycle_after_connections`.
+    pub(crate) fn of(settings: &crate::config::WorkerSettings) -> RecycleLimits {
+        RecycleLimits {
+            rss_bytes: settings.recycle_rss_bytes,
+            connections: settings.recycle_after_connections,
+        }
+    }
+
+    /// Whether any limit is set.
+    pub(crate) fn any(&self) -> bool {
+        self.rss_bytes.is_some() || self.connections.is_some()
+    }
+
     /// Whether a worker with this memory and connection count is due.
     pub(crate) fn check(&self, rss_bytes: Option<u64>, accepted: u64) -> Option<Recycle> {
         if let (Some(limit), Some(rss)) = (self.rss_bytes, rss_bytes)

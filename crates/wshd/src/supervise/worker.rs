@@ -33,11 +33,13 @@ pub fn run(config: Config, source: ConfigSource, inherited: Inherited) -> ExitCo
         }
     };
     cell.pid.store(std::process::id(), Ordering::Relaxed);
+    let cell_index = inherited.cell;
     let local = Local {
-        worker: index - 1,
+        worker: cell_index,
         slots: &cell.slots,
         names: &cell.names,
         heartbeat: &cell.heartbeat_ms,
+        accepted: &cell.accepted_total,
         counts: &board.global.counts,
         quarantine: &board.global.quarantine,
     };
@@ -63,7 +65,7 @@ pub fn run(config: Config, source: ConfigSource, inherited: Inherited) -> ExitCo
     serve::block_on(runtime, async move {
         tokio::spawn(heartbeat(cell, inherited.master_pid));
         let bound = match adopt_listeners(&inherited) {
-            Ok(bound) => Bound { gate: Some(super::balance::gate(board, index - 1)), ..bound },
+            Ok(bound) => Bound { gate: Some(super::balance::gate(board, cell_index)), ..bound },
             Err(e) => {
                 tracing::error!("{e}");
                 return ExitCode::FAILURE;
@@ -128,8 +130,9 @@ fn adopt_board(inherited: &Inherited) -> Result<(&'static Layout, &'static Worke
     #[allow(unsafe_code)]
     let fd = unsafe { OwnedFd::from_raw_fd(inherited.board) };
     let board = Board::open(fd)?.leak();
-    let cell = inherited.index.checked_sub(1).and_then(|i| board.cells.get(i));
-    let cell = cell.ok_or_else(|| format!("no scoreboard cell for worker {}", inherited.index))?;
+    let cell = board.cells.get(inherited.cell);
+    let cell =
+        cell.ok_or_else(|| format!("no scoreboard cell {} for worker {}", inherited.cell, inherited.index))?;
     Ok((board, cell))
 }
 

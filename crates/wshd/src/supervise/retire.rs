@@ -1,0 +1,87 @@
+//! A worker being recycled: its replacement starts first (in another scoreboard cell); once
+//! that one accepts connections, the old one gets SIGTERM and drains as on shutdown (stops
+//! accepting, its WebSockets get 1001, it exits within its grace), so the capacity never
+//! drops. One at a time; SIGKILLed if it outlives its grace.
+
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+/// How long a recycled worker keeps serving while its replacement is not accepting yet (a
+/// replacement that cannot start must not keep the old worker forever).
+pub(crate) const REPLACEMENT_WAIT: Duration = Duration::from_secs(10);
+
+/// A worker being recycled, which the master waits for.
+#[derive(Debug)]
+pub(crate) struct Retiring {
+    /// Its place in the pool, 1-based (the `worker N` of the logs).
+    pub(crate) worker: usize,
+    /// Its scoreboard cell (0-based).
+    pub(crate) cell: usize,
+    /// The process.
+    pub(crate) child: Child,
+    /// When it was found due.
+    pub(crate) since: Instant,
+    /// How long it may drain before it is killed.
+    limit: Duration,
+    /// When it is killed if still running (set by [`Retiring::drain`]).
+    kill_at: Option<Instant>,
+    /// Whether it was killed.
+    killed: bool,
+}
+
+impl Retiring {
+    /// Worker `worker`'s `child` (in `cell`), due for recycling; it may drain for `limit`.
+    pub(crate) fn new(worker: usize, cell: usize, child: Child, limit: Duration) -> Retiring {
+        Retiring { worker, cell, child, since: Instant::now(), limit, kill_at: None, killed: false }
+    }
+
+    /// Whether it was told to drain.
+    pub(crate) fn draining(&self) -> bool {
+        self.kill_at.is_some()
+    }
+
+    /// Tells it to drain (SIGTERM), once.
+    pub(crate) fn drain(&mut self) {
+        if self.kill_at.is_none() {
+            signal(&self.child, Signal::SIGTERM);
+            self.kill_at = Some(Instant::now() + self.limit);
+        }
+    }
+
+    /// Its exit status once it exited; SIGKILLs it once past its limit (logged).
+    pub(crate) fn poll(&mut self) -> Option<ExitStatus> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(worker = self.worker, "cannot wait for recycled worker {}: {e}", self.worker)
+            }
+        }
+        if !self.killed && self.kill_at.is_some_and(|at| Instant::now() >= at) {
+            tracing::warn!(
+                worker = self.worker,
+                pid = self.child.id(),
+                "recycled worker {} pid={} still draining {:?} after SIGTERM; killing it",
+                self.worker,
+                self.child.id(),
+                self.limit
+            );
+            signal(&self.child, Signal::SIGKILL);
+            self.killed = true;
+        }
+        None
+    }
+
+    /// Sends `signal_sent` to it.
+    pub(crate) fn signal(&self, signal_sent: Signal) {
+        signal(&self.child, signal_sent);
+    }
+}
+
+/// Sends `signal_sent` to `child` (an error means it is gone already).
+fn signal(child: &Child, signal_sent: Signal) {
+    let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), signal_sent);
+}
