@@ -216,15 +216,21 @@ async fn sigterm_ends_a_single_process_whose_handler_spins() {
     let mut server = server("workers = 0");
     assert!(server.worker_starts().is_empty(), "{}", server.logs());
     let _client = echo(&server).await;
+    let (took, status) = sigterm_with_a_spinner(&mut server).await;
+    println!("workers = 0, SIGTERM with a spinner: exited after {took:?} ({status:?})");
+    assert!(took < Duration::from_secs(5), "exited {took:?} after SIGTERM (grace 2 s):\n{}", server.logs());
+}
+
+/// Sets a handler of `server` spinning, sends SIGTERM, and waits (10 s at most) for the exit:
+/// how long it took, and the exit status.
+async fn sigterm_with_a_spinner(server: &mut ServerProcess) -> (Duration, std::process::ExitStatus) {
     let mut spinner = connect(&server.ws_url("/bad")).await;
     futures_util::SinkExt::send(&mut spinner, Message::text("spin")).await.unwrap_or_else(|e| panic!("{e}"));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let signalled = Instant::now();
     server.signal("TERM");
     let status = server.wait_exit(Duration::from_secs(10)).unwrap_or_else(|| panic!("{}", server.logs()));
-    let took = signalled.elapsed();
-    println!("workers = 0, SIGTERM with a spinner: exited after {took:?} ({status:?})");
-    assert!(took < Duration::from_secs(5), "exited {took:?} after SIGTERM (grace 2 s):\n{}", server.logs());
+    (signalled.elapsed(), status)
 }
 
 #[test]
@@ -270,13 +276,7 @@ async fn sigterm_ends_a_single_process_whose_only_runtime_thread_spins() {
         "workers = 0\nshutdown_grace_secs = 2",
         "[workers]\nthreads = 1\n",
     );
-    let mut spinner = connect(&server.ws_url("/bad")).await;
-    futures_util::SinkExt::send(&mut spinner, Message::text("spin")).await.unwrap_or_else(|e| panic!("{e}"));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let signalled = Instant::now();
-    server.signal("TERM");
-    let status = server.wait_exit(Duration::from_secs(10)).unwrap_or_else(|| panic!("{}", server.logs()));
-    let took = signalled.elapsed();
+    let (took, status) = sigterm_with_a_spinner(&mut server).await;
     println!("workers = 0, one thread, SIGTERM with a spinner: exited after {took:?} ({status:?})");
     assert!(took < Duration::from_secs(5), "exited {took:?} after SIGTERM (grace 2 s):\n{}", server.logs());
     assert!(server.logs().contains("shutdown did not finish"), "the deadline fired:\n{}", server.logs());

@@ -404,12 +404,17 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub(crate) fn encode(&self) -> String {
-        let mut out = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
-            tracing::error!("cannot encode the metrics: {e}");
-        }
-        out
+        encode_registry(&self.registry)
     }
+}
+
+/// The OpenMetrics text of `registry` (an encoding error is logged and leaves the text cut).
+pub(crate) fn encode_registry(registry: &Registry) -> String {
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, registry) {
+        tracing::error!("cannot encode the metrics: {e}");
+    }
+    out
 }
 
 #[cfg(test)]

@@ -148,11 +148,7 @@ impl FleetMetrics {
 
     /// The OpenMetrics text.
     pub(crate) fn encode(&self) -> String {
-        let mut out = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
-            tracing::error!("cannot encode the master's metrics: {e}");
-        }
-        out
+        crate::metrics::encode_registry(&self.registry)
     }
 }
 
