@@ -3,7 +3,8 @@
 //! the server-wide counts' share of each worker), by
 //! at least [`AHEAD_BY`]; then this worker leaves the next connections to it. Only workers
 //! serving with a fresh heartbeat count, so a dead or wedged worker never holds the others
-//! back for longer than [`FRESH_MS`].
+//! back for longer than [`FRESH_MS`]. A worker the master is recycling
+//! ([`CellState::SteppingAside`]) accepts nothing more.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,6 +24,9 @@ pub(crate) fn gate(board: &'static Layout, index: usize) -> AcceptGate {
         let mine = open as u64;
         if let Some(cell) = board.cells.get(index) {
             cell.open_connections.store(mine, Ordering::Relaxed);
+            if cell.state.load(Ordering::Acquire) == CellState::SteppingAside as u32 {
+                return true;
+            }
         }
         let now = monotonic_ms();
         let least_other = board
@@ -60,5 +64,17 @@ mod tests {
         assert!(!second(1));
         board.cells[1].heartbeat_ms.store(now.saturating_sub(FRESH_MS + 1), Ordering::Relaxed);
         assert!(!first(5), "a silent worker does not count");
+    }
+
+    #[test]
+    fn a_worker_stepping_aside_accepts_nothing_more() {
+        let board = leak_zeroed::<Layout>();
+        let now = monotonic_ms();
+        board.cells[0].reset(now);
+        board.cells[0].state.store(CellState::Serving as u32, Ordering::Relaxed);
+        let only = gate(board, 0);
+        assert!(!only(0), "alone and serving: accepts");
+        board.cells[0].state.store(CellState::SteppingAside as u32, Ordering::Relaxed);
+        assert!(only(0), "being recycled: steps back even when alone");
     }
 }

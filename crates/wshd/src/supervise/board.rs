@@ -67,6 +67,10 @@ pub(crate) enum CellState {
     Draining = 3,
     /// Serving but not ready (no handler loaded): `/readyz` says so.
     Unready = 4,
+    /// Being recycled: set by the master a moment before it sends SIGTERM, so the worker
+    /// stops accepting first and the connections it accepted last are not closed (1001) at
+    /// once by the drain.
+    SteppingAside = 5,
 }
 
 impl CellState {

@@ -22,7 +22,7 @@ use super::inherit::Inherited;
 use super::quarantine::Quarantine;
 use super::recycle::{Recycle, RecycleLimits, resident_bytes};
 use super::relay::{self, Sink};
-use super::retire::{REPLACEMENT_WAIT, Retiring};
+use super::retire::{REPLACEMENT_WAIT, Retiring, STEP_ASIDE};
 use super::stuck::{self, Seen};
 use super::{death, spawn};
 use crate::config::{LogFormat, WorkerSettings};
@@ -453,12 +453,15 @@ impl Pool {
         self.start(i);
     }
 
-    /// Tells the recycled worker to drain once its replacement accepts connections (or after
-    /// [`REPLACEMENT_WAIT`]); reaps it once it exited (a stop, not a death: no quarantine, no
+    /// Has the recycled worker stop accepting once its replacement accepts connections (or
+    /// after [`REPLACEMENT_WAIT`]) and drain [`STEP_ASIDE`] later; reaps it once it exited (a stop, not a death: no quarantine, no
     /// death line; its cell's counts are reclaimed). Gives 1 while it still runs.
     fn reap_retiring(&mut self) -> usize {
         let Some(retiring) = self.retiring.as_mut() else { return 0 };
-        if !retiring.draining() {
+        if retiring.aside() && !retiring.draining() && retiring.due_to_drain() {
+            retiring.drain();
+        }
+        if !retiring.aside() {
             let place = self.places.get(retiring.worker - 1);
             let replacement = place.filter(|p| p.child.is_some()).and_then(|p| self.board.cells.get(p.cell));
             let accepting =
@@ -467,7 +470,7 @@ impl Pool {
                 tracing::info!(
                     worker = retiring.worker,
                     pid = retiring.child.id(),
-                    "worker {} pid={} (recycled): {}; draining it",
+                    "worker {} pid={} (recycled): {}; it stops accepting, and drains in {STEP_ASIDE:?}",
                     retiring.worker,
                     retiring.child.id(),
                     if accepting {
@@ -476,7 +479,10 @@ impl Pool {
                         "its replacement is not up yet"
                     }
                 );
-                retiring.drain();
+                if let Some(cell) = self.board.cells.get(retiring.cell) {
+                    cell.state.store(CellState::SteppingAside as u32, Ordering::Release);
+                }
+                retiring.step_aside();
             }
         }
         let Some(status) = retiring.poll() else { return 1 };

@@ -13,6 +13,10 @@ use nix::unistd::Pid;
 /// replacement that cannot start must not keep the old worker forever).
 pub(crate) const REPLACEMENT_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a recycled worker has stopped accepting before it is told to drain: the
+/// connections it accepted last get this long before their close 1001.
+pub(crate) const STEP_ASIDE: Duration = Duration::from_millis(250);
+
 /// A worker being recycled, which the master waits for.
 #[derive(Debug)]
 pub(crate) struct Retiring {
@@ -26,6 +30,8 @@ pub(crate) struct Retiring {
     pub(crate) since: Instant,
     /// How long it may drain before it is killed.
     limit: Duration,
+    /// When it stopped accepting (set by [`Retiring::step_aside`]).
+    aside_since: Option<Instant>,
     /// When it is killed if still running (set by [`Retiring::drain`]).
     kill_at: Option<Instant>,
     /// Whether it was killed.
@@ -35,7 +41,31 @@ pub(crate) struct Retiring {
 impl Retiring {
     /// Worker `worker`'s `child` (in `cell`), due for recycling; it may drain for `limit`.
     pub(crate) fn new(worker: usize, cell: usize, child: Child, limit: Duration) -> Retiring {
-        Retiring { worker, cell, child, since: Instant::now(), limit, kill_at: None, killed: false }
+        Retiring {
+            worker,
+            cell,
+            child,
+            since: Instant::now(),
+            limit,
+            aside_since: None,
+            kill_at: None,
+            killed: false,
+        }
+    }
+
+    /// Whether it was told to stop accepting.
+    pub(crate) fn aside(&self) -> bool {
+        self.aside_since.is_some()
+    }
+
+    /// Notes that it was told to stop accepting (the caller set its cell's state).
+    pub(crate) fn step_aside(&mut self) {
+        self.aside_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Whether it has stopped accepting for [`STEP_ASIDE`] and may be told to drain.
+    pub(crate) fn due_to_drain(&self) -> bool {
+        self.aside_since.is_some_and(|at| at.elapsed() >= STEP_ASIDE)
     }
 
     /// Whether it was told to drain.

@@ -109,12 +109,13 @@ fn hooks(cell: &'static WorkerCell, control: Option<tokio::net::UnixStream>) -> 
 }
 
 /// Keeps the cell's state saying whether this worker is ready (a handler loaded), for the
-/// master's `/readyz`, until the drain starts.
+/// master's `/readyz`, until the drain starts (or the master has it step aside).
 async fn readiness(cell: &'static WorkerCell, state: std::sync::Arc<crate::server::ServerState>) {
     loop {
         let now = if state.readiness().is_ok() { CellState::Serving } else { CellState::Unready };
         let swapped = cell.state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
-            (current != CellState::Draining as u32).then_some(now as u32)
+            let settled = current == CellState::Draining as u32 || current == CellState::SteppingAside as u32;
+            (!settled).then_some(now as u32)
         });
         if swapped.is_err() {
             return;
