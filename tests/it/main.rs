@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod blocking;
 mod builtin;
 mod cgi;
 mod client;

@@ -120,6 +120,30 @@ pub(crate) mod host {
         }
     }
 
+    /// Runs `f`, a panic becoming [`BlockingError::Panicked`](crate::BlockingError).
+    pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, crate::BlockingError> {
+        catch_unwind(AssertUnwindSafe(f)).map_err(|p| crate::BlockingError::Panicked(panic_message(p)))
+    }
+
+    /// Hands `job` to the host's blocking pool; a host without one (or that refuses it)
+    /// gets it released unrun.
+    pub(crate) fn spawn_blocking(job: BoxedJob) {
+        let data = Box::into_raw(Box::new(job)).cast::<c_void>();
+        let job = RBlockingJob { data, run: run_blocking_job, release: release_blocking_job };
+        match table() {
+            Some(t)
+                if t.size as usize
+                    >= std::mem::offset_of!(HostVTable, spawn_blocking) + size_of::<usize>() =>
+            {
+                // SAFETY: host function (present: the size covers it), own context; the
+                // host takes ownership of the job and runs or releases it once.
+                let _ = unsafe { (t.spawn_blocking)(t.ctx, job) };
+            }
+            // SAFETY: our own job, not handed to anyone.
+            _ => unsafe { release_blocking_job(job.data) },
+        }
+    }
+
     pub(crate) fn spawn(future: impl Future<Output = ()> + Send + 'static) {
         let guarded = CatchPanic::new(future, "a spawned task");
         let future = async move {
@@ -132,6 +156,25 @@ pub(crate) mod host {
             None => panic!("wshd_sdk::spawn needs the wshd host (called outside a loaded plugin)"),
         }
     }
+}
+
+/// A boxed job for the host's blocking pool (boxed twice: the ABI passes a thin pointer).
+type BoxedJob = Box<dyn FnOnce() + Send>;
+
+/// `RBlockingJob::run`: runs the job (which reports its own result) and frees it.
+unsafe extern "C" fn run_blocking_job(data: *mut c_void) {
+    // SAFETY: `data` is the `Box<BoxedJob>` made by `host::spawn_blocking`; the host calls
+    // `run` or `release` once, so ownership comes back exactly once.
+    let job = unsafe { Box::from_raw(data.cast::<BoxedJob>()) };
+    // The job catches the user's panic itself; this guard is for a panicking drop.
+    let _ = catch_unwind(AssertUnwindSafe(job));
+}
+
+/// `RBlockingJob::release`: frees the job unrun (its task sees `Unavailable`).
+unsafe extern "C" fn release_blocking_job(data: *mut c_void) {
+    // SAFETY: as in `run_blocking_job`.
+    let job = unsafe { Box::from_raw(data.cast::<BoxedJob>()) };
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(job)));
 }
 
 /// Runs a future under `catch_unwind`; a panic is logged through the host and turns into

@@ -60,13 +60,51 @@
 //!   on the host's runtime. `tokio::sync` and `futures` work.
 //! * Start OS threads that outlive the handler: they would keep running after a hot reload
 //!   unloads the library.
-//! * Block in async code: it stalls every connection on that host thread.
+//! * Block in async code: it stalls every connection on that host thread. Run blocking work
+//!   with [`blocking`] instead.
+//!
+//! ## Blocking work
+//!
+//! [`blocking`] runs a closure on the host's bounded blocking pool (`[server]
+//! blocking_threads`, 16 by default; more jobs wait their turn) and resolves to its result;
+//! a panic in it is an [`BlockingError::Panicked`], never a crash:
+//!
+//! ```no_run
+//! use wshd_sdk::{Config, Connection, Error, Handler};
+//!
+//! /// Answers each message with the size of the file it names.
+//! struct FileSize;
+//!
+//! impl Handler for FileSize {
+//!     fn new(_config: &Config) -> Result<Self, Error> {
+//!         Ok(FileSize)
+//!     }
+//!
+//!     async fn transfer_data(&self, mut conn: Connection) {
+//!         while let Some(message) = conn.recv().await {
+//!             let path = message.as_text().unwrap_or_default().to_owned();
+//!             let reply = match wshd_sdk::blocking(move || std::fs::metadata(path)).await {
+//!                 Ok(Ok(meta)) => meta.len().to_string(),
+//!                 Ok(Err(e)) => format!("error: {e}"),
+//!                 Err(e) => format!("error: {e}"),
+//!             };
+//!             if conn.send_text(&reply).await.is_err() {
+//!                 return;
+//!             }
+//!         }
+//!     }
+//! }
+//!
+//! wshd_sdk::export_handler!(FileSize);
+//! # fn main() {}
+//! ```
 //!
 //! A panic in either hook is caught: `do_handshake` answers 500, `transfer_data` closes the
 //! connection with 1011; the server and other connections carry on.
 
 #[doc(hidden)]
 pub mod abi;
+mod blocking;
 mod close_code;
 mod config;
 mod connection;
@@ -77,6 +115,7 @@ mod message;
 mod request;
 mod services;
 
+pub use blocking::{Blocking, BlockingError, blocking};
 pub use close_code::{CloseCode, InvalidCloseCode};
 pub use config::Config;
 pub use connection::{CloseReply, CloseStatus, Connection, ConnectionInfo, SendError, Sender};
