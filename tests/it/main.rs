@@ -14,6 +14,7 @@ mod frames;
 mod handler_options;
 mod handshake;
 mod hooks;
+mod io;
 mod limits;
 mod nginx;
 mod plugins;

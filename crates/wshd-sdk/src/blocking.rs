@@ -4,10 +4,10 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use crate::export::host;
+use crate::oneshot;
 
 /// Why [`blocking`] produced no value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,19 +43,18 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let slot = Arc::new(Mutex::new(Slot { result: None, waker: None }));
-    let completer = Completer { slot: Arc::clone(&slot), done: false };
+    let (completer, receiver) = oneshot::channel(|| Err(BlockingError::Unavailable));
     let job = Box::new(move || completer.complete(host::catch(f)));
-    // If the host cannot take the job, it is released unrun and its completer has filled
-    // in `Unavailable` already.
+    // If the host cannot take the job, it is released unrun and its completer sends
+    // `Unavailable`.
     host::spawn_blocking(job);
-    Blocking { slot }
+    Blocking { receiver }
 }
 
 /// The future [`blocking`] returns.
 #[must_use = "the result arrives only when this future is awaited"]
 pub struct Blocking<T> {
-    slot: Arc<Mutex<Slot<T>>>,
+    receiver: oneshot::Receiver<Result<T, BlockingError>>,
 }
 
 impl<T> fmt::Debug for Blocking<T> {
@@ -64,56 +63,10 @@ impl<T> fmt::Debug for Blocking<T> {
     }
 }
 
-/// Where the job's result meets the waiting task.
-struct Slot<T> {
-    result: Option<Result<T, BlockingError>>,
-    waker: Option<Waker>,
-}
-
 impl<T> Future for Blocking<T> {
     type Output = Result<T, BlockingError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        match slot.result.take() {
-            Some(result) => Poll::Ready(result),
-            None => {
-                slot.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
-    }
-}
-
-/// The job's end of the slot: fills it once, with [`BlockingError::Unavailable`] if the
-/// job is dropped without running.
-struct Completer<T> {
-    slot: Arc<Mutex<Slot<T>>>,
-    done: bool,
-}
-
-impl<T> Completer<T> {
-    fn complete(mut self, result: Result<T, BlockingError>) {
-        self.fill(result);
-    }
-
-    fn fill(&mut self, result: Result<T, BlockingError>) {
-        self.done = true;
-        let waker = {
-            let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-            slot.result = Some(result);
-            slot.waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-}
-
-impl<T> Drop for Completer<T> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.fill(Err(BlockingError::Unavailable));
-        }
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.receiver).poll(cx)
     }
 }

@@ -177,6 +177,49 @@ unsafe extern "C" fn release_blocking_job(data: *mut c_void) {
     let _ = catch_unwind(AssertUnwindSafe(move || drop(job)));
 }
 
+/// Threads started with `pthread_create`, not `std::thread::spawn`: spawning a std thread
+/// touches std's thread-locals (its spawn hooks) on the *calling* thread, a host thread,
+/// which registers a TLS destructor that keeps this library mapped after `dlclose`.
+#[cfg(feature = "io")]
+pub(crate) mod raw_thread {
+    use super::*;
+
+    /// A joinable thread.
+    pub(crate) struct RawThread(libc::pthread_t);
+
+    type Body = Box<dyn FnOnce() + Send>;
+
+    /// Starts `body` on a new thread; `None` if the thread cannot be made.
+    pub(crate) fn spawn(body: Body) -> Option<RawThread> {
+        let data = Box::into_raw(Box::new(body)).cast::<c_void>();
+        let mut thread = std::mem::MaybeUninit::<libc::pthread_t>::uninit();
+        // SAFETY: a valid out pointer, default attributes, our trampoline and its box.
+        let rc = unsafe { libc::pthread_create(thread.as_mut_ptr(), std::ptr::null(), trampoline, data) };
+        if rc != 0 {
+            // SAFETY: the thread was not made, so the box is still ours.
+            drop(unsafe { Box::from_raw(data.cast::<Body>()) });
+            return None;
+        }
+        // SAFETY: `pthread_create` succeeded and wrote the id.
+        Some(RawThread(unsafe { thread.assume_init() }))
+    }
+
+    extern "C" fn trampoline(data: *mut c_void) -> *mut c_void {
+        // SAFETY: the box made by `spawn`, handed to this thread alone.
+        let body = unsafe { Box::from_raw(data.cast::<Body>()) };
+        let _ = catch_unwind(AssertUnwindSafe(body));
+        std::ptr::null_mut()
+    }
+
+    impl RawThread {
+        /// Waits for the thread to end.
+        pub(crate) fn join(self) {
+            // SAFETY: a thread made by `spawn`, joined once (`self` is consumed).
+            let _ = unsafe { libc::pthread_join(self.0, std::ptr::null_mut()) };
+        }
+    }
+}
+
 /// Runs a future under `catch_unwind`; a panic is logged through the host and turns into
 /// `None`.
 struct CatchPanic<F> {
@@ -448,10 +491,17 @@ pub unsafe extern "C" fn init<H: Handler>(
         H::new(&config).map_err(|e| e.to_string())
     });
     let message = match result {
-        Ok(Ok(handler)) => return Box::into_raw(Box::new(handler)).cast(),
+        Ok(Ok(handler)) => {
+            INSTANCES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Box::into_raw(Box::new(handler)).cast();
+        }
         Ok(Err(message)) => message,
         Err(payload) => format!("constructor panicked: {}", panic_message(payload)),
     };
+    if INSTANCES.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        // A constructor that used `io` and failed leaves no instance to shut it down later.
+        let _ = catch_unwind(release_generation);
+    }
     // SAFETY: the host passes a valid error sink; the message outlives the call.
     unsafe {
         let err = &*err;
@@ -469,6 +519,19 @@ pub unsafe extern "C" fn drop_instance<H: Handler>(instance: *mut c_void) {
         // SAFETY: by the contract above, this is the Box made by `init::<H>`.
         drop(unsafe { Box::from_raw(instance.cast::<H>()) });
     });
+    if INSTANCES.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+        let _ = catch_unwind(release_generation);
+    }
+}
+
+/// Handler instances alive in this library (this generation).
+static INSTANCES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// What the generation holds beyond its instances, released with the last one: the I/O
+/// runtime's threads are joined here, before the host may unload the library.
+fn release_generation() {
+    #[cfg(feature = "io")]
+    crate::io::shutdown();
 }
 
 /// `PluginDescriptor::do_handshake` for `H`.

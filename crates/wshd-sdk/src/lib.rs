@@ -55,13 +55,19 @@
 //!
 //! ## What a plugin must not do
 //!
-//! * Use tokio's runtime directly (`tokio::time`, `tokio::spawn`, tokio I/O): the plugin's
-//!   copy of tokio has no runtime. Use [`time`], [`spawn`] and the [`log`] macros, which run
+//! * Use tokio's runtime directly (`tokio::time`, `tokio::spawn`, tokio I/O) outside
+//!   `io::run` (feature `io`): the plugin's copy of tokio has no runtime on host threads. Use [`time`], [`spawn`] and the [`log`] macros, which run
 //!   on the host's runtime. `tokio::sync` and `futures` work.
 //! * Start OS threads that outlive the handler: they would keep running after a hot reload
 //!   unloads the library.
 //! * Block in async code: it stalls every connection on that host thread. Run blocking work
 //!   with [`blocking`] instead.
+//!
+//! ## Async I/O with tokio
+//!
+//! With the cargo feature `io`, `wshd_sdk::io::run(future)` runs a future on a small tokio
+//! runtime owned by the plugin generation, so `tokio::net`, `tokio::time` and crates built on
+//! them work inside it (see the `io` module for an example and its limits).
 //!
 //! ## Blocking work
 //!
@@ -110,8 +116,11 @@ mod config;
 mod connection;
 mod export;
 mod handler;
+#[cfg(feature = "io")]
+pub mod io;
 mod lent;
 mod message;
+mod oneshot;
 mod request;
 mod services;
 
