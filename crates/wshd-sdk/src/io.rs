@@ -52,7 +52,10 @@
 //! Not supported: `tokio::process` and `tokio::signal` (their driver keeps process-global
 //! state, a socketpair and a `SIGCHLD` handler, that outlives an unloaded generation), and
 //! `tokio::spawn` from outside `run` (a host thread has no runtime); inside `run`, spawning
-//! on the plugin's runtime works.
+//! on the plugin's runtime works. Inside `run`, block with `tokio::task::spawn_blocking` (the
+//! plugin runtime's own threads), not [`blocking`](crate::blocking): that one answers
+//! `Unavailable` there (no host runtime on a plugin thread), and waking a plugin-runtime task
+//! from a host thread would leave tokio's thread-locals on it.
 
 use std::fmt;
 use std::future::Future;
