@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod blocking;
 mod builtin;
 mod cgi;
 mod client;
@@ -13,6 +14,7 @@ mod frames;
 mod handler_options;
 mod handshake;
 mod hooks;
+mod io;
 mod limits;
 mod nginx;
 mod plugins;

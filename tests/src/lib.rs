@@ -42,6 +42,7 @@ const PACKAGES: &[&str] = &[
     "fixture_not_a_plugin",
     "fixture_panic_abort",
     "fixture_misbehave",
+    "fixture_io",
     "fixture_old_abi",
     "fixture_version_one",
     "fixture_version_two",

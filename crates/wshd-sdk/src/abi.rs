@@ -372,7 +372,38 @@ pub struct HostVTable {
     pub sleep: unsafe extern "C" fn(ctx: *const c_void, millis: u64) -> FfiFuture<()>,
     /// Runs a future on the host runtime; the host keeps the plugin loaded until it ends.
     pub spawn: unsafe extern "C" fn(ctx: *const c_void, future: FfiFuture<()>),
+    /// Appended after v2's first table (read it only when `size` covers it): runs `job` on
+    /// the host's bounded blocking pool, off its async threads, keeping the plugin loaded
+    /// until `job.run` has returned. Returns [`POLL_READY`] when the job was taken (it will
+    /// be run, or released with `job.release` if the host shuts down first), or
+    /// [`POLL_CLOSED`] when the host could not take it (`job` was released already).
+    pub spawn_blocking: unsafe extern "C" fn(ctx: *const c_void, job: RBlockingJob) -> u32,
 }
+
+/// A closure of the plugin's, for [`HostVTable::spawn_blocking`]: the host calls exactly one
+/// of `run` or `release`, exactly once, from any thread. The plugin reports the result (and
+/// wakes its waiting task) itself, from inside `run`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct RBlockingJob {
+    /// The plugin's context (its boxed closure).
+    pub data: *mut c_void,
+    /// Runs the closure and frees `data`. Never unwinds.
+    pub run: unsafe extern "C" fn(data: *mut c_void),
+    /// Frees `data` without running the closure (its task then sees an error). Never unwinds.
+    pub release: unsafe extern "C" fn(data: *mut c_void),
+}
+
+// SAFETY: `data` is a `Send` closure boxed by the SDK; the functions may be called from any
+// thread (the type's contract).
+unsafe impl Send for RBlockingJob {}
+
+/// The size of [`HostVTable`] up to and including `spawn`: the table of the first v2 hosts.
+/// Entries appended after it are read only when the host's `size` reaches past them.
+pub const HOST_VTABLE_V2_SIZE: usize = offset_of!(HostVTable, spawn) + size_of::<usize>();
+
+// The first appended entry starts right where the first v2 table ended.
+const _: () = assert!(HOST_VTABLE_V2_SIZE == offset_of!(HostVTable, spawn_blocking));
 
 // SAFETY: the host builds this table once per loaded plugin and never mutates it; its
 // functions are thread-safe.
@@ -451,7 +482,9 @@ pub const LAYOUT_FINGERPRINT: u64 = {
     h = h.mix(size_of::<RCloseStatus>() as u64);
     h = h.mix(size_of::<RConn>() as u64);
     h = h.mix(size_of::<ConnVTable>() as u64).mix(offset_of!(ConnVTable, poll_send) as u64);
-    h = h.mix(size_of::<HostVTable>() as u64).mix(offset_of!(HostVTable, spawn) as u64);
+    // The host table is append-only with a `size` field read at run time: its first v2 size
+    // stays in the fingerprint, so plugins built before an append still load.
+    h = h.mix(HOST_VTABLE_V2_SIZE as u64).mix(offset_of!(HostVTable, spawn) as u64);
     h = h.mix(size_of::<RErrorOut>() as u64);
     h = h.mix(size_of::<FfiFuture<u32>>() as u64).mix(size_of::<async_ffi::FfiPoll<u32>>() as u64);
     h = h

@@ -120,6 +120,30 @@ pub(crate) mod host {
         }
     }
 
+    /// Runs `f`, a panic becoming [`BlockingError::Panicked`](crate::BlockingError).
+    pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, crate::BlockingError> {
+        catch_unwind(AssertUnwindSafe(f)).map_err(|p| crate::BlockingError::Panicked(panic_message(p)))
+    }
+
+    /// Hands `job` to the host's blocking pool; a host without one (or that refuses it)
+    /// gets it released unrun.
+    pub(crate) fn spawn_blocking(job: BoxedJob) {
+        let data = Box::into_raw(Box::new(job)).cast::<c_void>();
+        let job = RBlockingJob { data, run: run_blocking_job, release: release_blocking_job };
+        match table() {
+            Some(t)
+                if t.size as usize
+                    >= std::mem::offset_of!(HostVTable, spawn_blocking) + size_of::<usize>() =>
+            {
+                // SAFETY: host function (present: the size covers it), own context; the
+                // host takes ownership of the job and runs or releases it once.
+                let _ = unsafe { (t.spawn_blocking)(t.ctx, job) };
+            }
+            // SAFETY: our own job, not handed to anyone.
+            _ => unsafe { release_blocking_job(job.data) },
+        }
+    }
+
     pub(crate) fn spawn(future: impl Future<Output = ()> + Send + 'static) {
         let guarded = CatchPanic::new(future, "a spawned task");
         let future = async move {
@@ -130,6 +154,68 @@ pub(crate) mod host {
             // SAFETY: host function, own context; the host takes ownership of the future.
             Some(t) => unsafe { (t.spawn)(t.ctx, future) },
             None => panic!("wshd_sdk::spawn needs the wshd host (called outside a loaded plugin)"),
+        }
+    }
+}
+
+/// A boxed job for the host's blocking pool (boxed twice: the ABI passes a thin pointer).
+type BoxedJob = Box<dyn FnOnce() + Send>;
+
+/// `RBlockingJob::run`: runs the job (which reports its own result) and frees it.
+unsafe extern "C" fn run_blocking_job(data: *mut c_void) {
+    // SAFETY: `data` is the `Box<BoxedJob>` made by `host::spawn_blocking`; the host calls
+    // `run` or `release` once, so ownership comes back exactly once.
+    let job = unsafe { Box::from_raw(data.cast::<BoxedJob>()) };
+    // The job catches the user's panic itself; this guard is for a panicking drop.
+    let _ = catch_unwind(AssertUnwindSafe(job));
+}
+
+/// `RBlockingJob::release`: frees the job unrun (its task sees `Unavailable`).
+unsafe extern "C" fn release_blocking_job(data: *mut c_void) {
+    // SAFETY: as in `run_blocking_job`.
+    let job = unsafe { Box::from_raw(data.cast::<BoxedJob>()) };
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(job)));
+}
+
+/// Threads started with `pthread_create`, not `std::thread::spawn`: spawning a std thread
+/// touches std's thread-locals (its spawn hooks) on the *calling* thread, a host thread,
+/// which registers a TLS destructor that keeps this library mapped after `dlclose`.
+#[cfg(feature = "io")]
+pub(crate) mod raw_thread {
+    use super::*;
+
+    /// A joinable thread.
+    pub(crate) struct RawThread(libc::pthread_t);
+
+    type Body = Box<dyn FnOnce() + Send>;
+
+    /// Starts `body` on a new thread; `None` if the thread cannot be made.
+    pub(crate) fn spawn(body: Body) -> Option<RawThread> {
+        let data = Box::into_raw(Box::new(body)).cast::<c_void>();
+        let mut thread = std::mem::MaybeUninit::<libc::pthread_t>::uninit();
+        // SAFETY: a valid out pointer, default attributes, our trampoline and its box.
+        let rc = unsafe { libc::pthread_create(thread.as_mut_ptr(), std::ptr::null(), trampoline, data) };
+        if rc != 0 {
+            // SAFETY: the thread was not made, so the box is still ours.
+            drop(unsafe { Box::from_raw(data.cast::<Body>()) });
+            return None;
+        }
+        // SAFETY: `pthread_create` succeeded and wrote the id.
+        Some(RawThread(unsafe { thread.assume_init() }))
+    }
+
+    extern "C" fn trampoline(data: *mut c_void) -> *mut c_void {
+        // SAFETY: the box made by `spawn`, handed to this thread alone.
+        let body = unsafe { Box::from_raw(data.cast::<Body>()) };
+        let _ = catch_unwind(AssertUnwindSafe(body));
+        std::ptr::null_mut()
+    }
+
+    impl RawThread {
+        /// Waits for the thread to end.
+        pub(crate) fn join(self) {
+            // SAFETY: a thread made by `spawn`, joined once (`self` is consumed).
+            let _ = unsafe { libc::pthread_join(self.0, std::ptr::null_mut()) };
         }
     }
 }
@@ -405,10 +491,17 @@ pub unsafe extern "C" fn init<H: Handler>(
         H::new(&config).map_err(|e| e.to_string())
     });
     let message = match result {
-        Ok(Ok(handler)) => return Box::into_raw(Box::new(handler)).cast(),
+        Ok(Ok(handler)) => {
+            INSTANCES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Box::into_raw(Box::new(handler)).cast();
+        }
         Ok(Err(message)) => message,
         Err(payload) => format!("constructor panicked: {}", panic_message(payload)),
     };
+    if INSTANCES.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        // A constructor that used `io` and failed leaves no instance to shut it down later.
+        let _ = catch_unwind(release_generation);
+    }
     // SAFETY: the host passes a valid error sink; the message outlives the call.
     unsafe {
         let err = &*err;
@@ -426,6 +519,19 @@ pub unsafe extern "C" fn drop_instance<H: Handler>(instance: *mut c_void) {
         // SAFETY: by the contract above, this is the Box made by `init::<H>`.
         drop(unsafe { Box::from_raw(instance.cast::<H>()) });
     });
+    if INSTANCES.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+        let _ = catch_unwind(release_generation);
+    }
+}
+
+/// Handler instances alive in this library (this generation).
+static INSTANCES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// What the generation holds beyond its instances, released with the last one: the I/O
+/// runtime's threads are joined here, before the host may unload the library.
+fn release_generation() {
+    #[cfg(feature = "io")]
+    crate::io::shutdown();
 }
 
 /// `PluginDescriptor::do_handshake` for `H`.

@@ -55,28 +55,76 @@
 //!
 //! ## What a plugin must not do
 //!
-//! * Use tokio's runtime directly (`tokio::time`, `tokio::spawn`, tokio I/O): the plugin's
-//!   copy of tokio has no runtime. Use [`time`], [`spawn`] and the [`log`] macros, which run
+//! * Use tokio's runtime directly (`tokio::time`, `tokio::spawn`, tokio I/O) outside
+//!   `io::run` (feature `io`): the plugin's copy of tokio has no runtime on host threads. Use [`time`], [`spawn`] and the [`log`] macros, which run
 //!   on the host's runtime. `tokio::sync` and `futures` work.
 //! * Start OS threads that outlive the handler: they would keep running after a hot reload
 //!   unloads the library.
-//! * Block in async code: it stalls every connection on that host thread.
+//! * Block in async code: it stalls every connection on that host thread. Run blocking work
+//!   with [`blocking`] instead.
+//!
+//! ## Async I/O with tokio
+//!
+//! With the cargo feature `io`, `wshd_sdk::io::run(future)` runs a future on a small tokio
+//! runtime owned by the plugin generation, so `tokio::net`, `tokio::time` and crates built on
+//! them work inside it (see the `io` module for an example and its limits).
+//!
+//! ## Blocking work
+//!
+//! [`blocking`] runs a closure on the host's bounded blocking pool (`[server]
+//! blocking_threads`, 16 by default; more jobs wait their turn) and resolves to its result;
+//! a panic in it is an [`BlockingError::Panicked`], never a crash:
+//!
+//! ```no_run
+//! use wshd_sdk::{Config, Connection, Error, Handler};
+//!
+//! /// Answers each message with the size of the file it names.
+//! struct FileSize;
+//!
+//! impl Handler for FileSize {
+//!     fn new(_config: &Config) -> Result<Self, Error> {
+//!         Ok(FileSize)
+//!     }
+//!
+//!     async fn transfer_data(&self, mut conn: Connection) {
+//!         while let Some(message) = conn.recv().await {
+//!             let path = message.as_text().unwrap_or_default().to_owned();
+//!             let reply = match wshd_sdk::blocking(move || std::fs::metadata(path)).await {
+//!                 Ok(Ok(meta)) => meta.len().to_string(),
+//!                 Ok(Err(e)) => format!("error: {e}"),
+//!                 Err(e) => format!("error: {e}"),
+//!             };
+//!             if conn.send_text(&reply).await.is_err() {
+//!                 return;
+//!             }
+//!         }
+//!     }
+//! }
+//!
+//! wshd_sdk::export_handler!(FileSize);
+//! # fn main() {}
+//! ```
 //!
 //! A panic in either hook is caught: `do_handshake` answers 500, `transfer_data` closes the
 //! connection with 1011; the server and other connections carry on.
 
 #[doc(hidden)]
 pub mod abi;
+mod blocking;
 mod close_code;
 mod config;
 mod connection;
 mod export;
 mod handler;
+#[cfg(feature = "io")]
+pub mod io;
 mod lent;
 mod message;
+mod oneshot;
 mod request;
 mod services;
 
+pub use blocking::{Blocking, BlockingError, blocking};
 pub use close_code::{CloseCode, InvalidCloseCode};
 pub use config::Config;
 pub use connection::{CloseReply, CloseStatus, Connection, ConnectionInfo, SendError, Sender};

@@ -245,6 +245,7 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
         shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
         max_connections: limits.max_connections,
         max_header_bytes: limits.max_header_bytes,
+        blocking_threads: limits.blocking_threads,
         proxy,
         log_format: log.format,
         log_file: log.file.map(PathBuf::from),
@@ -364,9 +365,13 @@ struct ServerLimits {
     admin_listen: Option<SocketAddr>,
     max_connections: Option<usize>,
     max_header_bytes: usize,
+    blocking_threads: usize,
 }
 
-/// `[server] admin_listen`, `max_header_bytes` and `max_connections`.
+/// The most `[server] blocking_threads` may be.
+const MAX_BLOCKING_THREADS: u64 = 1024;
+
+/// `[server] admin_listen`, `max_header_bytes`, `max_connections` and `blocking_threads`.
 fn server_limits(server: &ServerSection, at: &Locator<'_>) -> Result<ServerLimits, ConfigError> {
     let admin_listen = match &server.admin_listen {
         None => None,
@@ -390,7 +395,13 @@ fn server_limits(server: &ServerSection, at: &Locator<'_>) -> Result<ServerLimit
         max => Some(at.usize_of(max, "server.max_connections")?),
     };
     let max_header_bytes = at.usize_of(server.max_header_bytes, "server.max_header_bytes")?;
-    Ok(ServerLimits { admin_listen, max_connections, max_header_bytes })
+    let blocking = &server.blocking_threads;
+    if !(1..=MAX_BLOCKING_THREADS).contains(blocking.get_ref()) {
+        let message = format!("{} is out of range: 1 to {MAX_BLOCKING_THREADS}", blocking.get_ref());
+        return Err(at.err(blocking.span(), "server.blocking_threads", message));
+    }
+    let blocking_threads = at.usize_of(*blocking.get_ref(), "server.blocking_threads")?;
+    Ok(ServerLimits { admin_listen, max_connections, max_header_bytes, blocking_threads })
 }
 
 /// `[websocket]` and `[websocket.deflate]`: the default settings of every route.
@@ -682,6 +693,17 @@ mod tests {
         ] {
             let e = parse_str(text, "w.toml").expect_err(text);
             assert_eq!((e.line, e.key.as_str()), (line, key), "{e}");
+        }
+    }
+
+    #[test]
+    fn blocking_threads_default_and_range() {
+        assert_eq!(Config::default().blocking_threads, 16);
+        let c = parse_str("[server]\nblocking_threads = 3\n", "b.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.blocking_threads, 3);
+        for text in ["[server]\n\nblocking_threads = 0\n", "[server]\n\nblocking_threads = 1025\n"] {
+            let e = parse_str(text, "b.toml").expect_err(text);
+            assert_eq!((e.line, e.key.as_str()), (3, "server.blocking_threads"), "{e}");
         }
     }
 

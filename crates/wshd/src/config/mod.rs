@@ -202,6 +202,9 @@ impl ProxySettings {
     }
 }
 
+/// The default of `[server] blocking_threads`: `wshd_sdk::blocking` jobs at once.
+pub const DEFAULT_BLOCKING_THREADS: usize = 16;
+
 /// The resolved configuration the server runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -249,6 +252,8 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// Largest HTTP request head.
     pub max_header_bytes: usize,
+    /// Jobs run with `wshd_sdk::blocking` at once (`[server] blocking_threads`).
+    pub blocking_threads: usize,
     /// Trusted reverse proxies.
     pub proxy: ProxySettings,
     /// Log line format.

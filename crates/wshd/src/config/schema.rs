@@ -65,6 +65,9 @@ pub struct ServerSection {
     /// `0` runs everything in one process without a master (for debugging, like nginx's
     /// `master_process off`). Default `"auto"`.
     pub workers: Spanned<WorkersValue>,
+    /// Jobs handlers run with `wshd_sdk::blocking` at once per worker process, 1–1024; more
+    /// wait their turn. Default 16.
+    pub blocking_threads: Spanned<u64>,
 }
 
 /// The value of `[server] workers`: `"auto"` or a number.
@@ -118,6 +121,7 @@ impl Default for ServerSection {
             max_connections: 10_000,
             max_header_bytes: 64 << 10,
             workers: Spanned::new(0..0, WorkersValue::Name("auto".into())),
+            blocking_threads: Spanned::new(0..0, super::DEFAULT_BLOCKING_THREADS as u64),
         }
     }
 }

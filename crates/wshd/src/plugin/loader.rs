@@ -151,10 +151,36 @@ impl fmt::Debug for HandlerInstance {
 }
 
 impl Drop for HandlerInstance {
+    /// Runs the plugin's `drop_instance` off the async threads when a runtime is at hand (it
+    /// may join the plugin's own threads, such as its I/O runtime's), holding the library
+    /// until it has returned: the unload (dlclose) comes after.
+    fn drop(&mut self) {
+        let doomed =
+            DoomedInstance { instance: self.instance, route: self.route, plugin: Arc::clone(&self.plugin) };
+        match tokio::runtime::Handle::try_current() {
+            // A closure the runtime drops unrun (it is shutting down) still destroys it.
+            Ok(handle) => drop(handle.spawn_blocking(move || drop(doomed))),
+            Err(_) => drop(doomed),
+        }
+    }
+}
+
+/// A handler instance on its way to `drop_instance` (called when this is dropped), with
+/// its library, which is released after.
+struct DoomedInstance {
+    instance: *mut c_void,
+    route: u32,
+    plugin: Arc<Plugin>,
+}
+
+// SAFETY: as for `HandlerInstance`, whose pointer this carries.
+unsafe impl Send for DoomedInstance {}
+
+impl Drop for DoomedInstance {
     fn drop(&mut self) {
         let _inside = crate::watchdog::enter(self.route);
-        // SAFETY: `instance` came from this library's `init` and is dropped exactly once; the
-        // library is still loaded (we hold an `Arc` to it).
+        // SAFETY: `instance` came from this library's `init` and is dropped exactly once (its
+        // `HandlerInstance` is gone); the library is still loaded (`self.plugin`).
         unsafe { (self.plugin.descriptor().drop_instance)(self.instance) }
     }
 }

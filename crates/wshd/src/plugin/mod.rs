@@ -5,6 +5,7 @@
 //! plugin only through [`HandlerInstance`]'s safe methods (`handshake`, `start`), the
 //! `RequestView` it lends them, and host enums (`HandshakeVerdict`).
 
+pub(crate) mod blocking;
 mod elf;
 mod facade;
 mod host;

@@ -1,6 +1,6 @@
 //! The services table ([`HostVTable`]) a plugin gets at `init`: logging through the host's
 //! subscriber, timers and task spawning on the host's runtime (a plugin has no runtime of its
-//! own), and the error sink of its constructor.
+//! own), blocking jobs on the host's bounded pool, and the error sink of its constructor.
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::{OnceLock, Weak};
 
 use async_ffi::{FfiFuture, FutureExt};
-use wshd_sdk::abi::{HostVTable, LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_WARN, RStr};
+use wshd_sdk::abi::{
+    HostVTable, LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_WARN, POLL_CLOSED, POLL_READY, RBlockingJob, RStr,
+};
 
 use super::{bytes_of, host_fn, text_of};
 use crate::plugin::loader::Plugin;
@@ -46,6 +48,7 @@ pub(crate) fn host_table(services: &PluginServices) -> HostVTable {
         log_enabled: host_log_enabled,
         sleep: host_sleep,
         spawn: host_spawn,
+        spawn_blocking: host_spawn_blocking,
     }
 }
 
@@ -109,6 +112,44 @@ host_fn! {
             drop(plugin);
         });
     }
+}
+
+/// A plugin's blocking job: run once with [`PluginJob::run`], or released unrun on drop.
+struct PluginJob(Option<RBlockingJob>);
+
+impl PluginJob {
+    fn run(mut self) {
+        if let Some(job) = self.0.take() {
+            // SAFETY: the plugin's own function and context, called once (`take`); the
+            // plugin stays loaded while this runs (the pool holds its keep-alive).
+            unsafe { (job.run)(job.data) }
+        }
+    }
+}
+
+impl Drop for PluginJob {
+    fn drop(&mut self) {
+        if let Some(job) = self.0.take() {
+            // SAFETY: as in `run`: the plugin's release function, called once instead.
+            unsafe { (job.release)(job.data) }
+        }
+    }
+}
+
+host_fn! {
+    fn host_spawn_blocking(ctx: *const c_void, job: RBlockingJob) -> u32 {
+        // SAFETY: our own context.
+        let s = unsafe { services(ctx) };
+        let job = PluginJob(Some(job));
+        // The job keeps the library loaded until it has returned.
+        let Some(plugin) = s.plugin.upgrade() else {
+            return POLL_CLOSED;
+        };
+        match crate::plugin::blocking::submit(move || job.run(), plugin) {
+            Ok(()) => POLL_READY,
+            Err(_unrun) => POLL_CLOSED,
+        }
+    } else POLL_CLOSED
 }
 
 host_fn! {
