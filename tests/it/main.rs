@@ -19,6 +19,7 @@ mod plugins;
 mod proxy;
 mod quarantine;
 mod reload;
+mod rooms;
 mod routes;
 mod shutdown;
 mod static_files;

@@ -75,6 +75,7 @@ mod handler;
 mod lent;
 mod message;
 mod request;
+pub mod rooms;
 mod services;
 
 pub use close_code::{CloseCode, InvalidCloseCode};
@@ -83,6 +84,7 @@ pub use connection::{CloseReply, CloseStatus, Connection, ConnectionInfo, SendEr
 pub use handler::{Accept, Error, Handler, Reject};
 pub use message::{Event, Message, MessageKind, Payload, Text};
 pub use request::{Header, Request};
+pub use rooms::{ConnId, Member, RoomError, Rooms};
 pub use services::{log, spawn, time};
 
 /// The version of this SDK, recorded in every plugin.

@@ -30,8 +30,6 @@ pub mod logging;
 mod metrics;
 pub mod plugin;
 pub mod reload;
-// Reached by the plugin host in the next step (issue 15); until then only its tests use it.
-#[cfg_attr(not(test), allow(dead_code, unused_imports))]
 mod rooms;
 mod scoreboard;
 pub mod server;

@@ -68,6 +68,7 @@ impl Member {
     }
 
     /// The channels joined, in the order joined.
+    #[cfg(test)]
     pub(crate) fn channels(&self) -> Vec<ChannelKey> {
         self.joined().clone()
     }

@@ -32,8 +32,12 @@ use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use bytes::Bytes;
 
-pub(crate) use self::channel::{ChannelKey, MAX_CHANNEL_NAME, MAX_PRESENCE, RoomError, Scope};
-pub(crate) use self::id::{BadConnId, ConnId};
+pub(crate) use self::channel::{ChannelKey, RoomError};
+#[cfg(test)]
+use self::channel::{MAX_CHANNEL_NAME, MAX_PRESENCE, Scope};
+#[cfg(test)]
+use self::id::BadConnId;
+pub(crate) use self::id::ConnId;
 pub(crate) use self::member::Member;
 use crate::metrics::rooms::{DropReason, ROOMS};
 use crate::ws::session::{ConnShared, Mailbox, MailboxLimits, Overflow, Pushed};
@@ -170,7 +174,8 @@ impl Rooms {
         }
     }
 
-    /// How many channels have members (for tests and the benchmark).
+    /// How many channels have members.
+    #[cfg(test)]
     pub(crate) fn channel_count(&self) -> usize {
         self.channels().len()
     }

@@ -189,3 +189,42 @@ fn a_full_queue_closes_the_member_under_the_default_policy() {
 }
 
 mod sessions;
+
+/// The cost of a publish, measured: `cargo test --release -p wshd --lib -- --ignored
+/// --nocapture publish_to_1000_members_cost`. Mailboxes without a session (no driver to
+/// wake), drained between rounds outside the measured time.
+#[test]
+#[ignore = "a measurement, not a check; run it in a release build"]
+fn publish_to_1000_members_cost() {
+    const MEMBERS: usize = 1000;
+    const ROUNDS: usize = 200;
+    const PER_ROUND: usize = 10;
+    let rooms = rooms();
+    let lobby = key("/bench", "lobby");
+    let members: Vec<(Member, Arc<Mailbox>)> = (0..MEMBERS).map(|_| member(&rooms)).collect();
+    for (m, _) in &members {
+        assert_eq!(m.join(&lobby, b"someone"), Ok(()));
+    }
+    let payload = "x".repeat(100);
+    let cpu = || {
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0, |t| {
+            u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec()).unwrap_or(0)
+        })
+    };
+    let mut spent = 0;
+    for _ in 0..ROUNDS {
+        let started = cpu();
+        for _ in 0..PER_ROUND {
+            assert_eq!(publish(&rooms, &lobby, &payload), MEMBERS);
+        }
+        spent += cpu() - started;
+        members.iter().for_each(|(_, inbox)| drop(inbox.drain()));
+    }
+    let deliveries = (MEMBERS * ROUNDS * PER_ROUND) as f64;
+    let publishes = (ROUNDS * PER_ROUND) as f64;
+    eprintln!(
+        "publish of 100 bytes to {MEMBERS} members: {:.1} µs CPU per publish, {:.1} ns per delivery",
+        spent as f64 / publishes / 1000.0,
+        spent as f64 / deliveries
+    );
+}

@@ -46,6 +46,7 @@ pub(crate) fn host_table(services: &PluginServices) -> HostVTable {
         log_enabled: host_log_enabled,
         sleep: host_sleep,
         spawn: host_spawn,
+        rooms: &super::rooms::ROOMS_VTABLE,
     }
 }
 

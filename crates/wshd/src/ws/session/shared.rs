@@ -211,7 +211,6 @@ impl ConnShared {
 
     /// The route this connection was accepted on (`""` without counters: unit tests); the
     /// namespace of its channels.
-    #[allow(dead_code)]
     pub(crate) fn route(&self) -> &str {
         self.settings.metrics.as_ref().map_or("", |m| m.route.as_str())
     }
