@@ -143,3 +143,45 @@ async fn members_of_two_plugin_generations_share_a_channel_across_a_hot_reload()
     drop(old);
     wait_presence(&mut new, "lobby", "ok new").await;
 }
+
+/// The value of the sample `name` (labels included, exactly as exposed).
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_does_not_read_is_closed_with_1008_and_counted() {
+    let server = ServerProcess::start_with(
+        |dir| drop(dir.install("fixture_rooms_one", HANDLER)),
+        "workers = 1\nadmin_listen = \"127.0.0.1:0\"",
+        "",
+    );
+    let mut slow = Peer::connect(&server).await;
+    assert_eq!(slow.ask("join feed slow").await, "ok joined feed");
+    let mut publisher = Peer::connect(&server).await;
+    // 25 MiB: past the member's 1 MiB queue, whatever the socket buffers take.
+    let flooded = publisher.ask("flood feed 400 65536").await;
+    let delivered: usize = flooded.trim_start_matches("ok flooded ").parse().unwrap_or(usize::MAX);
+    assert!(delivered < 400, "{flooded}");
+    let mut binaries = 0;
+    let close = loop {
+        match next_message(&mut slow.client).await {
+            Some(Ok(Message::Binary(_))) => binaries += 1,
+            Some(Ok(Message::Close(frame))) => break frame,
+            other => panic!("expected messages then a close, got {other:?}"),
+        }
+    };
+    let close = close.unwrap_or_else(|| panic!("a close without a code"));
+    assert_eq!((u16::from(close.code), close.reason.as_str()), (1008, "room backlog full"));
+    assert!(binaries <= delivered, "{binaries} read, {delivered} queued");
+    assert_eq!(publisher.ask("who feed").await, "ok ", "the closed member left");
+    let metrics = http_get(server.admin_addr(), "/metrics").await.text();
+    assert!(
+        sample(&metrics, "wshd_room_dropped_total{reason=\"overflow\"}").is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "wshd_room_deliveries_total").is_some_and(|n| n >= delivered as f64),
+        "{metrics}"
+    );
+}
