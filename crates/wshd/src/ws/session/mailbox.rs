@@ -133,7 +133,7 @@ impl Mailbox {
     }
 
     /// Keeps `waker` (the connection's driver's) to be woken by the next push.
-    pub(super) fn register(&self, waker: &Waker) {
+    pub(crate) fn register(&self, waker: &Waker) {
         let mut inner = self.lock();
         if !inner.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
             inner.waker = Some(waker.clone());
