@@ -21,6 +21,7 @@ mod plugins;
 mod proxy;
 mod quarantine;
 mod reload;
+mod rooms;
 mod routes;
 mod shutdown;
 mod static_files;

@@ -46,6 +46,8 @@ const PACKAGES: &[&str] = &[
     "fixture_old_abi",
     "fixture_version_one",
     "fixture_version_two",
+    "fixture_rooms_one",
+    "fixture_rooms_two",
     "echo_noext_wsh",
     "close_wsh",
     "abort_wsh",

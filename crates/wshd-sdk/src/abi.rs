@@ -378,6 +378,8 @@ pub struct HostVTable {
     /// be run, or released with `job.release` if the host shuts down first), or
     /// [`POLL_CLOSED`] when the host could not take it (`job` was released already).
     pub spawn_blocking: unsafe extern "C" fn(ctx: *const c_void, job: RBlockingJob) -> u32,
+    /// The host's rooms (appended after `spawn_blocking`; read it only when `size` covers it, and it is not null).
+    pub rooms: *const RoomsVTable,
 }
 
 /// A closure of the plugin's, for [`HostVTable::spawn_blocking`]: the host calls exactly one
@@ -404,6 +406,73 @@ pub const HOST_VTABLE_V2_SIZE: usize = offset_of!(HostVTable, spawn) + size_of::
 
 // The first appended entry starts right where the first v2 table ended.
 const _: () = assert!(HOST_VTABLE_V2_SIZE == offset_of!(HostVTable, spawn_blocking));
+
+/// A connection's id in the host's rooms: the host process's random node id and its counter.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RConnId {
+    /// The host process's node id.
+    pub node: u64,
+    /// The host process's counter.
+    pub seq: u64,
+}
+
+/// A room call succeeded.
+pub const ROOM_OK: u32 = 0;
+/// The channel name is empty, too long or not UTF-8.
+pub const ROOM_BAD_NAME: u32 = 1;
+/// The presence record is too large.
+pub const ROOM_PRESENCE_TOO_LARGE: u32 = 2;
+/// The connection is a member of too many channels.
+pub const ROOM_TOO_MANY_CHANNELS: u32 = 3;
+/// A text message that is not UTF-8.
+pub const ROOM_NOT_UTF8: u32 = 4;
+/// The connection is closed, or no connection has that id in this host process.
+pub const ROOM_GONE: u32 = 5;
+/// `leave`: the connection was not a member.
+pub const ROOM_NOT_MEMBER: u32 = 6;
+/// A bad argument (a `kind` that is not `MSG_TEXT`/`MSG_BINARY`).
+pub const ROOM_INVALID: u32 = 7;
+
+/// Rooms owned by the host (channels with presence, publish, send to a connection by id).
+/// `conn` is an [`RConn`]'s `ctx` (a reference the caller holds); channel names are looked up
+/// in that connection's route's namespace. Every function returns a `ROOM_*` code.
+#[repr(C)]
+#[derive(Debug)]
+pub struct RoomsVTable {
+    /// Size of this struct as the host built it.
+    pub size: u32,
+    /// Writes the connection's id to `out` (made on the first call, stable for its life).
+    pub conn_id: unsafe extern "C" fn(conn: *const c_void, out: *mut RConnId) -> u32,
+    /// Joins `channel` with the `presence` record (or replaces the record).
+    pub join: unsafe extern "C" fn(conn: *const c_void, channel: RStr, presence: RStr) -> u32,
+    /// Leaves `channel` (`ROOM_NOT_MEMBER` when not a member).
+    pub leave: unsafe extern "C" fn(conn: *const c_void, channel: RStr) -> u32,
+    /// Sends `data` (`MSG_TEXT`/`MSG_BINARY`) to every member of `channel`; writes how many
+    /// members it was queued for to `delivered`.
+    pub publish: unsafe extern "C" fn(
+        conn: *const c_void,
+        channel: RStr,
+        kind: u8,
+        data: RStr,
+        delivered: *mut u64,
+    ) -> u32,
+    /// Sends `data` to the connection `id` alone.
+    pub send_to: unsafe extern "C" fn(id: RConnId, kind: u8, data: RStr) -> u32,
+    /// Calls `push(out, id, presence)` for each member of `channel`, in the order they joined
+    /// (the record is valid during that call only).
+    pub presence: unsafe extern "C" fn(
+        conn: *const c_void,
+        channel: RStr,
+        out: *mut c_void,
+        push: unsafe extern "C" fn(out: *mut c_void, id: RConnId, presence: RStr),
+    ) -> u32,
+}
+
+// SAFETY: the host's rooms table is an immutable static of thread-safe functions.
+unsafe impl Sync for RoomsVTable {}
+// SAFETY: as above.
+unsafe impl Send for RoomsVTable {}
 
 // SAFETY: the host builds this table once per loaded plugin and never mutates it; its
 // functions are thread-safe.
@@ -482,8 +551,9 @@ pub const LAYOUT_FINGERPRINT: u64 = {
     h = h.mix(size_of::<RCloseStatus>() as u64);
     h = h.mix(size_of::<RConn>() as u64);
     h = h.mix(size_of::<ConnVTable>() as u64).mix(offset_of!(ConnVTable, poll_send) as u64);
-    // The host table is append-only with a `size` field read at run time: its first v2 size
-    // stays in the fingerprint, so plugins built before an append still load.
+    // The host table is append-only with a `size` field read at run time (and the rooms
+    // table has its own): its first v2 size stays in the fingerprint, so plugins built before
+    // an append still load.
     h = h.mix(HOST_VTABLE_V2_SIZE as u64).mix(offset_of!(HostVTable, spawn) as u64);
     h = h.mix(size_of::<RErrorOut>() as u64);
     h = h.mix(size_of::<FfiFuture<u32>>() as u64).mix(size_of::<async_ffi::FfiPoll<u32>>() as u64);

@@ -187,6 +187,11 @@ impl Connection {
         Connection { sender: Sender { raw }, info: Arc::new(info), peer_close: None }
     }
 
+    /// The host's connection object.
+    pub(crate) fn raw(&self) -> &RawConn {
+        &self.sender.raw
+    }
+
     /// Facts fixed at the handshake: resource, subprotocol, addresses.
     pub fn info(&self) -> &ConnectionInfo {
         &self.info

@@ -65,6 +65,8 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
 // ---------------------------------------------------------------------------------------------
 // Host services.
 
+pub(crate) mod rooms;
+
 /// Safe access to the host's service table, set once by `init`.
 pub(crate) mod host {
     use super::*;
@@ -82,7 +84,7 @@ pub(crate) mod host {
         let _ = HOST.set(HostRef(table));
     }
 
-    fn table() -> Option<&'static HostVTable> {
+    pub(super) fn table() -> Option<&'static HostVTable> {
         // SAFETY: the host keeps its table alive for as long as this library is loaded.
         HOST.get().map(|h| unsafe { &*h.0 })
     }

@@ -122,6 +122,7 @@ mod lent;
 mod message;
 mod oneshot;
 mod request;
+pub mod rooms;
 mod services;
 
 pub use blocking::{Blocking, BlockingError, blocking};
@@ -131,6 +132,7 @@ pub use connection::{CloseReply, CloseStatus, Connection, ConnectionInfo, SendEr
 pub use handler::{Accept, Error, Handler, Reject};
 pub use message::{Event, Message, MessageKind, Payload, Text};
 pub use request::{Header, Request};
+pub use rooms::{ConnId, Member, RoomError, Rooms};
 pub use services::{log, spawn, time};
 
 /// The version of this SDK, recorded in every plugin.

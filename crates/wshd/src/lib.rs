@@ -30,6 +30,7 @@ pub mod logging;
 mod metrics;
 pub mod plugin;
 pub mod reload;
+mod rooms;
 mod scoreboard;
 pub mod server;
 pub mod state;

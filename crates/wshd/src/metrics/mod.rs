@@ -5,6 +5,7 @@
 //! handshake; per message it only updates its own counts ([`traffic`]), which a scrape sums
 //! per route. No label map is consulted per message. See `docs/decisions/0004-metrics.md`.
 
+pub(crate) mod rooms;
 pub(crate) mod traffic;
 
 use std::collections::HashMap;
@@ -292,6 +293,7 @@ impl Metrics {
         let plugins = Arc::new(PluginCounters::default());
         let counters = Arc::clone(&plugins);
         registry.register_collector(Box::new(PluginCollector { counters, live_generations }));
+        registry.register_collector(Box::new(rooms::RoomCollector));
         Metrics {
             registry,
             open,

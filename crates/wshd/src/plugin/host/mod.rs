@@ -1,6 +1,7 @@
-//! The host side of the plugin ABI: the `extern "C"` functions plugins call, in three
+//! The host side of the plugin ABI: the `extern "C"` functions plugins call, in four
 //! tables — [`services`] (log, sleep, spawn), [`handshake`] (the answer `do_handshake`
-//! writes) and [`connection`] (receive, send, close on a live connection).
+//! writes), [`connection`] (receive, send, close on a live connection) and [`rooms`]
+//! (channels, presence, publish; reached from the services table).
 //!
 //! Every function is defined with [`host_fn!`], which runs its body under `catch_unwind`: a
 //! panic in host code must not unwind into plugin code (unwinding out of `extern "C"` aborts
@@ -12,6 +13,7 @@ use wshd_sdk::abi::RStr;
 
 pub(super) mod connection;
 pub(super) mod handshake;
+pub(super) mod rooms;
 pub(super) mod services;
 
 /// Defines an `unsafe extern "C" fn` whose body runs under `catch_unwind`; a panic logs the

@@ -49,6 +49,7 @@ pub(crate) fn host_table(services: &PluginServices) -> HostVTable {
         sleep: host_sleep,
         spawn: host_spawn,
         spawn_blocking: host_spawn_blocking,
+        rooms: &super::rooms::ROOMS_VTABLE,
     }
 }
 

@@ -75,6 +75,24 @@ impl OutFrame {
     }
 }
 
+/// A whole, unmasked, uncompressed server data frame of `data` (header and payload in one
+/// buffer), to be queued on any number of connections with
+/// [`Encoder::queue_prebuilt`]; text must be UTF-8.
+pub(crate) fn server_message_frame(kind: DataKind, data: &[u8]) -> Result<Bytes, InvalidFrame> {
+    if kind == DataKind::Text && std::str::from_utf8(data).is_err() {
+        return Err(InvalidFrame);
+    }
+    let opcode = match kind {
+        DataKind::Text => OP_TEXT,
+        DataKind::Binary => OP_BINARY,
+    };
+    let header = EncodedHeader::new(true, false, opcode, data.len());
+    let mut frame = Vec::with_capacity(header.as_bytes().len() + data.len());
+    frame.extend_from_slice(header.as_bytes());
+    frame.extend_from_slice(data);
+    Ok(Bytes::from(frame))
+}
+
 /// Builds the frames one end sends and queues them until they are written.
 #[derive(Debug)]
 pub(crate) struct Encoder {
@@ -193,6 +211,22 @@ impl Encoder {
         let frame = self.data_frame(kind, fin, data)?;
         self.queue(frame);
         Ok(())
+    }
+
+    /// Whether an outgoing fragmented message is open (a frame built elsewhere must wait
+    /// until its last fragment is queued).
+    pub(crate) fn is_mid_message(&self) -> bool {
+        self.fragmented.is_some()
+    }
+
+    /// Queues a whole frame built elsewhere (header and payload in one buffer, e.g. by
+    /// [`server_message_frame`]); it bypasses compression (RSV1 unset: RFC 7692 lets a
+    /// message go uncompressed) and must not be queued inside a fragmented message.
+    pub(crate) fn queue_prebuilt(&mut self, frame: Bytes) {
+        debug_assert!(self.fragmented.is_none() && self.role == Role::Server);
+        let frame = OutFrame { header: EncodedHeader::empty(), payload: frame, written: 0 };
+        self.queued += frame.len();
+        self.frames.push_back(frame);
     }
 
     /// Queues a ping.

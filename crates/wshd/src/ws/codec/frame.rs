@@ -110,6 +110,12 @@ impl EncodedHeader {
         EncodedHeader { bytes, len: used }
     }
 
+    /// No header: the frame's header is already at the front of its payload (a pre-built
+    /// frame, see [`Encoder::queue_prebuilt`](super::Encoder::queue_prebuilt)).
+    pub(crate) const fn empty() -> EncodedHeader {
+        EncodedHeader { bytes: [0; 14], len: 0 }
+    }
+
     /// The same header with the mask bit set and `key` appended (the payload must be masked
     /// with it).
     pub(crate) fn with_mask(mut self, key: [u8; 4]) -> EncodedHeader {

@@ -128,8 +128,15 @@ impl Driver {
         let handler_done = self.handler.is_none();
         st.read_step(cx, !handler_done, settings.inbound_queue_bytes, settings.close_timeout);
         st.send_due_failure_close(handler_done, settings.close_timeout);
+        if st.room.is_some() {
+            st.deliver_mailbox(settings, cx);
+        }
         self.timers.check(&mut st, settings, cx);
         let tcp_closed = close_step(&mut self.close_timer, &mut st, cx);
+        if st.room.is_some() && st.mail_fits() {
+            // Room frames wait and the write queue has room again: another poll takes them.
+            cx.waker().wake_by_ref();
+        }
         let step = ConnectionStep {
             tcp_closed,
             queue_was_full: !st.inbound.has_room(settings.inbound_queue_bytes),

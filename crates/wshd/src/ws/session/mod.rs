@@ -16,10 +16,12 @@
 //!
 //! The modules: `shared` (the handler's operations on the connection), `state` (what the
 //! connection's lock guards, and how frames read become queued messages), `phase` (the
-//! connection's phase: the closing handshake's one state machine), `driver` (the task), and
-//! `upkeep` (timers and accounting).
+//! connection's phase: the closing handshake's one state machine), `driver` (the task),
+//! `upkeep` (timers and accounting), and `mailbox` (frames built elsewhere, room messages,
+//! waiting for the write queue).
 
 mod driver;
+mod mailbox;
 mod phase;
 mod shared;
 mod state;
@@ -42,6 +44,7 @@ use crate::config::WsSettings;
 use crate::metrics::RouteMetrics;
 
 pub(crate) use self::driver::{Driver, HandlerExit, HandlerFuture, SessionEnd};
+pub(crate) use self::mailbox::{Mailbox, MailboxLimits, Overflow, Pushed};
 pub(crate) use self::shared::ConnShared;
 
 /// What the handler receives.

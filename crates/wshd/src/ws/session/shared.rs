@@ -2,6 +2,7 @@
 //! connection's lock for itself (none is held across a handler's poll: see
 //! `docs/decisions/0006-hot-path-locking.md`).
 
+use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -10,12 +11,13 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use wshd_sdk::CloseCode;
 
-use super::state::ConnState;
+use super::mailbox::{Mailbox, MailboxLimits};
+use super::state::{ConnState, RoomSlot};
 use super::{CURRENT, DRIVER_WAKER, Inbound, KeepAlive, OpError, SessionSettings, poll_time};
 use crate::ws::transport::{DataKind, WsStream};
 
 /// Outgoing bytes queued before a sender has to wait for the socket.
-const SEND_HIGH_WATER: usize = 64 * 1024;
+pub(super) const SEND_HIGH_WATER: usize = 64 * 1024;
 
 /// The longest close reason a close frame can carry (125 bytes of body less the code).
 const MAX_CLOSE_REASON: usize = 123;
@@ -207,6 +209,38 @@ impl ConnShared {
         Ok(())
     }
 
+    /// The route this connection was accepted on (`""` without counters: unit tests); the
+    /// namespace of its channels.
+    pub(crate) fn route(&self) -> &str {
+        self.settings.metrics.as_ref().map_or("", |m| m.route.as_str())
+    }
+
+    /// The connection's room-membership owner of type `T`, made on the first call with the
+    /// connection's new mailbox (bounded by `limits`) by `make`; the session drops it when
+    /// it ends. `Closed` once TCP is closed; `Invalid` when another type was attached.
+    pub(crate) fn room_member<T: Any + Send + Sync>(
+        &self,
+        limits: MailboxLimits,
+        make: impl FnOnce(Arc<Mailbox>) -> T,
+    ) -> Result<Arc<T>, OpError> {
+        let mut st = self.lock();
+        if st.lifecycle.is_tcp_closed() {
+            return Err(OpError::Closed);
+        }
+        let slot = match st.room.as_ref() {
+            Some(slot) => slot,
+            None => {
+                let mailbox = Arc::new(Mailbox::new(limits));
+                if let Some(waker) = st.driver_waker() {
+                    mailbox.register(waker);
+                }
+                let member: Arc<dyn Any + Send + Sync> = Arc::new(make(Arc::clone(&mailbox)));
+                st.room.insert(RoomSlot { mailbox, member })
+            }
+        };
+        Arc::clone(&slot.member).downcast::<T>().map_err(|_| OpError::Invalid)
+    }
+
     /// Turns pong notifications on or off.
     pub(crate) fn set_pong_notifications(&self, enabled: bool) {
         self.lock().notify_pongs = enabled;
@@ -263,6 +297,10 @@ impl ConnState {
         }
         .map_err(|_| OpError::Invalid)?;
         self.upkeep.frame_out(data.len(), fin);
+        if fin && self.room.as_ref().is_some_and(|slot| !slot.mailbox.is_empty()) {
+            // Room frames may wait behind this message: the driver takes them next poll.
+            self.wake_driver_task();
+        }
         Ok(())
     }
 }

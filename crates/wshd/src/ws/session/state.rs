@@ -3,13 +3,16 @@
 //! phase's transitions (`phase`) get their effects: close frames queued, the socket dropped,
 //! waiters woken.
 
+use std::any::Any;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use wshd_sdk::CloseCode;
 
+use super::mailbox::Mailbox;
 use super::phase::Lifecycle;
 use super::upkeep::{self, Upkeep};
 use super::{Inbound, SessionSettings, in_driver};
@@ -65,6 +68,16 @@ pub(super) struct ConnState {
     pub(super) poll_now: Option<Instant>,
     /// Timers' state and accounting (see `upkeep`).
     pub(super) upkeep: Upkeep,
+    /// The mailbox of room messages and what owns the connection's memberships; `None`
+    /// until something asks for them (most connections).
+    pub(super) room: Option<RoomSlot>,
+}
+
+/// A connection's mailbox, and the object (from `rooms`, type-erased here) whose drop ends
+/// its memberships when the session ends.
+pub(super) struct RoomSlot {
+    pub(super) mailbox: Arc<Mailbox>,
+    pub(super) member: Arc<dyn Any + Send + Sync>,
 }
 
 impl ConnState {
@@ -79,6 +92,7 @@ impl ConnState {
             notify_pongs: false,
             poll_now: None,
             upkeep: Upkeep::new(settings),
+            room: None,
         }
     }
 
@@ -107,6 +121,18 @@ impl ConnState {
         if !in_driver()
             && let Some(w) = &self.driver_waker
         {
+            w.wake_by_ref();
+        }
+    }
+
+    /// The driver task's waker, once it has polled.
+    pub(super) fn driver_waker(&self) -> Option<&Waker> {
+        self.driver_waker.as_ref()
+    }
+
+    /// Wakes the driver even from within its own poll (it then polls once more).
+    pub(super) fn wake_driver_task(&self) {
+        if let Some(w) = &self.driver_waker {
             w.wake_by_ref();
         }
     }
@@ -237,10 +263,14 @@ impl ConnState {
         self.wake_driver();
     }
 
-    /// The session is over: TCP is closed, even if a `Sender` handle outlives the session.
+    /// The session is over: TCP is closed, even if a `Sender` handle outlives the session;
+    /// the mailbox refuses further frames and the memberships end (their owner is dropped).
     pub(super) fn end(&mut self) {
         self.lifecycle.end();
         self.close_tcp();
+        if let Some(slot) = self.room.take() {
+            slot.mailbox.close();
+        }
     }
 
     /// Drops the socket (the phase says TCP is closed) and tells a waiting handler.

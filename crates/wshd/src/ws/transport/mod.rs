@@ -22,7 +22,7 @@ use crate::config::WsSettings;
 pub(crate) use self::metered::{Metered, Wire};
 pub(crate) use self::ws_io::{ReadStatus, WsIo};
 pub(crate) use super::codec::deflate::negotiate as negotiate_deflate;
-pub(crate) use super::codec::{DataKind, Encoder, Event, Failure};
+pub(crate) use super::codec::{DataKind, Encoder, Event, Failure, server_message_frame};
 
 /// A server-side WebSocket over an upgraded HTTP connection.
 pub(crate) type WsStream = WsIo<Metered<Socket>>;

@@ -65,6 +65,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsIo<IO> {
         &mut self.encoder
     }
 
+    /// Whether an outgoing fragmented message is open.
+    pub(crate) fn is_mid_message(&self) -> bool {
+        self.encoder.is_mid_message()
+    }
+
     /// Bytes queued but not yet written.
     pub(crate) fn queued_bytes(&self) -> usize {
         self.encoder.queued_bytes()

@@ -1,0 +1,98 @@
+//! Safe wrappers over the host's rooms table ([`RoomsVTable`]), for [`crate::rooms`].
+
+use std::ffi::c_void;
+
+use super::RawConn;
+use super::host;
+use crate::abi::*;
+
+/// The host's rooms table, when the host has one this SDK knows all of: the services
+/// table's `size` must cover the appended `rooms` pointer, the pointer must be set, and the
+/// rooms table's own `size` must cover every entry used here.
+fn table() -> Option<&'static RoomsVTable> {
+    let services = host::table()?;
+    let end = std::mem::offset_of!(HostVTable, rooms) + std::mem::size_of::<*const RoomsVTable>();
+    if (services.size as usize) < end || services.rooms.is_null() {
+        return None;
+    }
+    // SAFETY: a host table pointer within the size the host declared; the host keeps its
+    // tables alive while this library is loaded.
+    let rooms = unsafe { &*services.rooms };
+    (rooms.size as usize >= std::mem::size_of::<RoomsVTable>()).then_some(rooms)
+}
+
+/// `ROOM_GONE` when the host has no rooms (an older host).
+const NO_ROOMS: u32 = u32::MAX;
+
+impl RawConn {
+    /// The connection's id, or a `ROOM_*` code.
+    pub(crate) fn room_id(&self) -> Result<RConnId, u32> {
+        let Some(t) = table() else { return Err(NO_ROOMS) };
+        let mut out = RConnId { node: 0, seq: 0 };
+        // SAFETY: host function with a live connection reference; `out` is a valid place.
+        match unsafe { (t.conn_id)(self.ctx, &mut out) } {
+            ROOM_OK => Ok(out),
+            code => Err(code),
+        }
+    }
+
+    /// Joins `channel` with `presence`: a `ROOM_*` code.
+    pub(crate) fn room_join(&self, channel: &str, presence: &[u8]) -> u32 {
+        let Some(t) = table() else { return NO_ROOMS };
+        // SAFETY: host function with a live connection reference; it copies the strings.
+        unsafe { (t.join)(self.ctx, RStr::from_bytes(channel.as_bytes()), RStr::from_bytes(presence)) }
+    }
+
+    /// Leaves `channel`: a `ROOM_*` code.
+    pub(crate) fn room_leave(&self, channel: &str) -> u32 {
+        let Some(t) = table() else { return NO_ROOMS };
+        // SAFETY: host function with a live connection reference; the name outlives the call.
+        unsafe { (t.leave)(self.ctx, RStr::from_bytes(channel.as_bytes())) }
+    }
+
+    /// Publishes `data` (`MSG_*` `kind`) to `channel`: the members reached, or a `ROOM_*` code.
+    pub(crate) fn room_publish(&self, channel: &str, kind: u8, data: &[u8]) -> Result<u64, u32> {
+        let Some(t) = table() else { return Err(NO_ROOMS) };
+        let mut delivered = 0u64;
+        let channel = RStr::from_bytes(channel.as_bytes());
+        // SAFETY: host function with a live connection reference; it copies `data`;
+        // `delivered` is a valid place.
+        match unsafe { (t.publish)(self.ctx, channel, kind, RStr::from_bytes(data), &mut delivered) } {
+            ROOM_OK => Ok(delivered),
+            code => Err(code),
+        }
+    }
+
+    /// The members of `channel` (id and presence record), or a `ROOM_*` code.
+    pub(crate) fn room_presence(&self, channel: &str) -> Result<Vec<(RConnId, Vec<u8>)>, u32> {
+        let Some(t) = table() else { return Err(NO_ROOMS) };
+        let mut members: Vec<(RConnId, Vec<u8>)> = Vec::new();
+        let out = (&mut members as *mut Vec<(RConnId, Vec<u8>)>).cast::<c_void>();
+        // SAFETY: host function with a live connection reference; `push` gets back `out`, a
+        // live vector, during this call only.
+        match unsafe { (t.presence)(self.ctx, RStr::from_bytes(channel.as_bytes()), out, push_member) } {
+            ROOM_OK => Ok(members),
+            code => Err(code),
+        }
+    }
+}
+
+/// Sends `data` (`MSG_*` `kind`) to the connection `id`: a `ROOM_*` code.
+pub(crate) fn room_send_to(id: RConnId, kind: u8, data: &[u8]) -> u32 {
+    let Some(t) = table() else { return NO_ROOMS };
+    // SAFETY: host function; it copies `data` before returning.
+    unsafe { (t.send_to)(id, kind, RStr::from_bytes(data)) }
+}
+
+/// The presence callback: appends a member to the vector behind `out`.
+///
+/// # Safety
+/// `out` is the `Vec` passed to the host's `presence`; `presence` is valid for the call.
+unsafe extern "C" fn push_member(out: *mut c_void, id: RConnId, presence: RStr) {
+    // SAFETY: forwarded contract.
+    let (members, record) = unsafe { (&mut *out.cast::<Vec<(RConnId, Vec<u8>)>>(), presence.as_bytes()) };
+    // A panic must not unwind into the host (a capacity overflow is the only one possible).
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        members.push((id, record.unwrap_or_default().to_vec()));
+    }));
+}

@@ -1,0 +1,216 @@
+//! Rooms owned by the host: a connection [`join`](crate::Connection::join)s channels with a
+//! small presence record, and anything holding a [`Rooms`] handle (cloneable, usable from
+//! tasks made with [`spawn`](crate::spawn)) publishes to a channel's members, sends to one
+//! connection by its [`ConnId`], or lists a channel's [`Member`]s.
+//!
+//! The host keeps the channels, not the plugin: they outlive a hot reload (members served
+//! by the old and the new build see each other), and a connection leaves every channel when
+//! it ends, without handler code. Channel names are per route: `lobby` on `/chat` is not
+//! `lobby` on `/game`. A publish does not wait: each member has a bounded queue in the host,
+//! and a member that does not keep up is closed with 1008.
+//!
+//! ```ignore
+//! conn.join("lobby", b"alice")?;
+//! let rooms = conn.rooms();
+//! rooms.publish_text("lobby", "alice joined")?;
+//! for member in rooms.presence("lobby")? { /* member.id, member.presence */ }
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::Connection;
+use crate::abi::*;
+use crate::export::RawConn;
+use crate::export::rooms::room_send_to;
+
+/// A connection's id: unique across the host's processes, stable for the connection's life.
+/// It prints as a short string (`9f3a0c1d2e4b5a69-1f`) that [`FromStr`] reads back, so it can
+/// travel in messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    node: u64,
+    seq: u64,
+}
+
+impl ConnId {
+    fn from_raw(id: RConnId) -> ConnId {
+        ConnId { node: id.node, seq: id.seq }
+    }
+
+    fn to_raw(self) -> RConnId {
+        RConnId { node: self.node, seq: self.seq }
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}-{:x}", self.node, self.seq)
+    }
+}
+
+/// The text is not a [`ConnId`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseConnIdError;
+
+impl fmt::Display for ParseConnIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a connection id")
+    }
+}
+
+impl std::error::Error for ParseConnIdError {}
+
+impl FromStr for ConnId {
+    type Err = ParseConnIdError;
+
+    fn from_str(s: &str) -> Result<ConnId, ParseConnIdError> {
+        let (node, seq) = s.split_once('-').ok_or(ParseConnIdError)?;
+        if node.len() != 16 || seq.is_empty() || seq.len() > 16 {
+            return Err(ParseConnIdError);
+        }
+        let node = u64::from_str_radix(node, 16).map_err(|_| ParseConnIdError)?;
+        let seq = u64::from_str_radix(seq, 16).map_err(|_| ParseConnIdError)?;
+        Ok(ConnId { node, seq })
+    }
+}
+
+/// Why a room operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RoomError {
+    /// The channel name is empty or over 200 bytes.
+    BadName,
+    /// The presence record is over 512 bytes.
+    PresenceTooLarge,
+    /// The connection is a member of 64 channels already.
+    TooManyChannels,
+    /// The connection is closed, or no connection has that id (in this host process).
+    Gone,
+    /// The host has no rooms (it is older than this SDK).
+    Unsupported,
+}
+
+impl fmt::Display for RoomError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RoomError::BadName => "bad channel name",
+            RoomError::PresenceTooLarge => "presence record too large",
+            RoomError::TooManyChannels => "too many channels joined",
+            RoomError::Gone => "no such connection",
+            RoomError::Unsupported => "the host has no rooms",
+        })
+    }
+}
+
+impl std::error::Error for RoomError {}
+
+/// The error of a `ROOM_*` code (text is always UTF-8 here, and kinds are always valid).
+fn room_error(code: u32) -> RoomError {
+    match code {
+        ROOM_BAD_NAME => RoomError::BadName,
+        ROOM_PRESENCE_TOO_LARGE => RoomError::PresenceTooLarge,
+        ROOM_TOO_MANY_CHANNELS => RoomError::TooManyChannels,
+        ROOM_GONE => RoomError::Gone,
+        _ => RoomError::Unsupported,
+    }
+}
+
+/// A member of a channel: its connection's id and the presence record it joined with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Member {
+    /// The member's connection.
+    pub id: ConnId,
+    /// The record it joined with.
+    pub presence: Vec<u8>,
+}
+
+/// A cloneable handle on the host's rooms, in the namespace of the route of the connection
+/// it came from ([`Connection::rooms`]); usable from any task.
+#[derive(Debug, Clone)]
+pub struct Rooms {
+    raw: RawConn,
+}
+
+impl Rooms {
+    /// Sends `text` to every member of `channel`; how many members it was queued for.
+    pub fn publish_text(&self, channel: &str, text: &str) -> Result<usize, RoomError> {
+        self.publish(channel, MSG_TEXT, text.as_bytes())
+    }
+
+    /// Sends `data` to every member of `channel`; how many members it was queued for.
+    pub fn publish_binary(&self, channel: &str, data: &[u8]) -> Result<usize, RoomError> {
+        self.publish(channel, MSG_BINARY, data)
+    }
+
+    fn publish(&self, channel: &str, kind: u8, data: &[u8]) -> Result<usize, RoomError> {
+        let delivered = self.raw.room_publish(channel, kind, data).map_err(room_error)?;
+        Ok(usize::try_from(delivered).unwrap_or(usize::MAX))
+    }
+
+    /// Sends `text` to the connection `id` alone.
+    pub fn send_text_to(&self, id: ConnId, text: &str) -> Result<(), RoomError> {
+        code_result(room_send_to(id.to_raw(), MSG_TEXT, text.as_bytes()))
+    }
+
+    /// Sends `data` to the connection `id` alone.
+    pub fn send_binary_to(&self, id: ConnId, data: &[u8]) -> Result<(), RoomError> {
+        code_result(room_send_to(id.to_raw(), MSG_BINARY, data))
+    }
+
+    /// The members of `channel`, in the order they joined.
+    pub fn presence(&self, channel: &str) -> Result<Vec<Member>, RoomError> {
+        let members = self.raw.room_presence(channel).map_err(room_error)?;
+        Ok(members.into_iter().map(|(id, presence)| Member { id: ConnId::from_raw(id), presence }).collect())
+    }
+}
+
+fn code_result(code: u32) -> Result<(), RoomError> {
+    match code {
+        ROOM_OK => Ok(()),
+        code => Err(room_error(code)),
+    }
+}
+
+impl Connection {
+    /// This connection's id (made on the first call; the same for the connection's life).
+    pub fn id(&self) -> Result<ConnId, RoomError> {
+        self.raw().room_id().map(ConnId::from_raw).map_err(room_error)
+    }
+
+    /// Joins `channel` with a `presence` record (at most 512 bytes; others see it in
+    /// [`Rooms::presence`]), or replaces the record when already a member.
+    pub fn join(&self, channel: &str, presence: &[u8]) -> Result<(), RoomError> {
+        code_result(self.raw().room_join(channel, presence))
+    }
+
+    /// Leaves `channel`; whether the connection was a member. (The host leaves every channel
+    /// for the connection when it ends.)
+    pub fn leave(&self, channel: &str) -> Result<bool, RoomError> {
+        match self.raw().room_leave(channel) {
+            ROOM_OK => Ok(true),
+            ROOM_NOT_MEMBER => Ok(false),
+            code => Err(room_error(code)),
+        }
+    }
+
+    /// A cloneable handle to publish, send by id and list members, from any task.
+    pub fn rooms(&self) -> Rooms {
+        Rooms { raw: self.raw().clone() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_print_and_parse_back() {
+        let id = ConnId { node: 0x9f3a_0c1d_2e4b_5a69, seq: 0x1f };
+        assert_eq!(id.to_string(), "9f3a0c1d2e4b5a69-1f");
+        assert_eq!("9f3a0c1d2e4b5a69-1f".parse::<ConnId>(), Ok(id));
+        assert_eq!("9f3a-1f".parse::<ConnId>(), Err(ParseConnIdError));
+        assert_eq!("9f3a0c1d2e4b5a69-".parse::<ConnId>(), Err(ParseConnIdError));
+    }
+}

@@ -1,0 +1,145 @@
+//! The rooms table ([`RoomsVTable`]) over the process's [`rooms`](crate::rooms): what the
+//! SDK's `Connection::join`/`leave`/`id` and `Rooms` call. Each function adapts ABI codes to
+//! the rooms' methods and back; the channel names are looked up in the namespace of the
+//! route of the connection passed in.
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+
+use wshd_sdk::abi::*;
+
+use super::{bytes_of, host_fn};
+use crate::rooms::{self, ChannelKey, ConnId, RoomError};
+use crate::ws::session::ConnShared;
+use crate::ws::transport::DataKind;
+
+/// The table every plugin's [`HostVTable`] points to.
+pub(crate) static ROOMS_VTABLE: RoomsVTable = RoomsVTable {
+    size: std::mem::size_of::<RoomsVTable>() as u32,
+    conn_id: rooms_conn_id,
+    join: rooms_join,
+    leave: rooms_leave,
+    publish: rooms_publish,
+    send_to: rooms_send_to,
+    presence: rooms_presence,
+};
+
+/// # Safety
+/// `ctx` is a live connection reference (an `RConn`'s `ctx` the caller holds).
+unsafe fn conn<'a>(ctx: *const c_void) -> &'a ConnShared {
+    // SAFETY: forwarded contract: the Arc's pointee is alive while the reference is held.
+    unsafe { &*ctx.cast::<ConnShared>() }
+}
+
+/// The `ROOM_*` code of `r`.
+fn room_code(r: Result<(), RoomError>) -> u32 {
+    match r {
+        Ok(()) => ROOM_OK,
+        Err(RoomError::BadName) => ROOM_BAD_NAME,
+        Err(RoomError::PresenceTooLarge) => ROOM_PRESENCE_TOO_LARGE,
+        Err(RoomError::TooManyChannels) => ROOM_TOO_MANY_CHANNELS,
+        Err(RoomError::NotUtf8) => ROOM_NOT_UTF8,
+        Err(RoomError::Gone) => ROOM_GONE,
+    }
+}
+
+/// The channel `name` (plugin bytes) in the namespace of `shared`'s route.
+fn channel_of(shared: &ConnShared, name: &[u8]) -> Result<ChannelKey, RoomError> {
+    let name = std::str::from_utf8(name).map_err(|_| RoomError::BadName)?;
+    ChannelKey::in_route(shared.route(), name)
+}
+
+/// The data kind of a `MSG_*` code.
+fn data_kind(kind: u8) -> Option<DataKind> {
+    match kind {
+        MSG_TEXT => Some(DataKind::Text),
+        MSG_BINARY => Some(DataKind::Binary),
+        _ => None,
+    }
+}
+
+host_fn! {
+    fn rooms_conn_id(ctx: *const c_void, out: *mut RConnId) -> u32 {
+        // SAFETY: a live connection reference (ABI contract).
+        let shared = unsafe { conn(ctx) };
+        match rooms::member_of(shared) {
+            Ok(member) => {
+                let id = member.id();
+                // SAFETY: `out` is a valid place provided by the caller for this call.
+                unsafe { out.write(RConnId { node: id.node, seq: id.seq }) };
+                ROOM_OK
+            }
+            Err(e) => room_code(Err(e)),
+        }
+    } else ROOM_GONE
+}
+
+host_fn! {
+    fn rooms_join(ctx: *const c_void, channel: RStr, presence: RStr) -> u32 {
+        // SAFETY: a live connection reference; the strings are valid for the call (copied).
+        let (shared, name, presence) = unsafe { (conn(ctx), bytes_of(channel), bytes_of(presence)) };
+        room_code(channel_of(shared, name).and_then(|key| rooms::member_of(shared)?.join(&key, presence)))
+    } else ROOM_GONE
+}
+
+host_fn! {
+    fn rooms_leave(ctx: *const c_void, channel: RStr) -> u32 {
+        // SAFETY: a live connection reference; the name is valid for the call.
+        let (shared, name) = unsafe { (conn(ctx), bytes_of(channel)) };
+        match channel_of(shared, name).and_then(|key| Ok(rooms::member_of(shared)?.leave(&key))) {
+            Ok(true) => ROOM_OK,
+            Ok(false) => ROOM_NOT_MEMBER,
+            Err(e) => room_code(Err(e)),
+        }
+    } else ROOM_GONE
+}
+
+host_fn! {
+    fn rooms_publish(ctx: *const c_void, channel: RStr, kind: u8, data: RStr, delivered: *mut u64) -> u32 {
+        let Some(kind) = data_kind(kind) else { return ROOM_INVALID };
+        // SAFETY: a live connection reference; the strings are valid for the call (copied).
+        let (shared, name, data) = unsafe { (conn(ctx), bytes_of(channel), bytes_of(data)) };
+        let published = channel_of(shared, name).and_then(|key| rooms::global().publish(&key, kind, data));
+        match published {
+            Ok(count) => {
+                if !delivered.is_null() {
+                    // SAFETY: a valid place provided by the caller for this call.
+                    unsafe { delivered.write(count as u64) };
+                }
+                ROOM_OK
+            }
+            Err(e) => room_code(Err(e)),
+        }
+    } else ROOM_GONE
+}
+
+host_fn! {
+    fn rooms_send_to(id: RConnId, kind: u8, data: RStr) -> u32 {
+        let Some(kind) = data_kind(kind) else { return ROOM_INVALID };
+        // SAFETY: `data` is valid for the call (copied inside).
+        let data = unsafe { bytes_of(data) };
+        room_code(rooms::global().send_to(ConnId { node: id.node, seq: id.seq }, kind, data))
+    } else ROOM_GONE
+}
+
+host_fn! {
+    fn rooms_presence(
+        ctx: *const c_void,
+        channel: RStr,
+        out: *mut c_void,
+        push: unsafe extern "C" fn(out: *mut c_void, id: RConnId, presence: RStr),
+    ) -> u32 {
+        // SAFETY: a live connection reference; the name is valid for the call.
+        let (shared, name) = unsafe { (conn(ctx), bytes_of(channel)) };
+        let key = match channel_of(shared, name) {
+            Ok(key) => key,
+            Err(e) => return room_code(Err(e)),
+        };
+        for (id, presence) in rooms::global().presence(&key) {
+            let id = RConnId { node: id.node, seq: id.seq };
+            // SAFETY: the plugin's callback with its own `out`; the record outlives the call.
+            unsafe { push(out, id, RStr::from_bytes(&presence)) };
+        }
+        ROOM_OK
+    } else ROOM_GONE
+}

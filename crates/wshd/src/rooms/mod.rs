@@ -1,0 +1,230 @@
+//! Rooms owned by the host: channels that connections join with a presence record, and
+//! messages published to every member (or sent to one connection by id) from any task.
+//!
+//! Channels belong to the process, not to a handler's plugin generation: a hot reload swaps
+//! the handler, and members served by the old and the new generation stay in the same
+//! channels. A channel's key carries its namespace ([`Scope`]): the route's own by default.
+//!
+//! Delivery: a publish builds its frame once (header and payload in one shared `Bytes`;
+//! server frames are unmasked, so the same bytes serve every member) and pushes it to each
+//! member's bounded [`Mailbox`], in member order, under the registry's read lock; a
+//! publisher's messages to a channel therefore reach each member in the order published.
+//! The member's session moves them into its write queue between the handler's messages.
+//! Room frames are never compressed (RSV1 unset), whatever the connection negotiated: see
+//! `docs/decisions/0014-rooms.md`.
+//!
+//! The connection's end takes it out of every channel ([`Member`]'s drop), without the
+//! handler. With several worker processes each has its own rooms; the broker seam of
+//! decision 0012 is for later.
+//!
+//! The modules: `id` (connection ids), `channel` (keys, bounds, errors), `member` (one
+//! connection's memberships).
+
+mod channel;
+mod id;
+mod member;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+
+use bytes::Bytes;
+
+pub(crate) use self::channel::{ChannelKey, RoomError};
+#[cfg(test)]
+use self::channel::{MAX_CHANNEL_NAME, MAX_PRESENCE, Scope};
+#[cfg(test)]
+use self::id::BadConnId;
+pub(crate) use self::id::ConnId;
+pub(crate) use self::member::Member;
+use crate::metrics::rooms::{DropReason, ROOMS};
+use crate::ws::session::{ConnShared, Mailbox, MailboxLimits, Overflow, Pushed};
+use crate::ws::transport::{DataKind, server_message_frame};
+
+/// A member's queue by default: 1 MiB or 1,024 messages, then closed with 1008.
+pub(crate) const DEFAULT_LIMITS: MailboxLimits =
+    MailboxLimits { max_bytes: 1 << 20, max_frames: 1024, overflow: Overflow::Close };
+
+/// One member of a channel.
+#[derive(Debug)]
+struct Subscriber {
+    id: ConnId,
+    presence: Bytes,
+    mailbox: Arc<Mailbox>,
+}
+
+/// The channels of a process, and its connections that have an id.
+#[derive(Debug)]
+pub(crate) struct Rooms {
+    /// Each channel's members, in the order they joined (a channel with none is removed).
+    channels: RwLock<HashMap<ChannelKey, Vec<Subscriber>>>,
+    /// Connections by id, for `send_to`.
+    conns: RwLock<HashMap<ConnId, Weak<Mailbox>>>,
+    /// Each member's queue bounds and policy.
+    limits: MailboxLimits,
+}
+
+/// The process's rooms.
+pub(crate) fn global() -> &'static Arc<Rooms> {
+    static ROOMS_OF_PROCESS: OnceLock<Arc<Rooms>> = OnceLock::new();
+    ROOMS_OF_PROCESS.get_or_init(|| Arc::new(Rooms::new(DEFAULT_LIMITS)))
+}
+
+/// The room member of the connection `conn` in the process's rooms (made on first use:
+/// the connection gets its id and mailbox then).
+pub(crate) fn member_of(conn: &ConnShared) -> Result<Arc<Member>, RoomError> {
+    let rooms = global();
+    conn.room_member(rooms.limits, |mailbox| rooms.member(mailbox)).map_err(|_| RoomError::Gone)
+}
+
+impl Rooms {
+    /// Empty rooms whose members' queues have `limits`.
+    pub(crate) fn new(limits: MailboxLimits) -> Rooms {
+        Rooms { channels: RwLock::new(HashMap::new()), conns: RwLock::new(HashMap::new()), limits }
+    }
+
+    fn channels(&self) -> RwLockReadGuard<'_, HashMap<ChannelKey, Vec<Subscriber>>> {
+        self.channels.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn channels_mut(&self) -> RwLockWriteGuard<'_, HashMap<ChannelKey, Vec<Subscriber>>> {
+        self.channels.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn conns_mut(&self) -> RwLockWriteGuard<'_, HashMap<ConnId, Weak<Mailbox>>> {
+        self.conns.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A new member (with a new id) receiving through `mailbox`.
+    pub(crate) fn member(self: &Arc<Self>, mailbox: Arc<Mailbox>) -> Member {
+        let id = ConnId::next();
+        self.conns_mut().insert(id, Arc::downgrade(&mailbox));
+        Member::new(id, mailbox, Arc::clone(self))
+    }
+
+    /// Adds `id` to `channel` (or replaces its presence record).
+    fn subscribe(&self, channel: &ChannelKey, id: ConnId, presence: Bytes, mailbox: &Arc<Mailbox>) {
+        let mut channels = self.channels_mut();
+        let members = channels.entry(channel.clone()).or_default();
+        match members.iter_mut().find(|s| s.id == id) {
+            Some(member) => member.presence = presence,
+            None => members.push(Subscriber { id, presence, mailbox: Arc::clone(mailbox) }),
+        }
+    }
+
+    /// Takes `id` out of `channel`.
+    fn unsubscribe(&self, channel: &ChannelKey, id: ConnId) {
+        let mut channels = self.channels_mut();
+        remove_member(&mut channels, channel, id);
+    }
+
+    /// The connection `id` is gone: out of `joined` and of the id table.
+    fn forget(&self, id: ConnId, joined: &[ChannelKey]) {
+        if !joined.is_empty() {
+            let mut channels = self.channels_mut();
+            for channel in joined {
+                remove_member(&mut channels, channel, id);
+            }
+        }
+        self.conns_mut().remove(&id);
+    }
+
+    /// The members of `channel` (id and presence record), in the order they joined.
+    pub(crate) fn presence(&self, channel: &ChannelKey) -> Vec<(ConnId, Bytes)> {
+        let channels = self.channels();
+        let Some(members) = channels.get(channel) else { return Vec::new() };
+        members.iter().filter(|s| !s.mailbox.is_closed()).map(|s| (s.id, s.presence.clone())).collect()
+    }
+
+    /// Sends `data` to every member of `channel`: one frame built, queued for each; how
+    /// many members it was queued for.
+    pub(crate) fn publish(
+        &self,
+        channel: &ChannelKey,
+        kind: DataKind,
+        data: &[u8],
+    ) -> Result<usize, RoomError> {
+        let frame = server_message_frame(kind, data).map_err(|_| RoomError::NotUtf8)?;
+        let mut tally = Tally::default();
+        if let Some(members) = self.channels().get(channel) {
+            for member in members {
+                tally.count(member.mailbox.push(frame.clone(), data.len()));
+            }
+        }
+        Ok(tally.record())
+    }
+
+    /// Sends `data` to the connection `id` alone (it need not be in any channel).
+    pub(crate) fn send_to(&self, id: ConnId, kind: DataKind, data: &[u8]) -> Result<(), RoomError> {
+        let mailbox = {
+            let conns = self.conns.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            conns.get(&id).and_then(Weak::upgrade)
+        };
+        let Some(mailbox) = mailbox else { return Err(RoomError::Gone) };
+        let frame = server_message_frame(kind, data).map_err(|_| RoomError::NotUtf8)?;
+        let mut tally = Tally::default();
+        let pushed = mailbox.push(frame, data.len());
+        tally.count(pushed);
+        tally.record();
+        match pushed {
+            Pushed::Queued { .. } => Ok(()),
+            Pushed::Overflowed | Pushed::Closed => Err(RoomError::Gone),
+        }
+    }
+
+    /// How many channels have members.
+    #[cfg(test)]
+    pub(crate) fn channel_count(&self) -> usize {
+        self.channels().len()
+    }
+}
+
+/// Takes `id` out of `channel` in `channels`; a channel left empty is removed.
+fn remove_member(channels: &mut HashMap<ChannelKey, Vec<Subscriber>>, channel: &ChannelKey, id: ConnId) {
+    let Some(members) = channels.get_mut(channel) else { return };
+    if let Some(at) = members.iter().position(|s| s.id == id) {
+        members.remove(at);
+    }
+    if members.is_empty() {
+        channels.remove(channel);
+    }
+}
+
+/// What one publish did, counted into the metrics at the end.
+#[derive(Debug, Default)]
+struct Tally {
+    delivered: u64,
+    dropped_oldest: u64,
+    overflowed: u64,
+    gone: u64,
+}
+
+impl Tally {
+    fn count(&mut self, pushed: Pushed) {
+        match pushed {
+            Pushed::Queued { dropped } => {
+                self.delivered += 1;
+                self.dropped_oldest += dropped as u64;
+            }
+            Pushed::Overflowed => self.overflowed += 1,
+            Pushed::Closed => self.gone += 1,
+        }
+    }
+
+    /// Records the counts; the deliveries.
+    fn record(self) -> usize {
+        ROOMS.published(self.delivered);
+        for (reason, count) in [
+            (DropReason::Oldest, self.dropped_oldest),
+            (DropReason::Overflow, self.overflowed),
+            (DropReason::Gone, self.gone),
+        ] {
+            if count > 0 {
+                ROOMS.dropped(reason, count);
+            }
+        }
+        usize::try_from(self.delivered).unwrap_or(usize::MAX)
+    }
+}
