@@ -180,13 +180,7 @@ async fn a_spinning_handler_gets_its_worker_killed_and_sigterm_still_ends_the_ma
     let sample = "wshd_worker_exits_total{cause=\"unresponsive\"} 1";
     assert!(metrics.lines().any(|l| l == sample), "{sample} in\n{metrics}");
 
-    let mut spinner = connect(&server.ws_url("/bad")).await;
-    futures_util::SinkExt::send(&mut spinner, Message::text("spin")).await.unwrap_or_else(|e| panic!("{e}"));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let signalled = Instant::now();
-    server.signal("TERM");
-    let status = server.wait_exit(Duration::from_secs(10)).unwrap_or_else(|| panic!("{}", server.logs()));
-    let took = signalled.elapsed();
+    let (took, status) = sigterm_with_a_spinner(&mut server).await;
     println!(
         "spin: killed {killed:?} after the spin; SIGTERM with a spinner: exited after {took:?} ({status:?})"
     );

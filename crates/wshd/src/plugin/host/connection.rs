@@ -89,8 +89,8 @@ fn poll_code(p: Poll<Result<(), OpError>>) -> u32 {
     }
 }
 
-/// The data kind of a `MSG_*` code, for sending.
-fn data_kind(kind: u8) -> Option<DataKind> {
+/// The data kind of a `MSG_*` code, for sending (also a room publish's).
+pub(super) fn data_kind(kind: u8) -> Option<DataKind> {
     match kind {
         MSG_TEXT => Some(DataKind::Text),
         MSG_BINARY => Some(DataKind::Binary),

@@ -8,10 +8,10 @@ use std::ffi::c_void;
 
 use wshd_sdk::abi::*;
 
+use super::connection::data_kind;
 use super::{bytes_of, host_fn};
 use crate::rooms::{self, ChannelKey, ConnId, RoomError};
 use crate::ws::session::ConnShared;
-use crate::ws::transport::DataKind;
 
 /// The table every plugin's [`HostVTable`] points to.
 pub(crate) static ROOMS_VTABLE: RoomsVTable = RoomsVTable {
@@ -47,15 +47,6 @@ fn room_code(r: Result<(), RoomError>) -> u32 {
 fn channel_of(shared: &ConnShared, name: &[u8]) -> Result<ChannelKey, RoomError> {
     let name = std::str::from_utf8(name).map_err(|_| RoomError::BadName)?;
     ChannelKey::in_route(shared.route(), name)
-}
-
-/// The data kind of a `MSG_*` code.
-fn data_kind(kind: u8) -> Option<DataKind> {
-    match kind {
-        MSG_TEXT => Some(DataKind::Text),
-        MSG_BINARY => Some(DataKind::Binary),
-        _ => None,
-    }
 }
 
 host_fn! {
