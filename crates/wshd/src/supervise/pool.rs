@@ -521,6 +521,6 @@ async fn log_events(index: usize, mut events: tokio::sync::mpsc::Receiver<Worker
 }
 
 /// Sends `signal` to `pid` (an error means it is gone already).
-fn signal_pid(pid: u32, signal: Signal) {
+pub(super) fn signal_pid(pid: u32, signal: Signal) {
     let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), signal);
 }

@@ -6,8 +6,8 @@
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
+use super::pool::signal_pid;
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 
 /// How long a recycled worker keeps serving while its replacement is not accepting yet (a
 /// replacement that cannot start must not keep the old worker forever).
@@ -76,7 +76,7 @@ impl Retiring {
     /// Tells it to drain (SIGTERM), once.
     pub(crate) fn drain(&mut self) {
         if self.kill_at.is_none() {
-            signal(&self.child, Signal::SIGTERM);
+            signal_pid(self.child.id(), Signal::SIGTERM);
             self.kill_at = Some(Instant::now() + self.limit);
         }
     }
@@ -99,7 +99,7 @@ impl Retiring {
                 self.child.id(),
                 self.limit
             );
-            signal(&self.child, Signal::SIGKILL);
+            signal_pid(self.child.id(), Signal::SIGKILL);
             self.killed = true;
         }
         None
@@ -107,11 +107,6 @@ impl Retiring {
 
     /// Sends `signal_sent` to it.
     pub(crate) fn signal(&self, signal_sent: Signal) {
-        signal(&self.child, signal_sent);
+        signal_pid(self.child.id(), signal_sent);
     }
-}
-
-/// Sends `signal_sent` to `child` (an error means it is gone already).
-fn signal(child: &Child, signal_sent: Signal) {
-    let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), signal_sent);
 }
