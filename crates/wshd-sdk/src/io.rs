@@ -1,6 +1,6 @@
 //! Async I/O with tokio inside a plugin (cargo feature `io`): [`run`] runs a future on a
-//! small tokio runtime owned by this plugin generation, so `tokio::net`, `tokio::process`,
-//! `tokio::time` and crates built on tokio work inside it.
+//! small tokio runtime owned by this plugin generation, so `tokio::net`, `tokio::time`, tokio's
+//! pipes and `AsyncFd`, and crates built on them work inside it.
 //!
 //! Every tokio resource and thread-local lives on the runtime's own threads, never on the
 //! host's: the future is handed over through a `std` channel to a feeder thread of the

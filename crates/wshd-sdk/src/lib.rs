@@ -135,6 +135,12 @@ pub use request::{Header, Request};
 pub use rooms::{ConnId, Member, RoomError, Rooms};
 pub use services::{log, spawn, time};
 
+/// The README's Rust examples ("Your first handler" and the room), compiled as doctests so
+/// that they keep building against this SDK.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;
+
 /// The version of this SDK, recorded in every plugin.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -16,8 +16,9 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,11 +28,11 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
 
 use super::response::{plain, with_status};
 use super::service::ConnAddrs;
 use super::static_files::percent_decode;
+use crate::child::Child;
 use crate::config::{CgiSettings, Config};
 
 /// How much of a script's stderr is logged.
@@ -405,9 +406,8 @@ fn spawn(script: &Script, env: Vec<(String, OsString)>) -> std::io::Result<Child
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .process_group(0);
-    command.spawn()
+    Child::spawn(&mut command)
 }
 
 /// Feeds the body to the script while reading its output (at most `limit` bytes) and its

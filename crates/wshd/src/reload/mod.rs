@@ -16,5 +16,5 @@ mod task;
 mod watch;
 
 pub use pass::{PassOutcome, Reloader};
-pub use sighup::ConfigSource;
+pub use sighup::{ConfigSource, hangup};
 pub(crate) use task::{run, start};

@@ -11,37 +11,29 @@ use crate::state::ServerState;
 /// Re-reads the configuration (file plus command-line flags) on SIGHUP.
 pub type ConfigSource = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
 
-/// SIGHUP, when it can be listened for.
-pub(crate) struct Hangups {
-    #[cfg(unix)]
-    signal: Option<tokio::signal::unix::Signal>,
+/// SIGHUPs received and not yet taken by the reload task (several coalesce into one).
+static HANGUPS: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// A SIGHUP arrived: the reload task re-reads the configuration. Called by the process's
+/// signal thread (`supervise::stopper`), which takes SIGHUP with `sigwait`.
+pub fn hangup() {
+    HANGUPS.notify_one();
 }
 
+/// The reload task's end of [`hangup`].
+pub(crate) struct Hangups;
+
 impl Hangups {
-    /// Starts listening (a warning, and no SIGHUP reloads, if that fails).
+    /// Starts listening: SIGHUPs reach [`hangup`] through the signal thread that serving
+    /// processes start first.
     pub(crate) fn listen() -> Hangups {
-        #[cfg(unix)]
-        {
-            let signal = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::warn!("cannot listen for SIGHUP: {e}");
-                    None
-                }
-            };
-            Hangups { signal }
-        }
-        #[cfg(not(unix))]
-        Hangups {}
+        Hangups
     }
 
-    /// The next SIGHUP (never, when not listening).
+    /// The next SIGHUP.
     pub(crate) async fn recv(&mut self) -> Option<()> {
-        #[cfg(unix)]
-        if let Some(signal) = self.signal.as_mut() {
-            return signal.recv().await;
-        }
-        std::future::pending().await
+        HANGUPS.notified().await;
+        Some(())
     }
 }
 

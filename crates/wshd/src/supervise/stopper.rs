@@ -1,7 +1,9 @@
-//! SIGTERM and SIGINT in a serving process (a worker, or the single process): taken on a
-//! dedicated thread with `sigwait`, never only through the async runtime, because a spinning
-//! handler can hold every runtime thread. The first signal asks the runtime to drain and arms
-//! a deadline; a process still alive at the deadline, or a second signal, exits at once.
+//! SIGTERM, SIGINT and SIGHUP in a serving process (a worker, or the single process): taken
+//! on a dedicated thread with `sigwait`, never only through the async runtime, because a
+//! spinning handler can hold every runtime thread (and because tokio's signal driver is kept
+//! out of the build: see `crate::child`). The first SIGTERM/SIGINT asks the runtime to drain
+//! and arms a deadline; a process still alive at the deadline, or a second one, exits at once.
+//! A SIGHUP is passed to the reload task ([`crate::reload::hangup`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,16 +50,17 @@ impl std::fmt::Debug for Stopper {
     }
 }
 
-/// SIGTERM and SIGINT.
+/// SIGTERM, SIGINT and SIGHUP.
 fn mask() -> SigSet {
     let mut set = SigSet::empty();
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGINT);
+    set.add(Signal::SIGHUP);
     set
 }
 
 impl Stopper {
-    /// Blocks SIGTERM and SIGINT in the calling thread (call it on the main thread before any
+    /// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (call it on the main thread before any
     /// other thread starts, so every later thread inherits the mask) and starts the thread
     /// that waits for them. `grace` is the drain window until the server has started.
     pub fn start(grace: Duration) -> std::io::Result<Stopper> {
@@ -124,13 +127,17 @@ fn begin(name: &'static str, tx: &mpsc::UnboundedSender<&'static str>, shared: &
     }
 }
 
-/// The signal thread: the first signal starts the stop (see [`begin`]); the second exits at
-/// once.
+/// The signal thread: a SIGHUP goes to the reload task; the first SIGTERM/SIGINT starts the
+/// stop (see [`begin`]); the second exits at once.
 fn wait_loop(tx: &mpsc::UnboundedSender<&'static str>, shared: &Arc<Mutex<Shared>>) {
     let set = mask();
     let mut seen = 0;
     loop {
         let Ok(signal) = set.wait() else { continue };
+        if signal == Signal::SIGHUP {
+            crate::reload::hangup();
+            continue;
+        }
         let name = signal.as_str();
         seen += 1;
         if seen > 1 {
