@@ -35,6 +35,10 @@ fn start(cgi: &str, args: &[&str]) -> ServerProcess {
     ));
     executable(&dir.write("www/cgi-bin/flood", "#!/bin/sh\necho 'Content-Type: text/plain'\necho\nwhile :; do echo flooding flooding flooding; done\n"));
     executable(&dir.write("www/cgi-bin/fails", "#!/bin/sh\necho 'oops' >&2\nexit 3\n"));
+    executable(&dir.write(
+        "www/cgi-bin/signals",
+        "#!/bin/sh\necho 'Content-Type: text/plain'\necho\nexec grep -E '^Sig(Blk|Ign)' /proc/self/status\n",
+    ));
     executable(&dir.write("www/cgi-bin/garbage", "#!/bin/sh\necho 'this is not a header'\n"));
     dir.write("www/cgi-bin/readme.txt", "a plain file under cgi-bin\n");
     dir.write("www/page.txt", "static page\n");
@@ -96,6 +100,19 @@ async fn scripts_run_with_the_cgi_environment() {
         (418, Some("text/x-tea"), "short and stout")
     );
     assert!(server.wait_log("CGI", WAIT).is_some());
+
+    // The worker blocks SIGTERM/SIGINT/SIGHUP for its signal thread and started with SIGHUP
+    // ignored: a script inherits neither.
+    let signals = get(&server, "/cgi-bin/signals").await;
+    let text = signals.text();
+    let mask = |field: &str| {
+        let line =
+            text.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} in {text}"));
+        u64::from_str_radix(line[field.len()..].trim(), 16).unwrap_or_else(|e| panic!("{line}: {e}"))
+    };
+    let hup_int_term = (1 << (1 - 1)) | (1 << (2 - 1)) | (1 << (15 - 1));
+    assert_eq!(mask("SigBlk:"), 0, "{text}");
+    assert_eq!(mask("SigIgn:") & hup_int_term, 0, "{text}");
 }
 
 #[tokio::test]

@@ -37,9 +37,12 @@ pub(crate) struct Child {
 }
 
 impl Child {
-    /// Spawns `command` (its stdio configured by the caller). Must run inside a tokio
+    /// Spawns `command` (its stdio configured by the caller) with a clean signal state: no
+    /// signal blocked (a serving process blocks SIGTERM, SIGINT and SIGHUP for its signal
+    /// thread, and a mask survives exec) and SIGHUP at its default. Must run inside a tokio
     /// runtime with I/O enabled.
     pub(crate) fn spawn(command: &mut Command) -> io::Result<Child> {
+        clean_signals(command);
         let mut process = command.spawn()?;
         let exited = match pidfd_open(process.id()).and_then(watch) {
             Ok(exited) => exited,
@@ -120,6 +123,22 @@ impl Drop for Child {
                 std::thread::spawn(move || process.wait());
             }
         }
+    }
+}
+
+/// Makes `command`'s process start with no signal blocked and SIGHUP at its default.
+#[allow(unsafe_code)]
+fn clean_signals(command: &mut Command) {
+    use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and calls only
+    // async-signal-safe functions (pthread_sigmask, sigaction) that allocate nothing.
+    unsafe {
+        command.pre_exec(|| {
+            SigSet::empty().thread_set_mask()?;
+            signal(Signal::SIGHUP, SigHandler::SigDfl)?;
+            Ok(())
+        });
     }
 }
 

@@ -65,6 +65,10 @@ impl Stopper {
     /// that waits for them. `grace` is the drain window until the server has started.
     pub fn start(grace: Duration) -> std::io::Result<Stopper> {
         mask().thread_block()?;
+        // A worker starts with SIGHUP ignored (`spawn.rs`), and an ignored disposition
+        // survives exec: reset it, so that programs this process runs (CGI scripts) start with
+        // the default. Blocked here and in every later thread, it only reaches `sigwait`.
+        reset_hangup_disposition()?;
         let shared = Arc::new(Mutex::new(Shared {
             grace: Box::new(move || grace),
             describe: Box::new(|| "unknown".to_owned()),
@@ -89,6 +93,14 @@ impl Stopper {
             None => std::future::pending().await,
         }
     }
+}
+
+/// Sets SIGHUP's disposition back to the default.
+#[allow(unsafe_code)]
+fn reset_hangup_disposition() -> std::io::Result<()> {
+    // SAFETY: the default disposition installs no handler code.
+    unsafe { nix::sys::signal::signal(Signal::SIGHUP, nix::sys::signal::SigHandler::SigDfl) }?;
+    Ok(())
 }
 
 /// What [`request_stop`] needs: the runtime's channel and the deadline's sources.
