@@ -81,7 +81,7 @@ impl Seat {
             rooms.send_text_to(id, &Event::Recovered { ok: false }.to_json())?;
         }
         let seat = Seat { params, id, rooms, said: 0 };
-        seat.announce(|nick, online| Event::Join { nick, online });
+        seat.announce(None, |nick, online| Event::Join { nick, online });
         Ok(seat)
     }
 
@@ -97,16 +97,21 @@ impl Seat {
 
     /// Leaves the room and tells the members who remain.
     fn vacate(&self, conn: &Connection) {
+        // Once the peer has closed, the host answers `Gone` and lists the connection until
+        // its session ends (then it leaves every channel): the leave announcement leaves it
+        // out by id either way.
         if let Err(e) = conn.leave(&self.params.room) {
             wshd_sdk::debug!("chat: leave: {e}");
         }
-        self.announce(|nick, online| Event::Leave { nick, online });
+        self.announce(Some(self.id), |nick, online| Event::Leave { nick, online });
     }
 
-    /// Publishes the event `make(nick, online)` to the room, with the room's members now.
-    fn announce(&self, make: impl for<'n> Fn(&'n str, Vec<String>) -> Event<'n>) {
+    /// Publishes the event `make(nick, online)` to the room, with the room's members now
+    /// (but the connection `except`).
+    fn announce(&self, except: Option<ConnId>, make: impl for<'n> Fn(&'n str, Vec<String>) -> Event<'n>) {
         let room = &self.params.room;
-        let online = self.rooms.presence(room).map(|members| wire::online(&members)).unwrap_or_default();
+        let online =
+            self.rooms.presence(room).map(|members| wire::online(&members, except)).unwrap_or_default();
         if let Err(e) = self.rooms.publish_text(room, &make(&self.params.nick, online).to_json()) {
             wshd_sdk::debug!("chat: announcement not published: {e}");
         }

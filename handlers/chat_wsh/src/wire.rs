@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use serde::Serialize;
-use wshd_sdk::Member;
+use wshd_sdk::{ConnId, Member};
 
 /// One server message.
 #[derive(Debug, Serialize)]
@@ -56,11 +56,14 @@ impl Event<'_> {
     }
 }
 
-/// The nicks of a room's members (presence records), deduplicated and sorted: two
-/// connections with the same nick show once.
-pub(crate) fn online(members: &[Member]) -> Vec<String> {
-    let nicks: BTreeSet<String> =
-        members.iter().map(|m| String::from_utf8_lossy(&m.presence).into_owned()).collect();
+/// The nicks of a room's members (presence records) but the connection `except`,
+/// deduplicated and sorted: two connections with the same nick show once.
+pub(crate) fn online(members: &[Member], except: Option<ConnId>) -> Vec<String> {
+    let nicks: BTreeSet<String> = members
+        .iter()
+        .filter(|m| Some(m.id) != except)
+        .map(|m| String::from_utf8_lossy(&m.presence).into_owned())
+        .collect();
     nicks.into_iter().collect()
 }
 
