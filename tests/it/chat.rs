@@ -163,7 +163,9 @@ async fn bad_nicks_and_rooms_are_refused_with_400() {
         assert_eq!(response.status, 400, "/chat{query}: {}", response.text());
         println!("/chat{query} -> {} {}", response.status, response.text());
     }
-    for query in ["?nick=ok", &format!("?nick={}&room={}", "n".repeat(32), "r".repeat(64)), "?nick=a_b-C9&x=1"] {
+    for query in
+        ["?nick=ok", &format!("?nick={}&room={}", "n".repeat(32), "r".repeat(64)), "?nick=a_b-C9&x=1"]
+    {
         let response = raw_http(server.addr, &handshake_request(&format!("/chat{query}"), "")).await;
         assert_eq!(response.status, 101, "/chat{query}");
     }
@@ -220,7 +222,11 @@ async fn members_served_by_two_generations_chat_across_a_hot_reload() {
     let log = Transcript::default();
     let loaded = |replaces: u64| {
         let line = server.wait_log_where(
-            |l| l.contains("handler loaded") && l.contains("resource=/chat") && field(l, "replaces") == replaces,
+            |l| {
+                l.contains("handler loaded")
+                    && l.contains("resource=/chat")
+                    && field(l, "replaces") == replaces
+            },
             WAIT,
         );
         line.unwrap_or_else(|| panic!("no load of /chat replacing {replaces}:\n{}", server.logs()))

@@ -1,7 +1,9 @@
 //! The handler: validates the query in `do_handshake`, then seats the connection in its room
 //! (the host's channel), says each of its text messages to the room and announces its leave.
 
-use wshd_sdk::{Accept, CloseCode, ConnId, Config, Connection, Error, Handler, Reject, Request, RoomError, Rooms};
+use wshd_sdk::{
+    Accept, CloseCode, Config, ConnId, Connection, Error, Handler, Reject, Request, RoomError, Rooms,
+};
 
 use crate::params::{self, JoinParams, Refusal};
 use crate::wire::{self, Event};
