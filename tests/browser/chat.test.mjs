@@ -137,4 +137,36 @@ describe('chat.html against wshd', { timeout: 180_000 }, () => {
       throw err;
     }
   });
+
+  test('after its worker process dies, the page reconnects and says recovery failed', { timeout: 60_000 }, async (t) => {
+    try {
+      const dave = await joinAs('C', 'dave');
+      const erin = await joinAs('C', 'erin');
+      await say(dave, 'before the crash');
+      await waitForLine(erin, 'dave: before the crash');
+      // The serving worker (the last one started): its rooms and history die with it.
+      const starts = [...server.log().matchAll(/worker 1 started pid=(\d+)/g)];
+      assert.ok(starts.length > 0, 'the master logged its worker');
+      process.kill(Number(starts[starts.length - 1][1]), 'SIGKILL');
+      for (const page of [dave, erin]) {
+        await waitUntil(async () => (await lines(page)).some((l) => l.startsWith('Connection lost (1006)')), {
+          timeoutMs: 10_000,
+          what: 'the lost connection shown',
+        });
+        await waitForLine(page, 'Reconnected, but recovery failed: messages sent while away may be missing');
+      }
+      await waitUntil(async () => (await online(dave)).join() === 'dave,erin', {
+        timeoutMs: 10_000,
+        what: 'both back online',
+      });
+      await say(erin, 'after the crash');
+      await waitForLine(dave, 'erin: after the crash');
+      assert.equal(await dave.locator('#status').textContent(), 'In room C as dave');
+      t.diagnostic(`dave saw: ${JSON.stringify(await lines(dave))}`);
+      for (const page of [dave, erin]) assert.deepEqual(page.errors, [], 'uncaught errors in the page');
+    } catch (err) {
+      console.error(`--- wshd output ---\n${server.log()}--- end of wshd output ---`);
+      throw err;
+    }
+  });
 });
