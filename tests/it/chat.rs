@@ -1,8 +1,9 @@
 //! The chat app (`handlers/chat_wsh`, `/chat?room=R&nick=N`) over real sockets: members of
 //! one room see each other's join, messages and leave with the right `online` lists while
 //! another room sees none of it; bad nicks and rooms are refused with 400; binary and
-//! over-long messages close the connection; members served by two generations of the plugin
-//! chat across a hot reload. Run with `--nocapture` to see the transcripts.
+//! over-long messages close the connection; `since` replays what was missed from the host's
+//! history, or says it cannot; members served by two generations of the plugin chat across
+//! a hot reload. Run with `--nocapture` to see the transcripts.
 
 use std::sync::{Arc, Mutex};
 
@@ -199,6 +200,52 @@ async fn duplicate_nicks_show_once_and_rule_breakers_are_closed() {
     log.print("duplicate nicks, binary and over-long messages");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_replays_what_was_said_after_it_or_says_it_cannot() {
+    let server = ServerProcess::start_with(
+        |dir| drop(dir.install("chat_wsh", HANDLER)),
+        // until rooms span workers
+        "workers = 1",
+        "debounce_ms = 20\n\n[[route]]\npath = \"/chat\"\n[route.rooms]\nhistory_messages = 3\n",
+    );
+    let log = Transcript::default();
+    let mut alice = Peer::join(&server, "alice", "room=h&nick=alice", &log).await;
+    alice.expect(join("alice", &["alice"])).await;
+    let mut ids = Vec::new();
+    for n in 1..=5 {
+        alice.say(&format!("message {n}")).await;
+        ids.push(alice.expect_said("alice", &format!("message {n}")).await);
+    }
+    log.record("server", "::", "keeps the last 3 messages of a room (history_messages = 3)");
+
+    // Since message 3: messages 4 and 5 again, in order and with their ids, then recovered.
+    let mut bob = Peer::join(&server, "bob", &format!("room=h&nick=bob&since={}", ids[2]), &log).await;
+    assert_eq!(bob.expect_said("alice", "message 4").await, ids[3]);
+    assert_eq!(bob.expect_said("alice", "message 5").await, ids[4]);
+    bob.expect(json!({"type": "recovered", "ok": true})).await;
+    bob.expect(join("bob", &["alice", "bob"])).await;
+    alice.expect(join("bob", &["alice", "bob"])).await;
+
+    // Since the last message: nothing to replay, and nothing missed.
+    let mut carol = Peer::join(&server, "carol", &format!("room=h&nick=carol&since={}", ids[4]), &log).await;
+    carol.expect(json!({"type": "recovered", "ok": true})).await;
+    carol.expect(join("carol", &["alice", "bob", "carol"])).await;
+
+    // Message 1 was pushed out, and an id never said is unknown: no replay, ok false.
+    for (who, since) in [("dave", ids[0].as_str()), ("erin", "0123456789abcdef-1-1")] {
+        let mut late = Peer::join(&server, who, &format!("room=h&nick={who}&since={since}"), &log).await;
+        late.expect(json!({"type": "recovered", "ok": false})).await;
+        let now = late.next().await;
+        assert_eq!((now["type"].as_str(), now["nick"].as_str()), (Some("join"), Some(who)), "{now}");
+    }
+    // Another room's history does not cover this room's ids.
+    let mut frank =
+        Peer::join(&server, "frank", &format!("room=other&nick=frank&since={}", ids[3]), &log).await;
+    frank.expect(json!({"type": "recovered", "ok": false})).await;
+    frank.expect(join("frank", &["frank"])).await;
+    log.print("since: replay in order, then recovered");
+}
+
 /// The generation number in a `handler loaded` line's `key=` field.
 fn field(line: &str, key: &str) -> u64 {
     let value = line.split(&format!(" {key}=")).nth(1).and_then(|rest| rest.split(' ').next());
@@ -235,7 +282,7 @@ async fn members_served_by_two_generations_chat_across_a_hot_reload() {
     let mut old = Peer::join(&server, "old", "room=r&nick=old", &log).await;
     old.expect(join("old", &["old"])).await;
     old.say("before the reload").await;
-    old.expect_said("old", "before the reload").await;
+    let before = old.expect_said("old", "before the reload").await;
 
     reinstall(&server);
     let second = field(&loaded(first), "generation");
@@ -256,6 +303,19 @@ async fn members_served_by_two_generations_chat_across_a_hot_reload() {
     new.say("from the new generation").await;
     let id = new.expect_said("new", "from the new generation").await;
     assert_eq!(old.expect_said("new", "from the new generation").await, id);
+
+    // The history is the host's: it spans both generations.
+    let mut back = Peer::join(&server, "back", &format!("room=r&nick=back&since={before}"), &log).await;
+    back.expect_said("old", "from the old generation").await;
+    back.expect_said("new", "from the new generation").await;
+    back.expect(json!({"type": "recovered", "ok": true})).await;
+    back.expect(join("back", &["back", "new", "old"])).await;
+    old.expect(join("back", &["back", "new", "old"])).await;
+    new.expect(join("back", &["back", "new", "old"])).await;
+    drop(back);
+    log.record("back", "::", "disconnects");
+    old.expect(leave("back", &["new", "old"])).await;
+    new.expect(leave("back", &["new", "old"])).await;
 
     drop(old);
     log.record("old", "::", "disconnects");

@@ -73,14 +73,20 @@ struct Seat {
 }
 
 impl Seat {
-    /// Joins the room (replaying what came after `since`, when given) and announces the join
-    /// to every member, the joiner included.
+    /// Joins the room and announces the join to every member, the joiner included. With
+    /// `since`, the host first replays the messages of the room's history said after it, then
+    /// this sends `recovered` (`ok: false` when the history no longer holds `since`).
     fn take(conn: &Connection, params: JoinParams) -> Result<Seat, RoomError> {
         let (id, rooms) = (conn.id()?, conn.rooms());
-        conn.join(&params.room, params.nick.as_bytes())?;
-        if params.since.is_some() {
-            // The host keeps no history yet: say so rather than leave a silent gap.
-            rooms.send_text_to(id, &Event::Recovered { ok: false }.to_json())?;
+        let (room, nick) = (&params.room, params.nick.as_bytes());
+        match &params.since {
+            None => conn.join(room, nick)?,
+            Some(since) => {
+                // The host queues the replay as it joins; a message queued to this connection
+                // afterwards (send_text_to) arrives after it.
+                let ok = conn.join_since(room, nick, since)?;
+                rooms.send_text_to(id, &Event::Recovered { ok }.to_json())?;
+            }
         }
         let seat = Seat { params, id, rooms, said: 0 };
         seat.announce(None, |nick, online| Event::Join { nick, online });
@@ -92,7 +98,8 @@ impl Seat {
         self.said += 1;
         let id = format!("{}-{}", self.id, self.said);
         let event = Event::Message { nick: &self.params.nick, text, id: &id };
-        if let Err(e) = self.rooms.publish_text(&self.params.room, &event.to_json()) {
+        // With the id, into the room's history (the host's): `since` replays from it.
+        if let Err(e) = self.rooms.publish_text_with_id(&self.params.room, &id, &event.to_json()) {
             wshd_sdk::debug!("chat: message {id} not published: {e}");
         }
     }

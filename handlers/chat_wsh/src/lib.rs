@@ -18,6 +18,15 @@
 //!
 //! `online` is the room's nicks, deduplicated and sorted.
 //!
+//! Joining with `&since=ID` (the id of the last message the client saw) first replays the
+//! messages said in the room after `ID`, in order, then sends `{"type":"recovered","ok":true}`;
+//! when the room's history no longer holds `ID` (too old, pushed out, never said, or the
+//! server restarted) nothing is replayed and the client gets `{"type":"recovered","ok":false}`
+//! — never a silent gap. The history is the host's (`join_since` and
+//! `publish_text_with_id`, bounded by the route's `[route.rooms] history_messages` and
+//! `history_secs`: 100 messages and 300 s by default), so it survives a hot reload of this
+//! plugin. Join and leave events are not in it.
+//!
 //! ## Decisions
 //!
 //! * **Binary messages** close the connection with 1003 "text messages only".
@@ -26,8 +35,8 @@
 //!   before they are buffered with `max_message_bytes = 4096` on a `[[route]]` for `/chat`.
 //! * **Duplicate nicks** are allowed (two tabs of one person); `online` shows the nick once.
 //! * **No origin check**: any page may connect (put a route-level check in front if needed).
-//! * The handler keeps no state: the room, its members and their nicks (presence records)
-//!   are the host's, so a hot reload of this plugin splits nothing.
+//! * The handler keeps no state: the room, its members, their nicks (presence records) and
+//!   the history are the host's, so a hot reload of this plugin splits nothing.
 
 mod chat;
 pub mod params;

@@ -3,8 +3,10 @@
 //!
 //! * `nick`: required, 1–32 characters of ASCII letters, digits, `_` and `-`.
 //! * `room`: optional (default `lobby`), 1–64 characters of the same set.
-//! * `since`: optional, the `id` of the last message the client saw: 1–128 characters of the
-//!   same set (ids are `<connection id>-<counter>`, e.g. `9f3a0c1d2e4b5a69-1f-3`).
+//! * `since`: optional, the `id` of the last message the client saw: 1–64 characters of the
+//!   same set (ids are `<connection id>-<counter>`, e.g. `9f3a0c1d2e4b5a69-1f-3`; the host
+//!   keeps ids of at most 64 bytes). A well-formed id the room's history does not hold is
+//!   not refused: the client gets `{"type":"recovered","ok":false}`.
 //!
 //! Each key may appear once (a repeated `nick`, `room` or `since` is refused); other keys
 //! are ignored. Values are percent-decoded, and `+` is a space (form encoding); a broken
@@ -16,8 +18,8 @@ pub(crate) const DEFAULT_ROOM: &str = "lobby";
 const MAX_NICK: usize = 32;
 /// The longest room name, in characters.
 const MAX_ROOM: usize = 64;
-/// The longest `since` id, in characters.
-const MAX_SINCE: usize = 128;
+/// The longest `since` id, in characters (the host's limit for message ids).
+const MAX_SINCE: usize = 64;
 
 /// What a client joins with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +129,7 @@ mod tests {
             "nick=a&room=a.b",
             "nick=a&since=",
             "nick=a&since=a%2Fb",
+            &format!("nick=a&since={}", "s".repeat(65)),
         ] {
             assert!(parse(Some(query)).is_err(), "{query} was accepted");
         }
