@@ -138,6 +138,41 @@ describe('chat.html against wshd', { timeout: 180_000 }, () => {
     }
   });
 
+  test('after an unexpected close the page reconnects with since and shows what it missed', { timeout: 60_000 }, async (t) => {
+    try {
+      const gina = await joinAs('D', 'gina');
+      const hank = await joinAs('D', 'hank');
+      await say(hank, 'seen by both');
+      await waitForLine(gina, 'hank: seen by both');
+      // A binary message breaks the app's rule: the server closes the page's socket (1003).
+      await gina.evaluate(() => socket.send(new Uint8Array([1, 2, 3])));
+      await waitUntil(
+        async () => (await lines(gina)).some((l) => l.startsWith('Connection lost (1003 text messages only)')),
+        { timeoutMs: 10_000, what: 'the close shown' },
+      );
+      // Hold the page's reconnect (due 0.5 s after the close) until hank has said something.
+      const held = await gina.evaluate(() => {
+        clearTimeout(reconnectTimer);
+        return socket === null;
+      });
+      assert.ok(held, 'the page had not reconnected yet');
+      await waitForLine(hank, 'gina left');
+      await say(hank, 'said while gina was away');
+      await waitForLine(hank, 'hank: said while gina was away');
+      await gina.evaluate(() => connect());
+      await waitForLine(gina, 'Reconnected: every missed message was recovered');
+      const shown = await lines(gina);
+      const missed = shown.indexOf('hank: said while gina was away');
+      assert.ok(missed >= 0 && missed < shown.indexOf('Reconnected: every missed message was recovered'), shown.join('\n'));
+      assert.equal(shown.filter((l) => l === 'hank: seen by both').length, 1, 'nothing shown twice');
+      t.diagnostic(`gina saw: ${JSON.stringify(shown)}`);
+      for (const page of [gina, hank]) assert.deepEqual(page.errors, [], 'uncaught errors in the page');
+    } catch (err) {
+      console.error(`--- wshd output ---\n${server.log()}--- end of wshd output ---`);
+      throw err;
+    }
+  });
+
   test('after its worker process dies, the page reconnects and says recovery failed', { timeout: 60_000 }, async (t) => {
     try {
       const dave = await joinAs('C', 'dave');
