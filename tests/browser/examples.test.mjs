@@ -100,6 +100,7 @@ describe('example pages against wshd with no flags', { timeout: 420_000 }, () =>
         'benchmark.html',
         'arraybuffer_benchmark.html',
         'performance_test_iframe.html',
+        'chat.html',
       ]);
       for (const href of hrefs) {
         const response = await page.request.get(`${BASE}/${href}`, { timeout: 5_000 });

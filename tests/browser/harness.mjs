@@ -95,11 +95,11 @@ export async function assertPortFree(port = PORT) {
 }
 
 /**
- * Starts `target/debug/wshd` with no flags in the repository root and waits (bounded) until
- * 127.0.0.1:9998 accepts connections. Returns a handle with `log()` (stdout+stderr so far)
- * and `stop()` (bounded; safe to call twice).
+ * Starts `target/debug/wshd` with no flags (or with `args`) in the repository root and waits
+ * (bounded) until 127.0.0.1:9998 accepts connections. Returns a handle with `log()`
+ * (stdout+stderr so far) and `stop()` (bounded; safe to call twice).
  */
-export async function startServer({ readyTimeoutMs = 15_000 } = {}) {
+export async function startServer({ readyTimeoutMs = 15_000, args = [] } = {}) {
   if (!existsSync(WSHD_BIN)) {
     throw new Error(
       `${WSHD_BIN} does not exist: build it first with \`cargo build --workspace\` ` +
@@ -108,7 +108,7 @@ export async function startServer({ readyTimeoutMs = 15_000 } = {}) {
   }
   await assertPortFree(PORT);
 
-  const child = spawn(WSHD_BIN, [], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(WSHD_BIN, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (chunk) => (output += chunk));
   child.stderr.setEncoding('utf8').on('data', (chunk) => (output += chunk));

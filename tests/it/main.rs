@@ -6,6 +6,7 @@ mod auth;
 mod blocking;
 mod builtin;
 mod cgi;
+mod chat;
 mod client;
 mod config;
 mod echo;

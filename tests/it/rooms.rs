@@ -11,6 +11,8 @@ use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use wshd_tests::*;
 
+mod history;
+
 const HANDLER: &str = "handlers/librooms_wsh.so";
 
 fn start() -> ServerProcess {
@@ -29,7 +31,12 @@ struct Peer {
 
 impl Peer {
     async fn connect(server: &ServerProcess) -> Peer {
-        Peer { client: connect(&server.ws_url("/rooms")).await, room: VecDeque::new() }
+        Peer::connect_to(server, "/rooms").await
+    }
+
+    /// A client of the route `path`.
+    async fn connect_to(server: &ServerProcess, path: &str) -> Peer {
+        Peer { client: connect(&server.ws_url(path)).await, room: VecDeque::new() }
     }
 
     /// The next text message.

@@ -433,6 +433,8 @@ pub const ROOM_GONE: u32 = 5;
 pub const ROOM_NOT_MEMBER: u32 = 6;
 /// A bad argument (a `kind` that is not `MSG_TEXT`/`MSG_BINARY`).
 pub const ROOM_INVALID: u32 = 7;
+/// A message id that is empty or over 64 bytes.
+pub const ROOM_BAD_ID: u32 = 8;
 
 /// Rooms owned by the host (channels with presence, publish, send to a connection by id).
 /// `conn` is an [`RConn`]'s `ctx` (a reference the caller holds); channel names are looked up
@@ -467,7 +469,34 @@ pub struct RoomsVTable {
         out: *mut c_void,
         push: unsafe extern "C" fn(out: *mut c_void, id: RConnId, presence: RStr),
     ) -> u32,
+    /// Appended after `presence` (read it only when `size` covers it): like `publish`, and
+    /// appends the message under `id` (1–64 bytes, opaque) to the channel's history.
+    pub publish_logged: unsafe extern "C" fn(
+        conn: *const c_void,
+        channel: RStr,
+        id: RStr,
+        kind: u8,
+        data: RStr,
+        delivered: *mut u64,
+    ) -> u32,
+    /// Appended after `presence`: joins `channel` like `join` and, atomically with it, queues
+    /// to the connection the channel's logged messages after the one whose id is `since`;
+    /// writes 1 to `found` when `since` was in the history, 0 (nothing queued) when not.
+    pub join_since: unsafe extern "C" fn(
+        conn: *const c_void,
+        channel: RStr,
+        presence: RStr,
+        since: RStr,
+        found: *mut u8,
+    ) -> u32,
 }
+
+/// The size of [`RoomsVTable`] up to and including `presence`: the table of the first hosts
+/// with rooms. Entries appended after it are read only when the host's `size` reaches them.
+pub const ROOMS_VTABLE_V1_SIZE: usize = offset_of!(RoomsVTable, presence) + size_of::<usize>();
+
+// The first appended entry starts right where the first rooms table ended.
+const _: () = assert!(ROOMS_VTABLE_V1_SIZE == offset_of!(RoomsVTable, publish_logged));
 
 // SAFETY: the host's rooms table is an immutable static of thread-safe functions.
 unsafe impl Sync for RoomsVTable {}

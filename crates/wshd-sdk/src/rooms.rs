@@ -87,8 +87,10 @@ pub enum RoomError {
     TooManyChannels,
     /// The connection is closed, or no connection has that id (in this host process).
     Gone,
-    /// The host has no rooms (it is older than this SDK).
+    /// The host has no rooms, or not this call (it is older than this SDK).
     Unsupported,
+    /// A message id that is empty or over 64 bytes.
+    BadId,
 }
 
 impl fmt::Display for RoomError {
@@ -99,6 +101,7 @@ impl fmt::Display for RoomError {
             RoomError::TooManyChannels => "too many channels joined",
             RoomError::Gone => "no such connection",
             RoomError::Unsupported => "the host has no rooms",
+            RoomError::BadId => "bad message id",
         })
     }
 }
@@ -112,6 +115,7 @@ fn room_error(code: u32) -> RoomError {
         ROOM_PRESENCE_TOO_LARGE => RoomError::PresenceTooLarge,
         ROOM_TOO_MANY_CHANNELS => RoomError::TooManyChannels,
         ROOM_GONE => RoomError::Gone,
+        ROOM_BAD_ID => RoomError::BadId,
         _ => RoomError::Unsupported,
     }
 }
@@ -149,6 +153,36 @@ impl Rooms {
         Ok(usize::try_from(delivered).unwrap_or(usize::MAX))
     }
 
+    /// Sends `text` to every member of `channel` like [`publish_text`](Self::publish_text),
+    /// and appends it to the channel's history under `id` (1 to 64 bytes, opaque to the
+    /// host: a sequence number, a UUID…), so that a connection that comes back can ask for
+    /// what it missed with [`Connection::join_since`]. The history is per channel, bounded by
+    /// the route's `[route.rooms] history_messages` and `history_secs` (100 messages, 300 s
+    /// by default), and stays after the last member left until it expires. How many members
+    /// it was queued for.
+    ///
+    /// ```ignore
+    /// let id = format!("{seq}");
+    /// rooms.publish_text_with_id("lobby", &id, &format!(r#"{{"id":"{id}","text":"hi"}}"#))?;
+    /// ```
+    pub fn publish_text_with_id(&self, channel: &str, id: &str, text: &str) -> Result<usize, RoomError> {
+        self.publish_logged(channel, id, MSG_TEXT, text.as_bytes())
+    }
+
+    /// [`publish_text_with_id`](Self::publish_text_with_id) for binary messages.
+    ///
+    /// ```ignore
+    /// rooms.publish_binary_with_id("ticks", "42", &tick.encode())?;
+    /// ```
+    pub fn publish_binary_with_id(&self, channel: &str, id: &str, data: &[u8]) -> Result<usize, RoomError> {
+        self.publish_logged(channel, id, MSG_BINARY, data)
+    }
+
+    fn publish_logged(&self, channel: &str, id: &str, kind: u8, data: &[u8]) -> Result<usize, RoomError> {
+        let delivered = self.raw.room_publish_logged(channel, id, kind, data).map_err(room_error)?;
+        Ok(usize::try_from(delivered).unwrap_or(usize::MAX))
+    }
+
     /// Sends `text` to the connection `id` alone.
     pub fn send_text_to(&self, id: ConnId, text: &str) -> Result<(), RoomError> {
         code_result(room_send_to(id.to_raw(), MSG_TEXT, text.as_bytes()))
@@ -183,6 +217,28 @@ impl Connection {
     /// [`Rooms::presence`]), or replaces the record when already a member.
     pub fn join(&self, channel: &str, presence: &[u8]) -> Result<(), RoomError> {
         code_result(self.raw().room_join(channel, presence))
+    }
+
+    /// Joins `channel` like [`join`](Self::join) and, atomically with the join, queues to
+    /// this connection every message of the channel's history published after the one whose
+    /// id is `since` (see [`Rooms::publish_text_with_id`]), in the order published: none is
+    /// missed or received twice, whatever is published meanwhile. `true` when the history
+    /// still held `since`; `false` when not (expired, pushed out, never seen, or the host
+    /// process restarted) — then nothing is replayed and the handler should send a full state.
+    ///
+    /// Order: the replayed messages are queued before this returns, so anything queued to
+    /// the connection afterwards (a later publish, or a [`Rooms::send_text_to`] to itself)
+    /// arrives after them. A message the handler sends with [`Connection::send_text`] goes
+    /// another way (the connection's own write queue, not the room queue) and may overtake
+    /// them; send "recovered" markers with `send_text_to(conn.id()?, ..)`.
+    ///
+    /// ```ignore
+    /// let recovered = conn.join_since("lobby", b"alice", last_seen_id)?;
+    /// let rooms = conn.rooms();
+    /// rooms.send_text_to(conn.id()?, &format!(r#"{{"type":"recovered","ok":{recovered}}}"#))?;
+    /// ```
+    pub fn join_since(&self, channel: &str, presence: &[u8], since: &str) -> Result<bool, RoomError> {
+        self.raw().room_join_since(channel, presence, since).map_err(room_error)
     }
 
     /// Leaves `channel`; whether the connection was a member. (The host leaves every channel

@@ -6,9 +6,9 @@ use super::RawConn;
 use super::host;
 use crate::abi::*;
 
-/// The host's rooms table, when the host has one this SDK knows all of: the services
-/// table's `size` must cover the appended `rooms` pointer, the pointer must be set, and the
-/// rooms table's own `size` must cover every entry used here.
+/// The host's rooms table, when the host has one: the services table's `size` must cover
+/// the appended `rooms` pointer, the pointer must be set, and the rooms table's own `size`
+/// must cover its first entries (up to `presence`; see [`has`] for the appended ones).
 fn table() -> Option<&'static RoomsVTable> {
     let services = host::table()?;
     let end = std::mem::offset_of!(HostVTable, rooms) + std::mem::size_of::<*const RoomsVTable>();
@@ -18,8 +18,20 @@ fn table() -> Option<&'static RoomsVTable> {
     // SAFETY: a host table pointer within the size the host declared; the host keeps its
     // tables alive while this library is loaded.
     let rooms = unsafe { &*services.rooms };
-    (rooms.size as usize >= std::mem::size_of::<RoomsVTable>()).then_some(rooms)
+    (rooms.size as usize >= ROOMS_VTABLE_V1_SIZE).then_some(rooms)
 }
+
+/// The host's rooms table when its `size` covers the appended entry ending at `end`
+/// (`offset_of!` + the pointer's size).
+fn table_with(end: usize) -> Option<&'static RoomsVTable> {
+    table().filter(|t| t.size as usize >= end)
+}
+
+/// The end of the appended `publish_logged` entry.
+const PUBLISH_LOGGED_END: usize =
+    std::mem::offset_of!(RoomsVTable, publish_logged) + std::mem::size_of::<usize>();
+/// The end of the appended `join_since` entry.
+const JOIN_SINCE_END: usize = std::mem::offset_of!(RoomsVTable, join_since) + std::mem::size_of::<usize>();
 
 /// `ROOM_GONE` when the host has no rooms (an older host).
 const NO_ROOMS: u32 = u32::MAX;
@@ -59,6 +71,42 @@ impl RawConn {
         // `delivered` is a valid place.
         match unsafe { (t.publish)(self.ctx, channel, kind, RStr::from_bytes(data), &mut delivered) } {
             ROOM_OK => Ok(delivered),
+            code => Err(code),
+        }
+    }
+
+    /// Publishes `data` to `channel` and logs it under `id`: the members reached, or a
+    /// `ROOM_*` code.
+    pub(crate) fn room_publish_logged(
+        &self,
+        channel: &str,
+        id: &str,
+        kind: u8,
+        data: &[u8],
+    ) -> Result<u64, u32> {
+        let Some(t) = table_with(PUBLISH_LOGGED_END) else { return Err(NO_ROOMS) };
+        let mut delivered = 0u64;
+        let (channel, id) = (RStr::from_bytes(channel.as_bytes()), RStr::from_bytes(id.as_bytes()));
+        // SAFETY: host function (the table's size covers it) with a live connection
+        // reference; it copies the strings; `delivered` is a valid place.
+        match unsafe {
+            (t.publish_logged)(self.ctx, channel, id, kind, RStr::from_bytes(data), &mut delivered)
+        } {
+            ROOM_OK => Ok(delivered),
+            code => Err(code),
+        }
+    }
+
+    /// Joins `channel` and replays its history after `since`: whether `since` was found,
+    /// or a `ROOM_*` code.
+    pub(crate) fn room_join_since(&self, channel: &str, presence: &[u8], since: &str) -> Result<bool, u32> {
+        let Some(t) = table_with(JOIN_SINCE_END) else { return Err(NO_ROOMS) };
+        let mut found = 0u8;
+        let (channel, since) = (RStr::from_bytes(channel.as_bytes()), RStr::from_bytes(since.as_bytes()));
+        // SAFETY: host function (the table's size covers it) with a live connection
+        // reference; it copies the strings; `found` is a valid place.
+        match unsafe { (t.join_since)(self.ctx, channel, RStr::from_bytes(presence), since, &mut found) } {
+            ROOM_OK => Ok(found != 0),
             code => Err(code),
         }
     }

@@ -10,13 +10,13 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::schema::{
-    AuthSection, CgiSection, FileConfig, ProxySection, RouteSection, ServerSection, TlsSection,
+    AuthSection, CgiSection, FileConfig, ProxySection, RoomsSection, RouteSection, ServerSection, TlsSection,
     WatchdogSection, WebSocketSection, WorkersSection, WorkersValue,
 };
 use super::{
-    AuthSettings, Builtin, CgiSettings, Config, Credential, DeflateSettings, ProxySettings, RouteConfig,
-    RouteHandler, RouteOverrides, TlsProblem, TlsSettings, WatchdogSettings, WorkerSettings, WsSettings,
-    check_realm, normalize_cgi_path,
+    AuthSettings, Builtin, CgiSettings, Config, Credential, DeflateSettings, ProxySettings, RoomSettings,
+    RouteConfig, RouteHandler, RouteOverrides, TlsProblem, TlsSettings, WatchdogSettings, WorkerSettings,
+    WsSettings, check_realm, normalize_cgi_path,
 };
 
 /// The smallest `max_header_bytes` (the HTTP parser's minimum buffer).
@@ -443,6 +443,7 @@ fn websocket_section(ws: &WebSocketSection, at: &Locator<'_>) -> Result<WsSettin
             level: d.level,
             min_message_bytes: at.usize_of(d.min_message_bytes, "websocket.deflate.min_message_bytes")?,
         },
+        rooms: RoomSettings::default(),
     })
 }
 
@@ -495,7 +496,43 @@ fn route_overrides(route: &RouteSection, at: &Locator<'_>) -> Result<RouteOverri
         send_timeout: route.send_timeout_secs.map(secs_or_off),
         max_message_bytes: bytes(route.max_message_bytes, "route.max_message_bytes")?,
         deflate: route.deflate,
+        rooms: route.rooms.as_ref().map(|r| rooms_section(r, at)).transpose()?,
     })
+}
+
+/// The largest `history_messages` of a `[route.rooms]`.
+const MAX_HISTORY_MESSAGES: u64 = 100_000;
+/// The largest `history_secs` of a `[route.rooms]` (a day).
+const MAX_HISTORY_SECS: u64 = 86_400;
+
+/// A `[route.rooms]` table: the defaults of [`RoomSettings`] with what it sets.
+fn rooms_section(rooms: &RoomsSection, at: &Locator<'_>) -> Result<RoomSettings, ConfigError> {
+    let mut settings = RoomSettings { shared: rooms.shared, ..RoomSettings::default() };
+    if let Some(overflow) = &rooms.overflow {
+        settings.drop_oldest = match overflow.get_ref().as_str() {
+            "close" => false,
+            "drop_oldest" => true,
+            other => {
+                let message = format!("`{other}` is not \"close\" or \"drop_oldest\"");
+                return Err(at.err(overflow.span(), "route.rooms.overflow", message));
+            }
+        };
+    }
+    if let Some(count) = &rooms.history_messages {
+        if *count.get_ref() > MAX_HISTORY_MESSAGES {
+            let message = format!("{} is out of range: 0 to {MAX_HISTORY_MESSAGES}", count.get_ref());
+            return Err(at.err(count.span(), "route.rooms.history_messages", message));
+        }
+        settings.history_messages = at.usize_of(*count.get_ref(), "route.rooms.history_messages")?;
+    }
+    if let Some(secs) = &rooms.history_secs {
+        if !(1..=MAX_HISTORY_SECS).contains(secs.get_ref()) {
+            let message = format!("{} is out of range: 1 to {MAX_HISTORY_SECS}", secs.get_ref());
+            return Err(at.err(secs.span(), "route.rooms.history_secs", message));
+        }
+        settings.history_age = Duration::from_secs(*secs.get_ref());
+    }
+    Ok(settings)
 }
 
 /// `[tls]`. Whether the settings can work is [`TlsSettings::problem`]'s call; here a problem
@@ -714,6 +751,25 @@ mod tests {
         assert_eq!(c.routes[0].path, "/");
         assert_eq!(c.routes[0].handler, RouteHandler::Resource("/echo".into()));
         assert_eq!(c.routes[0].origin, "r.toml:2");
+    }
+
+    #[test]
+    fn route_rooms_tables_resolve_and_errors_name_line_and_key() {
+        let text = "[[route]]\npath = \"/chat\"\n[route.rooms]\nshared = true\noverflow = \"drop_oldest\"\nhistory_messages = 7\nhistory_secs = 9\n";
+        let c = parse_str(text, "r.toml").expect("valid rooms table");
+        let rooms = c.route_settings("/chat").rooms;
+        assert!(rooms.shared && rooms.drop_oldest);
+        assert_eq!((rooms.history_messages, rooms.history_age), (7, Duration::from_secs(9)));
+        assert_eq!(c.route_settings("/other").rooms, RoomSettings::default());
+        let e = parse_str("[[route]]\npath = \"/x\"\n[route.rooms]\noverflow = \"drop\"\n", "o.toml")
+            .expect_err("unknown policy");
+        assert_eq!((e.line, e.key.as_str()), (4, "route.rooms.overflow"), "{e}");
+        let e = parse_str("[[route]]\npath = \"/x\"\n[route.rooms]\nhistory_secs = 0\n", "s.toml")
+            .expect_err("zero age");
+        assert_eq!((e.line, e.key.as_str()), (4, "route.rooms.history_secs"), "{e}");
+        let e = parse_str("[[route]]\npath = \"/x\"\n[route.rooms]\nhistory = 1\n", "k.toml")
+            .expect_err("unknown key");
+        assert_eq!(e.line, 4, "{e}");
     }
 
     #[test]

@@ -42,6 +42,32 @@ pub struct WsSettings {
     pub max_connections: Option<usize>,
     /// permessage-deflate policy.
     pub deflate: DeflateSettings,
+    /// How the route's connections use the host's rooms (`[route.rooms]`).
+    pub rooms: RoomSettings,
+}
+
+/// A route's rooms settings (`[route.rooms]` in `server.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomSettings {
+    /// Channels in the namespace shared by every route that sets it (else the route's own).
+    pub shared: bool,
+    /// A member whose queue is full loses its oldest messages instead of being closed (1008).
+    pub drop_oldest: bool,
+    /// Messages published with an id kept per channel (0: none).
+    pub history_messages: usize,
+    /// How long such a message is kept.
+    pub history_age: Duration,
+}
+
+impl Default for RoomSettings {
+    fn default() -> Self {
+        RoomSettings {
+            shared: false,
+            drop_oldest: false,
+            history_messages: 100,
+            history_age: Duration::from_secs(300),
+        }
+    }
 }
 
 /// permessage-deflate policy (see `[websocket.deflate]` in `server.toml`).
@@ -147,6 +173,8 @@ pub struct RouteOverrides {
     pub max_send_queue_bytes: Option<usize>,
     /// Send timeout (`Some(None)`: switched off for this route).
     pub send_timeout: Option<Option<Duration>>,
+    /// `[route.rooms]`, when the route has the table.
+    pub rooms: Option<RoomSettings>,
 }
 
 impl RouteOverrides {
@@ -175,6 +203,9 @@ impl RouteOverrides {
         }
         if let Some(send) = self.send_timeout {
             settings.send_timeout = send;
+        }
+        if let Some(rooms) = self.rooms {
+            settings.rooms = rooms;
         }
     }
 }
@@ -620,6 +651,7 @@ mod tests {
             pong_timeout: Some(Duration::from_secs(2)),
             max_send_queue_bytes: Some(4096),
             send_timeout: Some(None),
+            rooms: None,
         };
         overrides.apply(&mut settings);
         assert_eq!((settings.max_message_bytes, settings.deflate.enabled), (100, false));

@@ -456,4 +456,23 @@ pub struct RouteSection {
     pub max_send_queue_bytes: Option<u64>,
     /// Overrides `[websocket] send_timeout_secs` for this route.
     pub send_timeout_secs: Option<u64>,
+    /// `[route.rooms]`: the route's rooms (namespace, member queue policy, history).
+    pub rooms: Option<RoomsSection>,
+}
+
+/// `[route.rooms]`: how the route's connections use the host's rooms.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomsSection {
+    /// `true`: the route's channels live in the namespace shared by every route that sets it
+    /// (`lobby` on `/a` is `lobby` on `/b`). Default `false`: the route's own namespace.
+    pub shared: bool,
+    /// A member whose queue is full: `"close"` (1008 "room backlog full", the default) or
+    /// `"drop_oldest"` (its oldest queued room messages are dropped).
+    pub overflow: Option<Spanned<String>>,
+    /// Messages published with an id kept per channel for `join_since`; 0 = none kept.
+    /// At most 100000. Default 100.
+    pub history_messages: Option<Spanned<u64>>,
+    /// How long such a message stays in the history, in seconds, 1–86400. Default 300.
+    pub history_secs: Option<Spanned<u64>>,
 }

@@ -18,9 +18,7 @@ pub(crate) const MAX_JOINED: usize = 64;
 pub(crate) enum Scope {
     /// The route's own namespace (the default): `/chat`'s `lobby` is not `/game`'s.
     Route(Arc<str>),
-    /// The namespace every route that opts into sharing uses (the route's config switch is
-    /// not there yet).
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// The namespace every route that opts into sharing uses (`[route.rooms] shared = true`).
     Shared,
 }
 
@@ -44,6 +42,8 @@ pub(crate) enum RoomError {
     NotUtf8,
     /// The connection is closed (or no connection has that id in this process).
     Gone,
+    /// A message id that is empty or over 64 bytes.
+    BadId,
 }
 
 impl fmt::Display for RoomError {
@@ -54,6 +54,7 @@ impl fmt::Display for RoomError {
             RoomError::TooManyChannels => "too many channels joined",
             RoomError::NotUtf8 => "text is not UTF-8",
             RoomError::Gone => "no such connection",
+            RoomError::BadId => "bad message id",
         })
     }
 }

@@ -40,6 +40,34 @@ impl Member {
     /// Joins `channel` with `presence` (at most [`MAX_PRESENCE`] bytes), or replaces the
     /// presence record when already a member.
     pub(crate) fn join(&self, channel: &ChannelKey, presence: &[u8]) -> Result<(), RoomError> {
+        self.join_with(channel, presence, |rooms, presence| {
+            rooms.subscribe(channel, self.id, presence, &self.mailbox);
+        })
+    }
+
+    /// Joins `channel` like [`join`](Self::join) and, atomically with it, queues the
+    /// channel's logged messages after the one whose id is `since`; whether `since` was
+    /// still in the history (when not, nothing is queued).
+    pub(crate) fn join_since(
+        &self,
+        channel: &ChannelKey,
+        presence: &[u8],
+        since: &str,
+    ) -> Result<bool, RoomError> {
+        let mut found = false;
+        self.join_with(channel, presence, |rooms, presence| {
+            found = rooms.subscribe_since(channel, self.id, presence, &self.mailbox, since);
+        })?;
+        Ok(found)
+    }
+
+    /// The checks and bookkeeping of a join around `subscribe`, which adds the member.
+    fn join_with(
+        &self,
+        channel: &ChannelKey,
+        presence: &[u8],
+        subscribe: impl FnOnce(&Rooms, Bytes),
+    ) -> Result<(), RoomError> {
         if presence.len() > MAX_PRESENCE {
             return Err(RoomError::PresenceTooLarge);
         }
@@ -51,7 +79,7 @@ impl Member {
         if new && joined.len() >= MAX_JOINED {
             return Err(RoomError::TooManyChannels);
         }
-        self.rooms.subscribe(channel, self.id, Bytes::copy_from_slice(presence), &self.mailbox);
+        subscribe(&self.rooms, Bytes::copy_from_slice(presence));
         if new {
             joined.push(channel.clone());
         }

@@ -21,6 +21,7 @@
 //! connection's memberships).
 
 mod channel;
+mod history;
 mod id;
 mod member;
 
@@ -29,12 +30,15 @@ mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-pub(crate) use self::channel::{ChannelKey, RoomError};
+pub(crate) use self::channel::{ChannelKey, RoomError, Scope};
 #[cfg(test)]
-use self::channel::{MAX_CHANNEL_NAME, MAX_PRESENCE, Scope};
+use self::channel::{MAX_CHANNEL_NAME, MAX_PRESENCE};
+use self::history::{Entry, History};
+pub(crate) use self::history::{HistoryLimits, MessageId};
 #[cfg(test)]
 use self::id::BadConnId;
 pub(crate) use self::id::ConnId;
@@ -55,15 +59,36 @@ struct Subscriber {
     mailbox: Arc<Mailbox>,
 }
 
+/// A channel: its members, in the order they joined, and its logged messages.
+#[derive(Debug, Default)]
+struct Channel {
+    members: Vec<Subscriber>,
+    history: History,
+}
+
+impl Channel {
+    /// Nothing to keep: no member, no history (the channel is removed).
+    fn is_unused(&self) -> bool {
+        self.members.is_empty() && self.history.is_empty()
+    }
+}
+
+type Channels = HashMap<ChannelKey, Channel>;
+
+/// How often the sweep frees expired histories.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
 /// The channels of a process, and its connections that have an id.
 #[derive(Debug)]
 pub(crate) struct Rooms {
-    /// Each channel's members, in the order they joined (a channel with none is removed).
-    channels: RwLock<HashMap<ChannelKey, Vec<Subscriber>>>,
+    /// The channels with members or history (a channel with neither is removed).
+    channels: RwLock<Channels>,
     /// Connections by id, for `send_to`.
     conns: RwLock<HashMap<ConnId, Weak<Mailbox>>>,
-    /// Each member's queue bounds and policy.
+    /// Each member's queue bounds and policy (the overflow policy is the route's).
     limits: MailboxLimits,
+    /// Set once the sweep thread runs (started by the first logged message).
+    sweeping: OnceLock<()>,
 }
 
 /// The process's rooms.
@@ -73,23 +98,45 @@ pub(crate) fn global() -> &'static Arc<Rooms> {
 }
 
 /// The room member of the connection `conn` in the process's rooms (made on first use:
-/// the connection gets its id and mailbox then).
+/// the connection gets its id and mailbox then, with its route's overflow policy).
 pub(crate) fn member_of(conn: &ConnShared) -> Result<Arc<Member>, RoomError> {
     let rooms = global();
-    conn.room_member(rooms.limits, |mailbox| rooms.member(mailbox)).map_err(|_| RoomError::Gone)
+    let overflow = if conn.room_settings().drop_oldest { Overflow::DropOldest } else { Overflow::Close };
+    let limits = MailboxLimits { overflow, ..rooms.limits };
+    conn.room_member(limits, |mailbox| rooms.member(mailbox)).map_err(|_| RoomError::Gone)
+}
+
+/// The channel `name` for a connection of `conn`'s route: in the shared namespace when the
+/// route opted into it, else in the route's own.
+pub(crate) fn channel_of(conn: &ConnShared, name: &str) -> Result<ChannelKey, RoomError> {
+    match conn.room_settings().shared {
+        true => ChannelKey::new(Scope::Shared, name),
+        false => ChannelKey::in_route(conn.route(), name),
+    }
+}
+
+/// The history bounds of `conn`'s route.
+pub(crate) fn history_limits(conn: &ConnShared) -> HistoryLimits {
+    let settings = conn.room_settings();
+    HistoryLimits { max_messages: settings.history_messages, max_age: settings.history_age }
 }
 
 impl Rooms {
     /// Empty rooms whose members' queues have `limits`.
     pub(crate) fn new(limits: MailboxLimits) -> Rooms {
-        Rooms { channels: RwLock::new(HashMap::new()), conns: RwLock::new(HashMap::new()), limits }
+        Rooms {
+            channels: RwLock::new(HashMap::new()),
+            conns: RwLock::new(HashMap::new()),
+            limits,
+            sweeping: OnceLock::new(),
+        }
     }
 
-    fn channels(&self) -> RwLockReadGuard<'_, HashMap<ChannelKey, Vec<Subscriber>>> {
+    fn channels(&self) -> RwLockReadGuard<'_, Channels> {
         self.channels.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn channels_mut(&self) -> RwLockWriteGuard<'_, HashMap<ChannelKey, Vec<Subscriber>>> {
+    fn channels_mut(&self) -> RwLockWriteGuard<'_, Channels> {
         self.channels.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -107,11 +154,30 @@ impl Rooms {
     /// Adds `id` to `channel` (or replaces its presence record).
     fn subscribe(&self, channel: &ChannelKey, id: ConnId, presence: Bytes, mailbox: &Arc<Mailbox>) {
         let mut channels = self.channels_mut();
-        let members = channels.entry(channel.clone()).or_default();
-        match members.iter_mut().find(|s| s.id == id) {
-            Some(member) => member.presence = presence,
-            None => members.push(Subscriber { id, presence, mailbox: Arc::clone(mailbox) }),
+        add_member(channels.entry(channel.clone()).or_default(), id, presence, mailbox);
+    }
+
+    /// Adds `id` to `channel` like [`subscribe`](Self::subscribe) and, under the same lock
+    /// (so no logged message is missed or queued twice), queues into `mailbox` the channel's
+    /// logged messages after the last one whose id is `since`; whether `since` was found.
+    fn subscribe_since(
+        &self,
+        channel: &ChannelKey,
+        id: ConnId,
+        presence: Bytes,
+        mailbox: &Arc<Mailbox>,
+        since: &str,
+    ) -> bool {
+        let mut channels = self.channels_mut();
+        let entry = channels.entry(channel.clone()).or_default();
+        add_member(entry, id, presence, mailbox);
+        let Some(missed) = entry.history.since(since) else { return false };
+        let mut tally = Tally::default();
+        for message in missed {
+            tally.count(mailbox.push(message.frame.clone(), message.payload_len));
         }
+        tally.record();
+        true
     }
 
     /// Takes `id` out of `channel`.
@@ -134,8 +200,8 @@ impl Rooms {
     /// The members of `channel` (id and presence record), in the order they joined.
     pub(crate) fn presence(&self, channel: &ChannelKey) -> Vec<(ConnId, Bytes)> {
         let channels = self.channels();
-        let Some(members) = channels.get(channel) else { return Vec::new() };
-        members.iter().filter(|s| !s.mailbox.is_closed()).map(|s| (s.id, s.presence.clone())).collect()
+        let Some(entry) = channels.get(channel) else { return Vec::new() };
+        entry.members.iter().filter(|s| !s.mailbox.is_closed()).map(|s| (s.id, s.presence.clone())).collect()
     }
 
     /// Sends `data` to every member of `channel`: one frame built, queued for each; how
@@ -148,12 +214,48 @@ impl Rooms {
     ) -> Result<usize, RoomError> {
         let frame = server_message_frame(kind, data).map_err(|_| RoomError::NotUtf8)?;
         let mut tally = Tally::default();
-        if let Some(members) = self.channels().get(channel) {
-            for member in members {
+        if let Some(entry) = self.channels().get(channel) {
+            for member in &entry.members {
                 tally.count(member.mailbox.push(frame.clone(), data.len()));
             }
         }
         Ok(tally.record())
+    }
+
+    /// Sends `data` to every member of `channel` like [`publish`](Self::publish), and appends
+    /// it under `id` to the channel's history (bounded by `limits`), under the write lock so
+    /// that a concurrent `join_since` sees it either in the history or as a member.
+    pub(crate) fn publish_logged(
+        self: &Arc<Self>,
+        channel: &ChannelKey,
+        kind: DataKind,
+        data: &[u8],
+        id: MessageId,
+        limits: HistoryLimits,
+    ) -> Result<usize, RoomError> {
+        let frame = server_message_frame(kind, data).map_err(|_| RoomError::NotUtf8)?;
+        self.sweeping.get_or_init(|| start_sweep(Arc::downgrade(self)));
+        let mut tally = Tally::default();
+        let mut channels = self.channels_mut();
+        if limits.max_messages > 0 || channels.contains_key(channel) {
+            let entry = channels.entry(channel.clone()).or_default();
+            for member in &entry.members {
+                tally.count(member.mailbox.push(frame.clone(), data.len()));
+            }
+            entry.history.append(Entry::new(id, frame, data.len()), limits);
+            if entry.is_unused() {
+                channels.remove(channel);
+            }
+        }
+        Ok(tally.record())
+    }
+
+    /// Frees the history that expired by `now`, and the channels left with nothing.
+    pub(crate) fn sweep(&self, now: Instant) {
+        self.channels_mut().retain(|_, channel| {
+            channel.history.expire(now);
+            !channel.is_unused()
+        });
     }
 
     /// Sends `data` to the connection `id` alone (it need not be in any channel).
@@ -181,14 +283,38 @@ impl Rooms {
     }
 }
 
-/// Takes `id` out of `channel` in `channels`; a channel left empty is removed.
-fn remove_member(channels: &mut HashMap<ChannelKey, Vec<Subscriber>>, channel: &ChannelKey, id: ConnId) {
-    let Some(members) = channels.get_mut(channel) else { return };
-    if let Some(at) = members.iter().position(|s| s.id == id) {
-        members.remove(at);
+/// Adds `id` to `channel`'s members, or replaces its presence record.
+fn add_member(channel: &mut Channel, id: ConnId, presence: Bytes, mailbox: &Arc<Mailbox>) {
+    match channel.members.iter_mut().find(|s| s.id == id) {
+        Some(member) => member.presence = presence,
+        None => channel.members.push(Subscriber { id, presence, mailbox: Arc::clone(mailbox) }),
     }
-    if members.is_empty() {
+}
+
+/// Takes `id` out of `channel` in `channels`; a channel left with neither members nor
+/// history is removed (its history stays until it expires, for members that come back).
+fn remove_member(channels: &mut Channels, channel: &ChannelKey, id: ConnId) {
+    let Some(entry) = channels.get_mut(channel) else { return };
+    if let Some(at) = entry.members.iter().position(|s| s.id == id) {
+        entry.members.remove(at);
+    }
+    if entry.is_unused() {
         channels.remove(channel);
+    }
+}
+
+/// Starts the thread that sweeps `rooms` every [`SWEEP_EVERY`] while they exist.
+fn start_sweep(rooms: Weak<Rooms>) {
+    let spawned = std::thread::Builder::new().name("wshd-rooms-sweep".into()).spawn(move || {
+        loop {
+            std::thread::sleep(SWEEP_EVERY);
+            let Some(rooms) = rooms.upgrade() else { return };
+            rooms.sweep(Instant::now());
+        }
+    });
+    if let Err(e) = spawned {
+        // Expired history is still dropped when its channel is next used.
+        tracing::warn!("no rooms sweep thread ({e}): idle channels keep their history");
     }
 }
 

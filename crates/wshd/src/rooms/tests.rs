@@ -188,6 +188,7 @@ fn a_full_queue_closes_the_member_under_the_default_policy() {
     assert_eq!(rooms.send_to(a.id(), DataKind::Text, b"x"), Err(RoomError::Gone));
 }
 
+mod history;
 mod sessions;
 
 /// The cost of a publish, measured: `cargo test --release -p wshd --lib -- --ignored

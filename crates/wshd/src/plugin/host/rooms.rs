@@ -10,7 +10,7 @@ use wshd_sdk::abi::*;
 
 use super::connection::data_kind;
 use super::{bytes_of, host_fn};
-use crate::rooms::{self, ChannelKey, ConnId, RoomError};
+use crate::rooms::{self, ChannelKey, ConnId, MessageId, RoomError};
 use crate::ws::session::ConnShared;
 
 /// The table every plugin's [`HostVTable`] points to.
@@ -22,6 +22,8 @@ pub(crate) static ROOMS_VTABLE: RoomsVTable = RoomsVTable {
     publish: rooms_publish,
     send_to: rooms_send_to,
     presence: rooms_presence,
+    publish_logged: rooms_publish_logged,
+    join_since: rooms_join_since,
 };
 
 /// # Safety
@@ -40,13 +42,20 @@ fn room_code(r: Result<(), RoomError>) -> u32 {
         Err(RoomError::TooManyChannels) => ROOM_TOO_MANY_CHANNELS,
         Err(RoomError::NotUtf8) => ROOM_NOT_UTF8,
         Err(RoomError::Gone) => ROOM_GONE,
+        Err(RoomError::BadId) => ROOM_BAD_ID,
     }
 }
 
-/// The channel `name` (plugin bytes) in the namespace of `shared`'s route.
+/// The channel `name` (plugin bytes) in the namespace of `shared`'s route (or the shared
+/// one, when the route opted into it).
 fn channel_of(shared: &ConnShared, name: &[u8]) -> Result<ChannelKey, RoomError> {
     let name = std::str::from_utf8(name).map_err(|_| RoomError::BadName)?;
-    ChannelKey::in_route(shared.route(), name)
+    rooms::channel_of(shared, name)
+}
+
+/// The message id `id` (plugin bytes).
+fn message_id(id: &[u8]) -> Result<MessageId, RoomError> {
+    MessageId::new(std::str::from_utf8(id).map_err(|_| RoomError::BadId)?)
 }
 
 host_fn! {
@@ -132,5 +141,56 @@ host_fn! {
             unsafe { push(out, id, RStr::from_bytes(&presence)) };
         }
         ROOM_OK
+    } else ROOM_GONE
+}
+
+host_fn! {
+    fn rooms_publish_logged(
+        ctx: *const c_void,
+        channel: RStr,
+        id: RStr,
+        kind: u8,
+        data: RStr,
+        delivered: *mut u64,
+    ) -> u32 {
+        let Some(kind) = data_kind(kind) else { return ROOM_INVALID };
+        // SAFETY: a live connection reference; the strings are valid for the call (copied).
+        let (shared, name, id, data) = unsafe { (conn(ctx), bytes_of(channel), bytes_of(id), bytes_of(data)) };
+        let published = channel_of(shared, name).and_then(|key| {
+            let id = message_id(id)?;
+            rooms::global().publish_logged(&key, kind, data, id, rooms::history_limits(shared))
+        });
+        match published {
+            Ok(count) => {
+                if !delivered.is_null() {
+                    // SAFETY: a valid place provided by the caller for this call.
+                    unsafe { delivered.write(count as u64) };
+                }
+                ROOM_OK
+            }
+            Err(e) => room_code(Err(e)),
+        }
+    } else ROOM_GONE
+}
+
+host_fn! {
+    fn rooms_join_since(ctx: *const c_void, channel: RStr, presence: RStr, since: RStr, found: *mut u8) -> u32 {
+        // SAFETY: a live connection reference; the strings are valid for the call (copied).
+        let (shared, name, presence, since) =
+            unsafe { (conn(ctx), bytes_of(channel), bytes_of(presence), bytes_of(since)) };
+        // An id that is not UTF-8 was never logged: nothing to replay.
+        let since = std::str::from_utf8(since).unwrap_or("");
+        let joined = channel_of(shared, name)
+            .and_then(|key| rooms::member_of(shared)?.join_since(&key, presence, since));
+        match joined {
+            Ok(was_found) => {
+                if !found.is_null() {
+                    // SAFETY: a valid place provided by the caller for this call.
+                    unsafe { found.write(u8::from(was_found)) };
+                }
+                ROOM_OK
+            }
+            Err(e) => room_code(Err(e)),
+        }
     } else ROOM_GONE
 }

@@ -29,6 +29,7 @@ fn settings() -> SessionSettings {
         send_timeout: None,
         metrics: None,
         wire: None,
+        rooms: crate::config::RoomSettings::default(),
     }
 }
 

@@ -24,9 +24,8 @@ use super::state::ConnState;
 pub(crate) enum Overflow {
     /// Close the connection with 1008 (the frame and all later ones are dropped).
     Close,
-    /// Drop the oldest queued frames until the new one fits (a route's choice: its config
-    /// switch is not there yet).
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Drop the oldest queued frames until the new one fits (a route's choice:
+    /// `[route.rooms] overflow = "drop_oldest"`).
     DropOldest,
 }
 

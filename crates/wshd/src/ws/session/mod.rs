@@ -40,7 +40,7 @@ use tokio::time::Instant;
 use wshd_sdk::CloseCode;
 
 use super::transport::Wire;
-use crate::config::WsSettings;
+use crate::config::{RoomSettings, WsSettings};
 use crate::metrics::RouteMetrics;
 
 pub(crate) use self::driver::{Driver, HandlerExit, HandlerFuture, SessionEnd};
@@ -106,6 +106,8 @@ pub(crate) struct SessionSettings {
     pub(crate) metrics: Option<Arc<RouteMetrics>>,
     /// The socket's byte counts.
     pub(crate) wire: Option<Arc<Wire>>,
+    /// The route's rooms settings (namespace, mailbox policy, history bounds).
+    pub(crate) rooms: RoomSettings,
 }
 
 impl SessionSettings {
@@ -125,6 +127,7 @@ impl SessionSettings {
             send_timeout: route.send_timeout,
             metrics: Some(metrics),
             wire: Some(wire),
+            rooms: route.rooms,
         }
     }
 }

@@ -14,6 +14,7 @@ use wshd_sdk::CloseCode;
 use super::mailbox::{Mailbox, MailboxLimits};
 use super::state::{ConnState, RoomSlot};
 use super::{CURRENT, DRIVER_WAKER, Inbound, KeepAlive, OpError, SessionSettings, poll_time};
+use crate::config::RoomSettings;
 use crate::ws::transport::{DataKind, WsStream};
 
 /// Outgoing bytes queued before a sender has to wait for the socket.
@@ -213,6 +214,11 @@ impl ConnShared {
     /// namespace of its channels.
     pub(crate) fn route(&self) -> &str {
         self.settings.metrics.as_ref().map_or("", |m| m.route.as_str())
+    }
+
+    /// The rooms settings of the route this connection was accepted on.
+    pub(crate) fn room_settings(&self) -> &RoomSettings {
+        &self.settings.rooms
     }
 
     /// The connection's room-membership owner of type `T`, made on the first call with the

@@ -1,0 +1,207 @@
+// End-to-end test of the chat page (handlers/htdocs/chat.html on /chat, handlers/chat_wsh) in
+// headless Chromium: two pages in room A chat through the page and see each other's
+// messages rendered, a third page in room B sees none of it, and markup in a message is shown
+// as text, never run. Run from the repository root:
+//
+//     cargo build --workspace && node --test --test-concurrency=1 tests/browser/
+//
+// The server is `target/debug/wshd` with config/server.toml as it is, except `workers = 1`
+// (until rooms span workers: with 2 worker processes two pages may land on different ones
+// and not meet). Like the other files here it uses port 9998, so they run one at a time.
+
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { PORT, REPO_ROOT, assertPortFree, launchBrowser, startServer, waitUntil } from './harness.mjs';
+
+const BASE = `http://localhost:${PORT}`;
+const XSS = '<img src=x onerror="window.__pwned = true"> & <b>bold</b>';
+
+/** Waits (bounded) until port 9998 is free, e.g. while another test file's server stops. */
+async function waitForFreePort({ timeoutMs = 90_000 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await assertPortFree(PORT);
+      return;
+    } catch (err) {
+      if (Date.now() >= deadline) throw err;
+      await sleep(250);
+    }
+  }
+}
+
+/** config/server.toml with `workers = 1` (until rooms span workers), in a temporary file. */
+async function oneWorkerConfig(dir) {
+  const config = await readFile(path.join(REPO_ROOT, 'config', 'server.toml'), 'utf8');
+  assert.match(config, /^\[server\]$/m);
+  const file = path.join(dir, 'server.toml');
+  await writeFile(file, config.replace(/^\[server\]$/m, '[server]\nworkers = 1 # until rooms span workers'));
+  return file;
+}
+
+describe('chat.html against wshd', { timeout: 180_000 }, () => {
+  let server;
+  let browser;
+  let configDir;
+  const pages = [];
+
+  before(async () => {
+    await waitForFreePort();
+    configDir = await mkdtemp(path.join(os.tmpdir(), 'wshd-chat-config-'));
+    server = await startServer({ args: ['-c', await oneWorkerConfig(configDir)] });
+    browser = await launchBrowser();
+  }, { timeout: 120_000 });
+
+  after(async () => {
+    await Promise.allSettled(pages.map((page) => page.close()));
+    await Promise.allSettled([browser?.close(), server?.stop()]);
+    if (configDir) await rm(configDir, { recursive: true, force: true });
+  }, { timeout: 20_000 });
+
+  /** Opens chat.html, joins `room` as `nick` and waits until its own join is shown. */
+  async function joinAs(room, nick) {
+    const page = await browser.context.newPage();
+    pages.push(page);
+    page.errors = [];
+    page.on('pageerror', (err) => page.errors.push(err.message));
+    const response = await page.goto(`${BASE}/chat.html`);
+    assert.equal(response?.status(), 200);
+    assert.equal(await page.title(), 'wshd chat');
+    await page.fill('#room', room);
+    await page.fill('#nick', nick);
+    await page.click('#join');
+    await waitForLine(page, `${nick} joined`);
+    await waitUntil(() => page.isEnabled('#send'), { timeoutMs: 10_000, what: `${nick} can send` });
+    return page;
+  }
+
+  /** The lines of the message list, as shown (text). */
+  const lines = (page) => page.locator('#messages li').allTextContents();
+  const online = (page) => page.locator('#online li').allTextContents();
+
+  async function waitForLine(page, line) {
+    await waitUntil(async () => (await lines(page)).includes(line), {
+      timeoutMs: 10_000,
+      what: `the line ${JSON.stringify(line)}`,
+    });
+  }
+
+  async function say(page, text) {
+    await page.fill('#text', text);
+    await page.click('#send');
+  }
+
+  test('two pages in room A chat, a page in room B sees nothing, markup stays text', { timeout: 120_000 }, async (t) => {
+    try {
+      const carol = await joinAs('B', 'carol');
+      const alice = await joinAs('A', 'alice');
+      const bob = await joinAs('A', 'bob');
+      await waitForLine(alice, 'bob joined');
+      assert.deepEqual(await online(alice), ['alice', 'bob']);
+      assert.deepEqual(await online(bob), ['alice', 'bob']);
+
+      await say(alice, 'hello bob');
+      await waitForLine(bob, 'alice: hello bob');
+      await waitForLine(alice, 'alice: hello bob');
+      await say(bob, 'hi alice');
+      await waitForLine(alice, 'bob: hi alice');
+
+      await say(bob, XSS);
+      await waitForLine(alice, `bob: ${XSS}`);
+      const shown = await alice.locator('#messages li .text').last().textContent();
+      assert.equal(shown, XSS, 'the message is shown as its text');
+      assert.equal(await alice.locator('#messages img, #messages b').count(), 0, 'no element made from it');
+      assert.equal(await alice.evaluate(() => window.__pwned === true), false, 'no handler ran');
+
+      // Room B: its own message arrives after everything said in A, and nothing of A before it.
+      await say(carol, 'anyone in B?');
+      await waitForLine(carol, 'carol: anyone in B?');
+      assert.deepEqual(await lines(carol), ['carol joined', 'carol: anyone in B?']);
+      assert.deepEqual(await online(carol), ['carol']);
+
+      await bob.click('#leave');
+      await waitForLine(alice, 'bob left');
+      assert.deepEqual(await online(alice), ['alice']);
+      t.diagnostic(`alice saw: ${JSON.stringify(await lines(alice))}`);
+      for (const page of [alice, bob, carol]) assert.deepEqual(page.errors, [], 'uncaught errors in the page');
+      const screenshot = path.join(browser.screenshotDir, 'chat.png');
+      await alice.screenshot({ path: screenshot });
+      t.diagnostic(`screenshot: ${screenshot}`);
+    } catch (err) {
+      console.error(`--- wshd output ---\n${server.log()}--- end of wshd output ---`);
+      throw err;
+    }
+  });
+
+  test('after an unexpected close the page reconnects with since and shows what it missed', { timeout: 60_000 }, async (t) => {
+    try {
+      const gina = await joinAs('D', 'gina');
+      const hank = await joinAs('D', 'hank');
+      await say(hank, 'seen by both');
+      await waitForLine(gina, 'hank: seen by both');
+      // A binary message breaks the app's rule: the server closes the page's socket (1003).
+      await gina.evaluate(() => socket.send(new Uint8Array([1, 2, 3])));
+      await waitUntil(
+        async () => (await lines(gina)).some((l) => l.startsWith('Connection lost (1003 text messages only)')),
+        { timeoutMs: 10_000, what: 'the close shown' },
+      );
+      // Hold the page's reconnect (due 0.5 s after the close) until hank has said something.
+      const held = await gina.evaluate(() => {
+        clearTimeout(reconnectTimer);
+        return socket === null;
+      });
+      assert.ok(held, 'the page had not reconnected yet');
+      await waitForLine(hank, 'gina left');
+      await say(hank, 'said while gina was away');
+      await waitForLine(hank, 'hank: said while gina was away');
+      await gina.evaluate(() => connect());
+      await waitForLine(gina, 'Reconnected: every missed message was recovered');
+      const shown = await lines(gina);
+      const missed = shown.indexOf('hank: said while gina was away');
+      assert.ok(missed >= 0 && missed < shown.indexOf('Reconnected: every missed message was recovered'), shown.join('\n'));
+      assert.equal(shown.filter((l) => l === 'hank: seen by both').length, 1, 'nothing shown twice');
+      t.diagnostic(`gina saw: ${JSON.stringify(shown)}`);
+      for (const page of [gina, hank]) assert.deepEqual(page.errors, [], 'uncaught errors in the page');
+    } catch (err) {
+      console.error(`--- wshd output ---\n${server.log()}--- end of wshd output ---`);
+      throw err;
+    }
+  });
+
+  test('after its worker process dies, the page reconnects and says recovery failed', { timeout: 60_000 }, async (t) => {
+    try {
+      const dave = await joinAs('C', 'dave');
+      const erin = await joinAs('C', 'erin');
+      await say(dave, 'before the crash');
+      await waitForLine(erin, 'dave: before the crash');
+      // The serving worker (the last one started): its rooms and history die with it.
+      const starts = [...server.log().matchAll(/worker 1 started pid=(\d+)/g)];
+      assert.ok(starts.length > 0, 'the master logged its worker');
+      process.kill(Number(starts[starts.length - 1][1]), 'SIGKILL');
+      for (const page of [dave, erin]) {
+        await waitUntil(async () => (await lines(page)).some((l) => l.startsWith('Connection lost (1006)')), {
+          timeoutMs: 10_000,
+          what: 'the lost connection shown',
+        });
+        await waitForLine(page, 'Reconnected, but recovery failed: messages sent while away may be missing');
+      }
+      await waitUntil(async () => (await online(dave)).join() === 'dave,erin', {
+        timeoutMs: 10_000,
+        what: 'both back online',
+      });
+      await say(erin, 'after the crash');
+      await waitForLine(dave, 'erin: after the crash');
+      assert.equal(await dave.locator('#status').textContent(), 'In room C as dave');
+      t.diagnostic(`dave saw: ${JSON.stringify(await lines(dave))}`);
+      for (const page of [dave, erin]) assert.deepEqual(page.errors, [], 'uncaught errors in the page');
+    } catch (err) {
+      console.error(`--- wshd output ---\n${server.log()}--- end of wshd output ---`);
+      throw err;
+    }
+  });
+});
