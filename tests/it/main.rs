@@ -7,6 +7,7 @@ mod blocking;
 mod builtin;
 mod cgi;
 mod client;
+mod cmd;
 mod config;
 mod echo;
 mod examples;

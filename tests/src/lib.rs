@@ -58,6 +58,7 @@ const PACKAGES: &[&str] = &[
     "internal_error_wsh",
     "bench_wsh",
     "benchmark_helper_wsh",
+    "cmd_wsh",
 ];
 
 /// Builds the binary and plugins once per test run (a no-op when they are up to date).
