@@ -128,6 +128,7 @@ async fn the_environment_is_cgi_like_and_nothing_else_leaks() {
     let routes = [
         route("/env", "/usr/bin/env", &[], ""),
         route("/env_pass", "env", &[], "env = [\"RUST_LOG\"]"),
+        route("/signals", "/bin/grep", &["-E", "^Sig(Blk|Ign)", "/proc/self/status"], ""),
     ];
     let server = server("workers = 0", &routes.concat());
     let url = server.ws_url("/env?a=1&b=two");
@@ -161,6 +162,15 @@ async fn the_environment_is_cgi_like_and_nothing_else_leaks() {
     let mut pass = connect(&server.ws_url("/env_pass")).await;
     let (vars, _) = messages_until_close(&mut pass).await;
     assert!(vars.iter().any(|v| v == "RUST_LOG=debug"), "a listed variable is passed (and `env` found in PATH): {vars:#?}");
+    let mut signals = connect(&server.ws_url("/signals")).await;
+    let (lines, _) = messages_until_close(&mut signals).await;
+    // Standard signals (1-31) neither blocked nor ignored; 32 and 33 are glibc's own.
+    let standard = |line: &String| {
+        let hex = line.split('\t').nth(1).unwrap_or("");
+        u64::from_str_radix(hex, 16).map(|mask| mask & 0x7fff_ffff)
+    };
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines.iter().all(|l| standard(l) == Ok(0)), "a clean signal state: {lines:?}");
 }
 
 #[tokio::test]
@@ -273,6 +283,24 @@ fn replace_plugin(server: &ServerProcess, tag: &str) {
     std::fs::rename(&staging, &file).unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// Distinct mapped copies of the plugin in process `pid`.
+fn mapped_copies(pid: u32) -> usize {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let copies: std::collections::BTreeSet<&str> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|path| path.contains("cmd_wsh"))
+        .collect();
+    copies.len()
+}
+
+/// Whether process `pid` has a handler for SIGCHLD (`SigCgt` bit 17).
+fn catches_sigchld(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let caught = status.lines().find_map(|l| l.strip_prefix("SigCgt:")).map(str::trim).unwrap_or("0");
+    u64::from_str_radix(caught, 16).is_ok_and(|mask| mask & (1 << (17 - 1)) != 0)
+}
+
 #[tokio::test]
 async fn a_hot_reload_keeps_the_old_child_and_reaps_it_at_the_close() {
     let server = server("workers = 0", &route("/rev", &rev_lines(), &[], ""));
@@ -297,6 +325,10 @@ async fn a_hot_reload_keeps_the_old_child_and_reaps_it_at_the_close() {
     .await;
     assert!(server.wait_log("handler generation released", WAIT).is_some(), "{}", server.logs());
     assert_eq!(say(&mut new, "still").await, "llits", "the new generation serves on");
+    let pid = server.pid();
+    wait_until("the old generation unmapped", || mapped_copies(pid) == 1, || format!("{} copies", mapped_copies(pid)))
+        .await;
+    assert!(!catches_sigchld(pid), "no SIGCHLD handler was installed");
     drop(new);
     wait_no_children(&server).await;
 }

@@ -1,4 +1,5 @@
-//! Starting the child (std's `posix_spawn`, in its own process group, with pipes) and the
+//! Starting the child (std's `Command`: fork and exec, in its own process group, with pipes,
+//! default signal state) and the
 //! [`Reaper`] that guarantees it is killed and reaped whatever happens to the connection.
 
 use std::ffi::OsString;
@@ -37,15 +38,17 @@ pub(crate) fn start(
 ) -> io::Result<Started> {
     let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).unwrap_or_default();
     let resolved = resolve(program, &path_var)?;
-    let mut child = Command::new(resolved)
+    let mut command = Command::new(resolved);
+    command
         .args(args)
         .env_clear()
         .envs(env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()?;
+        .process_group(0);
+    sys::reset_signals_in_child(&mut command);
+    let mut child = command.spawn()?;
     let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
     live.fetch_add(1, Ordering::AcqRel);
     let reaper = Reaper { child, live: Arc::clone(live), reaped: false };
@@ -57,8 +60,8 @@ pub(crate) fn start(
 }
 
 /// `program` itself when it names a path (relative ones are relative to the server's working
-/// directory), else the first executable `program` in `path_var` (as `execvp` would; done here
-/// so std can use `posix_spawn` instead of forking the worker).
+/// directory), else the first executable `program` in `path_var` (the child's `PATH`, as
+/// `execvp` would), so the log can say "not found in PATH".
 fn resolve(program: &str, path_var: &OsString) -> io::Result<PathBuf> {
     if program.contains('/') {
         return Ok(PathBuf::from(program));

@@ -108,10 +108,13 @@ async fn supervise(mut w: Watch, port: Arc<Port>) {
     }
     // Kills what is left of the group, then waits: the child has exited (or was just sent
     // SIGKILL), so this does not block for long.
+    let pid = w.reaper.pid();
     let end = match w.reaper.reap() {
         Ok(status) => End::Exited(status),
         Err(e) => End::Failed(format!("cannot reap the child: {e}")),
     };
+    let by = if connection_gone { "the connection ended" } else { "it exited" };
+    wshd_sdk::debug!("child pid={pid} reaped ({by}): {end:?}");
     for task in [&mut w.out, &mut w.err] {
         if connection_gone || tokio::time::timeout(DRAIN, &mut *task).await.is_err() {
             task.abort();

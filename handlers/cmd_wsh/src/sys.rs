@@ -41,3 +41,27 @@ pub(crate) fn watch(pidfd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<Owned
     // `AsyncFd` owns it for its whole life.
     Ok(unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }?)
 }
+
+/// Makes the child start with the signal state a program expects: nothing blocked, every
+/// signal at its default action. Without this it inherits the spawning worker thread's mask
+/// (wshd's threads block `SIGINT` and `SIGTERM`: a `SIGTERM` to the child would do nothing)
+/// and whatever the server ignores (`SIGPIPE`, or `SIGINT`/`SIGQUIT` from a shell's `&`).
+/// std's `posix_spawn` path offers no way to set these, so the child is forked.
+pub(crate) fn reset_signals_in_child(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before `exec` and makes only
+    // async-signal-safe calls (sigemptyset, pthread_sigmask, signal) on its own stack.
+    unsafe {
+        command.pre_exec(|| {
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            for signal in 1..libc::SIGRTMIN() {
+                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
+            }
+            Ok(())
+        });
+    }
+}
