@@ -87,8 +87,12 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool, detail: impl Fn(
 /// Waits until no serving process of `server` has a child (running or zombie).
 async fn wait_no_children(server: &ServerProcess) {
     let parents = serving_pids(server);
-    wait_until("children left", || children_of(&parents).is_empty(), || format!("{:?}", children_of(&parents)))
-        .await;
+    wait_until(
+        "children left",
+        || children_of(&parents).is_empty(),
+        || format!("{:?}", children_of(&parents)),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -161,7 +165,10 @@ async fn the_environment_is_cgi_like_and_nothing_else_leaks() {
     }
     let mut pass = connect(&server.ws_url("/env_pass")).await;
     let (vars, _) = messages_until_close(&mut pass).await;
-    assert!(vars.iter().any(|v| v == "RUST_LOG=debug"), "a listed variable is passed (and `env` found in PATH): {vars:#?}");
+    assert!(
+        vars.iter().any(|v| v == "RUST_LOG=debug"),
+        "a listed variable is passed (and `env` found in PATH): {vars:#?}"
+    );
     let mut signals = connect(&server.ws_url("/signals")).await;
     let (lines, _) = messages_until_close(&mut signals).await;
     // Standard signals (1-31) neither blocked nor ignored; 32 and 33 are glibc's own.
@@ -215,7 +222,11 @@ async fn the_cap_answers_503_and_a_missing_program_502() {
     let line = server.wait_log("cannot start program", WAIT).unwrap_or_else(|| panic!("{}", server.logs()));
     assert!(line.contains("/nonexistent/program"), "{line}");
     assert_eq!(raw_http(server.addr, &handshake_request("/unknown", "")).await.status, 502);
-    assert!(server.wait_log("no-such-program-anywhere not found in PATH", WAIT).is_some(), "{}", server.logs());
+    assert!(
+        server.wait_log("no-such-program-anywhere not found in PATH", WAIT).is_some(),
+        "{}",
+        server.logs()
+    );
     drop((second, third));
     wait_no_children(&server).await;
 }
@@ -240,7 +251,11 @@ async fn two_hundred_connections_leave_no_child_behind() {
     }))
     .await;
     let live = children_of(&parents);
-    eprintln!("{CONNECTIONS} connections, 3 lines each, in {:?}; children alive: {}", started.elapsed(), live.len());
+    eprintln!(
+        "{CONNECTIONS} connections, 3 lines each, in {:?}; children alive: {}",
+        started.elapsed(),
+        live.len()
+    );
     assert_eq!(live.len(), CONNECTIONS, "one child per connection: {live:?}");
     join_all(clients.into_iter().map(|mut client| async move {
         let _ = client.close(None).await;
@@ -310,7 +325,8 @@ async fn a_hot_reload_keeps_the_old_child_and_reaps_it_at_the_close() {
     let old_child = children_of(&parents);
     assert_eq!(old_child.len(), 1, "{old_child:?}");
     replace_plugin(&server, "generation two");
-    wait_until("the reload", || server.count_log("handler loaded resource=/cmd ") >= 2, || server.logs()).await;
+    wait_until("the reload", || server.count_log("handler loaded resource=/cmd ") >= 2, || server.logs())
+        .await;
     assert_eq!(say(&mut old, "during").await, "gnirud", "the open connection keeps its child and old code");
     let mut new = connect(&server.ws_url("/rev")).await;
     assert_eq!(say(&mut new, "new").await, "wen");
@@ -319,15 +335,21 @@ async fn a_hot_reload_keeps_the_old_child_and_reaps_it_at_the_close() {
     let _ = old.close(None).await;
     while let Some(Ok(_)) = next_message(&mut old).await {}
     let old_pid = old_child[0].0;
-    wait_until("the old child reaped", || children_of(&parents).iter().all(|(p, _)| *p != old_pid), || {
-        format!("{:?}", children_of(&parents))
-    })
+    wait_until(
+        "the old child reaped",
+        || children_of(&parents).iter().all(|(p, _)| *p != old_pid),
+        || format!("{:?}", children_of(&parents)),
+    )
     .await;
     assert!(server.wait_log("handler generation released", WAIT).is_some(), "{}", server.logs());
     assert_eq!(say(&mut new, "still").await, "llits", "the new generation serves on");
     let pid = server.pid();
-    wait_until("the old generation unmapped", || mapped_copies(pid) == 1, || format!("{} copies", mapped_copies(pid)))
-        .await;
+    wait_until(
+        "the old generation unmapped",
+        || mapped_copies(pid) == 1,
+        || format!("{} copies", mapped_copies(pid)),
+    )
+    .await;
     assert!(!catches_sigchld(pid), "no SIGCHLD handler was installed");
     drop(new);
     wait_no_children(&server).await;

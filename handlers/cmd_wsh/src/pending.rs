@@ -30,8 +30,11 @@ impl Pending {
         let now = Instant::now();
         let swept: Vec<(Instant, Started)> = {
             let mut children = self.children.lock().unwrap_or_else(PoisonError::into_inner);
-            let stale: Vec<Key> =
-                children.iter().filter(|(_, (at, _))| now.duration_since(*at) > STALE).map(|(k, _)| *k).collect();
+            let stale: Vec<Key> = children
+                .iter()
+                .filter(|(_, (at, _))| now.duration_since(*at) > STALE)
+                .map(|(k, _)| *k)
+                .collect();
             let mut swept: Vec<_> = stale.iter().filter_map(|k| children.remove(k)).collect();
             swept.extend(children.insert(key, (now, started)));
             swept
