@@ -28,6 +28,7 @@ mod sys;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use wshd_sdk::{Accept, CloseCode, Config, Connection, Error, Handler, Reject, Request};
 
@@ -65,8 +66,11 @@ impl Handler for Cmd {
             return Err(Reject::status(503).body("too many processes\n"));
         }
         let env = env::environment(request, &self.settings.pass_env);
+        let spawning = Instant::now();
         match process::start(program, &self.settings.args, env, &self.live) {
             Ok(started) => {
+                let took = spawning.elapsed().as_micros();
+                wshd_sdk::debug!("{}: started {program} pid={} in {took} µs", request.path(), started.reaper.pid());
                 self.pending.park((peer, local), started);
                 Ok(Accept::new())
             }
