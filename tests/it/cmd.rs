@@ -354,3 +354,23 @@ async fn a_hot_reload_keeps_the_old_child_and_reaps_it_at_the_close() {
     drop(new);
     wait_no_children(&server).await;
 }
+
+#[tokio::test]
+async fn the_repository_config_serves_rev() {
+    // The repository root as a newcomer has it (`cargo build && target/debug/wshd`): the
+    // relative paths of config/server.toml (handlers.dir, the program of /rev) resolve there.
+    let dir = TempDir::new();
+    let root = workspace_root();
+    let target = target_debug().parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    for (link, to) in
+        [("config", root.join("config")), ("handlers", root.join("handlers")), ("target", target)]
+    {
+        std::os::unix::fs::symlink(&to, dir.path().join(link))
+            .unwrap_or_else(|e| panic!("symlink {link}: {e}"));
+    }
+    let _ = plugin_lib("cmd_wsh");
+    let server = ServerProcess::spawn(&["-H", "127.0.0.1", "-p", "0"], dir);
+    let mut client = connect(&server.ws_url("/rev")).await;
+    assert_eq!(say(&mut client, "Hello").await, "olleH");
+    assert_eq!(say(&mut client, "world").await, "dlrow");
+}

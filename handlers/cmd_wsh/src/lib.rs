@@ -70,7 +70,11 @@ impl Handler for Cmd {
         match process::start(program, &self.settings.args, env, &self.live) {
             Ok(started) => {
                 let took = spawning.elapsed().as_micros();
-                wshd_sdk::debug!("{}: started {program} pid={} in {took} µs", request.path(), started.reaper.pid());
+                wshd_sdk::debug!(
+                    "{}: started {program} pid={} in {took} µs",
+                    request.path(),
+                    started.reaper.pid()
+                );
                 self.pending.park((peer, local), started);
                 Ok(Accept::new())
             }
