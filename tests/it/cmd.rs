@@ -199,6 +199,7 @@ async fn the_cap_answers_503_and_a_missing_program_502() {
         route("/cat", "/bin/cat", &[], "max_children = 2"),
         route("/missing", "/nonexistent/program", &[], ""),
         route("/unknown", "no-such-program-anywhere", &[], ""),
+        "[[route]]\npath = \"/typo\"\nhandler = \"/cmd\"\n[route.config]\nprogramm = \"cat\"\n".to_owned(),
     ];
     let server = server("workers = 0", &routes.concat());
     let mut first = connect(&server.ws_url("/cat")).await;
@@ -227,6 +228,10 @@ async fn the_cap_answers_503_and_a_missing_program_502() {
         "{}",
         server.logs()
     );
+    let refused = server.wait_log("unknown key `programm`", WAIT).unwrap_or_else(|| panic!("{}", server.logs()));
+    assert!(refused.contains("handler refused") && refused.contains("route=/typo"), "{refused}");
+    assert_eq!(raw_http(server.addr, &handshake_request("/typo", "")).await.status, 404);
+    assert_eq!(raw_http(server.addr, &handshake_request("/cmd", "")).await.status, 404, "no program: 404");
     drop((second, third));
     wait_no_children(&server).await;
 }
