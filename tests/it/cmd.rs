@@ -228,7 +228,8 @@ async fn the_cap_answers_503_and_a_missing_program_502() {
         "{}",
         server.logs()
     );
-    let refused = server.wait_log("unknown key `programm`", WAIT).unwrap_or_else(|| panic!("{}", server.logs()));
+    let refused =
+        server.wait_log("unknown key `programm`", WAIT).unwrap_or_else(|| panic!("{}", server.logs()));
     assert!(refused.contains("handler refused") && refused.contains("route=/typo"), "{refused}");
     assert_eq!(raw_http(server.addr, &handshake_request("/typo", "")).await.status, 404);
     assert_eq!(raw_http(server.addr, &handshake_request("/cmd", "")).await.status, 404, "no program: 404");

@@ -57,7 +57,9 @@ impl Handler for Cmd {
             wshd_sdk::error!("{}: a connection without TCP addresses cannot be bridged", request.path());
             return Err(Reject::status(500));
         };
-        if self.live.load(Ordering::Acquire) >= self.settings.max_children {
+        // Reserve a slot first, so concurrent handshakes cannot overshoot the cap.
+        if self.live.fetch_add(1, Ordering::AcqRel) >= self.settings.max_children {
+            self.live.fetch_sub(1, Ordering::AcqRel);
             wshd_sdk::warn!(
                 "{}: {} children running (max_children); refused with 503",
                 request.path(),

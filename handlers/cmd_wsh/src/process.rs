@@ -29,7 +29,8 @@ pub(crate) struct Started {
 }
 
 /// Starts `program` with `args` and exactly the environment `env`, in its own process group.
-/// `live` counts it until it is reaped.
+/// The caller has reserved a slot in `live` for it: the slot is released when the child is
+/// reaped, or here when it cannot be started.
 pub(crate) fn start(
     program: &str,
     args: &[String],
@@ -37,7 +38,13 @@ pub(crate) fn start(
     live: &Arc<AtomicUsize>,
 ) -> io::Result<Started> {
     let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).unwrap_or_default();
-    let resolved = resolve(program, &path_var)?;
+    let resolved = match resolve(program, &path_var) {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            live.fetch_sub(1, Ordering::AcqRel);
+            return Err(e);
+        }
+    };
     let mut command = Command::new(resolved);
     command
         .args(args)
@@ -48,9 +55,14 @@ pub(crate) fn start(
         .stderr(Stdio::piped())
         .process_group(0);
     sys::reset_signals_in_child(&mut command);
-    let mut child = command.spawn()?;
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            live.fetch_sub(1, Ordering::AcqRel);
+            return Err(e);
+        }
+    };
     let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-    live.fetch_add(1, Ordering::AcqRel);
     let reaper = Reaper { child, live: Arc::clone(live), reaped: false };
     let (Some(stdin), Some(stdout), Some(stderr)) = (stdin, stdout, stderr) else {
         return Err(io::Error::other("the child's pipes are missing"));
