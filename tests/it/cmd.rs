@@ -380,3 +380,23 @@ async fn the_repository_config_serves_rev() {
     assert_eq!(say(&mut client, "Hello").await, "olleH");
     assert_eq!(say(&mut client, "world").await, "dlrow");
 }
+
+#[tokio::test]
+async fn a_flood_and_a_vanished_client_are_cut_off() {
+    let routes = [route("/yes", "/usr/bin/yes", &["y"], ""), route("/rev", &rev_lines(), &[], "")];
+    let server = server("workers = 0", &routes.concat());
+    // `yes` writes as fast as it can: the outbox fills, its reader waits for room, and the
+    // client still gets every line in order until it closes.
+    let mut flood = connect(&server.ws_url("/yes")).await;
+    for _ in 0..5000 {
+        assert_eq!(next_message(&mut flood).await.and_then(Result::ok), Some(Message::text("y")));
+    }
+    let _ = flood.close(None).await;
+    // A client that vanishes without a close frame.
+    let mut raw = RawSocket::open(server.addr, "/rev").await;
+    raw.send_frame(true, 0x1, b"abc", true).await;
+    let reply = raw.read_frame().await.unwrap_or_else(|| panic!("no reply"));
+    assert_eq!(reply.payload, b"cba");
+    drop(raw);
+    wait_no_children(&server).await;
+}
