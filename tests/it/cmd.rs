@@ -400,3 +400,27 @@ async fn a_flood_and_a_vanished_client_are_cut_off() {
     drop(raw);
     wait_no_children(&server).await;
 }
+
+#[tokio::test]
+async fn a_recycled_worker_drains_and_reaps_its_children() {
+    let routes =
+        format!("[workers]\nrecycle_after_connections = 3\n\n{}", route("/rev", &rev_lines(), &[], ""));
+    let server = server("workers = 1\nshutdown_grace_secs = 5", &routes);
+    let first = serving_pids(&server);
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let mut client = connect(&server.ws_url("/rev")).await;
+        assert_eq!(say(&mut client, &format!("r{i}")).await, format!("{i}r"));
+        clients.push(client);
+    }
+    let pids: Vec<u32> = children_of(&first).into_iter().map(|(pid, _)| pid).collect();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    for client in &mut clients {
+        assert_eq!(expect_close(client).await.0, 1001, "the recycled worker drains");
+    }
+    let gone = |pid: &u32| !std::path::Path::new(&format!("/proc/{pid}")).exists();
+    wait_until("children of the recycled worker", || pids.iter().all(gone), || format!("{pids:?}")).await;
+    wait_until("the recycled worker's exit", || first.iter().all(gone), || server.logs()).await;
+    let mut after = connect(&server.ws_url("/rev")).await;
+    assert_eq!(say(&mut after, "next").await, "txen", "the replacement serves /rev");
+}
