@@ -8,6 +8,7 @@ mod builtin;
 mod cgi;
 mod chat;
 mod client;
+mod cmd;
 mod config;
 mod echo;
 mod examples;

@@ -59,6 +59,7 @@ const PACKAGES: &[&str] = &[
     "bench_wsh",
     "benchmark_helper_wsh",
     "chat_wsh",
+    "cmd_wsh",
 ];
 
 /// Builds the binary and plugins once per test run (a no-op when they are up to date).
