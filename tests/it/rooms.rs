@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use wshd_tests::*;
 
 mod history;
+mod workers;
 
 const HANDLER: &str = "handlers/librooms_wsh.so";
 

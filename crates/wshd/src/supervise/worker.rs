@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::board::{Board, CellState, Layout, WorkerCell};
-use super::control::{WorkerEvent, serve_worker};
+use super::control::{WorkerEvent, serve_worker_with_rooms};
 use super::inherit::Inherited;
 use super::serve;
 use super::stopper::Stopper;
@@ -84,17 +84,21 @@ pub fn run(config: Config, source: ConfigSource, inherited: Inherited) -> ExitCo
 }
 
 /// The worker's hooks: once serving, mark the cell and serve the control channel (metrics
-/// on request; Ready, then Draining); leave when the master goes (EOF on the channel).
+/// on request; Ready, then Draining; the rooms relay both ways); leave when the master goes
+/// (EOF on the channel).
 fn hooks(cell: &'static WorkerCell, control: Option<tokio::net::UnixStream>) -> serve::Hooks {
     let (events, events_rx) = tokio::sync::mpsc::channel(4);
     let drain_events = events.clone();
+    // Rooms span the workers through the master, linked before the first connection.
+    let rooms = control.is_some().then(super::room_link::install);
     let on_started = move |state: &std::sync::Arc<crate::server::ServerState>| {
         tokio::spawn(readiness(cell, std::sync::Arc::clone(state)));
         let Some(stream) = control else { return };
         let state = std::sync::Arc::clone(state);
         let _ = events.try_send(WorkerEvent::Ready);
         tokio::spawn(async move {
-            let answered = serve_worker(stream, move || state.metrics.encode(), events_rx).await;
+            let answered =
+                serve_worker_with_rooms(stream, move || state.metrics.encode(), events_rx, rooms).await;
             if !super::stopper::stopping() {
                 tracing::warn!("the control channel to the master ended ({answered:?}); shutting down");
                 super::stopper::request_stop("master gone");

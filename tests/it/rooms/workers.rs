@@ -1,0 +1,148 @@
+//! Rooms across worker processes (`workers = 2`, the master relays): members on both
+//! workers (each peer asks `pid` to prove where it is served) share channels, presence,
+//! `send_to` and the logged history; a worker killed with SIGKILL takes its members out of
+//! the presence the other worker sees.
+
+use super::*;
+
+/// Two members on each worker, in channel `lobby`: `(worker A's, worker B's, their pids)`.
+struct Spread {
+    a: Vec<Peer>,
+    b: Vec<Peer>,
+    pids: (String, String),
+}
+
+/// Connects until two peers are served by each of two workers (others are closed).
+async fn spread(server: &ServerProcess) -> Spread {
+    let mut by_pid: Vec<(String, Vec<Peer>)> = Vec::new();
+    for _ in 0..24 {
+        let mut peer = Peer::connect(server).await;
+        let pid = peer.ask("pid").await;
+        match by_pid.iter_mut().find(|(p, _)| *p == pid) {
+            Some((_, peers)) => peers.push(peer),
+            None => by_pid.push((pid, vec![peer])),
+        }
+        if by_pid.iter().filter(|(_, peers)| peers.len() >= 2).count() >= 2 {
+            break;
+        }
+    }
+    by_pid.retain(|(_, peers)| peers.len() >= 2);
+    assert!(by_pid.len() >= 2, "24 connections did not reach two workers twice each:\n{}", server.logs());
+    let (pid_b, mut b) = by_pid.swap_remove(1);
+    let (pid_a, mut a) = by_pid.swap_remove(0);
+    a.truncate(2);
+    b.truncate(2);
+    Spread { a, b, pids: (pid_a, pid_b) }
+}
+
+/// `who channel`'s names, sorted (join order differs between workers' replicas).
+async fn who(peer: &mut Peer, channel: &str) -> Vec<String> {
+    let answer = peer.ask(&format!("who {channel}")).await;
+    let mut names: Vec<String> =
+        answer.trim_start_matches("ok ").split(',').filter(|n| !n.is_empty()).map(str::to_owned).collect();
+    names.sort();
+    names
+}
+
+/// Asks `who channel` until it lists exactly `want` (sorted); how long it took.
+async fn wait_names(peer: &mut Peer, channel: &str, want: &[&str]) -> Duration {
+    let started = Instant::now();
+    loop {
+        let got = who(peer, channel).await;
+        if got == want {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < WAIT, "presence of {channel} stayed {got:?}, expected {want:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn start_workers() -> ServerProcess {
+    ServerProcess::start_with(|dir| drop(dir.install("fixture_rooms_one", HANDLER)), "workers = 2", "")
+}
+
+/// All four join `lobby` as a0, a1, b0, b1; every peer then sees the four.
+async fn join_all(s: &mut Spread) {
+    let names = ["a0", "a1", "b0", "b1"];
+    for (name, peer) in names.iter().zip(s.a.iter_mut().chain(s.b.iter_mut())) {
+        assert_eq!(peer.ask(&format!("join lobby {name}")).await, "ok joined lobby");
+    }
+    let all = ["a0", "a1", "b0", "b1"];
+    for peer in s.a.iter_mut().chain(s.b.iter_mut()) {
+        wait_names(peer, "lobby", &all).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_on_two_workers_share_publishes_presence_and_send_to() {
+    let server = start_workers();
+    let mut s = spread(&server).await;
+    assert_ne!(s.pids.0, s.pids.1);
+    join_all(&mut s).await;
+    assert_eq!(s.a[0].ask("pub lobby from a").await, "ok published 4");
+    assert_eq!(s.b[1].ask("pub lobby from b").await, "ok published 4");
+    for peer in s.a.iter_mut().chain(s.b.iter_mut()) {
+        let mut got = vec![peer.room_message().await, peer.room_message().await];
+        got.sort();
+        assert_eq!(got, ["v1 from a", "v1 from b"]);
+    }
+    let b_id = s.b[0].ask("id").await;
+    assert_eq!(s.a[0].ask(&format!("to {} across", b_id.trim_start_matches("ok "))).await, "ok sent");
+    assert_eq!(s.b[0].room_message().await, "v1 across");
+    for n in 0..20 {
+        assert_eq!(s.a[1].ask(&format!("pub lobby fifo {n}")).await, "ok published 4");
+    }
+    for peer in s.a.iter_mut().chain(s.b.iter_mut()) {
+        for n in 0..20 {
+            assert_eq!(peer.room_message().await, format!("v1 fifo {n}"), "one publisher's order");
+        }
+    }
+    assert_eq!(s.b[1].ask("leave lobby").await, "ok left lobby true");
+    wait_names(&mut s.a[0], "lobby", &["a0", "a1", "b0"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_publishes_have_one_order_and_join_since_works_on_either_worker() {
+    let server = start_workers();
+    let mut s = spread(&server).await;
+    join_all(&mut s).await;
+    for n in 0..6 {
+        let (publisher, side) = if n % 2 == 0 { (&mut s.a[0], "a") } else { (&mut s.b[0], "b") };
+        assert!(publisher.ask(&format!("lpub lobby m{n} {side}{n}")).await.starts_with("ok published"));
+    }
+    let mut orders = Vec::new();
+    for peer in s.a.iter_mut().chain(s.b.iter_mut()) {
+        let mut order = Vec::new();
+        for _ in 0..6 {
+            order.push(peer.room_message().await);
+        }
+        orders.push(order);
+    }
+    assert!(orders.iter().all(|o| *o == orders[0]), "every member saw one order: {orders:?}");
+    let after_m2: Vec<String> =
+        orders[0].iter().skip_while(|m| m.as_str() != "v1 a2").skip(1).cloned().collect();
+    for peer in [s.a.get_mut(1), s.b.get_mut(1)].into_iter().flatten() {
+        assert_eq!(peer.ask("leave lobby").await, "ok left lobby true");
+        assert_eq!(peer.ask("since lobby m2 back").await, "ok since true");
+        for want in &after_m2 {
+            assert_eq!(&peer.room_message().await, want);
+        }
+        assert_eq!(peer.room_message().await, "v1 recovered true");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_members_leave_the_presence_the_other_worker_sees() {
+    let server = start_workers();
+    let mut s = spread(&server).await;
+    join_all(&mut s).await;
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", s.pids.1.trim_start_matches("ok ")])
+        .status()
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    assert!(status.success(), "kill -KILL {}", s.pids.1);
+    let took = wait_names(&mut s.a[0], "lobby", &["a0", "a1"]).await;
+    println!("worker SIGKILLed: its members left the other worker's presence within {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(s.a[1].ask("pub lobby still here").await, "ok published 2");
+}
