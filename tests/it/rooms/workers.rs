@@ -146,3 +146,44 @@ async fn a_killed_workers_members_leave_the_presence_the_other_worker_sees() {
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert_eq!(s.a[1].ask("pub lobby still here").await, "ok published 2");
 }
+
+/// The median and 90th percentile of `samples`, in µs.
+fn median_p90(samples: &mut [Duration]) -> (u128, u128) {
+    samples.sort();
+    let at = |q: usize| samples.get(samples.len() * q / 100).map_or(0, Duration::as_micros);
+    (at(50), at(90))
+}
+
+/// Publish → receive latency, a member on the publisher's worker against one on the other
+/// worker (through the master): `cargo test -p wshd-tests --test it -- --ignored
+/// --nocapture publish_latency_same_worker_vs_other_worker`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn publish_latency_same_worker_vs_other_worker() {
+    const ROUNDS: usize = 300;
+    let server = start_workers();
+    let mut s = spread(&server).await;
+    assert_eq!(s.a[1].ask("join lat near").await, "ok joined lat");
+    assert_eq!(s.b[0].ask("join lat far").await, "ok joined lat");
+    wait_names(&mut s.a[0], "lat", &["far", "near"]).await;
+    let (mut near, mut far) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));
+    for n in 0..ROUNDS {
+        let [publisher, near_peer] = &mut s.a[..] else { panic!("two peers on worker A") };
+        let far_peer = &mut s.b[0];
+        let sent = Instant::now();
+        publisher.client.send(Message::text(format!("pub lat {n}"))).await.unwrap_or_else(|e| panic!("{e}"));
+        let (near_at, far_at) =
+            tokio::join!(async { (near_peer.room_message().await, Instant::now()) }, async {
+                (far_peer.room_message().await, Instant::now())
+            },);
+        assert_eq!((near_at.0.as_str(), far_at.0.as_str()), (&*format!("v1 {n}"), &*format!("v1 {n}")));
+        near.push(near_at.1 - sent);
+        far.push(far_at.1 - sent);
+        assert_eq!(publisher.next_text().await, "ok published 2");
+    }
+    let (near, far) = (median_p90(&mut near), median_p90(&mut far));
+    println!(
+        "publish → receive over {ROUNDS} publishes: same worker median {} µs p90 {} µs; other worker median {} µs p90 {} µs",
+        near.0, near.1, far.0, far.1
+    );
+}

@@ -14,11 +14,20 @@
 //! `docs/decisions/0014-rooms.md`.
 //!
 //! The connection's end takes it out of every channel ([`Member`]'s drop), without the
-//! handler. With several worker processes each has its own rooms; the broker seam of
-//! decision 0012 is for later.
+//! handler. A channel also keeps the messages published with an id (`history`), bounded by
+//! count and age, for `join_since`.
+//!
+//! With several worker processes, each has its own registry linked to the others through a
+//! [`Broker`] installed at the worker's start (the master's relay): joins, leaves and
+//! publishes go out, and [`Rooms::apply`] keeps a replica of the other processes' members
+//! (so presence stays a local read, lagging by one relay hop) and delivers their publishes
+//! to local members; logged publishes are ordered by the relay. See
+//! `docs/decisions/0015-rooms-across-workers.md`. Without a broker (`workers = 0`) nothing
+//! of that runs.
 //!
 //! The modules: `id` (connection ids), `channel` (keys, bounds, errors), `member` (one
-//! connection's memberships).
+//! connection's memberships), `history` (logged messages), `broker` (the seam to the other
+//! processes), `wire` (the relay messages' encoding).
 
 mod broker;
 mod channel;

@@ -251,3 +251,74 @@ impl Hub {
         sent
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ws::transport::DataKind;
+
+    fn channel() -> ChannelKey {
+        ChannelKey::in_route("/chat", "lobby").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn id(node: u64, seq: u64) -> ConnId {
+        ConnId { node, seq }
+    }
+
+    /// Everything queued on a worker's side so far, decoded.
+    fn drain(rooms: &mut MasterRooms) -> Vec<Relay> {
+        let mut out = Vec::new();
+        while let Ok(payload) = rooms.to_worker.try_recv() {
+            out.push(Relay::decode(payload).unwrap_or_else(|e| panic!("{e}")));
+        }
+        out
+    }
+
+    fn join(node: u64, seq: u64, who: &'static [u8]) -> Bytes {
+        Relay::Join { channel: channel(), id: id(node, seq), presence: Bytes::from_static(who) }.encode()
+    }
+
+    #[tokio::test]
+    async fn publishes_go_once_to_each_holder_logged_ones_to_all_and_snapshots_replay_both() {
+        let hub = RoomHub::start(Arc::new(FleetMetrics::default()));
+        let (mut w1, mut w2, mut w3) = (hub.attach(), hub.attach(), hub.attach());
+        (w1.from_worker)(Relay::Hello { node: 1 }.encode());
+        (w1.from_worker)(join(1, 1, b"a"));
+        (w2.from_worker)(join(2, 1, b"b"));
+        (w2.from_worker)(join(2, 2, b"c"));
+        assert_eq!(drain(&mut w1).len(), 2, "w2's two joins");
+        assert_eq!(drain(&mut w2).len(), 1, "w1's join");
+        assert_eq!(drain(&mut w3).len(), 3, "every join");
+        let publish =
+            Relay::Publish { channel: channel(), kind: DataKind::Text, data: Bytes::from_static(b"hi") };
+        (w1.from_worker)(publish.encode());
+        assert_eq!(drain(&mut w2), vec![publish.clone()], "once for its two members");
+        assert!(drain(&mut w3).is_empty(), "no member there");
+        assert!(drain(&mut w1).is_empty(), "the origin delivered already");
+        let limits = HistoryLimits { max_messages: 2, max_age: Duration::from_secs(60) };
+        let logged = |n: &str| Relay::Logged {
+            channel: channel(),
+            msg_id: crate::rooms::MessageId::new(n).unwrap_or_else(|e| panic!("{e}")),
+            limits,
+            age: Duration::ZERO,
+            kind: DataKind::Text,
+            data: Bytes::from(n.to_owned()),
+        };
+        for n in ["1", "2", "3"] {
+            (w2.from_worker)(logged(n).encode());
+        }
+        assert_eq!(drain(&mut w2).len(), 3, "the origin gets its logged messages back");
+        assert_eq!(drain(&mut w3).len(), 3);
+        let send_to = Relay::SendTo { id: id(1, 1), kind: DataKind::Text, data: Bytes::new() };
+        (w3.from_worker)(send_to.encode());
+        assert_eq!(drain(&mut w1).pop(), Some(send_to));
+        let mut fresh = hub.attach();
+        let snapshot = drain(&mut fresh);
+        assert_eq!(snapshot.len(), 5, "three members, the two kept logged: {snapshot:?}");
+        assert!(matches!(&snapshot[3], Relay::Logged { msg_id, .. } if msg_id.as_str() == "2"));
+        (w2.gone)();
+        let leaves = drain(&mut w1);
+        assert_eq!(leaves.len(), 2, "w2's members left: {leaves:?}");
+        assert!(leaves.iter().all(|m| matches!(m, Relay::Leave { id, .. } if id.node == 2)));
+    }
+}
