@@ -161,6 +161,12 @@ impl Rooms {
     /// by default), and stays after the last member left until it expires. How many members
     /// it was queued for.
     ///
+    /// With several worker processes, the host orders logged messages in one place (the
+    /// master), so every worker's history holds them in the same order; a logged message
+    /// then reaches the members, and the history, one relay round trip after this returns
+    /// (on one machine, well under a millisecond), and may arrive after a plain publish
+    /// made later by the same publisher.
+    ///
     /// ```ignore
     /// let id = format!("{seq}");
     /// rooms.publish_text_with_id("lobby", &id, &format!(r#"{{"id":"{id}","text":"hi"}}"#))?;

@@ -58,7 +58,11 @@ async fn wait_names(peer: &mut Peer, channel: &str, want: &[&str]) -> Duration {
 }
 
 fn start_workers() -> ServerProcess {
-    ServerProcess::start_with(|dir| drop(dir.install("fixture_rooms_one", HANDLER)), "workers = 2", "")
+    ServerProcess::start_with(
+        |dir| drop(dir.install("fixture_rooms_one", HANDLER)),
+        "workers = 2\nadmin_listen = \"127.0.0.1:0\"",
+        "",
+    )
 }
 
 /// All four join `lobby` as a0, a1, b0, b1; every peer then sees the four.
@@ -99,6 +103,14 @@ async fn members_on_two_workers_share_publishes_presence_and_send_to() {
     }
     assert_eq!(s.b[1].ask("leave lobby").await, "ok left lobby true");
     wait_names(&mut s.a[0], "lobby", &["a0", "a1", "b0"]).await;
+    let metrics = http_get(server.admin_addr(), "/metrics").await.text();
+    for name in [
+        "wshd_room_relay_messages_total{direction=\"out\"}",
+        "wshd_room_relay_messages_total{direction=\"in\"}",
+        "wshd_room_relay_forwarded_total",
+    ] {
+        assert!(sample(&metrics, name).is_some_and(|n| n >= 20.0), "{name} in\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,10 +144,16 @@ async fn logged_publishes_have_one_order_and_join_since_works_on_either_worker()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_workers_members_leave_the_presence_the_other_worker_sees() {
+async fn a_killed_workers_members_leave_and_its_replacement_starts_from_a_snapshot() {
     let server = start_workers();
     let mut s = spread(&server).await;
     join_all(&mut s).await;
+    for n in 1..=3 {
+        assert_eq!(s.a[0].ask(&format!("lpub lobby h{n} kept {n}")).await, "ok published 4");
+    }
+    for n in 1..=3 {
+        assert_eq!(s.b[0].room_message().await, format!("v1 kept {n}"), "worker B has the history");
+    }
     let status = std::process::Command::new("kill")
         .args(["-KILL", s.pids.1.trim_start_matches("ok ")])
         .status()
@@ -145,6 +163,24 @@ async fn a_killed_workers_members_leave_the_presence_the_other_worker_sees() {
     println!("worker SIGKILLed: its members left the other worker's presence within {took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert_eq!(s.a[1].ask("pub lobby still here").await, "ok published 2");
+    // The replacement: worker A is two connections ahead, so new ones go to it.
+    let deadline = Instant::now() + WAIT;
+    let mut fresh = loop {
+        let mut peer = Peer::connect(&server).await;
+        let pid = peer.ask("pid").await;
+        if pid != s.pids.0 && pid != s.pids.1 {
+            break peer;
+        }
+        assert!(Instant::now() < deadline, "no connection reached the replacement:\n{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    wait_names(&mut fresh, "lobby", &["a0", "a1"]).await;
+    assert_eq!(fresh.ask("since lobby h1 fresh").await, "ok since true", "the history came in the snapshot");
+    assert_eq!(fresh.room_message().await, "v1 kept 2");
+    assert_eq!(fresh.room_message().await, "v1 kept 3");
+    assert_eq!(fresh.room_message().await, "v1 recovered true");
+    assert_eq!(s.a[0].ask("pub lobby welcome").await, "ok published 3");
+    assert_eq!(fresh.room_message().await, "v1 welcome");
 }
 
 /// The median and 90th percentile of `samples`, in µs.
