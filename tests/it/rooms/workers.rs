@@ -179,6 +179,8 @@ async fn a_killed_workers_members_leave_and_its_replacement_starts_from_a_snapsh
     assert_eq!(fresh.room_message().await, "v1 kept 2");
     assert_eq!(fresh.room_message().await, "v1 kept 3");
     assert_eq!(fresh.room_message().await, "v1 recovered true");
+    // Presence lags one relay hop: once worker A lists the newcomer, the master has its join.
+    wait_names(&mut s.a[0], "lobby", &["a0", "a1", "fresh"]).await;
     assert_eq!(s.a[0].ask("pub lobby welcome").await, "ok published 3");
     assert_eq!(fresh.room_message().await, "v1 welcome");
 }

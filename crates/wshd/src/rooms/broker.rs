@@ -64,7 +64,7 @@ impl Rooms {
     pub(crate) fn apply(&self, message: Relay) {
         ROOMS.relayed_in();
         match message {
-            Relay::Hello { .. } => {}
+            Relay::Hello { .. } | Relay::SnapshotEnd => {}
             Relay::Join { channel, id, presence } if id.node != node_id() => {
                 add_member(self.channels_mut().entry(channel).or_default(), id, presence, None);
             }

@@ -11,6 +11,7 @@
 //! | 4 | `Publish` | channel, data kind: u8 (1 text, 2 binary), data: u32 length + bytes |
 //! | 5 | `Logged` | channel, message id: u8 length + bytes, max messages: u32, max age ms: u64, age ms: u64, data kind, data |
 //! | 6 | `SendTo` | conn id, data kind, data |
+//! | 7 | `SnapshotEnd` | (none) |
 //!
 //! A channel is its scope (0: a route's, then the route as u16 length + bytes; 1: shared)
 //! and its name (u16 length + bytes); a conn id is node and counter, u64 each. Integers are
@@ -75,6 +76,9 @@ pub(crate) enum Relay {
         /// The payload.
         data: Bytes,
     },
+    /// The end of the snapshot a relay sends a process that just started (the members and
+    /// history before it are the others' state).
+    SnapshotEnd,
     /// A message to the connection `id` alone.
     SendTo {
         /// The recipient.
@@ -131,6 +135,7 @@ impl Relay {
                 out.put_u64(age.as_millis().try_into().unwrap_or(u64::MAX));
                 put_kind_data(&mut out, *kind, data);
             }
+            Relay::SnapshotEnd => out.put_u8(7),
             Relay::SendTo { id, kind, data } => {
                 out.put_u8(6);
                 put_id(&mut out, *id);
@@ -161,6 +166,7 @@ impl Relay {
                 Relay::Logged { channel, msg_id, limits, age, kind: get_kind(b)?, data: get_data(b)? }
             }
             6 => Relay::SendTo { id: get_id(b)?, kind: get_kind(b)?, data: get_data(b)? },
+            7 => Relay::SnapshotEnd,
             _ => return Err(BadRelay("unknown sub-kind")),
         };
         if b.has_remaining() {

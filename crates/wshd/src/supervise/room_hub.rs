@@ -94,7 +94,8 @@ impl RoomHub {
         let link = {
             let mut hub = self.lock();
             hub.sweep(Instant::now());
-            let sent = hub.snapshot(&to_worker);
+            let sent =
+                hub.snapshot(&to_worker) + usize::from(to_worker.send(Relay::SnapshotEnd.encode()).is_ok());
             self.metrics.relay_forwarded(sent);
             hub.next_link += 1;
             let link = hub.next_link;
@@ -120,6 +121,7 @@ impl RoomHub {
         };
         let mut hub = self.lock();
         let sent = match message {
+            Relay::SnapshotEnd => 0,
             Relay::Hello { node } => {
                 hub.nodes.insert(node, link);
                 0
@@ -286,9 +288,9 @@ mod tests {
         (w1.from_worker)(join(1, 1, b"a"));
         (w2.from_worker)(join(2, 1, b"b"));
         (w2.from_worker)(join(2, 2, b"c"));
-        assert_eq!(drain(&mut w1).len(), 2, "w2's two joins");
-        assert_eq!(drain(&mut w2).len(), 1, "w1's join");
-        assert_eq!(drain(&mut w3).len(), 3, "every join");
+        assert_eq!(drain(&mut w1).len(), 3, "its (empty) snapshot's end, w2's two joins");
+        assert_eq!(drain(&mut w2).len(), 2, "the end, w1's join");
+        assert_eq!(drain(&mut w3).len(), 4, "the end, every join");
         let publish =
             Relay::Publish { channel: channel(), kind: DataKind::Text, data: Bytes::from_static(b"hi") };
         (w1.from_worker)(publish.encode());
@@ -314,7 +316,8 @@ mod tests {
         assert_eq!(drain(&mut w1).pop(), Some(send_to));
         let mut fresh = hub.attach();
         let snapshot = drain(&mut fresh);
-        assert_eq!(snapshot.len(), 5, "three members, the two kept logged: {snapshot:?}");
+        assert_eq!(snapshot.len(), 6, "three members, the two kept logged, the end: {snapshot:?}");
+        assert_eq!(snapshot.last(), Some(&Relay::SnapshotEnd));
         assert!(matches!(&snapshot[3], Relay::Logged { msg_id, .. } if msg_id.as_str() == "2"));
         (w2.gone)();
         let leaves = drain(&mut w1);
