@@ -1,8 +1,9 @@
 //! Rooms owned by the host, through the ABI and the SDK (`tests/fixtures/rooms_common.rs`,
 //! a handler driven by text commands): three clients in two channels, presence, leaving and
 //! disconnecting, `send_to`, a publish from a spawned task, and members of two plugin
-//! generations in one channel across a hot reload. One worker process: rooms across
-//! workers go through the broker seam (not built yet).
+//! generations in one channel across a hot reload, with one worker process; `history`: logged
+//! history, recovery and the `[route.rooms]` options; `workers`: rooms across two worker
+//! processes through the master's relay.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use wshd_tests::*;
 
 mod history;
+mod workers;
 
 const HANDLER: &str = "handlers/librooms_wsh.so";
 

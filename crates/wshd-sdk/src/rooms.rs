@@ -6,8 +6,14 @@
 //! The host keeps the channels, not the plugin: they outlive a hot reload (members served
 //! by the old and the new build see each other), and a connection leaves every channel when
 //! it ends, without handler code. Channel names are per route: `lobby` on `/chat` is not
-//! `lobby` on `/game`. A publish does not wait: each member has a bounded queue in the host,
-//! and a member that does not keep up is closed with 1008.
+//! `lobby` on `/game` (unless both routes set `[route.rooms] shared = true`). A publish does
+//! not wait: each member has a bounded queue in the host, and a member that does not keep up
+//! is closed with 1008 (or loses its oldest messages: `overflow = "drop_oldest"`).
+//!
+//! Rooms span the host's worker processes: members served by different workers share
+//! channels, presence, `send_to` and history (the host relays between them). A join or leave
+//! on another worker shows in [`Rooms::presence`] one relay hop later (well under a
+//! millisecond on one machine).
 //!
 //! ```ignore
 //! conn.join("lobby", b"alice")?;
@@ -161,6 +167,12 @@ impl Rooms {
     /// by default), and stays after the last member left until it expires. How many members
     /// it was queued for.
     ///
+    /// With several worker processes, the host orders logged messages in one place (the
+    /// master), so every worker's history holds them in the same order; a logged message
+    /// then reaches the members, and the history, one relay round trip after this returns
+    /// (on one machine, well under a millisecond), and may arrive after a plain publish
+    /// made later by the same publisher.
+    ///
     /// ```ignore
     /// let id = format!("{seq}");
     /// rooms.publish_text_with_id("lobby", &id, &format!(r#"{{"id":"{id}","text":"hi"}}"#))?;
@@ -183,7 +195,10 @@ impl Rooms {
         Ok(usize::try_from(delivered).unwrap_or(usize::MAX))
     }
 
-    /// Sends `text` to the connection `id` alone.
+    /// Sends `text` to the connection `id` alone. [`RoomError::Gone`] when `id` is a
+    /// connection of this worker process that has ended; for a connection of another worker,
+    /// `Ok` means the message was handed to the host's relay (it is dropped there if that
+    /// connection has ended).
     pub fn send_text_to(&self, id: ConnId, text: &str) -> Result<(), RoomError> {
         code_result(room_send_to(id.to_raw(), MSG_TEXT, text.as_bytes()))
     }
@@ -193,7 +208,8 @@ impl Rooms {
         code_result(room_send_to(id.to_raw(), MSG_BINARY, data))
     }
 
-    /// The members of `channel`, in the order they joined.
+    /// The members of `channel`, in the order this worker process learnt of their joins
+    /// (members on other workers appear one relay hop after they joined).
     pub fn presence(&self, channel: &str) -> Result<Vec<Member>, RoomError> {
         let members = self.raw.room_presence(channel).map_err(room_error)?;
         Ok(members.into_iter().map(|(id, presence)| Member { id: ConnId::from_raw(id), presence }).collect())

@@ -3,6 +3,19 @@
 
 use super::*;
 
+/// Publishes `message 1` … `message 5` with ids `1` … `5` to `chat`, as a member, and waits
+/// until they come back: with worker processes, a logged publish is in the history once the
+/// master ordered it (one relay round trip after `publish` returned).
+async fn log_five(publisher: &mut Peer) {
+    assert_eq!(publisher.ask("join chat publisher").await, "ok joined chat");
+    for n in 1..=5 {
+        assert_eq!(publisher.ask(&format!("lpub chat {n} message {n}")).await, "ok published 1");
+    }
+    for n in 1..=5 {
+        assert_eq!(publisher.room_message().await, format!("v1 message {n}"));
+    }
+}
+
 /// A server with the rooms fixture at `/rooms` and `routes` (TOML) appended.
 fn start_with_routes(routes: &str) -> ServerProcess {
     ServerProcess::start_with(
@@ -16,9 +29,8 @@ fn start_with_routes(routes: &str) -> ServerProcess {
 async fn join_since_replays_the_missed_messages_in_order_then_the_recovered_marker() {
     let server = start();
     let mut publisher = Peer::connect(&server).await;
-    for n in 1..=5 {
-        assert_eq!(publisher.ask(&format!("lpub chat {n} message {n}")).await, "ok published 0");
-    }
+    log_five(&mut publisher).await;
+    assert_eq!(publisher.ask("leave chat").await, "ok left chat true");
     let mut late = Peer::connect(&server).await;
     assert_eq!(late.ask("since chat 2 late").await, "ok since true");
     for n in 3..=5 {
@@ -40,9 +52,7 @@ async fn join_since_replays_the_missed_messages_in_order_then_the_recovered_mark
 async fn join_since_a_trimmed_or_unknown_id_replays_nothing() {
     let server = start_with_routes("[[route]]\npath = \"/rooms\"\n[route.rooms]\nhistory_messages = 3\n");
     let mut publisher = Peer::connect(&server).await;
-    for n in 1..=5 {
-        assert_eq!(publisher.ask(&format!("lpub chat {n} message {n}")).await, "ok published 0");
-    }
+    log_five(&mut publisher).await;
     let mut late = Peer::connect(&server).await;
     assert_eq!(late.ask("since chat 1 late").await, "ok since false", "pushed out of the 3 kept");
     assert_eq!(late.room_message().await, "v1 recovered false");

@@ -28,6 +28,8 @@ pub(crate) struct RoomCounters {
     dropped_oldest: AtomicU64,
     dropped_overflow: AtomicU64,
     dropped_gone: AtomicU64,
+    relay_out: AtomicU64,
+    relay_in: AtomicU64,
 }
 
 /// The counters every room in this process counts into.
@@ -37,6 +39,8 @@ pub(crate) static ROOMS: RoomCounters = RoomCounters {
     dropped_oldest: AtomicU64::new(0),
     dropped_overflow: AtomicU64::new(0),
     dropped_gone: AtomicU64::new(0),
+    relay_out: AtomicU64::new(0),
+    relay_in: AtomicU64::new(0),
 };
 
 impl RoomCounters {
@@ -44,6 +48,16 @@ impl RoomCounters {
     pub(crate) fn published(&self, deliveries: u64) {
         self.publishes.fetch_add(1, Ordering::Relaxed);
         self.deliveries.fetch_add(deliveries, Ordering::Relaxed);
+    }
+
+    /// Counts one message sent to the other processes' rooms.
+    pub(crate) fn relayed_out(&self) {
+        self.relay_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one message from the other processes' rooms.
+    pub(crate) fn relayed_in(&self) {
+        self.relay_in.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts `count` messages dropped for `reason`.
@@ -72,6 +86,12 @@ impl RoomCounters {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
+}
+
+/// The `direction` label of `wshd_room_relay_messages_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabel {
+    direction: &'static str,
 }
 
 /// Encodes [`ROOMS`] at each scrape.
@@ -107,6 +127,17 @@ impl Collector for RoomCollector {
             ("gone", &ROOMS.dropped_gone),
         ] {
             counter(value).encode(family.encode_family(&ReasonLabel { reason })?)?;
+        }
+        if ROOMS.relay_out.load(Ordering::Relaxed) + ROOMS.relay_in.load(Ordering::Relaxed) > 0 {
+            let mut family = encoder.encode_descriptor(
+                "wshd_room_relay_messages",
+                "Room messages exchanged with the other processes' rooms (joins, leaves, publishes, send_to): out (sent) and in (applied)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (direction, value) in [("out", &ROOMS.relay_out), ("in", &ROOMS.relay_in)] {
+                counter(value).encode(family.encode_family(&DirectionLabel { direction })?)?;
+            }
         }
         Ok(())
     }

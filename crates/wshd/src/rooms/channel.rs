@@ -74,13 +74,11 @@ impl ChannelKey {
     }
 
     /// The channel's name (without its namespace).
-    #[cfg(test)]
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The channel's namespace.
-    #[cfg(test)]
     pub(crate) fn scope(&self) -> &Scope {
         &self.scope
     }

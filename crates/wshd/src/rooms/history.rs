@@ -58,7 +58,12 @@ pub(crate) struct Entry {
 impl Entry {
     /// A message appended now.
     pub(crate) fn new(id: MessageId, frame: Bytes, payload_len: usize) -> Entry {
-        Entry { id, frame, payload_len, at: Instant::now() }
+        Entry::at(id, frame, payload_len, Instant::now())
+    }
+
+    /// A message appended at `at` (earlier, in another process's history).
+    pub(crate) fn at(id: MessageId, frame: Bytes, payload_len: usize, at: Instant) -> Entry {
+        Entry { id, frame, payload_len, at }
     }
 }
 

@@ -14,16 +14,27 @@
 //! `docs/decisions/0014-rooms.md`.
 //!
 //! The connection's end takes it out of every channel ([`Member`]'s drop), without the
-//! handler. With several worker processes each has its own rooms; the broker seam of
-//! decision 0012 is for later.
+//! handler. A channel also keeps the messages published with an id (`history`), bounded by
+//! count and age, for `join_since`.
+//!
+//! With several worker processes, each has its own registry linked to the others through a
+//! [`Broker`] installed at the worker's start (the master's relay): joins, leaves and
+//! publishes go out, and [`Rooms::apply`] keeps a replica of the other processes' members
+//! (so presence stays a local read, lagging by one relay hop) and delivers their publishes
+//! to local members; logged publishes are ordered by the relay. See
+//! `docs/decisions/0015-rooms-across-workers.md`. Without a broker (`workers = 0`) nothing
+//! of that runs.
 //!
 //! The modules: `id` (connection ids), `channel` (keys, bounds, errors), `member` (one
-//! connection's memberships).
+//! connection's memberships), `history` (logged messages), `broker` (the seam to the other
+//! processes), `wire` (the relay messages' encoding).
 
+mod broker;
 mod channel;
 mod history;
 mod id;
 mod member;
+mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -34,6 +45,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+pub(crate) use self::broker::Broker;
 pub(crate) use self::channel::{ChannelKey, RoomError, Scope};
 #[cfg(test)]
 use self::channel::{MAX_CHANNEL_NAME, MAX_PRESENCE};
@@ -43,6 +55,7 @@ pub(crate) use self::history::{HistoryLimits, MessageId};
 use self::id::BadConnId;
 pub(crate) use self::id::ConnId;
 pub(crate) use self::member::Member;
+pub(crate) use self::wire::Relay;
 use crate::metrics::rooms::{DropReason, ROOMS};
 use crate::ws::session::{ConnShared, Mailbox, MailboxLimits, Overflow, Pushed};
 use crate::ws::transport::{DataKind, server_message_frame};
@@ -51,12 +64,20 @@ use crate::ws::transport::{DataKind, server_message_frame};
 pub(crate) const DEFAULT_LIMITS: MailboxLimits =
     MailboxLimits { max_bytes: 1 << 20, max_frames: 1024, overflow: Overflow::Close };
 
-/// One member of a channel.
+/// One member of a channel: a connection of this process (with its mailbox), or of another
+/// process (`None`: known from the broker, for presence).
 #[derive(Debug)]
 struct Subscriber {
     id: ConnId,
     presence: Bytes,
-    mailbox: Arc<Mailbox>,
+    mailbox: Option<Arc<Mailbox>>,
+}
+
+impl Subscriber {
+    /// Whether it counts in presence: a remote member, or a local one still open.
+    fn is_present(&self) -> bool {
+        self.mailbox.as_ref().is_none_or(|m| !m.is_closed())
+    }
 }
 
 /// A channel: its members, in the order they joined, and its logged messages.
@@ -89,6 +110,8 @@ pub(crate) struct Rooms {
     limits: MailboxLimits,
     /// Set once the sweep thread runs (started by the first logged message).
     sweeping: OnceLock<()>,
+    /// The link to the other processes' rooms, when there are others (worker processes).
+    broker: OnceLock<Arc<dyn Broker>>,
 }
 
 /// The process's rooms.
@@ -129,6 +152,7 @@ impl Rooms {
             conns: RwLock::new(HashMap::new()),
             limits,
             sweeping: OnceLock::new(),
+            broker: OnceLock::new(),
         }
     }
 
@@ -154,7 +178,9 @@ impl Rooms {
     /// Adds `id` to `channel` (or replaces its presence record).
     fn subscribe(&self, channel: &ChannelKey, id: ConnId, presence: Bytes, mailbox: &Arc<Mailbox>) {
         let mut channels = self.channels_mut();
-        add_member(channels.entry(channel.clone()).or_default(), id, presence, mailbox);
+        add_member(channels.entry(channel.clone()).or_default(), id, presence.clone(), Some(mailbox));
+        drop(channels);
+        self.tell(|| Relay::Join { channel: channel.clone(), id, presence });
     }
 
     /// Adds `id` to `channel` like [`subscribe`](Self::subscribe) and, under the same lock
@@ -170,20 +196,25 @@ impl Rooms {
     ) -> bool {
         let mut channels = self.channels_mut();
         let entry = channels.entry(channel.clone()).or_default();
-        add_member(entry, id, presence, mailbox);
-        let Some(missed) = entry.history.since(since) else { return false };
-        let mut tally = Tally::default();
-        for message in missed {
-            tally.count(mailbox.push(message.frame.clone(), message.payload_len));
-        }
-        tally.record();
-        true
+        add_member(entry, id, presence.clone(), Some(mailbox));
+        let found = entry.history.since(since).map(|missed| {
+            let mut tally = Tally::default();
+            for message in missed {
+                tally.count(mailbox.push(message.frame.clone(), message.payload_len));
+            }
+            tally.record();
+        });
+        drop(channels);
+        self.tell(|| Relay::Join { channel: channel.clone(), id, presence });
+        found.is_some()
     }
 
     /// Takes `id` out of `channel`.
     fn unsubscribe(&self, channel: &ChannelKey, id: ConnId) {
         let mut channels = self.channels_mut();
         remove_member(&mut channels, channel, id);
+        drop(channels);
+        self.tell(|| Relay::Leave { channel: channel.clone(), id });
     }
 
     /// The connection `id` is gone: out of `joined` and of the id table.
@@ -193,6 +224,10 @@ impl Rooms {
             for channel in joined {
                 remove_member(&mut channels, channel, id);
             }
+            drop(channels);
+            for channel in joined {
+                self.tell(|| Relay::Leave { channel: channel.clone(), id });
+            }
         }
         self.conns_mut().remove(&id);
     }
@@ -201,7 +236,7 @@ impl Rooms {
     pub(crate) fn presence(&self, channel: &ChannelKey) -> Vec<(ConnId, Bytes)> {
         let channels = self.channels();
         let Some(entry) = channels.get(channel) else { return Vec::new() };
-        entry.members.iter().filter(|s| !s.mailbox.is_closed()).map(|s| (s.id, s.presence.clone())).collect()
+        entry.members.iter().filter(|s| s.is_present()).map(|s| (s.id, s.presence.clone())).collect()
     }
 
     /// Sends `data` to every member of `channel`: one frame built, queued for each; how
@@ -214,12 +249,12 @@ impl Rooms {
     ) -> Result<usize, RoomError> {
         let frame = server_message_frame(kind, data).map_err(|_| RoomError::NotUtf8)?;
         let mut tally = Tally::default();
+        let mut remote = 0;
         if let Some(entry) = self.channels().get(channel) {
-            for member in &entry.members {
-                tally.count(member.mailbox.push(frame.clone(), data.len()));
-            }
+            remote = deliver(&entry.members, &frame, data.len(), &mut tally);
         }
-        Ok(tally.record())
+        self.tell(|| Relay::Publish { channel: channel.clone(), kind, data: Bytes::copy_from_slice(data) });
+        Ok(tally.record() + remote)
     }
 
     /// Sends `data` to every member of `channel` like [`publish`](Self::publish), and appends
@@ -235,19 +270,38 @@ impl Rooms {
     ) -> Result<usize, RoomError> {
         let frame = server_message_frame(kind, data).map_err(|_| RoomError::NotUtf8)?;
         self.sweeping.get_or_init(|| start_sweep(Arc::downgrade(self)));
+        if let Some(broker) = self.broker.get() {
+            // The master orders logged messages: every process (this one too) appends and
+            // delivers them when they come back, so every history has the same order.
+            let members = self.channels().get(channel).map_or(0, |c| c.members.len());
+            let data = Bytes::copy_from_slice(data);
+            broker.send(Relay::Logged {
+                channel: channel.clone(),
+                msg_id: id,
+                limits,
+                age: Duration::ZERO,
+                kind,
+                data,
+            });
+            return Ok(members);
+        }
+        Ok(self.append_and_deliver(channel, Entry::new(id, frame, data.len()), limits))
+    }
+
+    /// Appends `entry` to `channel`'s history and queues it for the local members; how many.
+    fn append_and_deliver(&self, channel: &ChannelKey, entry: Entry, limits: HistoryLimits) -> usize {
         let mut tally = Tally::default();
+        let mut remote = 0;
         let mut channels = self.channels_mut();
         if limits.max_messages > 0 || channels.contains_key(channel) {
-            let entry = channels.entry(channel.clone()).or_default();
-            for member in &entry.members {
-                tally.count(member.mailbox.push(frame.clone(), data.len()));
-            }
-            entry.history.append(Entry::new(id, frame, data.len()), limits);
-            if entry.is_unused() {
+            let state = channels.entry(channel.clone()).or_default();
+            remote = deliver(&state.members, &entry.frame, entry.payload_len, &mut tally);
+            state.history.append(entry, limits);
+            if state.is_unused() {
                 channels.remove(channel);
             }
         }
-        Ok(tally.record())
+        tally.record() + remote
     }
 
     /// Frees the history that expired by `now`, and the channels left with nothing.
@@ -264,7 +318,7 @@ impl Rooms {
             let conns = self.conns.read().unwrap_or_else(|poisoned| poisoned.into_inner());
             conns.get(&id).and_then(Weak::upgrade)
         };
-        let Some(mailbox) = mailbox else { return Err(RoomError::Gone) };
+        let Some(mailbox) = mailbox else { return self.send_to_remote(id, kind, data) };
         let frame = server_message_frame(kind, data).map_err(|_| RoomError::NotUtf8)?;
         let mut tally = Tally::default();
         let pushed = mailbox.push(frame, data.len());
@@ -283,12 +337,26 @@ impl Rooms {
     }
 }
 
-/// Adds `id` to `channel`'s members, or replaces its presence record.
-fn add_member(channel: &mut Channel, id: ConnId, presence: Bytes, mailbox: &Arc<Mailbox>) {
+/// Adds `id` to `channel`'s members (`None`: a member of another process), or replaces its
+/// presence record.
+fn add_member(channel: &mut Channel, id: ConnId, presence: Bytes, mailbox: Option<&Arc<Mailbox>>) {
     match channel.members.iter_mut().find(|s| s.id == id) {
         Some(member) => member.presence = presence,
-        None => channel.members.push(Subscriber { id, presence, mailbox: Arc::clone(mailbox) }),
+        None => channel.members.push(Subscriber { id, presence, mailbox: mailbox.cloned() }),
     }
+}
+
+/// Queues `frame` for the local ones of `members`, counting into `tally`; how many members
+/// are remote (their process delivers to them).
+fn deliver(members: &[Subscriber], frame: &Bytes, payload_len: usize, tally: &mut Tally) -> usize {
+    let mut remote = 0;
+    for member in members {
+        match &member.mailbox {
+            Some(mailbox) => tally.count(mailbox.push(frame.clone(), payload_len)),
+            None => remote += 1,
+        }
+    }
+    remote
 }
 
 /// Takes `id` out of `channel` in `channels`; a channel left with neither members nor

@@ -189,6 +189,7 @@ fn a_full_queue_closes_the_member_under_the_default_policy() {
 }
 
 mod history;
+mod relay;
 mod sessions;
 
 /// The cost of a publish, measured: `cargo test --release -p wshd --lib -- --ignored

@@ -13,6 +13,8 @@
 //! | `0x41` | worker → master | [`Message::MetricsReply`] | id: u64 BE, then the UTF-8 text |
 //! | `0x42` | worker → master | [`Message::Ready`] | empty |
 //! | `0x43` | worker → master | [`Message::Draining`] | empty |
+//! | `0x02` | master → worker | [`Message::RoomsToWorker`] | a rooms relay message (`rooms::Relay`: join, leave, publish, logged publish, send_to, from the other workers; see `rooms/wire.rs`) |
+//! | `0x44` | worker → master | [`Message::RoomsToMaster`] | a rooms relay message (hello, join, leave, publish, logged publish, send_to, from this worker) |
 //!
 //! Kinds `0x02..=0x3f` are free for master → worker messages, `0x44..=0x7f` for worker →
 //! master ones, `0x80..` for later needs. A frame of an unknown kind, or with a malformed
@@ -31,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::socket::{SockType, UnixAddr, getsockname, getsockopt, sockopt};
 use nix::sys::stat::fstat;
@@ -69,6 +71,10 @@ mod kind {
     pub(super) const READY: u8 = 0x42;
     /// [`super::Message::Draining`].
     pub(super) const DRAINING: u8 = 0x43;
+    /// [`super::Message::RoomsToWorker`].
+    pub(super) const ROOMS_TO_WORKER: u8 = 0x02;
+    /// [`super::Message::RoomsToMaster`].
+    pub(super) const ROOMS_TO_MASTER: u8 = 0x44;
 }
 
 /// One message on the control channel.
@@ -90,6 +96,10 @@ pub(crate) enum Message {
     Ready,
     /// Worker → master: draining (no new connections; open ones finishing).
     Draining,
+    /// Master → worker: a rooms relay message from the other workers (opaque here).
+    RoomsToWorker(Bytes),
+    /// Worker → master: a rooms relay message for the other workers (opaque here).
+    RoomsToMaster(Bytes),
 }
 
 /// What a worker tells its master unasked.
@@ -168,16 +178,20 @@ impl Message {
             Message::MetricsReply { .. } => "MetricsReply",
             Message::Ready => "Ready",
             Message::Draining => "Draining",
+            Message::RoomsToWorker(_) => "RoomsToWorker",
+            Message::RoomsToMaster(_) => "RoomsToMaster",
         }
     }
 
     /// The whole frame: header and payload.
     pub(crate) fn encode(&self) -> Result<Vec<u8>, ControlError> {
         let (kind, id, text) = match self {
-            Message::MetricsRequest { id } => (kind::METRICS_REQUEST, Some(*id), ""),
-            Message::MetricsReply { id, text } => (kind::METRICS_REPLY, Some(*id), text.as_str()),
-            Message::Ready => (kind::READY, None, ""),
-            Message::Draining => (kind::DRAINING, None, ""),
+            Message::MetricsRequest { id } => (kind::METRICS_REQUEST, Some(*id), &b""[..]),
+            Message::MetricsReply { id, text } => (kind::METRICS_REPLY, Some(*id), text.as_bytes()),
+            Message::Ready => (kind::READY, None, &b""[..]),
+            Message::Draining => (kind::DRAINING, None, &b""[..]),
+            Message::RoomsToWorker(payload) => (kind::ROOMS_TO_WORKER, None, &payload[..]),
+            Message::RoomsToMaster(payload) => (kind::ROOMS_TO_MASTER, None, &payload[..]),
         };
         let len = id.map_or(0, |_| 8) + text.len();
         let len32 = u32::try_from(len).ok().filter(|&l| l <= MAX_PAYLOAD);
@@ -190,12 +204,12 @@ impl Message {
         if let Some(id) = id {
             frame.extend_from_slice(&id.to_be_bytes());
         }
-        frame.extend_from_slice(text.as_bytes());
+        frame.extend_from_slice(text);
         Ok(frame)
     }
 
     /// The message of a frame of `kind` carrying `payload`.
-    fn decode(kind: u8, payload: &[u8]) -> Result<Message, ControlError> {
+    fn decode(kind: u8, payload: BytesMut) -> Result<Message, ControlError> {
         let bad = |reason| ControlError::BadPayload { kind, reason };
         let id = || payload.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
         match kind {
@@ -211,6 +225,8 @@ impl Message {
             kind::READY | kind::DRAINING if !payload.is_empty() => Err(bad("unexpected payload")),
             kind::READY => Ok(Message::Ready),
             kind::DRAINING => Ok(Message::Draining),
+            kind::ROOMS_TO_WORKER => Ok(Message::RoomsToWorker(payload.freeze())),
+            kind::ROOMS_TO_MASTER => Ok(Message::RoomsToMaster(payload.freeze())),
             _ => Err(ControlError::UnknownKind(kind)),
         }
     }
@@ -235,7 +251,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub(crate) async fn next(&mut self) -> Result<Option<Message>, ControlError> {
         loop {
             if let Some((kind, payload)) = self.take_frame()? {
-                return Message::decode(kind, &payload).map(Some);
+                return Message::decode(kind, payload).map(Some);
             }
             self.buf.reserve(self.missing().clamp(HEADER, READ_CHUNK));
             if self.inner.read_buf(&mut self.buf).await? == 0 {
@@ -292,17 +308,47 @@ pub(crate) async fn write_message<W: AsyncWrite + Unpin>(
 /// (a write failed, or a frame could not be skipped); either way the master is gone: the
 /// caller drains and exits. Skippable frames are logged and skipped.
 pub(crate) async fn serve_worker(
+    stream: UnixStream,
+    answer_metrics: impl Fn() -> String,
+    events: mpsc::Receiver<WorkerEvent>,
+) -> Result<(), ControlError> {
+    serve_worker_with_rooms(stream, answer_metrics, events, None).await
+}
+
+/// The worker's rooms over its control channel: relay messages for the master, and what to
+/// do with the master's (see `supervise/room_link.rs`).
+pub(crate) struct WorkerRooms {
+    /// Relay messages to send to the master, in order.
+    pub(crate) out: mpsc::UnboundedReceiver<Bytes>,
+    /// Applies a relay message from the master.
+    pub(crate) apply: Box<dyn Fn(Bytes) + Send>,
+}
+
+/// [`serve_worker`], also carrying the worker's rooms relay messages both ways.
+pub(crate) async fn serve_worker_with_rooms(
     mut stream: UnixStream,
     answer_metrics: impl Fn() -> String,
     mut events: mpsc::Receiver<WorkerEvent>,
+    mut rooms: Option<WorkerRooms>,
 ) -> Result<(), ControlError> {
     let (read, mut write) = stream.split();
     let mut reader = FrameReader::new(read);
     let mut events_open = true;
     loop {
+        let rooms_out = async {
+            match rooms.as_mut() {
+                Some(r) => r.out.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             message = reader.next() => match message {
                 Ok(None) => return Ok(()),
+                Ok(Some(Message::RoomsToWorker(payload))) => {
+                    if let Some(r) = rooms.as_ref() {
+                        (r.apply)(payload);
+                    }
+                }
                 Ok(Some(message)) => answer(&mut write, message, &answer_metrics).await?,
                 Err(e) if e.is_fatal() => return Err(e),
                 Err(e) => tracing::warn!("control channel from the master: {e}"),
@@ -310,6 +356,10 @@ pub(crate) async fn serve_worker(
             event = events.recv(), if events_open => match event {
                 Some(event) => write_message(&mut write, &event.into()).await?,
                 None => events_open = false,
+            },
+            payload = rooms_out => match payload {
+                Some(payload) => write_message(&mut write, &Message::RoomsToMaster(payload)).await?,
+                None => rooms = None,
             },
         }
     }
@@ -369,18 +419,52 @@ pub(crate) struct WorkerLink {
     writer: JoinHandle<()>,
 }
 
+/// The master's side of one worker's rooms relay (see `supervise/room_hub.rs`).
+pub(crate) struct MasterRooms {
+    /// Relay messages for the worker, in order.
+    pub(crate) to_worker: mpsc::UnboundedReceiver<Bytes>,
+    /// Takes a relay message from the worker.
+    pub(crate) from_worker: Box<dyn Fn(Bytes) + Send>,
+    /// Called once when the worker has gone away (EOF or a broken link).
+    pub(crate) gone: Box<dyn FnOnce() + Send>,
+}
+
+impl std::fmt::Debug for MasterRooms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterRooms")
+    }
+}
+
 impl WorkerLink {
     /// Serves the master's end of a worker's control socket. The receiver gets the worker's
     /// events, and `None` once the worker has gone away.
     ///
     /// Spawns two tasks: panics outside a tokio runtime, like `tokio::spawn`.
     pub(crate) fn new(stream: UnixStream) -> (WorkerLink, mpsc::Receiver<WorkerEvent>) {
+        WorkerLink::with_rooms(stream, None)
+    }
+
+    /// [`new`](Self::new), also relaying the worker's rooms messages through `rooms`.
+    pub(crate) fn with_rooms(
+        stream: UnixStream,
+        rooms: Option<MasterRooms>,
+    ) -> (WorkerLink, mpsc::Receiver<WorkerEvent>) {
         let (read, write) = stream.into_split();
         let slot = Arc::new(Mutex::new(Slot::Idle));
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
-        let reader = tokio::spawn(read_worker(FrameReader::new(read), Arc::clone(&slot), events_tx));
-        let writer = tokio::spawn(write_requests(write, requests_rx));
+        let (to_worker, from_worker, gone) = match rooms {
+            Some(r) => (Some(r.to_worker), Some(r.from_worker), Some(r.gone)),
+            None => (None, None, None),
+        };
+        let (read, reader_slot) = (FrameReader::new(read), Arc::clone(&slot));
+        let reader = tokio::spawn(async move {
+            read_worker(read, reader_slot, events_tx, from_worker).await;
+            if let Some(gone) = gone {
+                gone();
+            }
+        });
+        let writer = tokio::spawn(write_requests(write, requests_rx, to_worker));
         let link = WorkerLink {
             requests,
             next_id: tokio::sync::Mutex::new(1),
@@ -439,11 +523,34 @@ impl Drop for WorkerLink {
     }
 }
 
-/// The link's writer task: one request frame per id, until the link is dropped or a write
-/// fails.
-async fn write_requests(mut write: OwnedWriteHalf, mut requests: mpsc::Receiver<u64>) {
-    while let Some(id) = requests.recv().await {
-        if let Err(e) = write_message(&mut write, &Message::MetricsRequest { id }).await {
+/// The link's writer task: one request frame per id, and the rooms relay messages for the
+/// worker, until the link is dropped or a write fails.
+async fn write_requests(
+    mut write: OwnedWriteHalf,
+    mut requests: mpsc::Receiver<u64>,
+    mut rooms: Option<mpsc::UnboundedReceiver<Bytes>>,
+) {
+    loop {
+        let rooms_next = async {
+            match rooms.as_mut() {
+                Some(r) => r.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let message = tokio::select! {
+            id = requests.recv() => match id {
+                Some(id) => Message::MetricsRequest { id },
+                None => return,
+            },
+            payload = rooms_next => match payload {
+                Some(payload) => Message::RoomsToWorker(payload),
+                None => {
+                    rooms = None;
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = write_message(&mut write, &message).await {
             tracing::debug!("control channel to a worker: {e}");
             return;
         }
@@ -456,12 +563,19 @@ async fn read_worker(
     mut reader: FrameReader<OwnedReadHalf>,
     slot: Arc<Mutex<Slot>>,
     events: mpsc::Sender<WorkerEvent>,
+    rooms: Option<Box<dyn Fn(Bytes) + Send>>,
 ) {
     loop {
         let event = match reader.next().await {
             Ok(None) => break,
             Ok(Some(Message::MetricsReply { id, text })) => {
                 deliver(&slot, id, text);
+                continue;
+            }
+            Ok(Some(Message::RoomsToMaster(payload))) => {
+                if let Some(rooms) = rooms.as_ref() {
+                    rooms(payload);
+                }
                 continue;
             }
             Ok(Some(Message::Ready)) => WorkerEvent::Ready,

@@ -56,6 +56,8 @@ pub(crate) struct FleetMetrics {
     quarantined: Gauge,
     recycles: Family<CauseLabel, Counter>,
     scrape_misses: Counter,
+    relay_forwarded: Counter,
+    relay_undeliverable: Counter,
 }
 
 impl Default for FleetMetrics {
@@ -70,6 +72,8 @@ impl Default for FleetMetrics {
             quarantined: Gauge::default(),
             recycles: Family::default(),
             scrape_misses: Counter::default(),
+            relay_forwarded: Counter::default(),
+            relay_undeliverable: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("wshd_workers", "Worker processes running", m.running.clone());
@@ -99,6 +103,16 @@ impl Default for FleetMetrics {
             "wshd_worker_scrape_misses",
             "Workers that did not answer a /metrics scrape in time (their figures are missing from it)",
             m.scrape_misses.clone(),
+        );
+        registry.register(
+            "wshd_room_relay_forwarded",
+            "Rooms relay messages the master sent to workers (joins, leaves, publishes, send_to, snapshots)",
+            m.relay_forwarded.clone(),
+        );
+        registry.register(
+            "wshd_room_relay_undeliverable",
+            "send_to messages the master dropped: no worker has the recipient's node id",
+            m.relay_undeliverable.clone(),
         );
         FleetMetrics { registry, ..m }
     }
@@ -144,6 +158,16 @@ impl FleetMetrics {
     /// Counts workers that missed a scrape.
     pub(crate) fn scrape_missed(&self, n: usize) {
         self.scrape_misses.inc_by(n as u64);
+    }
+
+    /// Counts `n` rooms relay messages sent to workers.
+    pub(crate) fn relay_forwarded(&self, n: usize) {
+        self.relay_forwarded.inc_by(n as u64);
+    }
+
+    /// Counts a `send_to` no worker could take.
+    pub(crate) fn relay_undeliverable(&self) {
+        self.relay_undeliverable.inc();
     }
 
     /// The OpenMetrics text.

@@ -122,7 +122,8 @@ fn start_pool(
         control: None,
     };
     let workers = config.workers;
-    let fleet = Fleet { board, board_fd, admin: fleet_admin, metrics };
+    let rooms = super::room_hub::RoomHub::start(Arc::clone(&metrics));
+    let fleet = Fleet { board, board_fd, admin: fleet_admin, metrics, rooms };
     Ok(Pool::new(&workers, template, fleet, sink, config.log_format))
 }
 

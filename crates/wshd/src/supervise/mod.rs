@@ -20,6 +20,8 @@
 //! | `retire` | the worker being recycled: drained, waited for, killed past its grace |
 //! | `death` | an exit status in words |
 //! | `relay` | worker log lines through the master |
+//! | `room_hub` | the master's rooms relay: who holds which member, publishes forwarded once per worker, the ordered history, snapshots for new workers |
+//! | `room_link` | a worker's rooms linked to the master's relay (the rooms' broker) |
 //! | `master` | the master's loop: signals, supervision, shutdown |
 //! | `worker` | a worker's start: adopt fds, heartbeat, serve |
 //! | `serve` | one serving process (a worker, or `workers = 0`) until its drain ends |
@@ -42,6 +44,8 @@ pub(crate) mod quarantine;
 pub(crate) mod recycle;
 pub mod relay;
 pub(crate) mod retire;
+pub(crate) mod room_hub;
+pub(crate) mod room_link;
 pub(crate) mod serve;
 pub(crate) mod spawn;
 pub mod stopper;

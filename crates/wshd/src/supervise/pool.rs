@@ -23,6 +23,7 @@ use super::quarantine::Quarantine;
 use super::recycle::{Recycle, RecycleLimits, resident_bytes};
 use super::relay::{self, Sink};
 use super::retire::{REPLACEMENT_WAIT, Retiring, STEP_ASIDE};
+use super::room_hub::RoomHub;
 use super::stuck::{self, Seen};
 use super::{death, spawn};
 use crate::config::{LogFormat, WorkerSettings};
@@ -86,6 +87,8 @@ pub(crate) struct Fleet {
     pub(crate) admin: Arc<FleetAdmin>,
     /// The master's counters.
     pub(crate) metrics: Arc<FleetMetrics>,
+    /// The rooms relay between the workers.
+    pub(crate) rooms: Arc<RoomHub>,
 }
 
 /// The workers of a master.
@@ -101,6 +104,8 @@ pub(crate) struct Pool {
     admin: Arc<FleetAdmin>,
     /// The master's counters.
     fleet: Arc<FleetMetrics>,
+    /// The rooms relay between the workers.
+    rooms: Arc<RoomHub>,
     /// Where worker logs go.
     sink: Sink,
     /// The log format (for marking relayed lines).
@@ -141,7 +146,7 @@ impl Pool {
                 seen: Seen::default(),
             })
             .collect();
-        let Fleet { board, board_fd, admin, metrics } = fleet;
+        let Fleet { board, board_fd, admin, metrics, rooms } = fleet;
         let quarantine = Quarantine::new(settings, &board.global.quarantine, Arc::clone(&metrics));
         Pool {
             quarantine,
@@ -153,6 +158,7 @@ impl Pool {
             board_fd,
             admin,
             fleet: metrics,
+            rooms,
             sink,
             format,
             places,
@@ -210,7 +216,7 @@ impl Pool {
                 if let Some(stderr) = child.stderr.take() {
                     relay::relay(i + 1, stderr, self.sink.clone(), self.format);
                 }
-                let (link, events) = WorkerLink::new(master_end);
+                let (link, events) = WorkerLink::with_rooms(master_end, Some(self.rooms.attach()));
                 self.admin.set_link(cell_index, Some(Arc::new(link)));
                 tokio::spawn(log_events(i + 1, events));
                 self.fleet.started();

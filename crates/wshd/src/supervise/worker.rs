@@ -7,17 +7,21 @@
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::board::{Board, CellState, Layout, WorkerCell};
-use super::control::{WorkerEvent, serve_worker};
+use super::control::{WorkerEvent, serve_worker_with_rooms};
 use super::inherit::Inherited;
 use super::serve;
 use super::stopper::Stopper;
 use crate::scoreboard::Local;
 use crate::scoreboard::slot::monotonic_ms;
-use crate::server::{Bound, StartError};
+use crate::server::{Bound, ServerState, StartError};
 use crate::{Config, ConfigSource};
+
+/// The longest a starting worker waits for the master's rooms snapshot before it serves.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(2);
 
 /// How often a worker writes its heartbeat.
 pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
@@ -79,27 +83,39 @@ pub fn run(config: Config, source: ConfigSource, inherited: Inherited) -> ExitCo
                 return ExitCode::FAILURE;
             }
         };
-        serve::serve(config, source, Some(bound), stopper, hooks(cell, control)).await
+        let hooks = hooks(cell, control).await;
+        serve::serve(config, source, Some(bound), stopper, hooks).await
     })
 }
 
-/// The worker's hooks: once serving, mark the cell and serve the control channel (metrics
-/// on request; Ready, then Draining); leave when the master goes (EOF on the channel).
-fn hooks(cell: &'static WorkerCell, control: Option<tokio::net::UnixStream>) -> serve::Hooks {
+/// The worker's hooks. The control channel is served from now on (metrics on request once
+/// serving; Ready, then Draining; the rooms relay both ways), and this returns once the
+/// master's rooms snapshot is applied (at most [`SNAPSHOT_WAIT`]), so the first connection
+/// already sees the other workers' members and the history. Once serving, the cell is
+/// marked; the worker leaves when the master goes (EOF on the channel).
+async fn hooks(cell: &'static WorkerCell, control: Option<tokio::net::UnixStream>) -> serve::Hooks {
     let (events, events_rx) = tokio::sync::mpsc::channel(4);
     let drain_events = events.clone();
-    let on_started = move |state: &std::sync::Arc<crate::server::ServerState>| {
-        tokio::spawn(readiness(cell, std::sync::Arc::clone(state)));
-        let Some(stream) = control else { return };
-        let state = std::sync::Arc::clone(state);
-        let _ = events.try_send(WorkerEvent::Ready);
+    let served: Arc<OnceLock<Arc<ServerState>>> = Arc::default();
+    if let Some(stream) = control {
+        let (rooms, snapshot) = super::room_link::install();
+        let for_metrics = Arc::clone(&served);
+        let metrics = move || for_metrics.get().map_or_else(String::new, |state| state.metrics.encode());
         tokio::spawn(async move {
-            let answered = serve_worker(stream, move || state.metrics.encode(), events_rx).await;
+            let answered = serve_worker_with_rooms(stream, metrics, events_rx, Some(rooms)).await;
             if !super::stopper::stopping() {
                 tracing::warn!("the control channel to the master ended ({answered:?}); shutting down");
                 super::stopper::request_stop("master gone");
             }
         });
+        if tokio::time::timeout(SNAPSHOT_WAIT, snapshot).await.is_err() {
+            tracing::warn!("no rooms snapshot from the master within {SNAPSHOT_WAIT:?}; serving anyway");
+        }
+    }
+    let on_started = move |state: &Arc<ServerState>| {
+        tokio::spawn(readiness(cell, Arc::clone(state)));
+        let _ = served.set(Arc::clone(state));
+        let _ = events.try_send(WorkerEvent::Ready);
     };
     let on_drain = move || {
         cell.state.store(CellState::Draining as u32, Ordering::Release);

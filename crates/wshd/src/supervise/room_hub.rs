@@ -1,0 +1,327 @@
+//! The master's rooms relay: the authoritative table of which worker holds which member of
+//! which channel, and the history of logged publishes in the order the master received
+//! them. Each worker's control link hands it the worker's relay messages
+//! ([`RoomHub::take`]); the hub forwards, as the same bytes (encoded once):
+//!
+//! - a join or leave to every other worker (each keeps a replica of the others' members, so
+//!   `presence` stays a local read);
+//! - a plain publish once to each other worker holding members of the channel;
+//! - a logged publish to every worker, its origin included, after appending it to its own
+//!   history: every worker appends them in the master's order, so their histories agree;
+//! - a `send_to` to the worker whose node id the recipient's id carries (dropped, and
+//!   counted, when no worker has that node id).
+//!
+//! A worker that goes away ([`RoomHub::gone`]) loses its members, and the others are told
+//! they left. A worker that starts gets a snapshot first (every member as a join, the
+//! history as logged publishes with their age), queued on its link before anything else.
+//! Everything runs on the master's one runtime thread; the lock is never contended long.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::control::MasterRooms;
+use super::fleet_metrics::FleetMetrics;
+use crate::rooms::{ChannelKey, ConnId, HistoryLimits, Relay};
+
+/// How often the hub drops expired history.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
+/// A member and the link of the worker holding it.
+#[derive(Debug)]
+struct Held {
+    id: ConnId,
+    presence: Bytes,
+    link: u64,
+}
+
+/// A logged publish in the master's history: when it came, its bounds, its message.
+#[derive(Debug)]
+struct Logged {
+    at: Instant,
+    limits: HistoryLimits,
+    message: Relay,
+}
+
+/// What the hub's lock guards.
+#[derive(Debug, Default)]
+struct Hub {
+    next_link: u64,
+    /// Each worker's queue to its control link.
+    links: HashMap<u64, mpsc::UnboundedSender<Bytes>>,
+    /// Node id → link, for `send_to`.
+    nodes: HashMap<u64, u64>,
+    /// Each channel's members, in the order they joined.
+    members: HashMap<ChannelKey, Vec<Held>>,
+    /// Each channel's logged publishes, oldest first.
+    history: HashMap<ChannelKey, VecDeque<Logged>>,
+}
+
+/// The master's rooms relay; see the module docs.
+#[derive(Debug)]
+pub(crate) struct RoomHub {
+    hub: Mutex<Hub>,
+    metrics: Arc<FleetMetrics>,
+}
+
+impl RoomHub {
+    /// An empty relay counting into `metrics`, with its history sweep running (call from the
+    /// master's runtime).
+    pub(crate) fn start(metrics: Arc<FleetMetrics>) -> Arc<RoomHub> {
+        let hub = Arc::new(RoomHub { hub: Mutex::new(Hub::default()), metrics });
+        let weak = Arc::downgrade(&hub);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                let Some(hub) = weak.upgrade() else { return };
+                hub.lock().sweep(Instant::now());
+            }
+        });
+        hub
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Hub> {
+        self.hub.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new worker's side of the relay, for its control link: the snapshot of every member
+    /// and of the history is queued on it first.
+    pub(crate) fn attach(self: &Arc<Self>) -> MasterRooms {
+        let (to_worker, queue) = mpsc::unbounded_channel();
+        let link = {
+            let mut hub = self.lock();
+            hub.sweep(Instant::now());
+            let sent =
+                hub.snapshot(&to_worker) + usize::from(to_worker.send(Relay::SnapshotEnd.encode()).is_ok());
+            self.metrics.relay_forwarded(sent);
+            hub.next_link += 1;
+            let link = hub.next_link;
+            hub.links.insert(link, to_worker);
+            link
+        };
+        let (from, gone) = (Arc::clone(self), Arc::clone(self));
+        MasterRooms {
+            to_worker: queue,
+            from_worker: Box::new(move |payload| from.take(link, payload)),
+            gone: Box::new(move || gone.gone(link)),
+        }
+    }
+
+    /// Takes a relay message from the worker of `link` and forwards it (module docs).
+    pub(crate) fn take(&self, link: u64, payload: Bytes) {
+        let message = match Relay::decode(payload.clone()) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::warn!("control channel from a worker: {e}");
+                return;
+            }
+        };
+        let mut hub = self.lock();
+        let sent = match message {
+            Relay::SnapshotEnd => 0,
+            Relay::Hello { node } => {
+                hub.nodes.insert(node, link);
+                0
+            }
+            Relay::Join { channel, id, presence } => {
+                hub.nodes.insert(id.node, link);
+                let members = hub.members.entry(channel).or_default();
+                match members.iter_mut().find(|h| h.id == id) {
+                    Some(held) => held.presence = presence,
+                    None => members.push(Held { id, presence, link }),
+                }
+                hub.send_all(&payload, Some(link))
+            }
+            Relay::Leave { channel, id } => {
+                hub.remove(&channel, id);
+                hub.send_all(&payload, Some(link))
+            }
+            Relay::Publish { channel, .. } => hub.send_holders(&channel, &payload, link),
+            Relay::Logged { ref channel, limits, .. } => {
+                let channel = channel.clone();
+                hub.append(channel, Logged { at: Instant::now(), limits, message });
+                hub.send_all(&payload, None)
+            }
+            Relay::SendTo { id, .. } => match hub.nodes.get(&id.node).and_then(|l| hub.links.get(l)) {
+                Some(to) => usize::from(to.send(payload).is_ok()),
+                None => {
+                    self.metrics.relay_undeliverable();
+                    0
+                }
+            },
+        };
+        self.metrics.relay_forwarded(sent);
+    }
+
+    /// The worker of `link` has gone: its members leave (the others are told), its node id
+    /// is forgotten.
+    pub(crate) fn gone(&self, link: u64) {
+        let mut hub = self.lock();
+        hub.links.remove(&link);
+        hub.nodes.retain(|_, l| *l != link);
+        let mut leaves = Vec::new();
+        hub.members.retain(|channel, members| {
+            members.retain(|held| {
+                let stays = held.link != link;
+                if !stays {
+                    leaves.push(Relay::Leave { channel: channel.clone(), id: held.id }.encode());
+                }
+                stays
+            });
+            !members.is_empty()
+        });
+        let sent: usize = leaves.iter().map(|leave| hub.send_all(leave, None)).sum();
+        self.metrics.relay_forwarded(sent);
+        if !leaves.is_empty() {
+            tracing::info!(members = leaves.len(), "rooms: a worker's members left with it");
+        }
+    }
+}
+
+impl Hub {
+    /// Sends `payload` to every link but `except`; how many.
+    fn send_all(&self, payload: &Bytes, except: Option<u64>) -> usize {
+        let to = self.links.iter().filter(|(l, _)| Some(**l) != except);
+        to.filter(|(_, tx)| tx.send(payload.clone()).is_ok()).count()
+    }
+
+    /// Sends `payload` once to each link but `origin` holding members of `channel`; how many.
+    fn send_holders(&self, channel: &ChannelKey, payload: &Bytes, origin: u64) -> usize {
+        let Some(members) = self.members.get(channel) else { return 0 };
+        let mut links: Vec<u64> = members.iter().map(|h| h.link).filter(|l| *l != origin).collect();
+        links.sort_unstable();
+        links.dedup();
+        let to = links.iter().filter_map(|l| self.links.get(l));
+        to.filter(|tx| tx.send(payload.clone()).is_ok()).count()
+    }
+
+    /// Takes `id` out of `channel`.
+    fn remove(&mut self, channel: &ChannelKey, id: ConnId) {
+        let Some(members) = self.members.get_mut(channel) else { return };
+        members.retain(|h| h.id != id);
+        if members.is_empty() {
+            self.members.remove(channel);
+        }
+    }
+
+    /// Appends a logged publish to `channel`'s history, within its bounds.
+    fn append(&mut self, channel: ChannelKey, logged: Logged) {
+        let limits = logged.limits;
+        let history = self.history.entry(channel.clone()).or_default();
+        history.push_back(logged);
+        while history.len() > limits.max_messages {
+            history.pop_front();
+        }
+        if history.is_empty() {
+            self.history.remove(&channel);
+        }
+    }
+
+    /// Drops the history older than its bounds at `now`.
+    fn sweep(&mut self, now: Instant) {
+        self.history.retain(|_, history| {
+            while history.front().is_some_and(|l| now.saturating_duration_since(l.at) > l.limits.max_age) {
+                history.pop_front();
+            }
+            !history.is_empty()
+        });
+    }
+
+    /// Queues every member (as joins) and the history (as logged publishes with their age)
+    /// on `to`; how many messages.
+    fn snapshot(&self, to: &mpsc::UnboundedSender<Bytes>) -> usize {
+        let mut sent = 0;
+        for (channel, members) in &self.members {
+            for held in members {
+                let join =
+                    Relay::Join { channel: channel.clone(), id: held.id, presence: held.presence.clone() };
+                sent += usize::from(to.send(join.encode()).is_ok());
+            }
+        }
+        for history in self.history.values() {
+            for logged in history {
+                let mut message = logged.message.clone();
+                if let Relay::Logged { age, .. } = &mut message {
+                    *age = logged.at.elapsed();
+                }
+                sent += usize::from(to.send(message.encode()).is_ok());
+            }
+        }
+        sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ws::transport::DataKind;
+
+    fn channel() -> ChannelKey {
+        ChannelKey::in_route("/chat", "lobby").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn id(node: u64, seq: u64) -> ConnId {
+        ConnId { node, seq }
+    }
+
+    /// Everything queued on a worker's side so far, decoded.
+    fn drain(rooms: &mut MasterRooms) -> Vec<Relay> {
+        let mut out = Vec::new();
+        while let Ok(payload) = rooms.to_worker.try_recv() {
+            out.push(Relay::decode(payload).unwrap_or_else(|e| panic!("{e}")));
+        }
+        out
+    }
+
+    fn join(node: u64, seq: u64, who: &'static [u8]) -> Bytes {
+        Relay::Join { channel: channel(), id: id(node, seq), presence: Bytes::from_static(who) }.encode()
+    }
+
+    #[tokio::test]
+    async fn publishes_go_once_to_each_holder_logged_ones_to_all_and_snapshots_replay_both() {
+        let hub = RoomHub::start(Arc::new(FleetMetrics::default()));
+        let (mut w1, mut w2, mut w3) = (hub.attach(), hub.attach(), hub.attach());
+        (w1.from_worker)(Relay::Hello { node: 1 }.encode());
+        (w1.from_worker)(join(1, 1, b"a"));
+        (w2.from_worker)(join(2, 1, b"b"));
+        (w2.from_worker)(join(2, 2, b"c"));
+        assert_eq!(drain(&mut w1).len(), 3, "its (empty) snapshot's end, w2's two joins");
+        assert_eq!(drain(&mut w2).len(), 2, "the end, w1's join");
+        assert_eq!(drain(&mut w3).len(), 4, "the end, every join");
+        let publish =
+            Relay::Publish { channel: channel(), kind: DataKind::Text, data: Bytes::from_static(b"hi") };
+        (w1.from_worker)(publish.encode());
+        assert_eq!(drain(&mut w2), vec![publish.clone()], "once for its two members");
+        assert!(drain(&mut w3).is_empty(), "no member there");
+        assert!(drain(&mut w1).is_empty(), "the origin delivered already");
+        let limits = HistoryLimits { max_messages: 2, max_age: Duration::from_secs(60) };
+        let logged = |n: &str| Relay::Logged {
+            channel: channel(),
+            msg_id: crate::rooms::MessageId::new(n).unwrap_or_else(|e| panic!("{e}")),
+            limits,
+            age: Duration::ZERO,
+            kind: DataKind::Text,
+            data: Bytes::from(n.to_owned()),
+        };
+        for n in ["1", "2", "3"] {
+            (w2.from_worker)(logged(n).encode());
+        }
+        assert_eq!(drain(&mut w2).len(), 3, "the origin gets its logged messages back");
+        assert_eq!(drain(&mut w3).len(), 3);
+        let send_to = Relay::SendTo { id: id(1, 1), kind: DataKind::Text, data: Bytes::new() };
+        (w3.from_worker)(send_to.encode());
+        assert_eq!(drain(&mut w1).pop(), Some(send_to));
+        let mut fresh = hub.attach();
+        let snapshot = drain(&mut fresh);
+        assert_eq!(snapshot.len(), 6, "three members, the two kept logged, the end: {snapshot:?}");
+        assert_eq!(snapshot.last(), Some(&Relay::SnapshotEnd));
+        assert!(matches!(&snapshot[3], Relay::Logged { msg_id, .. } if msg_id.as_str() == "2"));
+        (w2.gone)();
+        let leaves = drain(&mut w1);
+        assert_eq!(leaves.len(), 2, "w2's members left: {leaves:?}");
+        assert!(leaves.iter().all(|m| matches!(m, Relay::Leave { id, .. } if id.node == 2)));
+    }
+}
