@@ -5,13 +5,12 @@
 //
 //     cargo build --workspace && node --test --test-concurrency=1 tests/browser/
 //
-// The server is `target/debug/wshd` with config/server.toml as it is, except `workers = 1`
-// (until rooms span workers: with 2 worker processes two pages may land on different ones
-// and not meet). Like the other files here it uses port 9998, so they run one at a time.
+// The server is `target/debug/wshd` with config/server.toml as it is: a master and its
+// worker processes (2 or more), so the pages may land on different workers; the rooms span
+// them (docs/decisions/0015-rooms-across-workers.md). Like the other files here it uses port
+// 9998, so they run one at a time.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -35,32 +34,20 @@ async function waitForFreePort({ timeoutMs = 90_000 } = {}) {
   }
 }
 
-/** config/server.toml with `workers = 1` (until rooms span workers), in a temporary file. */
-async function oneWorkerConfig(dir) {
-  const config = await readFile(path.join(REPO_ROOT, 'config', 'server.toml'), 'utf8');
-  assert.match(config, /^\[server\]$/m);
-  const file = path.join(dir, 'server.toml');
-  await writeFile(file, config.replace(/^\[server\]$/m, '[server]\nworkers = 1 # until rooms span workers'));
-  return file;
-}
-
 describe('chat.html against wshd', { timeout: 180_000 }, () => {
   let server;
   let browser;
-  let configDir;
   const pages = [];
 
   before(async () => {
     await waitForFreePort();
-    configDir = await mkdtemp(path.join(os.tmpdir(), 'wshd-chat-config-'));
-    server = await startServer({ args: ['-c', await oneWorkerConfig(configDir)] });
+    server = await startServer();
     browser = await launchBrowser();
   }, { timeout: 120_000 });
 
   after(async () => {
     await Promise.allSettled(pages.map((page) => page.close()));
     await Promise.allSettled([browser?.close(), server?.stop()]);
-    if (configDir) await rm(configDir, { recursive: true, force: true });
   }, { timeout: 20_000 });
 
   /** Opens chat.html, joins `room` as `nick` and waits until its own join is shown. */

@@ -14,12 +14,12 @@ use wshd_tests::*;
 
 const HANDLER: &str = "handlers/libchat_wsh.so";
 
-/// A server serving `chat_wsh` at `/chat`.
+/// A server serving `chat_wsh` at `/chat`, with the default worker processes (2 or more):
+/// the members of a room may be served by different workers.
 fn start() -> ServerProcess {
     ServerProcess::start_with(
         |dir| drop(dir.install("chat_wsh", HANDLER)),
-        // until rooms span workers
-        "workers = 1",
+        "",
         "debounce_ms = 20\n",
     )
 }
@@ -204,8 +204,7 @@ async fn duplicate_nicks_show_once_and_rule_breakers_are_closed() {
 async fn since_replays_what_was_said_after_it_or_says_it_cannot() {
     let server = ServerProcess::start_with(
         |dir| drop(dir.install("chat_wsh", HANDLER)),
-        // until rooms span workers
-        "workers = 1",
+        "",
         "debounce_ms = 20\n\n[[route]]\npath = \"/chat\"\n[route.rooms]\nhistory_messages = 3\n",
     );
     let log = Transcript::default();
