@@ -45,16 +45,21 @@ pub(crate) struct FanoutArgs {
     #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     pub(crate) subscribers: Vec<usize>,
     /// Servers, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "wshd,node-ws,python-websockets,tokio-tungstenite")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "wshd,node-ws,python-websockets,tokio-tungstenite"
+    )]
     pub(crate) servers: Vec<Family>,
     /// wshd's `workers` settings to measure, comma-separated (0, 1, 2, …, auto). Rooms are per
     /// worker process until they span workers, so only 0 (one process) and 1 see every
     /// subscriber in one room.
-    #[arg(long, value_delimiter = ',', default_value = "0")]
+    #[arg(long, value_delimiter = ',', default_value = "0,1")]
     pub(crate) wshd_workers: Vec<String>,
-    /// Fixed-rate steps for the latency figures, deliveries/s, comma-separated (the first is
-    /// the table's).
-    #[arg(long, value_delimiter = ',', default_value = "50000")]
+    /// Fixed-rate steps for the latency figures, deliveries/s, comma-separated (the goal is
+    /// judged at the first).
+    #[arg(long, value_delimiter = ',', default_value = "10000,50000")]
     pub(crate) rates: Vec<f64>,
     /// Saturation: messages in flight beyond one designated subscriber's receipts.
     #[arg(long, default_value_t = 16)]
@@ -197,11 +202,19 @@ fn subjects(args: &FanoutArgs, temp: &Path) -> Vec<Subject> {
                         "auto" => "a master + one worker per CPU; rooms per worker".to_owned(),
                         n => format!("a master + {n} worker(s); rooms per worker"),
                     };
-                    out.push(subject(format!("wshd-w{w}"), format!("wshd, workers = {w} ({what})"), w.clone()));
+                    out.push(subject(
+                        format!("wshd-w{w}"),
+                        format!("wshd, workers = {w} ({what})"),
+                        w.clone(),
+                    ));
                 }
             }
             Family::NodeWs => match setup_node(&args.bench_dir, temp) {
-                Ok(v) => out.push(subject("node-ws".into(), format!("Node {} ws {v} (one thread)", node_version()), String::new())),
+                Ok(v) => out.push(subject(
+                    "node-ws".into(),
+                    format!("Node {} ws {v} (one thread)", node_version()),
+                    String::new(),
+                )),
                 Err(e) => eprintln!("[fanout] SKIPPING Node ws: {e}"),
             },
             Family::PythonWebsockets => match setup_python(&args.bench_dir, temp) {
@@ -245,7 +258,10 @@ fn start_server(setup: &Setup, args: &FanoutArgs, subject: &Subject) -> Result<S
         Family::Wshd => {
             let workers = match subject.workers.as_str() {
                 "auto" => "workers = \"auto\"".to_owned(),
-                n => format!("workers = {}", n.parse::<u32>().map_err(|_| format!("bad --wshd-workers {n:?}"))?),
+                n => format!(
+                    "workers = {}",
+                    n.parse::<u32>().map_err(|_| format!("bad --wshd-workers {n:?}"))?
+                ),
             };
             let config = setup.temp.join(format!("fanout-{port}.toml"));
             let dir = setup.handlers_dir.to_str().ok_or("the temporary directory is not UTF-8")?;
@@ -310,7 +326,9 @@ struct Outcome {
 
 impl Outcome {
     fn phase(&self, name: &str, target: f64) -> Option<&Fields> {
-        self.phases.iter().find(|p| p.get("name").map(String::as_str) == Some(name) && (get(p, "target") - target).abs() < 0.5)
+        self.phases.iter().find(|p| {
+            p.get("name").map(String::as_str) == Some(name) && (get(p, "target") - target).abs() < 0.5
+        })
     }
 
     fn saturation(&self) -> Option<&Fields> {
@@ -326,7 +344,8 @@ impl Outcome {
     }
 
     fn kib_per_subscriber(&self) -> f64 {
-        (get(&self.result, "rss_joined_kib") - get(&self.result, "rss_idle_kib")) / get(&self.result, "subscribers")
+        (get(&self.result, "rss_joined_kib") - get(&self.result, "rss_idle_kib"))
+            / get(&self.result, "subscribers")
     }
 
     fn latency(&self, rate: f64, key: &str) -> f64 {
@@ -362,7 +381,8 @@ fn run_load(setup: &Setup, args: &FanoutArgs, server: &Server, n: usize) -> Resu
         .stderr(fs::File::create(&stderr_path)?)
         .spawn()?;
     let phases = args.rates.len() as f64 + 1.0;
-    let bound = Duration::from_secs_f64(120.0 + n as f64 / 100.0 + phases * (args.warmup + args.seconds + 25.0));
+    let bound =
+        Duration::from_secs_f64(120.0 + n as f64 / 100.0 + phases * (args.warmup + args.seconds + 25.0));
     let deadline = Instant::now() + bound;
     let status = loop {
         if let Some(status) = child.try_wait()? {
@@ -410,7 +430,9 @@ fn measure_all(setup: &Setup, args: &FanoutArgs, subjects: &[Subject]) -> BTreeM
                     drop(server);
                     o
                 }
-                Err(e) => Outcome { failure: Some(format!("cannot start the server: {e}")), ..Outcome::default() },
+                Err(e) => {
+                    Outcome { failure: Some(format!("cannot start the server: {e}")), ..Outcome::default() }
+                }
             };
             if let Some(f) = &outcome.failure {
                 eprintln!("[fanout] {} with {n} subscribers FAILED: {f}", s.key);
@@ -447,32 +469,94 @@ fn best_peer(
         .reduce(|a, b| if (b.0 > a.0) == higher_is_better { b } else { a })
 }
 
-/// The columns: heading, value, decimals, higher is better.
-type Column = (String, Box<dyn Fn(&Outcome) -> f64>, usize, bool);
+/// The columns: heading, value, decimals, and for the ratio row whether higher is better
+/// (`None`: no ratio).
+type Column = (String, Box<dyn Fn(&Outcome) -> f64>, usize, Option<bool>);
 
 fn columns(args: &FanoutArgs) -> Vec<Column> {
-    let rate = args.rates.first().copied().unwrap_or(f64::NAN);
     let seconds = args.seconds;
-    vec![
-        ("deliveries/s (saturation)".into(), Box::new(Outcome::deliveries_per_s), 0, true),
-        (format!("p50 µs at {} deliveries/s", group(rate)), Box::new(move |o: &Outcome| o.latency(rate, "p50_us")), 0, false),
-        (format!("p99 µs at {} deliveries/s", group(rate)), Box::new(move |o: &Outcome| o.latency(rate, "p99_us")), 0, false),
-        ("server CPU s per 1M deliveries".into(), Box::new(Outcome::cpu_s_per_million), 2, false),
-        ("KiB per subscriber".into(), Box::new(Outcome::kib_per_subscriber), 1, false),
-        (
-            "client CPU % (saturation)".into(),
-            Box::new(move |o: &Outcome| o.saturation().map_or(f64::NAN, |p| get(p, "loadgen_cpu_s") / seconds * 100.0)),
+    let mut cols: Vec<Column> =
+        vec![("deliveries/s (saturation)".into(), Box::new(Outcome::deliveries_per_s), 0, Some(true))];
+    for &rate in &args.rates {
+        let at = group(rate);
+        cols.push((
+            format!("p50 µs at {at}/s"),
+            Box::new(move |o: &Outcome| o.latency(rate, "p50_us")),
             0,
-            false,
-        ),
-    ]
+            Some(false),
+        ));
+        cols.push((
+            format!("p99 µs at {at}/s"),
+            Box::new(move |o: &Outcome| o.latency(rate, "p99_us")),
+            0,
+            Some(false),
+        ));
+        cols.push((
+            format!("delivered/s at {at}/s"),
+            Box::new(move |o: &Outcome| o.phase("rate", rate).map_or(f64::NAN, |p| get(p, "per_s"))),
+            0,
+            None,
+        ));
+    }
+    cols.push((
+        "server CPU s per 1M deliveries".into(),
+        Box::new(Outcome::cpu_s_per_million),
+        2,
+        Some(false),
+    ));
+    cols.push(("KiB per subscriber".into(), Box::new(Outcome::kib_per_subscriber), 1, Some(false)));
+    cols.push((
+        "client CPU % (saturation)".into(),
+        Box::new(move |o: &Outcome| {
+            o.saturation().map_or(f64::NAN, |p| get(p, "loadgen_cpu_s") / seconds * 100.0)
+        }),
+        0,
+        None,
+    ));
+    cols
+}
+
+/// The goal for one wshd subject: ≥ 1.5× the best peer's deliveries/s and a lower
+/// p99 than every peer.
+fn goal(
+    results: &BTreeMap<(usize, String), Outcome>,
+    subjects: &[Subject],
+    n: usize,
+    s: &Subject,
+    rate: f64,
+) -> String {
+    let Some(o) = results.get(&(n, s.key.clone())) else { return String::new() };
+    let best_rate = best_peer(results, subjects, n, Outcome::deliveries_per_s, true);
+    let best_p99 = best_peer(results, subjects, n, |x: &Outcome| x.latency(rate, "p99_us"), false);
+    let (Some((r, _)), Some((p, _))) = (best_rate, best_p99) else {
+        return format!("\n{}: no peer to compare with.\n", s.key);
+    };
+    let ratio = o.deliveries_per_s() / r;
+    let p99 = o.latency(rate, "p99_us");
+    let met = ratio >= 1.5 && p99 < p && o.faults() == 0.0;
+    format!(
+        "\nGoal for {} ({} subscribers): {:.2}× the best peer's deliveries/s (≥ 1.5× wanted), p99 {:.0} µs vs the best peer's {:.0} µs: {}.\n",
+        s.key,
+        group(n as f64),
+        ratio,
+        p99,
+        p,
+        if met { "MET" } else { "NOT MET" }
+    )
 }
 
 fn table(args: &FanoutArgs, results: &BTreeMap<(usize, String), Outcome>, subjects: &[Subject]) -> String {
     let cols = columns(args);
     let mut t = String::new();
+    let mut goals = Vec::new();
     for &n in &args.subscribers {
-        let _ = writeln!(t, "\n{} subscribers, {} B {} messages", group(n as f64), args.size, if args.binary { "binary" } else { "text" });
+        let _ = writeln!(
+            t,
+            "\n{} subscribers, {} B {} messages",
+            group(n as f64),
+            args.size,
+            if args.binary { "binary" } else { "text" }
+        );
         let heads: Vec<&str> = cols.iter().map(|c| c.0.as_str()).collect();
         let _ = writeln!(t, "| server | {} | lost / misordered / failed subscribers |", heads.join(" | "));
         let _ = writeln!(t, "|---|{}---|", "---|".repeat(cols.len()));
@@ -495,12 +579,16 @@ fn table(args: &FanoutArgs, results: &BTreeMap<(usize, String), Outcome>, subjec
             let Some(o) = results.get(&(n, s.key.clone())) else { continue };
             let cells: Vec<String> = cols
                 .iter()
-                .map(|(_, f, _, higher)| match best_peer(results, subjects, n, f, *higher) {
+                .map(|(_, f, _, higher)| match higher.and_then(|h| best_peer(results, subjects, n, f, h)) {
                     Some((best, key)) => format!("{:.2}× ({key})", f(o) / best),
-                    None => "—".into(),
+                    None => String::new(),
                 })
                 .collect();
             let _ = writeln!(t, "| {} ÷ best peer | {} | |", s.key, cells.join(" | "));
+            goals.push(goal(results, subjects, n, s, args.rates.first().copied().unwrap_or(f64::NAN)));
+        }
+        for g in goals.drain(..) {
+            let _ = write!(t, "{g}");
         }
     }
     let _ = writeln!(
@@ -523,7 +611,12 @@ fn fields_json(f: &Fields) -> String {
     format!("{{{}}}", items.join(", "))
 }
 
-fn json(args: &FanoutArgs, placement: &str, results: &BTreeMap<(usize, String), Outcome>, subjects: &[Subject]) -> String {
+fn json(
+    args: &FanoutArgs,
+    placement: &str,
+    results: &BTreeMap<(usize, String), Outcome>,
+    subjects: &[Subject],
+) -> String {
     let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut entries = Vec::new();
     for &n in &args.subscribers {
@@ -575,7 +668,9 @@ pub(crate) fn run(args: &FanoutArgs) -> Result<(), BoxError> {
     let (wshd_bin, plugin) = (release_dir.join("wshd"), release_dir.join("libfanout_wsh.so"));
     for needed in [&wshd_bin, &plugin] {
         if args.servers.contains(&Family::Wshd) && !needed.is_file() {
-            return Err(format!("{} not found; build it first with:\n  {BUILD_COMMAND}", needed.display()).into());
+            return Err(
+                format!("{} not found; build it first with:\n  {BUILD_COMMAND}", needed.display()).into()
+            );
         }
     }
     let max_n = args.subscribers.iter().copied().max().unwrap_or(0) as u64;

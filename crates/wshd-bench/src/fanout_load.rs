@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::wsclient::{ClientOptions, OP_BINARY, OP_CLOSE, OP_TEXT, Reader, Target, WsClient, Writer};
+use crate::wsclient::{ClientOptions, OP_BINARY, OP_CLOSE, OP_TEXT, Reader, Target, Writer, WsClient};
 use crate::{BoxError, cpu, procinfo};
 
 /// Options of `fanout-load`.
@@ -45,7 +45,7 @@ pub(crate) struct FanoutLoadArgs {
     #[arg(long)]
     pub(crate) binary: bool,
     /// Fixed-rate steps, in deliveries per second (messages/s × subscribers), comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "50000")]
+    #[arg(long, value_delimiter = ',', default_value = "10000,50000")]
     pub(crate) rates: Vec<f64>,
     /// Saturation: messages in flight beyond the designated subscriber's receipts.
     #[arg(long, default_value_t = 16)]
@@ -84,7 +84,7 @@ struct Shared {
     counted: Cell<u64>,
     /// Latencies of messages sent in `[lat_from, lat_to)` are recorded.
     latency_window: Cell<(u64, u64)>,
-    latencies: RefCell<Vec<u32>>,
+    latencies: RefCell<Vec<u64>>,
 }
 
 impl Shared {
@@ -125,7 +125,13 @@ fn parse_message(payload: &[u8]) -> Option<(u64, u64)> {
 }
 
 /// Checks and accounts one received message of subscriber `stats`.
-fn on_message(shared: &Shared, stats: &SubStats, designated: bool, opcode: u8, payload: &[u8]) -> Result<(), String> {
+fn on_message(
+    shared: &Shared,
+    stats: &SubStats,
+    designated: bool,
+    opcode: u8,
+    payload: &[u8],
+) -> Result<(), String> {
     let now = shared.now_ns();
     if opcode != shared.opcode || payload.len() != shared.size {
         return Err(format!("unexpected message: opcode {opcode:#x}, {} bytes", payload.len()));
@@ -153,14 +159,18 @@ fn on_message(shared: &Shared, stats: &SubStats, designated: bool, opcode: u8, p
     }
     let (from, to) = shared.latency_window.get();
     if (from..to).contains(&sent_ns) {
-        let latency = u32::try_from(now.saturating_sub(sent_ns)).unwrap_or(u32::MAX);
-        shared.latencies.borrow_mut().push(latency);
+        shared.latencies.borrow_mut().push(now.saturating_sub(sent_ns));
     }
     Ok(())
 }
 
 /// Receives until the connection fails or closes (then records why).
-async fn subscriber(shared: Rc<Shared>, stats: Rc<SubStats>, designated: bool, mut reader: Reader<tokio::net::tcp::OwnedReadHalf>) {
+async fn subscriber(
+    shared: Rc<Shared>,
+    stats: Rc<SubStats>,
+    designated: bool,
+    mut reader: Reader<tokio::net::tcp::OwnedReadHalf>,
+) {
     let error = loop {
         match reader.recv().await {
             Ok((OP_CLOSE, payload)) => {
@@ -218,7 +228,7 @@ struct Phase {
     target: f64,
     deliveries: u64,
     messages: u64,
-    latencies: Vec<u32>,
+    latencies: Vec<u64>,
     server_cpu_s: f64,
     loadgen_cpu_s: f64,
     drained: bool,
@@ -234,13 +244,13 @@ struct Run {
 }
 
 /// The q quantile (nearest rank) of nanosecond latencies, in microseconds.
-fn percentile_us(latencies: &mut [u32], q: f64) -> f64 {
+fn percentile_us(latencies: &mut [u64], q: f64) -> f64 {
     if latencies.is_empty() {
         return f64::NAN;
     }
     let rank = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1;
     let (_, value, _) = latencies.select_nth_unstable(rank);
-    f64::from(*value) / 1000.0
+    *value as f64 / 1000.0
 }
 
 impl Run {
@@ -262,9 +272,9 @@ impl Run {
                         if self.stats.last().is_some_and(|s| s.error.borrow().is_some()) {
                             return Err("the designated subscriber is gone".into());
                         }
-                        tokio::time::timeout(self.limit, self.shared.progress.notified())
-                            .await
-                            .map_err(|_| format!("no delivery to the designated subscriber in {:?}", self.limit))?;
+                        tokio::time::timeout(self.limit, self.shared.progress.notified()).await.map_err(
+                            |_| format!("no delivery to the designated subscriber in {:?}", self.limit),
+                        )?;
                     }
                 }
             }
@@ -281,7 +291,10 @@ impl Run {
         let deadline = Instant::now() + self.limit;
         let sent = self.publisher.seq;
         loop {
-            let done = self.stats.iter().all(|s| s.error.borrow().is_some() || s.next.get().is_some_and(|n| n >= sent));
+            let done = self
+                .stats
+                .iter()
+                .all(|s| s.error.borrow().is_some() || s.next.get().is_some_and(|n| n >= sent));
             if done {
                 return true;
             }
@@ -298,7 +311,8 @@ impl Run {
         self.publish_until(pace, warm_end).await?;
         let (cpu0, self0) = (self.server_cpu(), cpu::process_cpu("self"));
         let (seq0, from) = (self.publisher.seq, self.shared.now_ns());
-        let to = from + u64::try_from(Duration::from_secs_f64(self.args.seconds).as_nanos()).unwrap_or(u64::MAX);
+        let to =
+            from + u64::try_from(Duration::from_secs_f64(self.args.seconds).as_nanos()).unwrap_or(u64::MAX);
         self.shared.count_window.set((from, to));
         self.shared.latency_window.set((from, to));
         self.shared.counted.set(0);
@@ -361,13 +375,20 @@ impl Phase {
 /// Runs the fan-out client and prints its report.
 pub(crate) fn run(args: &FanoutLoadArgs) -> Result<(), BoxError> {
     if args.subscribers == 0 || args.connect_concurrency == 0 || args.window == 0 || args.size < 32 {
-        return Err("--subscribers, --connect-concurrency and --window must be at least 1, --size at least 32".into());
+        return Err(
+            "--subscribers, --connect-concurrency and --window must be at least 1, --size at least 32".into(),
+        );
     }
-    if !(args.seconds > 0.0 && args.warmup >= 0.0 && args.timeout > 0.0) || args.rates.iter().any(|r| !(*r > 0.0)) {
+    if !(args.seconds > 0.0 && args.warmup >= 0.0 && args.timeout > 0.0)
+        || args.rates.iter().any(|r| !(*r > 0.0))
+    {
         return Err("--seconds, --timeout and --rates must be positive".into());
     }
     let ((soft, hard), note) = procinfo::raise_nofile(args.subscribers as u64 + 256);
-    eprintln!("fanout-load: RLIMIT_NOFILE soft {soft}, hard {hard}{}", note.map(|n| format!(" ({n})")).unwrap_or_default());
+    eprintln!(
+        "fanout-load: RLIMIT_NOFILE soft {soft}, hard {hard}{}",
+        note.map(|n| format!(" ({n})")).unwrap_or_default()
+    );
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
     runtime.block_on(local.run_until(fan_out(args.clone())))
@@ -447,7 +468,8 @@ async fn fan_out(args: FanoutLoadArgs) -> Result<(), BoxError> {
     });
     let pub_target = Target::parse(&format!("{}?role=pub", args.url))?;
     let options = ClientOptions { offer_deflate: false, deflate_level: 0, seed: 0 };
-    let WsClient { reader: pub_reader, writer, .. } = WsClient::open(&pub_target, None, options, limit).await?;
+    let WsClient { reader: pub_reader, writer, .. } =
+        WsClient::open(&pub_target, None, options, limit).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_idle = rss(&args);
     let started = Instant::now();
@@ -492,8 +514,10 @@ fn report(run: &Run, drained: bool, connect_s: f64, [rss_idle, rss_joined, rss_a
         run.stats.len(),
         first_error.as_deref().map(|e| format!(" (first: {e})")).unwrap_or_default()
     );
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let loadavg1 = loadavg.split_whitespace().next().unwrap_or("-");
     println!(
-        "RESULT subscribers={} connect_s={connect_s:.2} rss_idle_kib={rss_idle} rss_joined_kib={rss_joined} rss_after_kib={rss_after} checked={checked} lost={lost} misordered={misordered} errors={errors} drained={} first_error={}",
+        "RESULT loadavg1={loadavg1} subscribers={} connect_s={connect_s:.2} rss_idle_kib={rss_idle} rss_joined_kib={rss_joined} rss_after_kib={rss_after} checked={checked} lost={lost} misordered={misordered} errors={errors} drained={} first_error={}",
         run.stats.len(),
         u8::from(drained),
         first_error.map_or("-".into(), |e| e.replace(char::is_whitespace, "_"))
