@@ -97,6 +97,8 @@ impl Shared {
 #[derive(Default)]
 struct SubStats {
     seen_any: Cell<bool>,
+    /// The last sequence number received.
+    last: Cell<Option<u64>>,
     /// Next sequence number expected (valid once `check_from` is set and a checked message came).
     next: Cell<Option<u64>>,
     lost: Cell<u64>,
@@ -140,6 +142,7 @@ fn on_message(
     if !stats.seen_any.replace(true) {
         shared.seen.set(shared.seen.get() + 1);
     }
+    stats.last.set(Some(seq));
     if seq >= shared.check_from.get() {
         let next = stats.next.get().unwrap_or(shared.check_from.get());
         if seq >= next {
@@ -380,7 +383,7 @@ pub(crate) fn run(args: &FanoutLoadArgs) -> Result<(), BoxError> {
         );
     }
     if !(args.seconds > 0.0 && args.warmup >= 0.0 && args.timeout > 0.0)
-        || args.rates.iter().any(|r| !(*r > 0.0))
+        || args.rates.iter().any(|r| r.is_nan() || *r <= 0.0)
     {
         return Err("--seconds, --timeout and --rates must be positive".into());
     }
@@ -430,10 +433,12 @@ async fn connect_subscribers(
     Ok((stats, writers))
 }
 
-/// Publishes slowly until every subscriber has received a message (so every one has joined),
-/// then starts checking order and loss from the next message.
+/// Publishes one message at a time (another after 1 s without it reaching everyone) until
+/// every subscriber has received one (so every one has joined), drains, then starts checking
+/// order and loss from the next message.
 async fn join_warmup(run: &mut Run) -> Result<(), BoxError> {
     let deadline = Instant::now() + run.limit;
+    let mut resend_at = Instant::now();
     while run.shared.seen.get() < run.stats.len() {
         if Instant::now() >= deadline {
             return Err(format!(
@@ -444,8 +449,14 @@ async fn join_warmup(run: &mut Run) -> Result<(), BoxError> {
             )
             .into());
         }
-        run.publisher.send(&run.shared).await?;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if Instant::now() >= resend_at {
+            run.publisher.send(&run.shared).await?;
+            resend_at = Instant::now() + Duration::from_secs(1);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if !run.drain().await {
+        return Err("the join warm-up messages did not drain".into());
     }
     run.shared.check_from.set(run.publisher.seq);
     Ok(())

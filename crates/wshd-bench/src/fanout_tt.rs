@@ -39,6 +39,8 @@ pub(crate) fn run(args: &FanoutTtArgs) -> Result<(), BoxError> {
     })
 }
 
+// The handshake callback's `Result<Response, ErrorResponse>` is tungstenite's signature.
+#[allow(clippy::result_large_err)]
 async fn connection(stream: TcpStream, tx: broadcast::Sender<Message>) -> Result<(), BoxError> {
     stream.set_nodelay(true)?;
     let mut role = String::new();
