@@ -297,7 +297,7 @@ impl Run {
             let done = self
                 .stats
                 .iter()
-                .all(|s| s.error.borrow().is_some() || s.next.get().is_some_and(|n| n >= sent));
+                .all(|s| s.error.borrow().is_some() || s.last.get().is_some_and(|l| l + 1 >= sent));
             if done {
                 return true;
             }
