@@ -534,3 +534,44 @@ fn report(run: &Run, drained: bool, connect_s: f64, [rss_idle, rss_joined, rss_a
         first_error.map_or("-".into(), |e| e.replace(char::is_whitespace, "_"))
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_carries_its_sequence_number_and_send_time() {
+        let mut out = Vec::new();
+        fill_message(&mut out, 123_456, 9_876_543_210, 64);
+        assert_eq!(out.len(), 64);
+        assert!(std::str::from_utf8(&out).is_ok(), "text messages must be UTF-8");
+        assert_eq!(parse_message(&out), Some((123_456, 9_876_543_210)));
+        assert_eq!(parse_message(b"not a message at all, no digits here......"), None);
+    }
+
+    #[test]
+    fn gaps_count_as_lost_and_steps_back_as_misordered() {
+        let shared = Shared {
+            base: Instant::now(),
+            size: 40,
+            opcode: OP_TEXT,
+            check_from: Cell::new(10),
+            seen: Cell::new(0),
+            designated_next: Cell::new(0),
+            progress: Notify::new(),
+            count_window: Cell::new((0, 0)),
+            counted: Cell::new(0),
+            latency_window: Cell::new((0, 0)),
+            latencies: RefCell::new(Vec::new()),
+        };
+        let stats = SubStats::default();
+        let mut msg = Vec::new();
+        for seq in [9, 10, 11, 14, 12, 15] {
+            fill_message(&mut msg, seq, 0, 40);
+            on_message(&shared, &stats, true, OP_TEXT, &msg).expect("well-formed");
+        }
+        assert_eq!((stats.lost.get(), stats.misordered.get(), stats.next.get()), (2, 1, Some(16)));
+        assert_eq!((shared.seen.get(), shared.designated_next.get(), stats.last.get()), (1, 16, Some(15)));
+        assert!(on_message(&shared, &stats, false, OP_BINARY, &msg).is_err(), "wrong type");
+    }
+}
