@@ -552,7 +552,7 @@ fn table(args: &FanoutArgs, results: &BTreeMap<(usize, String), Outcome>, subjec
     for &n in &args.subscribers {
         let _ = writeln!(
             t,
-            "\n{} subscribers, {} B {} messages",
+            "\n{} subscribers, {} B {} messages\n",
             group(n as f64),
             args.size,
             if args.binary { "binary" } else { "text" }
