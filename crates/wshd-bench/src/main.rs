@@ -23,6 +23,8 @@
 mod cpu;
 mod fanout;
 mod fanout_load;
+mod fanout_peers;
+mod fanout_report;
 mod fanout_tt;
 mod fws_echo;
 mod load;
