@@ -21,6 +21,11 @@
 //! - `load`: the load generator (a hand-written single-threaded WebSocket client).
 
 mod cpu;
+mod fanout;
+mod fanout_load;
+mod fanout_peers;
+mod fanout_report;
+mod fanout_tt;
 mod fws_echo;
 mod load;
 mod procinfo;
@@ -64,6 +69,13 @@ enum Command {
     TcpEcho(tcp_echo::TcpEchoArgs),
     /// The load generator.
     Load(load::LoadArgs),
+    /// The fan-out comparison: one publisher, N subscribers, wshd against Node ws, Python
+    /// websockets and tokio-tungstenite; the table and `target/bench/fanout.json`.
+    Fanout(fanout::FanoutArgs),
+    /// A tokio-tungstenite 0.30 fan-out server (tokio::sync::broadcast), a peer of `fanout`.
+    FanoutTt(fanout_tt::FanoutTtArgs),
+    /// The client of `fanout`: one publisher, N subscribers, one thread.
+    FanoutLoad(fanout_load::FanoutLoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +88,9 @@ fn main() -> ExitCode {
         Command::FwsEcho(args) => fws_echo::run(&args),
         Command::TcpEcho(args) => tcp_echo::run(&args),
         Command::Load(args) => load::run(&args),
+        Command::Fanout(args) => fanout::run(&args),
+        Command::FanoutTt(args) => fanout_tt::run(&args),
+        Command::FanoutLoad(args) => fanout_load::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -219,8 +219,8 @@ pub(crate) struct RunArgs {
 }
 
 /// A child process killed (and reaped) when dropped, so no server outlives `run`.
-struct Guard {
-    child: Child,
+pub(crate) struct Guard {
+    pub(crate) child: Child,
 }
 
 impl Drop for Guard {
@@ -232,13 +232,13 @@ impl Drop for Guard {
 
 /// Which CPUs to pin to.
 #[derive(Debug, Clone)]
-struct Placement {
+pub(crate) struct Placement {
     /// `None`: no pinning.
     cpus: Option<(usize, usize)>,
 }
 
 impl Placement {
-    fn detect(no_pin: bool) -> (Placement, String) {
+    pub(crate) fn detect(no_pin: bool) -> (Placement, String) {
         if no_pin {
             return (Placement { cpus: None }, "none (--no-pin)".into());
         }
@@ -255,8 +255,13 @@ impl Placement {
         }
     }
 
-    fn server_cpu(&self) -> Option<usize> {
+    pub(crate) fn server_cpu(&self) -> Option<usize> {
         self.cpus.map(|(a, _)| a)
+    }
+
+    /// The load generator's CPU when it runs beside the servers (not for 1 connection).
+    pub(crate) fn other_cpu(&self) -> Option<usize> {
+        self.cpus.map(|(_, b)| b)
     }
 
     fn load_cpu(&self, workload: Workload) -> Option<usize> {
@@ -266,7 +271,7 @@ impl Placement {
 
 /// A command, pinned to `cpu` with taskset when given (taskset execs, so the pid is the
 /// program's).
-fn command(cpu: Option<usize>, program: &Path) -> Command {
+pub(crate) fn command(cpu: Option<usize>, program: &Path) -> Command {
     match cpu {
         Some(cpu) => {
             let mut c = Command::new("taskset");
@@ -277,7 +282,7 @@ fn command(cpu: Option<usize>, program: &Path) -> Command {
     }
 }
 
-fn on_path(program: &str) -> bool {
+pub(crate) fn on_path(program: &str) -> bool {
     env::var_os("PATH").is_some_and(|paths| env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
@@ -305,7 +310,7 @@ pub(crate) fn free_port() -> Result<u16, BoxError> {
 }
 
 /// Waits (at most 15 s) until `addr` accepts TCP, failing early if the server exits.
-fn wait_for_listener(child: &mut Child, name: &str, addr: SocketAddr) -> Result<(), BoxError> {
+pub(crate) fn wait_for_listener(child: &mut Child, name: &str, addr: SocketAddr) -> Result<(), BoxError> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(status) = child.try_wait()? {
@@ -339,12 +344,12 @@ pub(crate) fn quoted(s: &str) -> String {
 }
 
 /// A JSON number (null when not finite or negative = unknown).
-fn num(x: f64) -> String {
+pub(crate) fn num(x: f64) -> String {
     if x.is_finite() && x >= 0.0 { format!("{x:.3}") } else { "null".into() }
 }
 
 /// Median of the finite values (NaN when none).
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.retain(|x| x.is_finite());
     v.sort_by(f64::total_cmp);
     match v.len() {
@@ -910,7 +915,7 @@ fn cell(value: f64, reference: f64, decimals: usize) -> String {
     }
 }
 
-fn group(value: f64) -> String {
+pub(crate) fn group(value: f64) -> String {
     let digits = format!("{:.0}", value.abs());
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
