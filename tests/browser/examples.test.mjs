@@ -10,27 +10,12 @@
 // be released by the previous file's server.
 
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import path from 'node:path';
 
-import { PORT, assertPortFree, launchBrowser, startServer, waitUntil } from './harness.mjs';
+import { PORT, launchBrowser, startServer, waitForFreePort, waitUntil } from './harness.mjs';
 
 const BASE = `http://localhost:${PORT}`;
-/** Waits (bounded) until port 9998 is free, e.g. while tutorial.test.mjs's server still runs. */
-async function waitForFreePort({ timeoutMs = 90_000 } = {}) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await assertPortFree(PORT);
-      return;
-    } catch (err) {
-      if (Date.now() >= deadline) throw err;
-      await sleep(250);
-    }
-  }
-}
-
 describe('example pages against wshd with no flags', { timeout: 420_000 }, () => {
   let server;
   let browser;

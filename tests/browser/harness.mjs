@@ -95,6 +95,23 @@ export async function assertPortFree(port = PORT) {
 }
 
 /**
+ * Waits (bounded) until `port` is free, e.g. while the previous test file's server stops
+ * (the files share port 9998 and run one at a time).
+ */
+export async function waitForFreePort({ port = PORT, timeoutMs = 90_000 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await assertPortFree(port);
+      return;
+    } catch (err) {
+      if (Date.now() >= deadline) throw err;
+      await sleep(250);
+    }
+  }
+}
+
+/**
  * Starts `target/debug/wshd` with no flags (or with `args`) in the repository root and waits
  * (bounded) until 127.0.0.1:9998 accepts connections. Returns a handle with `log()`
  * (stdout+stderr so far) and `stop()` (bounded; safe to call twice).

@@ -168,10 +168,11 @@ async fn a_member_that_does_not_read_is_closed_with_1008_and_counted() {
     let mut slow = Peer::connect(&server).await;
     assert_eq!(slow.ask("join feed slow").await, "ok joined feed");
     let mut publisher = Peer::connect(&server).await;
-    // 25 MiB: past the member's 1 MiB queue, whatever the socket buffers take.
+    // 25 MiB: past the member's 1 MiB queue, whatever the socket buffers take. (What the
+    // publishes return is not checked: with a relay, a publish behind the join still on its
+    // way counts the members it will reach, not what their queues took.)
     let flooded = publisher.ask("flood feed 400 65536").await;
-    let delivered: usize = flooded.trim_start_matches("ok flooded ").parse().unwrap_or(usize::MAX);
-    assert!(delivered < 400, "{flooded}");
+    assert!(flooded.starts_with("ok flooded "), "{flooded}");
     let mut binaries = 0;
     let close = loop {
         match next_message(&mut slow.client).await {
@@ -182,15 +183,13 @@ async fn a_member_that_does_not_read_is_closed_with_1008_and_counted() {
     };
     let close = close.unwrap_or_else(|| panic!("a close without a code"));
     assert_eq!((u16::from(close.code), close.reason.as_str()), (1008, "room backlog full"));
-    assert!(binaries <= delivered, "{binaries} read, {delivered} queued");
     assert_eq!(publisher.ask("who feed").await, "ok ", "the closed member left");
     let metrics = http_get(server.admin_addr(), "/metrics").await.text();
     assert!(
         sample(&metrics, "wshd_room_dropped_total{reason=\"overflow\"}").is_some_and(|n| n >= 1.0),
         "{metrics}"
     );
-    assert!(
-        sample(&metrics, "wshd_room_deliveries_total").is_some_and(|n| n >= delivered as f64),
-        "{metrics}"
-    );
+    let delivered = sample(&metrics, "wshd_room_deliveries_total").unwrap_or(0.0);
+    assert!(delivered < 400.0, "the queue took {delivered} of 400");
+    assert!(f64::from(binaries) <= delivered, "{binaries} read, {delivered} queued");
 }

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::fanout_load::Phases;
 use crate::run::{Guard, Placement, command, free_port, group, quoted, wait_for_listener};
 use crate::{BoxError, procinfo};
 
@@ -52,30 +53,14 @@ pub(crate) struct FanoutArgs {
         default_value = "wshd,node-ws,python-websockets,tokio-tungstenite"
     )]
     pub(crate) servers: Vec<Family>,
-    /// wshd's `workers` settings to measure, comma-separated (0, 1, 2, …, auto). Rooms are per
-    /// worker process until they span workers, so only 0 (one process) and 1 see every
-    /// subscriber in one room.
-    #[arg(long, value_delimiter = ',', default_value = "0,1")]
+    /// wshd's `workers` settings to measure, comma-separated (0, 1, 2, …, auto): 0 is one
+    /// process (like the single-process peers), auto the default deployment (a master and a
+    /// worker per CPU, rooms relayed between the workers by the master).
+    #[arg(long, value_delimiter = ',', default_value = "0,auto")]
     pub(crate) wshd_workers: Vec<String>,
-    /// Fixed-rate steps for the latency figures, deliveries/s, comma-separated (the goal is
-    /// judged at the first).
-    #[arg(long, value_delimiter = ',', default_value = "10000,50000")]
-    pub(crate) rates: Vec<f64>,
-    /// Saturation: messages in flight beyond one designated subscriber's receipts.
-    #[arg(long, default_value_t = 16)]
-    pub(crate) window: u64,
-    /// Warm-up before each measured window, in seconds.
-    #[arg(long, default_value_t = 1.0)]
-    pub(crate) warmup: f64,
-    /// Measured window of each phase, in seconds.
-    #[arg(long, default_value_t = 5.0)]
-    pub(crate) seconds: f64,
-    /// Message bytes (text; at least 32).
-    #[arg(long, default_value_t = 64)]
-    pub(crate) size: usize,
-    /// Publish binary messages instead of text.
-    #[arg(long)]
-    pub(crate) binary: bool,
+    /// What is measured, and how long.
+    #[command(flatten)]
+    pub(crate) phases: Phases,
     /// Where `wshd`, `libfanout_wsh.so` and `wshd-bench` are.
     #[arg(long, default_value = "target/release")]
     pub(crate) release_dir: PathBuf,
@@ -276,19 +261,14 @@ impl Outcome {
 
 /// Runs `fanout-load` against `server` (bounded) and parses its lines.
 fn run_load(setup: &Setup, args: &FanoutArgs, server: &Server, n: usize) -> Result<Outcome, BoxError> {
-    let rates: Vec<String> = args.rates.iter().map(|r| format!("{r}")).collect();
     let mut cmd = command(setup.placement.other_cpu(), &setup.me);
     cmd.arg("fanout-load")
         .arg("--url")
         .arg(&server.url)
-        .args(["--subscribers", &n.to_string(), "--size", &args.size.to_string()])
-        .args(["--rates", &rates.join(","), "--window", &args.window.to_string()])
-        .args(["--warmup", &args.warmup.to_string(), "--seconds", &args.seconds.to_string()])
+        .args(["--subscribers", &n.to_string()])
+        .args(args.phases.to_args())
         .arg("--server-pid")
         .arg(server.guard.child.id().to_string());
-    if args.binary {
-        cmd.arg("--binary");
-    }
     let stdout_path = setup.temp.join("fanout-load.out");
     let stderr_path = setup.temp.join("fanout-load.err");
     let mut child = cmd
@@ -296,9 +276,10 @@ fn run_load(setup: &Setup, args: &FanoutArgs, server: &Server, n: usize) -> Resu
         .stdout(fs::File::create(&stdout_path)?)
         .stderr(fs::File::create(&stderr_path)?)
         .spawn()?;
-    let phases = args.rates.len() as f64 + 1.0;
-    let bound =
-        Duration::from_secs_f64(120.0 + n as f64 / 100.0 + phases * (args.warmup + args.seconds + 25.0));
+    let phases = args.phases.rates.len() as f64 + 1.0;
+    let bound = Duration::from_secs_f64(
+        120.0 + n as f64 / 100.0 + phases * (args.phases.warmup + args.phases.seconds + 25.0),
+    );
     let deadline = Instant::now() + bound;
     let status = loop {
         if let Some(status) = child.try_wait()? {
@@ -361,7 +342,7 @@ fn measure_all(setup: &Setup, args: &FanoutArgs, subjects: &[Subject]) -> BTreeM
 
 /// Runs the whole comparison.
 pub(crate) fn run(args: &FanoutArgs) -> Result<(), BoxError> {
-    if args.subscribers.is_empty() || args.servers.is_empty() || args.size < 32 {
+    if args.subscribers.is_empty() || args.servers.is_empty() || args.phases.size < 32 {
         return Err("--subscribers and --servers must not be empty; --size must be at least 32".into());
     }
     let release_dir = std::path::absolute(&args.release_dir)?;

@@ -29,6 +29,54 @@ use tokio::sync::Notify;
 use crate::wsclient::{ClientOptions, OP_BINARY, OP_CLOSE, OP_TEXT, Reader, Target, Writer, WsClient};
 use crate::{BoxError, cpu, procinfo};
 
+/// What a fan-out run sends and measures: shared by `fanout` (which passes it on) and
+/// `fanout-load`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Phases {
+    /// Message bytes (at least 32).
+    #[arg(long, default_value_t = 64)]
+    pub(crate) size: usize,
+    /// Send binary messages instead of text.
+    #[arg(long)]
+    pub(crate) binary: bool,
+    /// Fixed-rate steps for the latency figures, in deliveries per second (messages/s ×
+    /// subscribers), comma-separated (the goal is judged at the first).
+    #[arg(long, value_delimiter = ',', default_value = "10000,50000")]
+    pub(crate) rates: Vec<f64>,
+    /// Saturation: messages in flight beyond one designated subscriber's receipts.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) window: u64,
+    /// Warm-up before each measured window, in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) warmup: f64,
+    /// Measured window of each phase, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub(crate) seconds: f64,
+}
+
+impl Phases {
+    /// The same options as command-line arguments, for `fanout-load`.
+    pub(crate) fn to_args(&self) -> Vec<String> {
+        let rates: Vec<String> = self.rates.iter().map(|r| format!("{r}")).collect();
+        let mut args = vec![
+            "--size".to_owned(),
+            self.size.to_string(),
+            "--rates".to_owned(),
+            rates.join(","),
+            "--window".to_owned(),
+            self.window.to_string(),
+            "--warmup".to_owned(),
+            self.warmup.to_string(),
+            "--seconds".to_owned(),
+            self.seconds.to_string(),
+        ];
+        if self.binary {
+            args.push("--binary".to_owned());
+        }
+        args
+    }
+}
+
 /// Options of `fanout-load`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct FanoutLoadArgs {
@@ -38,24 +86,9 @@ pub(crate) struct FanoutLoadArgs {
     /// Subscribers.
     #[arg(long, default_value_t = 1000)]
     pub(crate) subscribers: usize,
-    /// Message bytes (at least 32).
-    #[arg(long, default_value_t = 64)]
-    pub(crate) size: usize,
-    /// Send binary messages instead of text.
-    #[arg(long)]
-    pub(crate) binary: bool,
-    /// Fixed-rate steps, in deliveries per second (messages/s × subscribers), comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "10000,50000")]
-    pub(crate) rates: Vec<f64>,
-    /// Saturation: messages in flight beyond the designated subscriber's receipts.
-    #[arg(long, default_value_t = 16)]
-    pub(crate) window: u64,
-    /// Warm-up before each measured window, in seconds.
-    #[arg(long, default_value_t = 1.0)]
-    pub(crate) warmup: f64,
-    /// Measured window of each phase, in seconds.
-    #[arg(long, default_value_t = 5.0)]
-    pub(crate) seconds: f64,
+    /// What is measured, and how long.
+    #[command(flatten)]
+    pub(crate) phases: Phases,
     /// Bound of each connect, handshake, join warm-up and drain, in seconds.
     #[arg(long, default_value_t = 20.0)]
     pub(crate) timeout: f64,
@@ -310,12 +343,12 @@ impl Run {
 
     /// Warm-up, measured window, drain.
     async fn phase(&mut self, name: &'static str, target: f64, pace: Pace) -> Result<Phase, BoxError> {
-        let warm_end = Instant::now() + Duration::from_secs_f64(self.args.warmup);
+        let warm_end = Instant::now() + Duration::from_secs_f64(self.args.phases.warmup);
         self.publish_until(pace, warm_end).await?;
         let (cpu0, self0) = (self.server_cpu(), cpu::process_cpu("self"));
         let (seq0, from) = (self.publisher.seq, self.shared.now_ns());
-        let to =
-            from + u64::try_from(Duration::from_secs_f64(self.args.seconds).as_nanos()).unwrap_or(u64::MAX);
+        let to = from
+            + u64::try_from(Duration::from_secs_f64(self.args.phases.seconds).as_nanos()).unwrap_or(u64::MAX);
         self.shared.count_window.set((from, to));
         self.shared.latency_window.set((from, to));
         self.shared.counted.set(0);
@@ -377,13 +410,17 @@ impl Phase {
 
 /// Runs the fan-out client and prints its report.
 pub(crate) fn run(args: &FanoutLoadArgs) -> Result<(), BoxError> {
-    if args.subscribers == 0 || args.connect_concurrency == 0 || args.window == 0 || args.size < 32 {
+    if args.subscribers == 0
+        || args.connect_concurrency == 0
+        || args.phases.window == 0
+        || args.phases.size < 32
+    {
         return Err(
             "--subscribers, --connect-concurrency and --window must be at least 1, --size at least 32".into(),
         );
     }
-    if !(args.seconds > 0.0 && args.warmup >= 0.0 && args.timeout > 0.0)
-        || args.rates.iter().any(|r| r.is_nan() || *r <= 0.0)
+    if !(args.phases.seconds > 0.0 && args.phases.warmup >= 0.0 && args.timeout > 0.0)
+        || args.phases.rates.iter().any(|r| r.is_nan() || *r <= 0.0)
     {
         return Err("--seconds, --timeout and --rates must be positive".into());
     }
@@ -466,8 +503,8 @@ async fn fan_out(args: FanoutLoadArgs) -> Result<(), BoxError> {
     let limit = Duration::from_secs_f64(args.timeout);
     let shared = Rc::new(Shared {
         base: Instant::now(),
-        size: args.size,
-        opcode: if args.binary { OP_BINARY } else { OP_TEXT },
+        size: args.phases.size,
+        opcode: if args.phases.binary { OP_BINARY } else { OP_TEXT },
         check_from: Cell::new(u64::MAX),
         seen: Cell::new(0),
         designated_next: Cell::new(0),
@@ -489,15 +526,15 @@ async fn fan_out(args: FanoutLoadArgs) -> Result<(), BoxError> {
     eprintln!("fanout-load: {} subscribers connected in {connect_s:.1} s", stats.len());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_joined = rss(&args);
-    let publisher = Publisher { writer, seq: 0, buf: Vec::with_capacity(args.size) };
+    let publisher = Publisher { writer, seq: 0, buf: Vec::with_capacity(args.phases.size) };
     let mut run = Run { args: args.clone(), shared, stats, publisher, limit };
     join_warmup(&mut run).await?;
     let n = args.subscribers as f64;
-    for &rate in &args.rates {
+    for &rate in &args.phases.rates {
         let interval = Duration::from_secs_f64(n / rate);
-        run.phase("rate", rate, Pace::Every(interval)).await?.print(args.seconds);
+        run.phase("rate", rate, Pace::Every(interval)).await?.print(args.phases.seconds);
     }
-    run.phase("saturation", 0.0, Pace::Window(args.window)).await?.print(args.seconds);
+    run.phase("saturation", 0.0, Pace::Window(args.phases.window)).await?.print(args.phases.seconds);
     let drained = run.drain().await;
     let rss_after = rss(&args);
     drop((pub_reader, sub_writers));

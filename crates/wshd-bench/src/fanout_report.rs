@@ -39,10 +39,10 @@ fn best_peer(
 type Column = (String, Box<dyn Fn(&Outcome) -> f64>, usize, Option<bool>);
 
 fn columns(args: &FanoutArgs) -> Vec<Column> {
-    let seconds = args.seconds;
+    let seconds = args.phases.seconds;
     let mut cols: Vec<Column> =
         vec![("deliveries/s (saturation)".into(), Box::new(Outcome::deliveries_per_s), 0, Some(true))];
-    for &rate in &args.rates {
+    for &rate in &args.phases.rates {
         let at = group(rate);
         cols.push((
             format!("p50 µs at {at}/s"),
@@ -124,8 +124,8 @@ pub(crate) fn table(
             t,
             "\n{} subscribers, {} B {} messages\n",
             group(n as f64),
-            args.size,
-            if args.binary { "binary" } else { "text" }
+            args.phases.size,
+            if args.phases.binary { "binary" } else { "text" }
         );
         let heads: Vec<&str> = cols.iter().map(|c| c.0.as_str()).collect();
         let _ = writeln!(t, "| server | {} | lost / misordered / failed subscribers |", heads.join(" | "));
@@ -155,7 +155,7 @@ pub(crate) fn table(
                 })
                 .collect();
             let _ = writeln!(t, "| {} ÷ best peer | {} | |", s.key, cells.join(" | "));
-            goals.push(goal(results, subjects, n, s, args.rates.first().copied().unwrap_or(f64::NAN)));
+            goals.push(goal(results, subjects, n, s, args.phases.rates.first().copied().unwrap_or(f64::NAN)));
         }
         for g in goals.drain(..) {
             let _ = write!(t, "{g}");
@@ -164,7 +164,7 @@ pub(crate) fn table(
     let _ = writeln!(
         t,
         "\nSaturation: at most {} messages in flight beyond the last subscriber's receipts; {} s warm-up + {} s measured per phase; fresh server per row.",
-        args.window, args.warmup, args.seconds
+        args.phases.window, args.phases.warmup, args.phases.seconds
     );
     t
 }
@@ -201,8 +201,8 @@ pub(crate) fn json(
                 quoted(&s.key),
                 quoted(&s.label),
                 num(o.deliveries_per_s()),
-                num(o.latency(args.rates.first().copied().unwrap_or(f64::NAN), "p50_us")),
-                num(o.latency(args.rates.first().copied().unwrap_or(f64::NAN), "p99_us")),
+                num(o.latency(args.phases.rates.first().copied().unwrap_or(f64::NAN), "p50_us")),
+                num(o.latency(args.phases.rates.first().copied().unwrap_or(f64::NAN), "p99_us")),
                 num(o.cpu_s_per_million()),
                 num(o.kib_per_subscriber()),
                 num(o.faults()),
@@ -212,19 +212,19 @@ pub(crate) fn json(
             ));
         }
     }
-    let rates: Vec<String> = args.rates.iter().map(|r| format!("{r}")).collect();
+    let rates: Vec<String> = args.phases.rates.iter().map(|r| format!("{r}")).collect();
     format!(
         "{{\n  \"benchmark\": \"wshd fan-out comparison (wshd-bench fanout)\",\n  \"unix_time\": {unix},\n  \"cpus\": {},\n  \
          \"pinning\": {},\n  \"message_bytes\": {},\n  \"binary\": {},\n  \"rates_deliveries_per_s\": [{}],\n  \"window\": {},\n  \
          \"warmup_s\": {},\n  \"seconds\": {},\n  \"results\": [\n{}\n  ]\n}}\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         quoted(placement),
-        args.size,
-        args.binary,
+        args.phases.size,
+        args.phases.binary,
         rates.join(", "),
-        args.window,
-        args.warmup,
-        args.seconds,
+        args.phases.window,
+        args.phases.warmup,
+        args.phases.seconds,
         entries.join(",\n")
     )
 }

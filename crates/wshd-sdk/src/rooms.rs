@@ -15,12 +15,25 @@
 //! on another worker shows in [`Rooms::presence`] one relay hop later (well under a
 //! millisecond on one machine).
 //!
-//! ```ignore
-//! conn.join("lobby", b"alice")?;
-//! let rooms = conn.rooms();
-//! rooms.publish_text("lobby", "alice joined")?;
-//! for member in rooms.presence("lobby")? { /* member.id, member.presence */ }
+//! ```no_run
+//! use wshd_sdk::{Connection, RoomError};
+//!
+//! /// Joins `lobby` as `nick`, greets it, and tells this connection who is there.
+//! fn enter(conn: &Connection, nick: &str) -> Result<(), RoomError> {
+//!     conn.join("lobby", nick.as_bytes())?;
+//!     let rooms = conn.rooms(); // Clone + Send: usable from tasks made with `spawn`
+//!     rooms.publish_text("lobby", &format!("{nick} joined"))?;
+//!     let names: Vec<String> = rooms
+//!         .presence("lobby")?
+//!         .iter()
+//!         .map(|member| String::from_utf8_lossy(&member.presence).into_owned())
+//!         .collect();
+//!     rooms.send_text_to(conn.id()?, &format!("here: {}", names.join(", ")))
+//! }
 //! ```
+//!
+//! `handlers/chat_wsh` is a whole app on this API, with history and recovery
+//! ([`Rooms::publish_text_with_id`], [`Connection::join_since`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -170,12 +183,16 @@ impl Rooms {
     /// With several worker processes, the host orders logged messages in one place (the
     /// master), so every worker's history holds them in the same order; a logged message
     /// then reaches the members, and the history, one relay round trip after this returns
-    /// (on one machine, well under a millisecond), and may arrive after a plain publish
-    /// made later by the same publisher.
+    /// (on one machine, well under a millisecond). The same publisher's later plain
+    /// publishes to the channel stay behind it.
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # use wshd_sdk::{Rooms, RoomError};
+    /// # fn say(rooms: &Rooms, seq: u64) -> Result<(), RoomError> {
     /// let id = format!("{seq}");
     /// rooms.publish_text_with_id("lobby", &id, &format!(r#"{{"id":"{id}","text":"hi"}}"#))?;
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn publish_text_with_id(&self, channel: &str, id: &str, text: &str) -> Result<usize, RoomError> {
         self.publish_logged(channel, id, MSG_TEXT, text.as_bytes())
@@ -183,8 +200,12 @@ impl Rooms {
 
     /// [`publish_text_with_id`](Self::publish_text_with_id) for binary messages.
     ///
-    /// ```ignore
-    /// rooms.publish_binary_with_id("ticks", "42", &tick.encode())?;
+    /// ```no_run
+    /// # use wshd_sdk::{Rooms, RoomError};
+    /// # fn tick(rooms: &Rooms, encoded_tick: &[u8]) -> Result<(), RoomError> {
+    /// rooms.publish_binary_with_id("ticks", "42", encoded_tick)?;
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn publish_binary_with_id(&self, channel: &str, id: &str, data: &[u8]) -> Result<usize, RoomError> {
         self.publish_logged(channel, id, MSG_BINARY, data)
@@ -244,14 +265,19 @@ impl Connection {
     ///
     /// Order: the replayed messages are queued before this returns, so anything queued to
     /// the connection afterwards (a later publish, or a [`Rooms::send_text_to`] to itself)
-    /// arrives after them. A message the handler sends with [`Connection::send_text`] goes
+    /// arrives after them. With worker processes, a `send_text_to` itself also arrives after
+    /// the logged messages that were still on their way to this worker when it joined. A message the handler sends with [`Connection::send_text`] goes
     /// another way (the connection's own write queue, not the room queue) and may overtake
     /// them; send "recovered" markers with `send_text_to(conn.id()?, ..)`.
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # use wshd_sdk::{Connection, RoomError};
+    /// # fn rejoin(conn: &Connection, last_seen_id: &str) -> Result<(), RoomError> {
     /// let recovered = conn.join_since("lobby", b"alice", last_seen_id)?;
     /// let rooms = conn.rooms();
     /// rooms.send_text_to(conn.id()?, &format!(r#"{{"type":"recovered","ok":{recovered}}}"#))?;
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn join_since(&self, channel: &str, presence: &[u8], since: &str) -> Result<bool, RoomError> {
         self.raw().room_join_since(channel, presence, since).map_err(room_error)

@@ -16,7 +16,12 @@
 //! * `{"type":"message","nick":N,"text":T,"id":ID}` to every member, the sender included,
 //!   for each message said; `ID` is opaque (`<connection id>-<counter>`).
 //!
-//! `online` is the room's nicks, deduplicated and sorted.
+//! `online` is the room's nicks, deduplicated and sorted, as the server knows them when the
+//! event is sent. With several worker processes (the default) members are relayed between
+//! them in a fraction of a millisecond: someone who joined in that same instant through
+//! another worker may be missing from it and appears in the next event, and events of the
+//! instant of a client's join (another member's join or leave) may reach it just before its
+//! own `join` or `recovered`.
 //!
 //! Joining with `&since=ID` (the id of the last message the client saw) first replays the
 //! messages said in the room after `ID`, in order, then sends `{"type":"recovered","ok":true}`;

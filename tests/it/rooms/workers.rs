@@ -113,6 +113,26 @@ async fn members_on_two_workers_share_publishes_presence_and_send_to() {
     }
 }
 
+/// One publisher's logged and plain publishes keep their order for every member, on either
+/// worker: a plain publish made while the publisher's logged one is on its way through the
+/// master goes through the master too (decision 0015, "ordered publishes").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publishers_logged_and_plain_messages_keep_their_order_everywhere() {
+    let server = start_workers();
+    let mut s = spread(&server).await;
+    join_all(&mut s).await;
+    for round in 0..10 {
+        assert_eq!(s.a[0].ask(&format!("lpub lobby m{round} said {round}")).await, "ok published 4");
+        assert_eq!(s.a[0].ask(&format!("pub lobby after {round}")).await, "ok published 4");
+    }
+    for peer in s.a.iter_mut().chain(s.b.iter_mut()) {
+        for round in 0..10 {
+            assert_eq!(peer.room_message().await, format!("v1 said {round}"));
+            assert_eq!(peer.room_message().await, format!("v1 after {round}"), "behind the logged one");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logged_publishes_have_one_order_and_join_since_works_on_either_worker() {
     let server = start_workers();

@@ -4,20 +4,23 @@
 //! Without a broker (`workers = 0`) nothing here runs.
 //!
 //! What goes out: every join and leave (so the others keep a replica of this process's
-//! members, for `presence`), every plain publish (delivered here at once; the relay sends it
-//! on to the processes with members), every logged publish (not applied here: the relay
-//! orders them and sends each to every process, this one too), and `send_to` an id of
-//! another process.
+//! members, for `presence`; a join comes back too, to mark it known everywhere), every plain
+//! publish (delivered here at once and sent on by the relay to the processes with members;
+//! or, while one of this process's joins or publishes to the channel is on its way, an
+//! `Ordered` publish the relay sends back to be delivered here too, see
+//! [`Rooms::publish`]), every logged publish (not applied here: the relay orders them and
+//! sends each to every process, this one too), and `send_to` an id of another process.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::channel::ChannelKey;
 use super::history::Entry;
 use super::id::{ConnId, node_id};
 use super::wire::Relay;
-use super::{RoomError, Rooms, Tally, add_member, deliver, remove_member};
+use super::{RoomError, Rooms, Tally, add_member, deliver, push_to, remove_member};
 use crate::metrics::rooms::ROOMS;
 use crate::ws::transport::{DataKind, server_message_frame};
 
@@ -55,7 +58,8 @@ impl Rooms {
             return Err(RoomError::Gone);
         }
         server_message_frame(kind, data).map_err(|_| RoomError::NotUtf8)?;
-        self.tell(|| Relay::SendTo { id, kind, data: Bytes::copy_from_slice(data) });
+        let origin = node_id();
+        self.tell(|| Relay::SendTo { id, origin, kind, data: Bytes::copy_from_slice(data) });
         Ok(())
     }
 
@@ -68,27 +72,49 @@ impl Rooms {
             Relay::Join { channel, id, presence } if id.node != node_id() => {
                 add_member(self.channels_mut().entry(channel).or_default(), id, presence, None);
             }
+            // This process's own join, sent back once the others have it.
+            Relay::Join { channel, .. } => {
+                self.settle(&channel);
+                self.settle_direct();
+            }
             Relay::Leave { channel, id } if id.node != node_id() => {
                 remove_member(&mut self.channels_mut(), &channel, id);
             }
-            Relay::Join { .. } | Relay::Leave { .. } => {}
-            Relay::Publish { channel, kind, data } => {
-                let Ok(frame) = server_message_frame(kind, &data) else { return };
-                let mut tally = Tally::default();
-                if let Some(entry) = self.channels().get(&channel) {
-                    deliver(&entry.members, &frame, data.len(), &mut tally);
+            Relay::Leave { .. } => {}
+            Relay::Publish { channel, kind, data } => self.deliver_here(&channel, kind, &data),
+            Relay::Ordered { channel, origin, kind, data } => {
+                self.deliver_here(&channel, kind, &data);
+                if origin == node_id() {
+                    self.settle(&channel);
                 }
-                tally.record();
             }
-            Relay::Logged { channel, msg_id, limits, age, kind, data } => {
+            Relay::Logged { channel, origin, msg_id, limits, age, kind, data } => {
                 let Ok(frame) = server_message_frame(kind, &data) else { return };
                 let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
                 self.append_and_deliver(&channel, Entry::at(msg_id, frame, data.len(), at), limits);
+                if origin == node_id() {
+                    self.settle(&channel);
+                }
             }
-            Relay::SendTo { id, kind, data } => {
-                // Gone meanwhile: counted as such by `send_to`.
-                let _ = self.send_to(id, kind, &data);
+            Relay::SendTo { id, origin, kind, data } => {
+                if origin == node_id() {
+                    self.settle_direct();
+                }
+                // Gone meanwhile: counted as such.
+                if let Some(mailbox) = self.local_mailbox(id) {
+                    let _ = push_to(&mailbox, kind, &data);
+                }
             }
         }
+    }
+
+    /// Queues a relayed publish for this process's members of `channel`.
+    fn deliver_here(&self, channel: &ChannelKey, kind: DataKind, data: &Bytes) {
+        let Ok(frame) = server_message_frame(kind, data) else { return };
+        let mut tally = Tally::default();
+        if let Some(entry) = self.channels().get(channel) {
+            deliver(&entry.members, &frame, data.len(), &mut tally);
+        }
+        tally.record();
     }
 }

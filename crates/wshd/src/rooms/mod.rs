@@ -40,6 +40,7 @@ mod wire;
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,7 @@ pub(crate) use self::history::{HistoryLimits, MessageId};
 #[cfg(test)]
 use self::id::BadConnId;
 pub(crate) use self::id::ConnId;
+use self::id::node_id;
 pub(crate) use self::member::Member;
 pub(crate) use self::wire::Relay;
 use crate::metrics::rooms::{DropReason, ROOMS};
@@ -85,12 +87,22 @@ impl Subscriber {
 struct Channel {
     members: Vec<Subscriber>,
     history: History,
+    /// With a broker: this process's joins and publishes to the channel that the relay
+    /// has not sent back yet. While any is on its way, a plain publish goes through the
+    /// relay too (see [`Rooms::publish`]).
+    in_flight: AtomicU32,
 }
 
 impl Channel {
-    /// Nothing to keep: no member, no history (the channel is removed).
+    /// Nothing to keep: no member, no history, nothing on its way (the channel is removed).
     fn is_unused(&self) -> bool {
-        self.members.is_empty() && self.history.is_empty()
+        self.members.is_empty() && self.history.is_empty() && self.in_flight.load(Ordering::Acquire) == 0
+    }
+
+    /// Counts one more item on its way through the relay if one already is; whether so.
+    fn queue_behind_in_flight(&self) -> bool {
+        let more = |n: u32| if n > 0 { n.checked_add(1) } else { None };
+        self.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, more).is_ok()
     }
 }
 
@@ -112,6 +124,12 @@ pub(crate) struct Rooms {
     sweeping: OnceLock<()>,
     /// The link to the other processes' rooms, when there are others (worker processes).
     broker: OnceLock<Arc<dyn Broker>>,
+    /// With a broker: this process's joins, and its `send_to`s routed through the relay,
+    /// that the relay has not sent back yet. While any is on its way, a `send_to` a
+    /// connection of this process goes through the relay too, behind them: so a message a
+    /// handler sends to its own connection after `join_since` comes after every logged
+    /// message the relay ordered before the join (see [`Rooms::send_to`]).
+    direct_in_flight: AtomicU32,
 }
 
 /// The process's rooms.
@@ -153,6 +171,7 @@ impl Rooms {
             limits,
             sweeping: OnceLock::new(),
             broker: OnceLock::new(),
+            direct_in_flight: AtomicU32::new(0),
         }
     }
 
@@ -178,9 +197,45 @@ impl Rooms {
     /// Adds `id` to `channel` (or replaces its presence record).
     fn subscribe(&self, channel: &ChannelKey, id: ConnId, presence: Bytes, mailbox: &Arc<Mailbox>) {
         let mut channels = self.channels_mut();
-        add_member(channels.entry(channel.clone()).or_default(), id, presence.clone(), Some(mailbox));
+        let entry = channels.entry(channel.clone()).or_default();
+        add_member(entry, id, presence.clone(), Some(mailbox));
+        self.count_in_flight(entry);
+        self.count_join_in_flight();
         drop(channels);
         self.tell(|| Relay::Join { channel: channel.clone(), id, presence });
+    }
+
+    /// With a broker, counts one of this process's items (a join, an ordered or logged
+    /// publish) on its way through the relay to `entry`; [`settle`](Self::settle) uncounts
+    /// it when the relay sends it back.
+    fn count_in_flight(&self, entry: &mut Channel) {
+        if self.broker.get().is_some() {
+            *entry.in_flight.get_mut() += 1;
+        }
+    }
+
+    /// Counts a join of this process on its way through the relay (with a broker).
+    fn count_join_in_flight(&self) {
+        if self.broker.get().is_some() {
+            self.direct_in_flight.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// One of this process's joins or routed `send_to`s came back from the relay.
+    fn settle_direct(&self) {
+        let less = |n: u32| Some(n.saturating_sub(1));
+        let _ = self.direct_in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, less);
+    }
+
+    /// One of this process's items to `channel` came back from the relay.
+    fn settle(&self, channel: &ChannelKey) {
+        let mut channels = self.channels_mut();
+        let Some(entry) = channels.get_mut(channel) else { return };
+        let in_flight = entry.in_flight.get_mut();
+        *in_flight = in_flight.saturating_sub(1);
+        if entry.is_unused() {
+            channels.remove(channel);
+        }
     }
 
     /// Adds `id` to `channel` like [`subscribe`](Self::subscribe) and, under the same lock
@@ -197,6 +252,8 @@ impl Rooms {
         let mut channels = self.channels_mut();
         let entry = channels.entry(channel.clone()).or_default();
         add_member(entry, id, presence.clone(), Some(mailbox));
+        self.count_in_flight(entry);
+        self.count_join_in_flight();
         let found = entry.history.since(since).map(|missed| {
             let mut tally = Tally::default();
             for message in missed {
@@ -240,7 +297,15 @@ impl Rooms {
     }
 
     /// Sends `data` to every member of `channel`: one frame built, queued for each; how
-    /// many members it was queued for.
+    /// many members it was queued for (with a broker: how many this process knows of).
+    ///
+    /// With a broker, this process's members get it at once and the relay takes it to the
+    /// others, unless one of this process's joins or publishes to the channel is still on
+    /// its way through the relay: then this one goes through the relay as well, and every
+    /// process (this one too) delivers it when the relay sends it back. So a publisher's
+    /// messages keep their order, and a publish after a join reaches the other processes
+    /// after the join does (a member that saw its own join announced is in every process's
+    /// presence).
     pub(crate) fn publish(
         &self,
         channel: &ChannelKey,
@@ -251,6 +316,12 @@ impl Rooms {
         let mut tally = Tally::default();
         let mut remote = 0;
         if let Some(entry) = self.channels().get(channel) {
+            if self.broker.get().is_some() && entry.queue_behind_in_flight() {
+                let members = entry.members.len();
+                let (channel, origin) = (channel.clone(), node_id());
+                self.tell(|| Relay::Ordered { channel, origin, kind, data: Bytes::copy_from_slice(data) });
+                return Ok(members);
+            }
             remote = deliver(&entry.members, &frame, data.len(), &mut tally);
         }
         self.tell(|| Relay::Publish { channel: channel.clone(), kind, data: Bytes::copy_from_slice(data) });
@@ -273,10 +344,17 @@ impl Rooms {
         if let Some(broker) = self.broker.get() {
             // The master orders logged messages: every process (this one too) appends and
             // delivers them when they come back, so every history has the same order.
-            let members = self.channels().get(channel).map_or(0, |c| c.members.len());
+            let members = {
+                let mut channels = self.channels_mut();
+                let entry = channels.entry(channel.clone()).or_default();
+                self.count_in_flight(entry);
+                entry.members.len()
+            };
             let data = Bytes::copy_from_slice(data);
+            ROOMS.relayed_out();
             broker.send(Relay::Logged {
                 channel: channel.clone(),
+                origin: node_id(),
                 msg_id: id,
                 limits,
                 age: Duration::ZERO,
@@ -313,27 +391,48 @@ impl Rooms {
     }
 
     /// Sends `data` to the connection `id` alone (it need not be in any channel).
+    ///
+    /// With a broker, a connection of this process gets it at once unless one of this
+    /// process's joins (or a `send_to` routed for that reason) is still on its way through
+    /// the relay: then it goes through the relay too and is delivered when it comes back.
     pub(crate) fn send_to(&self, id: ConnId, kind: DataKind, data: &[u8]) -> Result<(), RoomError> {
-        let mailbox = {
-            let conns = self.conns.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-            conns.get(&id).and_then(Weak::upgrade)
-        };
-        let Some(mailbox) = mailbox else { return self.send_to_remote(id, kind, data) };
-        let frame = server_message_frame(kind, data).map_err(|_| RoomError::NotUtf8)?;
-        let mut tally = Tally::default();
-        let pushed = mailbox.push(frame, data.len());
-        tally.count(pushed);
-        tally.record();
-        match pushed {
-            Pushed::Queued { .. } => Ok(()),
-            Pushed::Overflowed | Pushed::Closed => Err(RoomError::Gone),
+        let Some(mailbox) = self.local_mailbox(id) else { return self.send_to_remote(id, kind, data) };
+        let behind = |n: u32| if n > 0 { n.checked_add(1) } else { None };
+        if self.broker.get().is_some()
+            && !mailbox.is_closed()
+            && self.direct_in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, behind).is_ok()
+        {
+            server_message_frame(kind, data).map_err(|_| RoomError::NotUtf8)?;
+            let origin = node_id();
+            self.tell(|| Relay::SendTo { id, origin, kind, data: Bytes::copy_from_slice(data) });
+            return Ok(());
         }
+        push_to(&mailbox, kind, data)
+    }
+
+    /// The mailbox of this process's connection `id`, if it is still open.
+    fn local_mailbox(&self, id: ConnId) -> Option<Arc<Mailbox>> {
+        let conns = self.conns.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        conns.get(&id).and_then(Weak::upgrade)
     }
 
     /// How many channels have members.
     #[cfg(test)]
     pub(crate) fn channel_count(&self) -> usize {
         self.channels().len()
+    }
+}
+
+/// Queues `data` for one connection's `mailbox`, counted.
+fn push_to(mailbox: &Mailbox, kind: DataKind, data: &[u8]) -> Result<(), RoomError> {
+    let frame = server_message_frame(kind, data).map_err(|_| RoomError::NotUtf8)?;
+    let mut tally = Tally::default();
+    let pushed = mailbox.push(frame, data.len());
+    tally.count(pushed);
+    tally.record();
+    match pushed {
+        Pushed::Queued { .. } => Ok(()),
+        Pushed::Overflowed | Pushed::Closed => Err(RoomError::Gone),
     }
 }
 

@@ -9,9 +9,10 @@
 //! | 2 | `Join` | channel, conn id, presence: u32 length + bytes |
 //! | 3 | `Leave` | channel, conn id |
 //! | 4 | `Publish` | channel, data kind: u8 (1 text, 2 binary), data: u32 length + bytes |
-//! | 5 | `Logged` | channel, message id: u8 length + bytes, max messages: u32, max age ms: u64, age ms: u64, data kind, data |
-//! | 6 | `SendTo` | conn id, data kind, data |
+//! | 5 | `Logged` | channel, origin node: u64, message id: u8 length + bytes, max messages: u32, max age ms: u64, age ms: u64, data kind, data |
+//! | 6 | `SendTo` | conn id, origin node: u64, data kind, data |
 //! | 7 | `SnapshotEnd` | (none) |
+//! | 8 | `Ordered` | channel, origin node: u64, data kind, data |
 //!
 //! A channel is its scope (0: a route's, then the route as u16 length + bytes; 1: shared)
 //! and its name (u16 length + bytes); a conn id is node and counter, u64 each. Integers are
@@ -65,12 +66,27 @@ pub(crate) enum Relay {
     Logged {
         /// The channel.
         channel: ChannelKey,
+        /// The node id of the process that published it.
+        origin: u64,
         /// The publisher's id for it.
         msg_id: MessageId,
         /// The history bounds of the publisher's route.
         limits: HistoryLimits,
         /// How long ago it was published.
         age: Duration,
+        /// Text or binary.
+        kind: DataKind,
+        /// The payload.
+        data: Bytes,
+    },
+    /// A plain publish the relay orders: sent by a process that has joins or ordered
+    /// publishes to `channel` still on their way through the relay, delivered by every
+    /// process (the origin too) when the relay sends it back. See [`Rooms::publish`](super::Rooms::publish).
+    Ordered {
+        /// The channel.
+        channel: ChannelKey,
+        /// The node id of the process that published it.
+        origin: u64,
         /// Text or binary.
         kind: DataKind,
         /// The payload.
@@ -83,6 +99,8 @@ pub(crate) enum Relay {
     SendTo {
         /// The recipient.
         id: ConnId,
+        /// The node id of the process that sent it.
+        origin: u64,
         /// Text or binary.
         kind: DataKind,
         /// The payload.
@@ -125,9 +143,10 @@ impl Relay {
                 put_channel(&mut out, channel);
                 put_kind_data(&mut out, *kind, data);
             }
-            Relay::Logged { channel, msg_id, limits, age, kind, data } => {
+            Relay::Logged { channel, origin, msg_id, limits, age, kind, data } => {
                 out.put_u8(5);
                 put_channel(&mut out, channel);
+                out.put_u64(*origin);
                 out.put_u8(msg_id.as_str().len() as u8);
                 out.put_slice(msg_id.as_str().as_bytes());
                 out.put_u32(u32::try_from(limits.max_messages).unwrap_or(u32::MAX));
@@ -136,9 +155,16 @@ impl Relay {
                 put_kind_data(&mut out, *kind, data);
             }
             Relay::SnapshotEnd => out.put_u8(7),
-            Relay::SendTo { id, kind, data } => {
+            Relay::Ordered { channel, origin, kind, data } => {
+                out.put_u8(8);
+                put_channel(&mut out, channel);
+                out.put_u64(*origin);
+                put_kind_data(&mut out, *kind, data);
+            }
+            Relay::SendTo { id, origin, kind, data } => {
                 out.put_u8(6);
                 put_id(&mut out, *id);
+                out.put_u64(*origin);
                 put_kind_data(&mut out, *kind, data);
             }
         }
@@ -155,6 +181,7 @@ impl Relay {
             4 => Relay::Publish { channel: get_channel(b)?, kind: get_kind(b)?, data: get_data(b)? },
             5 => {
                 let channel = get_channel(b)?;
+                let origin = get_u64(b)?;
                 let id_len = usize::from(get_u8(b)?);
                 let msg_id = std::str::from_utf8(&take(b, id_len)?)
                     .map_err(|_| BadRelay("message id"))
@@ -163,10 +190,18 @@ impl Relay {
                 let max_age = Duration::from_millis(get_u64(b)?);
                 let age = Duration::from_millis(get_u64(b)?);
                 let limits = HistoryLimits { max_messages, max_age };
-                Relay::Logged { channel, msg_id, limits, age, kind: get_kind(b)?, data: get_data(b)? }
+                Relay::Logged { channel, origin, msg_id, limits, age, kind: get_kind(b)?, data: get_data(b)? }
             }
-            6 => Relay::SendTo { id: get_id(b)?, kind: get_kind(b)?, data: get_data(b)? },
+            6 => {
+                Relay::SendTo { id: get_id(b)?, origin: get_u64(b)?, kind: get_kind(b)?, data: get_data(b)? }
+            }
             7 => Relay::SnapshotEnd,
+            8 => Relay::Ordered {
+                channel: get_channel(b)?,
+                origin: get_u64(b)?,
+                kind: get_kind(b)?,
+                data: get_data(b)?,
+            },
             _ => return Err(BadRelay("unknown sub-kind")),
         };
         if b.has_remaining() {

@@ -3,9 +3,12 @@
 //! them. Each worker's control link hands it the worker's relay messages
 //! ([`RoomHub::take`]); the hub forwards, as the same bytes (encoded once):
 //!
-//! - a join or leave to every other worker (each keeps a replica of the others' members, so
-//!   `presence` stays a local read);
-//! - a plain publish once to each other worker holding members of the channel;
+//! - a join to every worker, its origin included (the others keep a replica of its members,
+//!   so `presence` stays a local read; the origin learns the join is known everywhere), a
+//!   leave to every other worker;
+//! - a plain publish once to each other worker holding members of the channel; an ordered
+//!   one (sent while the origin's earlier joins or publishes to the channel are on their
+//!   way) to each worker holding members and to its origin;
 //! - a logged publish to every worker, its origin included, after appending it to its own
 //!   history: every worker appends them in the master's order, so their histories agree;
 //! - a `send_to` to the worker whose node id the recipient's id carries (dropped, and
@@ -133,13 +136,19 @@ impl RoomHub {
                     Some(held) => held.presence = presence,
                     None => members.push(Held { id, presence, link }),
                 }
-                hub.send_all(&payload, Some(link))
+                // Back to its origin too: the join is known everywhere once that comes.
+                hub.send_all(&payload, None)
             }
             Relay::Leave { channel, id } => {
                 hub.remove(&channel, id);
                 hub.send_all(&payload, Some(link))
             }
-            Relay::Publish { channel, .. } => hub.send_holders(&channel, &payload, link),
+            Relay::Publish { channel, .. } => hub.send_holders(&channel, &payload, Some(link)),
+            Relay::Ordered { channel, .. } => {
+                let holders = hub.send_holders(&channel, &payload, None);
+                let holds = hub.members.get(&channel).is_some_and(|m| m.iter().any(|h| h.link == link));
+                holders + if holds { 0 } else { hub.send_to_link(link, &payload) }
+            }
             Relay::Logged { ref channel, limits, .. } => {
                 let channel = channel.clone();
                 hub.append(channel, Logged { at: Instant::now(), limits, message });
@@ -188,10 +197,15 @@ impl Hub {
         to.filter(|(_, tx)| tx.send(payload.clone()).is_ok()).count()
     }
 
-    /// Sends `payload` once to each link but `origin` holding members of `channel`; how many.
-    fn send_holders(&self, channel: &ChannelKey, payload: &Bytes, origin: u64) -> usize {
+    /// Sends `payload` to the link `link`; how many (0 or 1).
+    fn send_to_link(&self, link: u64, payload: &Bytes) -> usize {
+        self.links.get(&link).map_or(0, |tx| usize::from(tx.send(payload.clone()).is_ok()))
+    }
+
+    /// Sends `payload` once to each link but `except` holding members of `channel`; how many.
+    fn send_holders(&self, channel: &ChannelKey, payload: &Bytes, except: Option<u64>) -> usize {
         let Some(members) = self.members.get(channel) else { return 0 };
-        let mut links: Vec<u64> = members.iter().map(|h| h.link).filter(|l| *l != origin).collect();
+        let mut links: Vec<u64> = members.iter().map(|h| h.link).filter(|l| Some(*l) != except).collect();
         links.sort_unstable();
         links.dedup();
         let to = links.iter().filter_map(|l| self.links.get(l));
@@ -288,8 +302,8 @@ mod tests {
         (w1.from_worker)(join(1, 1, b"a"));
         (w2.from_worker)(join(2, 1, b"b"));
         (w2.from_worker)(join(2, 2, b"c"));
-        assert_eq!(drain(&mut w1).len(), 3, "its (empty) snapshot's end, w2's two joins");
-        assert_eq!(drain(&mut w2).len(), 2, "the end, w1's join");
+        assert_eq!(drain(&mut w1).len(), 4, "its (empty) snapshot's end, its join back, w2's two joins");
+        assert_eq!(drain(&mut w2).len(), 4, "the end, w1's join, its two back");
         assert_eq!(drain(&mut w3).len(), 4, "the end, every join");
         let publish =
             Relay::Publish { channel: channel(), kind: DataKind::Text, data: Bytes::from_static(b"hi") };
@@ -297,9 +311,16 @@ mod tests {
         assert_eq!(drain(&mut w2), vec![publish.clone()], "once for its two members");
         assert!(drain(&mut w3).is_empty(), "no member there");
         assert!(drain(&mut w1).is_empty(), "the origin delivered already");
+        let ordered =
+            Relay::Ordered { channel: channel(), origin: 3, kind: DataKind::Text, data: Bytes::new() };
+        (w3.from_worker)(ordered.encode());
+        assert_eq!(drain(&mut w3), vec![ordered.clone()], "back to its origin, which holds no member");
+        assert_eq!(drain(&mut w1), vec![ordered.clone()]);
+        assert_eq!(drain(&mut w2), vec![ordered], "once for its two members");
         let limits = HistoryLimits { max_messages: 2, max_age: Duration::from_secs(60) };
         let logged = |n: &str| Relay::Logged {
             channel: channel(),
+            origin: 2,
             msg_id: crate::rooms::MessageId::new(n).unwrap_or_else(|e| panic!("{e}")),
             limits,
             age: Duration::ZERO,
@@ -311,7 +332,7 @@ mod tests {
         }
         assert_eq!(drain(&mut w2).len(), 3, "the origin gets its logged messages back");
         assert_eq!(drain(&mut w3).len(), 3);
-        let send_to = Relay::SendTo { id: id(1, 1), kind: DataKind::Text, data: Bytes::new() };
+        let send_to = Relay::SendTo { id: id(1, 1), origin: 3, kind: DataKind::Text, data: Bytes::new() };
         (w3.from_worker)(send_to.encode());
         assert_eq!(drain(&mut w1).pop(), Some(send_to));
         let mut fresh = hub.attach();

@@ -43,6 +43,9 @@ fn joins_leaves_and_publishes_go_out_and_a_replica_comes_in() {
     let lobby = key("/chat", "lobby");
     let (a, inbox) = member(&rooms);
     assert_eq!(a.join(&lobby, b"a"), Ok(()));
+    let Some(join) = out.take().pop() else { panic!("the join was not sent") };
+    assert!(matches!(&join, Relay::Join { id, .. } if *id == a.id()), "{join:?}");
+    rooms.apply(join); // the relay sends it back: known everywhere
     let far = remote_id(7);
     rooms.apply(Relay::Join { channel: lobby.clone(), id: far, presence: Bytes::from_static(b"far") });
     assert_eq!(
@@ -58,11 +61,77 @@ fn joins_leaves_and_publishes_go_out_and_a_replica_comes_in() {
     assert_eq!(payloads(&inbox.drain()), vec![b"hi".to_vec(), b"there".to_vec()]);
     assert!(a.leave(&lobby));
     let sent = out.take();
-    assert!(matches!(&sent[0], Relay::Join { id, .. } if *id == a.id()), "{sent:?}");
-    assert!(matches!(&sent[1], Relay::Publish { data, .. } if &data[..] == b"hi"), "{sent:?}");
-    assert!(matches!(&sent[2], Relay::Leave { id, .. } if *id == a.id()), "{sent:?}");
+    assert!(matches!(&sent[0], Relay::Publish { data, .. } if &data[..] == b"hi"), "{sent:?}");
+    assert!(matches!(&sent[1], Relay::Leave { id, .. } if *id == a.id()), "{sent:?}");
     rooms.apply(Relay::Leave { channel: lobby.clone(), id: far });
     assert_eq!(rooms.channel_count(), 0);
+}
+
+#[test]
+fn publishes_behind_a_join_on_its_way_go_through_the_relay_in_order() {
+    let (rooms, out) = linked();
+    out.take();
+    let lobby = key("/chat", "lobby");
+    let (a, inbox) = member(&rooms);
+    assert_eq!(a.join(&lobby, b"a"), Ok(()));
+    assert_eq!(publish(&rooms, &lobby, "1"), 1);
+    assert_eq!(publish(&rooms, &lobby, "2"), 1);
+    assert!(inbox.drain().is_empty(), "held for the relay's order while the join is on its way");
+    let sent = out.take();
+    let [join, one, two] = &sent[..] else { panic!("{sent:?}") };
+    assert!(matches!(join, Relay::Join { .. }), "{sent:?}");
+    for (message, text) in [(one, b"1"), (two, b"2")] {
+        assert!(
+            matches!(message, Relay::Ordered { origin, data, .. } if *origin == id::node_id() && &data[..] == text),
+            "{sent:?}"
+        );
+    }
+    rooms.apply(join.clone());
+    rooms.apply(one.clone());
+    assert_eq!(publish(&rooms, &lobby, "3"), 1);
+    let Some(three) = out.take().pop() else { panic!("3 was not sent") };
+    assert!(matches!(&three, Relay::Ordered { .. }), "still behind 2: {three:?}");
+    rooms.apply(two.clone());
+    rooms.apply(three);
+    assert_eq!(publish(&rooms, &lobby, "4"), 1);
+    assert!(matches!(&out.take()[..], [Relay::Publish { .. }]), "nothing on its way: delivered here at once");
+    let texts: Vec<Vec<u8>> = ["1", "2", "3", "4"].iter().map(|t| t.as_bytes().to_vec()).collect();
+    assert_eq!(payloads(&inbox.drain()), texts);
+    drop(a);
+    assert_eq!(rooms.channel_count(), 0, "nothing on its way: the channel is freed");
+}
+
+#[test]
+fn a_send_to_self_after_join_since_comes_after_what_the_relay_ordered_before_the_join() {
+    let (rooms, out) = linked();
+    out.take();
+    let lobby = key("/chat", "lobby");
+    let limits = HistoryLimits { max_messages: 10, max_age: Duration::from_secs(60) };
+    let logged = |n: &str| Relay::Logged {
+        channel: lobby.clone(),
+        origin: id::node_id() ^ 1,
+        msg_id: MessageId::new(n).unwrap_or_else(|e| panic!("{e}")),
+        limits,
+        age: Duration::ZERO,
+        kind: DataKind::Text,
+        data: Bytes::from(n.to_owned()),
+    };
+    rooms.apply(logged("m1"));
+    let (b, inbox) = member(&rooms);
+    assert_eq!(b.join_since(&lobby, b"b", "m1"), Ok(true));
+    // The handler marks the end of the replay; m2, ordered by the relay before b's join,
+    // has not reached this process yet.
+    assert_eq!(rooms.send_to(b.id(), DataKind::Text, b"recovered"), Ok(()));
+    let sent = out.take();
+    let [join, marker] = &sent[..] else { panic!("{sent:?}") };
+    assert!(matches!(marker, Relay::SendTo { id, .. } if *id == b.id()), "routed behind the join: {sent:?}");
+    rooms.apply(logged("m2"));
+    rooms.apply(join.clone());
+    rooms.apply(marker.clone());
+    assert_eq!(payloads(&inbox.drain()), vec![b"m2".to_vec(), b"recovered".to_vec()]);
+    assert_eq!(rooms.send_to(b.id(), DataKind::Text, b"now"), Ok(()));
+    assert!(out.take().is_empty(), "nothing on its way: delivered at once");
+    assert_eq!(payloads(&inbox.drain()), vec![b"now".to_vec()]);
 }
 
 #[test]
@@ -107,14 +176,21 @@ fn relay_messages_encode_and_decode() {
         },
         Relay::Logged {
             channel: key("/c", "n"),
+            origin: 7,
             msg_id: MessageId::new("abc").unwrap_or_else(|e| panic!("{e}")),
             limits,
             age: Duration::from_millis(1500),
             kind: DataKind::Text,
             data: Bytes::from_static(b"t"),
         },
-        Relay::SendTo { id: remote_id(9), kind: DataKind::Text, data: Bytes::new() },
+        Relay::SendTo { id: remote_id(9), origin: 4, kind: DataKind::Text, data: Bytes::new() },
         Relay::SnapshotEnd,
+        Relay::Ordered {
+            channel: key("/c", "n"),
+            origin: 8,
+            kind: DataKind::Text,
+            data: Bytes::from_static(b"o"),
+        },
     ];
     for message in messages {
         assert_eq!(Relay::decode(message.encode()), Ok(message.clone()));
