@@ -106,8 +106,8 @@ fn subjects(args: &FanoutArgs, temp: &Path) -> Vec<Subject> {
                 for w in &args.wshd_workers {
                     let what = match w.as_str() {
                         "0" => "one process".to_owned(),
-                        "auto" => "a master + one worker per CPU; rooms per worker".to_owned(),
-                        n => format!("a master + {n} worker(s); rooms per worker"),
+                        "auto" => "a master + one worker per CPU; rooms relayed by the master".to_owned(),
+                        n => format!("a master + {n} worker(s); rooms relayed by the master"),
                     };
                     out.push(subject(
                         format!("wshd-w{w}"),
