@@ -27,6 +27,7 @@ mod rooms;
 mod routes;
 mod shutdown;
 mod static_files;
+mod strict;
 mod tls;
 mod watchdog;
 mod workers;

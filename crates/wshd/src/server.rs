@@ -215,9 +215,11 @@ impl Server {
     pub async fn shutdown(mut self, grace: Duration) -> Drained {
         let started = tokio::time::Instant::now();
         let open_at_start = self.state.open_connections();
-        self.state.start_draining();
+        // Stop accepting first: a connection accepted after the drain started would only be
+        // refused (503), where another worker, or a restarted server, could serve it.
         let _ = self.stop.send(true);
         while self.listeners.join_next().await.is_some() {}
+        self.state.start_draining();
         self.state.lifecycle.tasks.close();
         let _ = tokio::time::timeout(grace, self.state.lifecycle.tasks.wait()).await;
         if let Some(admin) = self.admin.take() {
@@ -259,8 +261,9 @@ async fn accept_loop(
             }
         }
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            biased;
             _ = stopped.changed() => return,
+            accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {

@@ -22,7 +22,21 @@ pub(crate) enum HandshakeError {
     BadVersion,
     /// A single version other than 13.
     UnsupportedVersion,
+    /// `Sec-WebSocket-Protocol` offers more than [`MAX_OFFERED`] subprotocols or
+    /// [`MAX_OFFER_BYTES`] bytes.
+    TooManyProtocols,
+    /// `Sec-WebSocket-Extensions` offers more than [`MAX_OFFERED`] extensions or
+    /// [`MAX_OFFER_BYTES`] bytes.
+    TooManyExtensions,
 }
+
+/// The most subprotocols, or extension offers, a handshake may list. Browsers send a handful;
+/// a long list only costs the server time to match (and a handler time to read).
+pub(crate) const MAX_OFFERED: usize = 32;
+
+/// The most bytes the `Sec-WebSocket-Protocol` (or `-Extensions`) lines of a handshake may
+/// hold together.
+pub(crate) const MAX_OFFER_BYTES: usize = 4096;
 
 impl HandshakeError {
     /// Status for the error response.
@@ -46,6 +60,12 @@ impl HandshakeError {
             HandshakeError::BadKey => "Sec-WebSocket-Key must be the base64 encoding of 16 bytes",
             HandshakeError::BadVersion => "Sec-WebSocket-Version must be given once, as 13",
             HandshakeError::UnsupportedVersion => "unsupported WebSocket version; this server speaks 13",
+            HandshakeError::TooManyProtocols => {
+                "Sec-WebSocket-Protocol offers too many subprotocols (at most 32, 4096 bytes)"
+            }
+            HandshakeError::TooManyExtensions => {
+                "Sec-WebSocket-Extensions offers too many extensions (at most 32, 4096 bytes)"
+            }
         }
     }
 
@@ -60,6 +80,8 @@ impl HandshakeError {
             HandshakeError::BadKey => "bad_key",
             HandshakeError::BadVersion => "bad_version",
             HandshakeError::UnsupportedVersion => "unsupported_version",
+            HandshakeError::TooManyProtocols => "too_many_protocols",
+            HandshakeError::TooManyExtensions => "too_many_extensions",
         }
     }
 }
@@ -109,10 +131,32 @@ pub(crate) fn validate<B>(req: &Request<B>) -> Result<ValidHandshake, HandshakeE
         }
         _ => return Err(HandshakeError::BadVersion),
     }
+    if over_offer_limits(headers, header::SEC_WEBSOCKET_PROTOCOL) {
+        return Err(HandshakeError::TooManyProtocols);
+    }
+    if over_offer_limits(headers, header::SEC_WEBSOCKET_EXTENSIONS) {
+        return Err(HandshakeError::TooManyExtensions);
+    }
     Ok(ValidHandshake {
         accept: accept_key(key.as_bytes()),
         protocols: tokens(headers, header::SEC_WEBSOCKET_PROTOCOL),
     })
+}
+
+/// Whether the `name` lines together hold more than [`MAX_OFFER_BYTES`] bytes or more
+/// than [`MAX_OFFERED`] comma-separated items (an extension's parameters are `;`-separated
+/// inside its item, so they do not count).
+fn over_offer_limits(headers: &HeaderMap, name: header::HeaderName) -> bool {
+    let (mut bytes, mut items) = (0usize, 0usize);
+    for value in headers.get_all(name) {
+        bytes += value.len();
+        items += value
+            .as_bytes()
+            .split(|b| *b == b',')
+            .filter(|item| item.iter().any(|b| !b.is_ascii_whitespace()))
+            .count();
+    }
+    bytes > MAX_OFFER_BYTES || items > MAX_OFFERED
 }
 
 /// `Sec-WebSocket-Accept` for a key (RFC 6455 §4.2.2): base64(SHA-1(key + GUID)).

@@ -40,6 +40,9 @@ pub(crate) async fn handle(
     addrs: ConnAddrs,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, AbortConnection> {
+    if let Some(refusal) = malformed_head(&req) {
+        return Ok(refusal);
+    }
     let table = state.snapshot();
     let origin = forwarded::resolve(&table.config.proxy, addrs.socket, addrs.secure, req.headers());
     let addrs = ConnAddrs { peer: origin.client, secure: origin.secure, ..addrs };
@@ -84,6 +87,17 @@ pub(crate) async fn handle(
         Some(root) => Ok(static_files::serve(root, &req).await),
         None => Ok(plain(StatusCode::NOT_FOUND, "not found\n")),
     }
+}
+
+/// What HTTP/1.1 forbids in a request head that the parser lets through: more than one
+/// `Host` line (RFC 9112 §3.2: 400, as for a missing one; a proxy and the server could
+/// otherwise disagree on the target host). The answer, or `None`.
+fn malformed_head<B>(req: &Request<B>) -> Option<Response<Full<Bytes>>> {
+    let hosts = req.headers().get_all(hyper::header::HOST).iter().count();
+    if hosts > 1 {
+        return Some(plain(StatusCode::BAD_REQUEST, "more than one Host header\n"));
+    }
+    None
 }
 
 /// Headers a handler may not set on the 101: they belong to the protocol.
