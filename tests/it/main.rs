@@ -12,6 +12,7 @@ mod cmd;
 mod config;
 mod echo;
 mod examples;
+mod fd_limit;
 mod frames;
 mod handler_options;
 mod handshake;

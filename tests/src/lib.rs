@@ -199,7 +199,22 @@ impl ServerProcess {
 
     /// Starts `wshd` with these arguments (cwd: `dir`).
     pub fn spawn(args: &[&str], dir: TempDir) -> ServerProcess {
-        let mut child = Command::new(wshd_bin())
+        ServerProcess::spawn_under(&[], args, dir)
+    }
+
+    /// Starts `wshd` with these arguments through `wrapper` (a program that execs its
+    /// arguments, e.g. `prlimit --nofile=256:4096 --`; none when empty), cwd `dir`.
+    pub fn spawn_under(wrapper: &[&str], args: &[&str], dir: TempDir) -> ServerProcess {
+        let wshd = wshd_bin();
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(&wshd);
+                command
+            }
+            None => Command::new(&wshd),
+        };
+        let mut child = command
             .args(args)
             .current_dir(dir.path())
             .env("RUST_LOG", "debug")

@@ -24,6 +24,7 @@ mod child;
 pub mod cli;
 pub mod client;
 pub mod config;
+mod fd_limit;
 mod http;
 mod lifecycle;
 pub mod log_file;

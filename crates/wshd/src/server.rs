@@ -251,6 +251,7 @@ async fn accept_loop(
     mut stopped: watch::Receiver<bool>,
     gate: Option<AcceptGate>,
 ) {
+    let mut failures = AcceptFailures::default();
     loop {
         if let Some(gate) = &gate
             && gate(state.open_connections())
@@ -267,13 +268,44 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                failures.recovered();
                 state.lifecycle.tasks.spawn(serve_connection(stream, peer, Arc::clone(&state)));
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                failures.failed(&e);
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
+        }
+    }
+}
+
+/// The pause after a failed `accept` (EMFILE, ENFILE, ENOBUFS…) before the next try.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A run of failed `accept`s: logged once when it starts and once when it ends (with how
+/// many attempts failed), not once per attempt (20 lines a second while the process is out
+/// of descriptors).
+#[derive(Debug, Default)]
+struct AcceptFailures {
+    /// Attempts failed since the last success.
+    run: u64,
+}
+
+impl AcceptFailures {
+    fn failed(&mut self, e: &std::io::Error) {
+        if self.run == 0 {
+            tracing::warn!(
+                "accept failed: {e}; retrying every {ACCEPT_BACKOFF:?} (logged again when accepting works)"
+            );
+        }
+        self.run += 1;
+    }
+
+    fn recovered(&mut self) {
+        if self.run > 0 {
+            tracing::info!("accepting again after {} failed attempts", self.run);
+            self.run = 0;
         }
     }
 }

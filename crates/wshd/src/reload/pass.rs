@@ -112,6 +112,8 @@ pub struct Reloader {
     refused: HashMap<PathBuf, Refused>,
     /// The first pass (start-up) is done.
     started: bool,
+    /// The handler directory could not be read at the last pass (logged once per run).
+    dir_unreadable: bool,
     /// Where loads and refusals are counted.
     counters: Arc<PluginCounters>,
 }
@@ -135,6 +137,7 @@ impl Reloader {
             aliases: HashMap::new(),
             refused: HashMap::new(),
             started: false,
+            dir_unreadable: false,
         }
     }
 
@@ -154,6 +157,9 @@ impl Reloader {
     pub fn pass(&mut self) -> PassOutcome {
         let config = Arc::clone(&self.config);
         let observed = self.observe();
+        if let Some(kept) = self.keep_while_unreadable(&config, &observed) {
+            return kept;
+        }
         let known: BTreeMap<String, Known<'_>> =
             self.handlers.iter().map(|(r, t)| (r.clone(), t.known())).collect();
         let plan = decide::plan(&known, &observed.dir, &self.refused);
@@ -168,6 +174,33 @@ impl Reloader {
         let table = self.build_table(&config, refusals);
         self.started = true;
         PassOutcome { config, table, unsettled }
+    }
+
+    /// When the handler directory itself cannot be read (out of descriptors, a permission
+    /// changed, a mount gone), the scan says nothing about the handlers: the loaded ones keep
+    /// serving and the pass is retried, instead of reading "no files" as "every handler
+    /// removed". Logged once per run. `None`: the directory was read.
+    fn keep_while_unreadable(&mut self, config: &Arc<Config>, observed: &Observed) -> Option<PassOutcome> {
+        let unreadable = observed
+            .problems
+            .iter()
+            .find(|p| matches!(p, ScanProblem::Unreadable { dir, .. } if *dir == config.handlers_dir));
+        let Some(problem) = unreadable.filter(|_| self.started) else {
+            if self.dir_unreadable {
+                tracing::info!("the handler directory can be read again");
+                self.dir_unreadable = false;
+            }
+            return None;
+        };
+        if !self.dir_unreadable {
+            tracing::error!(
+                "handler scan: {problem}; the {} loaded handler(s) keep serving, retrying",
+                self.handlers.len()
+            );
+            self.dir_unreadable = true;
+        }
+        let table = self.build_table(config, Vec::new());
+        Some(PassOutcome { config: Arc::clone(config), table, unsettled: true })
     }
 
     /// The configuration the `[[route]]` of a discovered handler's own path gives it.

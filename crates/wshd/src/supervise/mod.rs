@@ -62,6 +62,10 @@ use crate::{Config, ConfigSource};
 /// Runs this process in its role: a worker when the master's variables are set
 /// (`inherited`), else the single process of `workers = 0`, else a master logging to `sink`.
 pub fn run(config: Config, source: ConfigSource, inherited: Option<Inherited>, sink: Sink) -> ExitCode {
+    if inherited.is_none() {
+        // Workers inherit the master's limit.
+        crate::fd_limit::raise_and_log(config.max_connections);
+    }
     match inherited {
         Some(inherited) => worker::run(config, source, inherited),
         None if config.workers.count == 0 => serve::single(config, source),
