@@ -77,3 +77,39 @@ fn check_plugin_describes_good_plugins_and_refuses_bad_ones() {
     assert!(!ok);
     assert!(out.contains("refused: not a loadable shared library"), "{out}");
 }
+
+/// Sets `path`'s permission bits.
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
+#[tokio::test]
+async fn plugins_that_every_user_could_replace_are_refused() {
+    // A file writable by every user: refused, the others served.
+    let server = ServerProcess::start(
+        |dir| {
+            drop(dir.install("echo_wsh", "handlers/libecho_wsh.so"));
+            chmod(&dir.install("echo_wsh", "handlers/libopen_wsh.so"), 0o666);
+        },
+        "",
+    );
+    let line = server
+        .wait_log_where(|l| l.contains("handler refused") && l.contains("libopen_wsh.so"), WAIT)
+        .unwrap_or_else(|| panic!("{}", server.logs()));
+    assert!(line.contains("writable by every user") && line.contains("chmod o-w"), "{line}");
+    assert_eq!(raw_http(server.addr, &handshake_request("/open", "")).await.status, 404);
+    assert_eq!(raw_http(server.addr, &handshake_request("/echo", "")).await.status, 101);
+    // A handler directory writable by every user (no sticky bit): everything in it refused.
+    let server = ServerProcess::start(
+        |dir| {
+            drop(dir.install("echo_wsh", "handlers/libecho_wsh.so"));
+            chmod(&dir.path().join("handlers"), 0o777);
+        },
+        "",
+    );
+    let line = server.wait_log("handler refused", WAIT).unwrap_or_else(|| panic!("{}", server.logs()));
+    assert!(line.contains("its directory") && line.contains("writable by every user"), "{line}");
+    assert_eq!(raw_http(server.addr, &handshake_request("/echo", "")).await.status, 404);
+}

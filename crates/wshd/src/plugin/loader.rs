@@ -43,6 +43,9 @@ pub enum LoadError {
     PanicAbort,
     /// The handler constructor failed.
     Constructor(String),
+    /// The file, or the directory holding it, can be written by any user: anyone could
+    /// replace the code wshd runs.
+    WritableByOthers(String),
 }
 
 impl fmt::Display for LoadError {
@@ -71,6 +74,11 @@ impl fmt::Display for LoadError {
                 "built with panic = \"abort\": a panic in it would kill the server; build with panic = \"unwind\""
             ),
             LoadError::Constructor(e) => write!(f, "handler constructor failed: {e}"),
+            LoadError::WritableByOthers(what) => write!(
+                f,
+                "{what} is writable by every user, so anyone could replace the code wshd runs; \
+                 refused (chmod o-w)"
+            ),
         }
     }
 }
@@ -258,6 +266,24 @@ fn dlopen(path: &Path) -> Result<Library, LoadError> {
     })
 }
 
+/// Refuses a plugin file that every user may write, or that sits in a directory every user
+/// may write without the sticky bit (where anyone could rename another file over it).
+fn refuse_if_writable_by_others(file: &Path) -> Result<(), LoadError> {
+    use std::os::unix::fs::PermissionsExt;
+    const OTHERS_WRITE: u32 = 0o002;
+    const STICKY: u32 = 0o1000;
+    let mode = |path: &Path| std::fs::metadata(path).map(|m| m.permissions().mode());
+    if mode(file).is_ok_and(|m| m & OTHERS_WRITE != 0) {
+        return Err(LoadError::WritableByOthers(format!("the file {}", file.display())));
+    }
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty())
+        && mode(dir).is_ok_and(|m| m & OTHERS_WRITE != 0 && m & STICKY == 0)
+    {
+        return Err(LoadError::WritableByOthers(format!("its directory {}", dir.display())));
+    }
+    Ok(())
+}
+
 /// Reads `file` and loads it; see [`load_bytes`].
 pub fn load(file: &Path) -> Result<Arc<Plugin>, LoadError> {
     let bytes = std::fs::read(file).map_err(|e| LoadError::Io(e.to_string()))?;
@@ -267,6 +293,7 @@ pub fn load(file: &Path) -> Result<Arc<Plugin>, LoadError> {
 /// Loads `bytes`, the content of `file`, and runs checks 1–5. The library is ready for
 /// [`Plugin::instantiate`].
 pub fn load_bytes(file: &Path, bytes: &[u8]) -> Result<Arc<Plugin>, LoadError> {
+    refuse_if_writable_by_others(file)?;
     super::elf::check_complete(bytes).map_err(LoadError::Dlopen)?;
     let copy = private_copy(file, bytes)?;
     let library = dlopen(&copy);
