@@ -499,21 +499,30 @@ async fn join_warmup(run: &mut Run) -> Result<(), BoxError> {
     Ok(())
 }
 
+impl Shared {
+    /// Nothing received yet; messages of `size` bytes with `opcode`, checked for order and
+    /// loss from sequence number `check_from` on.
+    fn new(size: usize, opcode: u8, check_from: u64) -> Shared {
+        Shared {
+            base: Instant::now(),
+            size,
+            opcode,
+            check_from: Cell::new(check_from),
+            seen: Cell::new(0),
+            designated_next: Cell::new(0),
+            progress: Notify::new(),
+            count_window: Cell::new((0, 0)),
+            counted: Cell::new(0),
+            latency_window: Cell::new((0, 0)),
+            latencies: RefCell::new(Vec::new()),
+        }
+    }
+}
+
 async fn fan_out(args: FanoutLoadArgs) -> Result<(), BoxError> {
     let limit = Duration::from_secs_f64(args.timeout);
-    let shared = Rc::new(Shared {
-        base: Instant::now(),
-        size: args.phases.size,
-        opcode: if args.phases.binary { OP_BINARY } else { OP_TEXT },
-        check_from: Cell::new(u64::MAX),
-        seen: Cell::new(0),
-        designated_next: Cell::new(0),
-        progress: Notify::new(),
-        count_window: Cell::new((0, 0)),
-        counted: Cell::new(0),
-        latency_window: Cell::new((0, 0)),
-        latencies: RefCell::new(Vec::new()),
-    });
+    let opcode = if args.phases.binary { OP_BINARY } else { OP_TEXT };
+    let shared = Rc::new(Shared::new(args.phases.size, opcode, u64::MAX));
     let pub_target = Target::parse(&format!("{}?role=pub", args.url))?;
     let options = ClientOptions { offer_deflate: false, deflate_level: 0, seed: 0 };
     let WsClient { reader: pub_reader, writer, .. } =
@@ -588,19 +597,7 @@ mod tests {
 
     #[test]
     fn gaps_count_as_lost_and_steps_back_as_misordered() {
-        let shared = Shared {
-            base: Instant::now(),
-            size: 40,
-            opcode: OP_TEXT,
-            check_from: Cell::new(10),
-            seen: Cell::new(0),
-            designated_next: Cell::new(0),
-            progress: Notify::new(),
-            count_window: Cell::new((0, 0)),
-            counted: Cell::new(0),
-            latency_window: Cell::new((0, 0)),
-            latencies: RefCell::new(Vec::new()),
-        };
+        let shared = Shared::new(40, OP_TEXT, 10);
         let stats = SubStats::default();
         let mut msg = Vec::new();
         for seq in [9, 10, 11, 14, 12, 15] {

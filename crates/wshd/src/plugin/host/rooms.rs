@@ -94,22 +94,31 @@ host_fn! {
     } else ROOM_GONE
 }
 
+/// The code of a publish, writing how many members it reached to `delivered` on success.
+///
+/// # Safety
+/// `delivered` is null or valid for a write of a `u64`.
+unsafe fn counted_code(published: Result<usize, RoomError>, delivered: *mut u64) -> u32 {
+    match published {
+        Ok(count) => {
+            if !delivered.is_null() {
+                // SAFETY: not null, and valid per this function's contract.
+                unsafe { delivered.write(count as u64) };
+            }
+            ROOM_OK
+        }
+        Err(e) => room_code(Err(e)),
+    }
+}
+
 host_fn! {
     fn rooms_publish(ctx: *const c_void, channel: RStr, kind: u8, data: RStr, delivered: *mut u64) -> u32 {
         let Some(kind) = data_kind(kind) else { return ROOM_INVALID };
         // SAFETY: a live connection reference; the strings are valid for the call (copied).
         let (shared, name, data) = unsafe { (conn(ctx), bytes_of(channel), bytes_of(data)) };
         let published = channel_of(shared, name).and_then(|key| rooms::global().publish(&key, kind, data));
-        match published {
-            Ok(count) => {
-                if !delivered.is_null() {
-                    // SAFETY: a valid place provided by the caller for this call.
-                    unsafe { delivered.write(count as u64) };
-                }
-                ROOM_OK
-            }
-            Err(e) => room_code(Err(e)),
-        }
+        // SAFETY: `delivered` is null or a valid place provided by the caller for this call.
+        unsafe { counted_code(published, delivered) }
     } else ROOM_GONE
 }
 
@@ -160,16 +169,8 @@ host_fn! {
             let id = message_id(id)?;
             rooms::global().publish_logged(&key, kind, data, id, rooms::history_limits(shared))
         });
-        match published {
-            Ok(count) => {
-                if !delivered.is_null() {
-                    // SAFETY: a valid place provided by the caller for this call.
-                    unsafe { delivered.write(count as u64) };
-                }
-                ROOM_OK
-            }
-            Err(e) => room_code(Err(e)),
-        }
+        // SAFETY: `delivered` is null or a valid place provided by the caller for this call.
+        unsafe { counted_code(published, delivered) }
     } else ROOM_GONE
 }
 
