@@ -105,7 +105,7 @@ async fn a_route_crashing_workers_three_times_is_quarantined_until_a_new_build()
             && l.contains("route=\"/bad\"")
             && l.contains("status=\"503\"")
     });
-    assert!(refused, "the 503 is counted:\n{text}");
+    assert!(refused, "the 503 is counted:\n{text}\n{}", server.logs());
 
     let replaced = Instant::now();
     replace_bad_with(&server, "echo_wsh");

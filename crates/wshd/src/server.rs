@@ -98,7 +98,14 @@ pub struct Bound {
     /// leaves the next connection to another worker sharing the listeners (see
     /// [`AcceptGate`]). `None`: always accept.
     pub gate: Option<AcceptGate>,
+    /// Called with the server's state once it exists and before the first accept (a worker
+    /// publishes its metrics source and tells its master it is ready: a connection served
+    /// before that would be missing from the master's `/metrics`).
+    pub before_accepting: Option<BeforeAccepting>,
 }
+
+/// See [`Bound::before_accepting`].
+pub type BeforeAccepting = Box<dyn FnOnce(&Arc<ServerState>) + Send>;
 
 impl std::fmt::Debug for Bound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,6 +114,7 @@ impl std::fmt::Debug for Bound {
             .field("admin", &self.admin)
             .field("inherited", &self.inherited)
             .field("gate", &self.gate.is_some())
+            .field("before_accepting", &self.before_accepting.is_some())
             .finish()
     }
 }
@@ -135,7 +143,7 @@ pub async fn bind(config: &Config) -> Result<Bound, StartError> {
         ),
         None => None,
     };
-    Ok(Bound { listeners, admin, inherited: false, gate: None })
+    Ok(Bound { listeners, admin, inherited: false, gate: None, before_accepting: None })
 }
 
 impl Server {
@@ -168,6 +176,9 @@ impl Server {
         let (reload, config, routes) =
             reload::start(config, metrics.plugin_counters()).await.map_err(StartError)?;
         let state = Arc::new(ServerState::new(Snapshot::new(config, routes, tls), metrics));
+        if let Some(before_accepting) = bound.before_accepting {
+            before_accepting(&state);
+        }
         let (stop, stopped) = watch::channel(false);
         let mut addrs = Vec::new();
         let mut tasks = JoinSet::new();

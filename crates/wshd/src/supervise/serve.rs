@@ -6,18 +6,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::stopper::Stopper;
-use crate::server::{Bound, Server, ServerState};
+use crate::server::{BeforeAccepting, Bound, Server};
 use crate::{Config, ConfigSource};
 
-/// Called once the server serves, with its state.
-pub(crate) type OnStarted = Box<dyn FnOnce(&Arc<ServerState>) + Send>;
-
-/// What a worker adds to serving: a call once the server runs (with its state), and one when
-/// the drain starts.
+/// What a worker adds to serving: a call with the server's state just before it accepts
+/// connections, and one when the drain starts.
 #[derive(Default)]
 pub(crate) struct Hooks {
-    /// Called once the server serves.
-    pub(crate) on_started: Option<OnStarted>,
+    /// Called with the server's state before the first accept.
+    pub(crate) on_started: Option<BeforeAccepting>,
     /// Called when the drain starts.
     pub(crate) on_drain: Option<Box<dyn FnOnce() + Send>>,
 }
@@ -36,9 +33,16 @@ pub(crate) async fn serve(
         None => tracing::info!("configuration: built-in defaults (no config/server.toml here)"),
     }
     tracing::info!("handler directory: {}", config.handlers_dir.display());
+    let bound = match bound {
+        Some(bound) => Ok(bound),
+        None => crate::server::bind(&config).await,
+    };
     let started = match bound {
-        Some(bound) => Server::start_on(config, Some(source), bound).await,
-        None => Server::start(config, Some(source)).await,
+        Ok(bound) => {
+            let bound = Bound { before_accepting: hooks.on_started, ..bound };
+            Server::start_on(config, Some(source), bound).await
+        }
+        Err(e) => Err(e),
     };
     let mut server = match started {
         Ok(server) => server,
@@ -48,9 +52,6 @@ pub(crate) async fn serve(
         }
     };
     let state = Arc::clone(server.state());
-    if let Some(on_started) = hooks.on_started {
-        on_started(&state);
-    }
     let for_grace = Arc::clone(&state);
     stopper.set_sources(
         Box::new(move || for_grace.snapshot().config.shutdown_grace),

@@ -166,7 +166,7 @@ fn adopt_listeners(inherited: &Inherited) -> Result<Bound, StartError> {
             .map_err(|e| StartError(format!("cannot adopt inherited listener fd {fd}: {e}")))
     };
     let listeners = inherited.listeners.iter().map(|&fd| adopt(fd)).collect::<Result<Vec<_>, _>>()?;
-    Ok(Bound { listeners, admin: None, inherited: true, gate: None })
+    Ok(Bound { listeners, admin: None, inherited: true, gate: None, before_accepting: None })
 }
 
 /// Writes the heartbeat every [`HEARTBEAT_EVERY`]; starts this process's shutdown if the
