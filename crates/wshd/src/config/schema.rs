@@ -208,10 +208,14 @@ pub struct DeflateSection {
     /// Largest LZ77 window the server compresses with, 9–15 (memory: `2^(bits+2)` bytes).
     /// Default 15.
     pub server_max_window_bits: u8,
-    /// Reset the compressor after every message (less ratio and speed; saves no memory, the
-    /// compressor is kept). Default `false`.
+    /// Answer `server_no_context_takeover`: the compressor is reset after every message, so
+    /// it is borrowed from a per-thread pool for the message and an idle connection owns none
+    /// (with `false`: ~260 KiB per connection at window 15, kept). Default `true`
+    /// (see `docs/decisions/0019-compression-memory.md`).
     pub server_no_context_takeover: bool,
-    /// Ask clients not to keep compression context between messages. Default `false`.
+    /// Answer `client_no_context_takeover` (RFC 7692 §7.1.1.2 lets a server require it): the
+    /// client resets its compressor after every message, so our decompressor is borrowed per
+    /// message too (with `false`: ~40 KiB per connection, kept). Default `true`.
     pub client_no_context_takeover: bool,
     /// Compression level 0–9. Default 6.
     pub level: u32,
@@ -224,8 +228,8 @@ impl Default for DeflateSection {
         DeflateSection {
             enabled: true,
             server_max_window_bits: 15,
-            server_no_context_takeover: false,
-            client_no_context_takeover: false,
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
             level: 6,
             min_message_bytes: 0,
         }

@@ -8,7 +8,7 @@
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use super::Role;
+use super::{Role, deflate_pool};
 
 /// The extension's name.
 const NAME: &str = "permessage-deflate";
@@ -296,8 +296,13 @@ impl DeflateCodec {
     /// Compresses one message (or one fragment, `last` = final fragment).
     pub(crate) fn compress(&mut self, data: &[u8], last: bool) -> Vec<u8> {
         let (level, window_bits) = (self.agreement.level, self.own.window_bits);
+        let pooled = self.own.compressor_resets;
         let compressor = self.compressor.get_or_insert_with(|| {
-            Compress::new_with_window_bits(Compression::new(level), false, window_bits)
+            if pooled {
+                deflate_pool::take_compressor(level, window_bits)
+            } else {
+                Compress::new_with_window_bits(Compression::new(level), false, window_bits)
+            }
         });
         let mut out = Vec::with_capacity(data.len() / 2 + 64);
         let start_in = compressor.total_in();
@@ -326,8 +331,11 @@ impl DeflateCodec {
             if out.is_empty() {
                 out.push(0x00); // §7.2.3.6: an empty message as one empty stored-block byte
             }
-            if self.own.compressor_resets {
+            if pooled {
                 compressor.reset();
+                if let Some(idle) = self.compressor.take() {
+                    deflate_pool::give_compressor(level, window_bits, idle);
+                }
             }
         }
         out
@@ -342,8 +350,14 @@ impl DeflateCodec {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), InflateError> {
-        let decompressor =
-            self.decompressor.get_or_insert_with(|| Decompress::new_with_window_bits(false, 15));
+        let pooled = self.own.decompressor_resets;
+        let decompressor = self.decompressor.get_or_insert_with(|| {
+            if pooled {
+                deflate_pool::take_decompressor()
+            } else {
+                Decompress::new_with_window_bits(false, 15)
+            }
+        });
         // A message may end its deflate stream with a final block (BFINAL); what follows it
         // is ignored and the next message starts a fresh stream.
         let mut ended = self::inflate(decompressor, input, out, limit)?;
@@ -351,8 +365,11 @@ impl DeflateCodec {
             if !ended {
                 ended = self::inflate(decompressor, &TRAILER, out, limit)?;
             }
-            if ended || self.own.decompressor_resets {
+            if ended || pooled {
                 decompressor.reset(false);
+            }
+            if pooled && let Some(idle) = self.decompressor.take() {
+                deflate_pool::give_decompressor(idle);
             }
         }
         Ok(())
@@ -393,8 +410,54 @@ fn inflate(d: &mut Decompress, input: &[u8], out: &mut Vec<u8>, limit: usize) ->
 mod tests {
     use super::*;
 
+    /// The policy before issue 16 (context takeover both ways), which echoes the offer.
+    fn takeover() -> DeflatePolicy {
+        DeflatePolicy {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            ..Default::default()
+        }
+    }
+
     fn agree(offer: &str) -> Option<Agreement> {
-        negotiate(&[offer], &DeflatePolicy::default())
+        negotiate(&[offer], &takeover())
+    }
+
+    #[test]
+    fn by_default_both_directions_reset_after_every_message_whatever_the_offer() {
+        let both = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+        for (offer, response) in [
+            ("permessage-deflate", both.to_owned()),
+            ("permessage-deflate; client_max_window_bits", both.to_owned()),
+            ("permessage-deflate; server_no_context_takeover", both.to_owned()),
+            ("permessage-deflate; client_max_window_bits=10", format!("{both}; client_max_window_bits=10")),
+            ("permessage-deflate; server_max_window_bits=9", format!("{both}; server_max_window_bits=9")),
+        ] {
+            let a = negotiate(&[offer], &DeflatePolicy::default());
+            assert_eq!(a.as_ref().map(|a| a.response.as_str()), Some(response.as_str()), "{offer}");
+            assert!(a.is_some_and(|a| a.server_no_context_takeover && a.client_no_context_takeover));
+        }
+    }
+
+    #[test]
+    fn without_context_takeover_an_idle_connection_owns_no_context() {
+        let policy = DeflatePolicy::default();
+        let a = negotiate(&["permessage-deflate; client_max_window_bits"], &policy).expect("agreed");
+        let mut server = DeflateCodec::new(a.clone(), Role::Server);
+        let mut client = DeflateCodec::new(a, Role::Client);
+        for message in [&br#"{"type":"chat","text":"hello hello hello"}"#[..], b"", &[7u8; 100_000]] {
+            pass(&mut server, &mut client, message);
+            pass(&mut client, &mut server, message);
+            assert!(server.compressor.is_none() && server.decompressor.is_none(), "released");
+        }
+        // A fragmented message keeps its context until its last fragment.
+        let mut wire = server.compress(b"first half, ", false);
+        assert!(server.compressor.is_some(), "held between fragments");
+        wire.extend(server.compress(b"second half", true));
+        assert!(server.compressor.is_none());
+        let mut out = Vec::new();
+        client.decompress(&wire, true, &mut out, 1 << 20).expect("inflates");
+        assert_eq!(out, b"first half, second half");
     }
 
     #[test]
@@ -432,10 +495,7 @@ mod tests {
         assert_eq!(agree("x-webkit-deflate-frame"), None);
         let a = agree("permessage-deflate; bogus, permessage-deflate; client_max_window_bits");
         assert_eq!(a.map(|a| a.response), Some("permessage-deflate".into()));
-        assert_eq!(
-            negotiate(&["permessage-deflate"], &DeflatePolicy { enabled: false, ..Default::default() }),
-            None
-        );
+        assert_eq!(negotiate(&["permessage-deflate"], &DeflatePolicy { enabled: false, ..takeover() }), None);
     }
 
     /// Compresses `message` with `from` and checks that `to` inflates it back.

@@ -25,6 +25,7 @@
 
 mod decoder;
 pub(crate) mod deflate;
+mod deflate_pool;
 mod encoder;
 mod frame;
 mod mask;
