@@ -17,6 +17,7 @@ mod frames;
 mod handler_options;
 mod handshake;
 mod hooks;
+mod hostile_deflate;
 mod io;
 mod limits;
 mod nginx;

@@ -19,8 +19,11 @@
 //! - `reload-soak`, `reload-latency`: hot-reload benchmarks against `wshd`.
 //! - `raw-echo`, `fws-echo`, `tcp-echo`: the reference servers.
 //! - `load`: the load generator (a hand-written single-threaded WebSocket client).
+//! - `deflate-memory`: server memory per compressed connection and compressed throughput,
+//!   context takeover (before issue 16) against the defaults, in one run.
 
 mod cpu;
+mod deflate_mem;
 mod fanout;
 mod fanout_load;
 mod fanout_peers;
@@ -69,6 +72,9 @@ enum Command {
     TcpEcho(tcp_echo::TcpEchoArgs),
     /// The load generator.
     Load(load::LoadArgs),
+    /// permessage-deflate: server RSS per compressed connection and compressed echo
+    /// throughput, before (context takeover) and after (the defaults), in one run.
+    DeflateMemory(deflate_mem::DeflateArgs),
     /// The fan-out comparison: one publisher, N subscribers, wshd against Node ws, Python
     /// websockets and tokio-tungstenite; the table and `target/bench/fanout.json`.
     Fanout(fanout::FanoutArgs),
@@ -87,6 +93,7 @@ fn main() -> ExitCode {
         Command::RawEcho(args) => raw_echo::run(&args),
         Command::FwsEcho(args) => fws_echo::run(&args),
         Command::TcpEcho(args) => tcp_echo::run(&args),
+        Command::DeflateMemory(args) => deflate_mem::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Fanout(args) => fanout::run(&args),
         Command::FanoutTt(args) => fanout_tt::run(&args),
