@@ -1,9 +1,11 @@
 //! `deflate-memory`: what permessage-deflate costs per connection and in throughput.
 //!
-//! Starts wshd (built-in echo, one serving process) three times in one run, back to back:
-//! `plain` (the client does not offer deflate: the floor), `takeover` (the settings before
-//! issue 16: context takeover both ways, each connection keeps its compressor and its
-//! decompressor) and `default` (the shipped `[websocket.deflate]`). For each it opens
+//! Starts wshd (built-in echo, one serving process) once per configuration, back to back in
+//! one run: `plain` (the client does not offer deflate: the floor), `takeover` (the settings
+//! before issue 16: context takeover both ways, each connection keeps its compressor and its
+//! decompressor), `takeover-w9` (the same with `server_max_window_bits = 9`),
+//! `server-reset` (only the server resets: the decompressor is kept) and `default` (the
+//! shipped `[websocket.deflate]`: both directions reset, contexts borrowed per message). For each it opens
 //! `--connections` connections, sends one JSON-like message each way on each, and reads the
 //! server's RSS (`/proc/PID/status`) before opening, after the handshakes and after the
 //! exchange; then it measures echo throughput over `--streams` connections (pipelined, the
@@ -56,12 +58,23 @@ struct Variant {
     deflate_keys: &'static str,
 }
 
-const VARIANTS: [Variant; 3] = [
+const VARIANTS: [Variant; 5] = [
     Variant { name: "plain", offer_deflate: false, deflate_keys: "" },
     Variant {
         name: "takeover",
         offer_deflate: true,
         deflate_keys: "server_no_context_takeover = false\nclient_no_context_takeover = false\n",
+    },
+    Variant {
+        name: "takeover-w9",
+        offer_deflate: true,
+        deflate_keys: "server_no_context_takeover = false\nclient_no_context_takeover = false\n\
+                       server_max_window_bits = 9\n",
+    },
+    Variant {
+        name: "server-reset",
+        offer_deflate: true,
+        deflate_keys: "client_no_context_takeover = false\n",
     },
     Variant { name: "default", offer_deflate: true, deflate_keys: "" },
 ];
@@ -134,7 +147,7 @@ pub(crate) fn json_payload(seq: usize, len: usize) -> String {
             id % 500,
             id % 100,
             id % 13,
-            id % 2 == 0
+            id.is_multiple_of(2)
         );
         i += 1;
     }
@@ -283,11 +296,11 @@ fn report(args: &DeflateArgs, figures: &[Figures]) -> Result<(), BoxError> {
         "{} connections, one {}-byte JSON-like message each way on each; throughput: {} messages over {} connections",
         args.connections, args.payload_bytes, args.messages, args.streams
     );
-    println!("variant    idle RSS KiB  KiB/conn open  KiB/conn after 1 msg each way  msgs/s    MB/s");
+    println!("variant      idle RSS KiB  KiB/conn open  KiB/conn after 1 msg each way  msgs/s    MB/s");
     let mut json = String::from("{\"variants\":[");
     for (i, f) in figures.iter().enumerate() {
         println!(
-            "{:<10} {:>12} {:>14.1} {:>31.1} {:>8.0} {:>7.1}",
+            "{:<12} {:>12} {:>14.1} {:>31.1} {:>8.0} {:>7.1}",
             f.name,
             f.rss_idle_kib,
             f.per_conn_handshake_kib,
@@ -311,7 +324,7 @@ fn report(args: &DeflateArgs, figures: &[Figures]) -> Result<(), BoxError> {
     println!(
         "compressed/raw over 1,000 such messages: context takeover {kept:.3}, reset per message {reset:.3}"
     );
-    let _ = write!(json, "],\"ratio_takeover\":{kept:.4},\"ratio_reset\":{reset:.4}}}\n");
+    let _ = writeln!(json, "],\"ratio_takeover\":{kept:.4},\"ratio_reset\":{reset:.4}}}");
     fs::create_dir_all("target/bench")?;
     fs::write("target/bench/deflate.json", json)?;
     println!("wrote target/bench/deflate.json");

@@ -1,10 +1,25 @@
 //! permessage-deflate (RFC 7692): negotiating it (the server answering an offer, the client
 //! checking the answer to its own), and compressing/decompressing messages.
 //!
-//! Memory: a compressor costs about `2^(window+2) + 2^17` bytes plus ~6 KiB (zlib's default
-//! memory level 8, which flate2 does not let us change: 256 KiB for window 15); a decompressor about 7 KiB plus `2^window` (39 KiB for
-//! window 15). Both are created on first use, so a connection that negotiated the extension
-//! but sends nothing compressed costs nothing extra.
+//! Memory (zlib-rs, measured in `docs/decisions/0019-compression-memory.md`): a compressor
+//! costs `2^(window+2)` bytes of window and chains plus a 128 KiB hash table and ~112 KiB of
+//! symbol buffers that zlib-rs does not shrink (its hash is fixed at 2^16 entries; memory
+//! level changes only the buffers), so ~260 KiB at window 15 and still ~140 KiB at window 9;
+//! a decompressor ~7 KiB plus `2^window` (39 KiB for window 15). Kept per connection, that
+//! was ~340 KiB per compressed connection.
+//!
+//! So by default the server answers every offer with `server_no_context_takeover` and
+//! `client_no_context_takeover` (§7.1.1.1 and §7.1.1.2 let a server add both unasked): each
+//! message is then its own deflate stream both ways, and a direction that resets borrows its
+//! context from a per-thread pool (`deflate_pool`) when a message starts and gives it back,
+//! reset, when it ends. An idle compressed connection owns no zlib state at all; the cost is
+//! the ratio that context takeover would have gained across messages and a reset (a 128 KiB
+//! memset) per compressed message. With either `*_no_context_takeover = false` in
+//! `[websocket.deflate]` the connection keeps that direction's context, created on first use
+//! (a connection that never sends compressed data costs nothing extra either way).
+//!
+//! The decompressor always uses a 15-bit window, which reads any window the client may use,
+//! so the client's window is never limited and every RFC-valid stream is accepted.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
