@@ -100,7 +100,11 @@ async fn the_handshake_chooses_nothing_and_route_settings_apply() {
     let resp = raw_http(server.addr, &handshake_request("/_echo", offer)).await;
     assert_eq!(resp.status, 101, "{resp:?}");
     assert_eq!(resp.header("sec-websocket-protocol"), None, "no subprotocol is chosen");
-    assert_eq!(resp.header("sec-websocket-extensions"), Some("permessage-deflate"));
+    assert_eq!(
+        resp.header("sec-websocket-extensions"),
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+        "the defaults reset both ways (docs/decisions/0019-compression-memory.md)"
+    );
     let resp = raw_http(server.addr, &handshake_request("/_small", offer)).await;
     assert_eq!(resp.status, 101, "{resp:?}");
     assert_eq!(resp.header("sec-websocket-extensions"), None, "deflate = false on this route");
