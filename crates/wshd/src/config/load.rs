@@ -407,12 +407,13 @@ fn server_limits(server: &ServerSection, at: &Locator<'_>) -> Result<ServerLimit
 /// `[websocket]` and `[websocket.deflate]`: the default settings of every route.
 fn websocket_section(ws: &WebSocketSection, at: &Locator<'_>) -> Result<WsSettings, ConfigError> {
     let d = &ws.deflate;
-    if !(9..=15).contains(&d.server_max_window_bits) {
-        return Err(at.err(
-            0..0,
-            "websocket.deflate.server_max_window_bits",
-            "must be between 9 and 15".into(),
-        ));
+    for (bits, key) in [
+        (d.server_max_window_bits, "websocket.deflate.server_max_window_bits"),
+        (d.client_max_window_bits, "websocket.deflate.client_max_window_bits"),
+    ] {
+        if !(9..=15).contains(&bits) {
+            return Err(at.err(0..0, key, "must be between 9 and 15".into()));
+        }
     }
     if d.level > 9 {
         return Err(at.err(0..0, "websocket.deflate.level", "must be between 0 and 9".into()));
@@ -440,6 +441,7 @@ fn websocket_section(ws: &WebSocketSection, at: &Locator<'_>) -> Result<WsSettin
             server_max_window_bits: d.server_max_window_bits,
             server_no_context_takeover: d.server_no_context_takeover,
             client_no_context_takeover: d.client_no_context_takeover,
+            client_max_window_bits: d.client_max_window_bits,
             level: d.level,
             min_message_bytes: at.usize_of(d.min_message_bytes, "websocket.deflate.min_message_bytes")?,
         },
@@ -810,6 +812,11 @@ mod tests {
                 "[websocket.deflate]\nserver_max_window_bits = 8\n",
                 0,
                 "websocket.deflate.server_max_window_bits",
+            ),
+            (
+                "[websocket.deflate]\nclient_max_window_bits = 16\n",
+                0,
+                "websocket.deflate.client_max_window_bits",
             ),
             ("[[route]]\npath = \"x\"\n", 2, "route.path"),
             ("[[route]]\npath = \"/x\"\nhandler = \"y\"\n", 3, "route.handler"),

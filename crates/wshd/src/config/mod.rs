@@ -81,6 +81,8 @@ pub struct DeflateSettings {
     pub server_no_context_takeover: bool,
     /// Ask clients to reset theirs.
     pub client_no_context_takeover: bool,
+    /// Largest window answered to a client that offered `client_max_window_bits` (9–15).
+    pub client_max_window_bits: u8,
     /// Compression level (0–9).
     pub level: u32,
     /// Messages shorter than this are sent uncompressed.

@@ -217,6 +217,12 @@ pub struct DeflateSection {
     /// client resets its compressor after every message, so our decompressor is borrowed per
     /// message too (with `false`: ~40 KiB per connection, kept). Default `true`.
     pub client_no_context_takeover: bool,
+    /// When a client offers `client_max_window_bits` (browsers do), answer at most this, 9–15:
+    /// the client then compresses with a window of at most `2^bits` bytes, and a decompressor
+    /// kept per connection (`client_no_context_takeover = false`) needs only that window
+    /// instead of 32 KiB. Never answered to a client that did not offer the parameter (RFC
+    /// 7692 §7.1.2.2). Default 15.
+    pub client_max_window_bits: u8,
     /// Compression level 0–9. Default 6.
     pub level: u32,
     /// Messages shorter than this many bytes are sent uncompressed. Default 0.
@@ -230,6 +236,7 @@ impl Default for DeflateSection {
             server_max_window_bits: 15,
             server_no_context_takeover: true,
             client_no_context_takeover: true,
+            client_max_window_bits: 15,
             level: 6,
             min_message_bytes: 0,
         }

@@ -131,17 +131,22 @@ pub(crate) fn negotiate(header_values: &[&str], policy: &DeflatePolicy) -> Optio
             server_window_bits = server_window_bits.min(bits);
             response.push_str(&format!("; server_max_window_bits={server_window_bits}"));
         }
-        // Our decompressor always uses a 15-bit window, which reads any smaller window, so we
-        // never need to limit the client's; we only echo a value the client chose.
-        if let Some(Some(bits)) = offer.client_max_window_bits {
-            response.push_str(&format!("; client_max_window_bits={bits}"));
+        // Only a client that offered the parameter may be limited (§7.1.2.2): to its own
+        // value or ours, whichever is smaller; without a value in the offer, we answer only
+        // when ours is below the default 15.
+        let mut client_window_bits = 15;
+        if let Some(offered) = offer.client_max_window_bits {
+            client_window_bits = offered.unwrap_or(15).min(policy.client_max_window_bits.clamp(9, 15));
+            if offered.is_some() || client_window_bits < 15 {
+                response.push_str(&format!("; client_max_window_bits={client_window_bits}"));
+            }
         }
         return Some(Agreement {
             response,
             server_window_bits,
             server_no_context_takeover,
             client_no_context_takeover,
-            client_window_bits: offer.client_max_window_bits.flatten().unwrap_or(15),
+            client_window_bits,
             level: policy.level.min(9),
             min_message_bytes: policy.min_message_bytes,
         });
@@ -242,6 +247,8 @@ struct OwnSide {
     compressor_resets: bool,
     /// The peer resets its compressor after every message, so we reset our decompressor.
     decompressor_resets: bool,
+    /// Window bits the peer compresses with at most: the window of a decompressor we keep.
+    peer_window_bits: u8,
 }
 
 impl OwnSide {
@@ -253,11 +260,13 @@ impl OwnSide {
                 window_bits: a.server_window_bits,
                 compressor_resets: a.server_no_context_takeover,
                 decompressor_resets: a.client_no_context_takeover,
+                peer_window_bits: a.client_window_bits,
             },
             Role::Client => OwnSide {
                 window_bits: a.client_window_bits,
                 compressor_resets: a.client_no_context_takeover,
                 decompressor_resets: a.server_no_context_takeover,
+                peer_window_bits: a.server_window_bits,
             },
         }
     }
@@ -365,12 +374,14 @@ impl DeflateCodec {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), InflateError> {
-        let pooled = self.own.decompressor_resets;
+        let (pooled, peer_window_bits) = (self.own.decompressor_resets, self.own.peer_window_bits);
+        // A pooled decompressor has a 15-bit window (it serves any connection); one we keep
+        // needs only the peer's (zlib reads an 8-bit window with 9).
         let decompressor = self.decompressor.get_or_insert_with(|| {
             if pooled {
                 deflate_pool::take_decompressor()
             } else {
-                Decompress::new_with_window_bits(false, 15)
+                Decompress::new_with_window_bits(false, peer_window_bits.clamp(9, 15))
             }
         });
         // A message may end its deflate stream with a final block (BFINAL); what follows it
@@ -452,6 +463,37 @@ mod tests {
             assert_eq!(a.as_ref().map(|a| a.response.as_str()), Some(response.as_str()), "{offer}");
             assert!(a.is_some_and(|a| a.server_no_context_takeover && a.client_no_context_takeover));
         }
+    }
+
+    #[test]
+    fn the_client_window_is_limited_only_when_the_client_offered_the_parameter() {
+        let policy = DeflatePolicy { client_max_window_bits: 10, ..takeover() };
+        let answer = |offer: &str| negotiate(&[offer], &policy).map(|a| (a.response, a.client_window_bits));
+        assert_eq!(answer("permessage-deflate"), Some(("permessage-deflate".into(), 15)), "§7.1.2.2");
+        assert_eq!(
+            answer("permessage-deflate; client_max_window_bits"),
+            Some(("permessage-deflate; client_max_window_bits=10".into(), 10)),
+            "Chromium's offer"
+        );
+        assert_eq!(
+            answer("permessage-deflate; client_max_window_bits=12"),
+            Some(("permessage-deflate; client_max_window_bits=10".into(), 10))
+        );
+        assert_eq!(
+            answer("permessage-deflate; client_max_window_bits=9"),
+            Some(("permessage-deflate; client_max_window_bits=9".into(), 9)),
+            "the client's smaller value stands"
+        );
+        // The kept decompressor has the agreed window and reads what the client sends.
+        let a = negotiate(&["permessage-deflate; client_max_window_bits"], &policy).expect("agreed");
+        let mut server = DeflateCodec::new(a.clone(), Role::Server);
+        let mut client = DeflateCodec::new(a, Role::Client);
+        assert_eq!((server.own.peer_window_bits, client.own.window_bits), (10, 10));
+        let text: Vec<u8> = (0..20_000u32).map(|i| b"abcdefghij"[(i * i % 7) as usize]).collect();
+        for _ in 0..3 {
+            pass(&mut client, &mut server, &text);
+        }
+        assert!(server.decompressor.is_some(), "kept: context takeover");
     }
 
     #[test]
