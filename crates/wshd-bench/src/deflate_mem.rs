@@ -4,12 +4,14 @@
 //! one run: `plain` (the client does not offer deflate: the floor), `takeover` (the settings
 //! before issue 16: context takeover both ways, each connection keeps its compressor and its
 //! decompressor), `takeover-w9` (the same with `server_max_window_bits = 9`),
-//! `server-reset` (only the server resets: the decompressor is kept) and `default` (the
-//! shipped `[websocket.deflate]`: both directions reset, contexts borrowed per message). For each it opens
-//! `--connections` connections, sends one JSON-like message each way on each, and reads the
-//! server's RSS (`/proc/PID/status`) before opening, after the handshakes and after the
-//! exchange; then it measures echo throughput over `--streams` connections (pipelined, the
-//! client compressing and inflating too) and the compression ratio of the same messages.
+//! `server-reset` (only the server resets: the decompressor is kept), `server-reset-c10` (the
+//! same, answering `client_max_window_bits=10` to the client's offer) and `default` (the
+//! shipped `[websocket.deflate]`: both directions reset, contexts borrowed per message). For
+//! each it opens `--connections` connections, sends one JSON-like message each way on each,
+//! and reads the server's RSS (`/proc/PID/status`) before opening, after the handshakes and
+//! after the exchange; then it measures echo throughput over `--streams` connections
+//! (pipelined, the client compressing and inflating too) and the compression ratio of the
+//! same messages.
 //!
 //! ```text
 //! cargo build --release -p wshd -p wshd-bench
@@ -58,7 +60,7 @@ struct Variant {
     deflate_keys: &'static str,
 }
 
-const VARIANTS: [Variant; 5] = [
+const VARIANTS: [Variant; 6] = [
     Variant { name: "plain", offer_deflate: false, deflate_keys: "" },
     Variant {
         name: "takeover",
@@ -75,6 +77,11 @@ const VARIANTS: [Variant; 5] = [
         name: "server-reset",
         offer_deflate: true,
         deflate_keys: "client_no_context_takeover = false\n",
+    },
+    Variant {
+        name: "server-reset-c10",
+        offer_deflate: true,
+        deflate_keys: "client_no_context_takeover = false\nclient_max_window_bits = 10\n",
     },
     Variant { name: "default", offer_deflate: true, deflate_keys: "" },
 ];
@@ -296,11 +303,11 @@ fn report(args: &DeflateArgs, figures: &[Figures]) -> Result<(), BoxError> {
         "{} connections, one {}-byte JSON-like message each way on each; throughput: {} messages over {} connections",
         args.connections, args.payload_bytes, args.messages, args.streams
     );
-    println!("variant      idle RSS KiB  KiB/conn open  KiB/conn after 1 msg each way  msgs/s    MB/s");
+    println!("variant          idle RSS KiB  KiB/conn open  KiB/conn after 1 msg each way  msgs/s    MB/s");
     let mut json = String::from("{\"variants\":[");
     for (i, f) in figures.iter().enumerate() {
         println!(
-            "{:<12} {:>12} {:>14.1} {:>31.1} {:>8.0} {:>7.1}",
+            "{:<16} {:>12} {:>14.1} {:>31.1} {:>8.0} {:>7.1}",
             f.name,
             f.rss_idle_kib,
             f.per_conn_handshake_kib,
