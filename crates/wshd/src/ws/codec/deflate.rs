@@ -18,8 +18,10 @@
 //! `[websocket.deflate]` the connection keeps that direction's context, created on first use
 //! (a connection that never sends compressed data costs nothing extra either way).
 //!
-//! The decompressor always uses a 15-bit window, which reads any window the client may use,
-//! so the client's window is never limited and every RFC-valid stream is accepted.
+//! A pooled decompressor has a 15-bit window, which reads any window a client may use. A
+//! kept one (`client_no_context_takeover = false`) has the agreed window: 15 unless the
+//! client offered `client_max_window_bits` and `[websocket.deflate] client_max_window_bits`
+//! is lower (a client may be limited only if it offered the parameter, §7.1.2.2).
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
