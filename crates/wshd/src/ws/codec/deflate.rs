@@ -18,10 +18,10 @@
 //! `[websocket.deflate]` the connection keeps that direction's context, created on first use
 //! (a connection that never sends compressed data costs nothing extra either way).
 //!
-//! A pooled decompressor has a 15-bit window, which reads any window a client may use. A
-//! kept one (`client_no_context_takeover = false`) has the agreed window: 15 unless the
-//! client offered `client_max_window_bits` and `[websocket.deflate] client_max_window_bits`
-//! is lower (a client may be limited only if it offered the parameter, §7.1.2.2).
+//! Decompressors always have a 15-bit window, which reads any window a client may use, so
+//! nothing RFC-valid is refused. `[websocket.deflate] client_max_window_bits` limits a client
+//! that offered the parameter (§7.1.2.2) — its memory and ratio, not ours: zlib-rs allocates
+//! a 32 KiB inflate window whatever the window bits.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -249,8 +249,6 @@ struct OwnSide {
     compressor_resets: bool,
     /// The peer resets its compressor after every message, so we reset our decompressor.
     decompressor_resets: bool,
-    /// Window bits the peer compresses with at most: the window of a decompressor we keep.
-    peer_window_bits: u8,
 }
 
 impl OwnSide {
@@ -262,13 +260,11 @@ impl OwnSide {
                 window_bits: a.server_window_bits,
                 compressor_resets: a.server_no_context_takeover,
                 decompressor_resets: a.client_no_context_takeover,
-                peer_window_bits: a.client_window_bits,
             },
             Role::Client => OwnSide {
                 window_bits: a.client_window_bits,
                 compressor_resets: a.client_no_context_takeover,
                 decompressor_resets: a.server_no_context_takeover,
-                peer_window_bits: a.server_window_bits,
             },
         }
     }
@@ -376,14 +372,14 @@ impl DeflateCodec {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), InflateError> {
-        let (pooled, peer_window_bits) = (self.own.decompressor_resets, self.own.peer_window_bits);
-        // A pooled decompressor has a 15-bit window (it serves any connection); one we keep
-        // needs only the peer's (zlib reads an 8-bit window with 9).
+        let pooled = self.own.decompressor_resets;
+        // Always a 15-bit window: it reads whatever window the peer uses (zlib-rs allocates
+        // 32 KiB for any window size, so a smaller one would save nothing).
         let decompressor = self.decompressor.get_or_insert_with(|| {
             if pooled {
                 deflate_pool::take_decompressor()
             } else {
-                Decompress::new_with_window_bits(false, peer_window_bits.clamp(9, 15))
+                Decompress::new_with_window_bits(false, 15)
             }
         });
         // A message may end its deflate stream with a final block (BFINAL); what follows it
@@ -486,11 +482,11 @@ mod tests {
             Some(("permessage-deflate; client_max_window_bits=9".into(), 9)),
             "the client's smaller value stands"
         );
-        // The kept decompressor has the agreed window and reads what the client sends.
+        // The client compresses with the agreed window; we read it.
         let a = negotiate(&["permessage-deflate; client_max_window_bits"], &policy).expect("agreed");
         let mut server = DeflateCodec::new(a.clone(), Role::Server);
         let mut client = DeflateCodec::new(a, Role::Client);
-        assert_eq!((server.own.peer_window_bits, client.own.window_bits), (10, 10));
+        assert_eq!(client.own.window_bits, 10);
         let text: Vec<u8> = (0..20_000u32).map(|i| b"abcdefghij"[(i * i % 7) as usize]).collect();
         for _ in 0..3 {
             pass(&mut client, &mut server, &text);
