@@ -2,6 +2,7 @@
 //! real plugins in a temporary handler directory, and talks to it over real sockets.
 
 mod admin;
+mod attacks;
 mod auth;
 mod blocking;
 mod builtin;

@@ -83,9 +83,12 @@ async fn a_second_signal_exits_at_once() {
     server.wait_log("shutting down", WAIT).unwrap_or_else(|| panic!("{}", server.logs()));
     let signalled = Instant::now();
     server.signal("TERM");
+    // Without the second signal the master would wait for the drain: the silent client holds
+    // its worker for the 10 s close timeout, within the 30 s window. Exiting within 5 s is
+    // "at once" with room for a loaded CI machine (typically ~0.1 s; once 2-5 s under load).
     let status = server.wait_exit(Duration::from_secs(5)).unwrap_or_else(|| panic!("{}", server.logs()));
     let took = signalled.elapsed();
-    assert!(took < Duration::from_secs(2), "exited {took:?} after the second signal:\n{}", server.logs());
+    println!("second signal: exited {took:?} after it");
     assert!(!status.success(), "a cut-short drain exits non-zero: {status:?}");
     assert!(server.logs().contains("second signal"), "{}", server.logs());
 }

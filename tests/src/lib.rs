@@ -2,6 +2,10 @@
 //! child process on a port the OS picks, and offers clients that speak over real sockets
 //! (a WebSocket client, and raw TCP for malformed input).
 
+mod attack;
+
+pub use attack::{ControlProbe, ProbeReport, process_rss};
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -636,8 +640,14 @@ impl RawSocket {
     /// Like [`open`](RawSocket::open), but writes `early` (frames) in the same write as the
     /// handshake request, before the server has answered it.
     pub async fn open_sending(addr: SocketAddr, path: &str, early: &[u8]) -> RawSocket {
+        RawSocket::open_with(addr, path, "", early).await
+    }
+
+    /// Like [`open_sending`](RawSocket::open_sending), with `headers` (complete `Name: value\r\n`
+    /// lines, e.g. an extension offer) added to the request.
+    pub async fn open_with(addr: SocketAddr, path: &str, headers: &str, early: &[u8]) -> RawSocket {
         let mut stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect: {e}"));
-        let mut request = handshake_request(path, "").into_bytes();
+        let mut request = handshake_request(path, headers).into_bytes();
         request.extend_from_slice(early);
         stream.write_all(&request).await.unwrap_or_else(|e| panic!("write: {e}"));
         let mut buf = Vec::new();

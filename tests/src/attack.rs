@@ -1,0 +1,110 @@
+//! What an attack test measures besides status and close codes: the server's resident
+//! memory, and the round-trip latency a well-behaved control connection sees meanwhile.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{Client, ServerProcess, connect, round_trip};
+
+/// The resident set size of process `pid` in bytes (`VmRSS`), `None` once it is gone.
+pub fn process_rss(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:").map(|kib| kib * 1024)
+}
+
+/// A `/proc/PID/status` field in KiB.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+impl ServerProcess {
+    /// The server's processes: the master (or the single process) and every live worker.
+    fn pids(&self) -> Vec<u32> {
+        let workers = self.worker_starts().into_iter().map(|(_, pid)| pid);
+        std::iter::once(self.pid()).chain(workers).filter(|pid| process_rss(*pid).is_some()).collect()
+    }
+
+    /// The resident memory of the server (every process), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        self.pids().into_iter().filter_map(process_rss).sum()
+    }
+
+    /// Resets every process's peak resident memory to its current one (`clear_refs` 5), so
+    /// that [`ServerProcess::peak_rss_bytes`] gives the peak from now on.
+    pub fn reset_peak_rss(&self) {
+        for pid in self.pids() {
+            std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+                .unwrap_or_else(|e| panic!("reset the peak RSS of {pid}: {e}"));
+        }
+    }
+
+    /// The sum of every process's peak resident memory (`VmHWM`) since
+    /// [`ServerProcess::reset_peak_rss`], in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        self.pids().into_iter().filter_map(|pid| status_kib(pid, "VmHWM:")).sum::<u64>() * 1024
+    }
+}
+
+/// A control connection that round-trips a small text message every `every` in a task of
+/// its own, recording each round trip's time, until [`ControlProbe::finish`].
+#[derive(Debug)]
+pub struct ControlProbe {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<Duration>>,
+}
+
+/// What a [`ControlProbe`] saw.
+#[derive(Debug, Clone)]
+pub struct ProbeReport {
+    /// Round trips completed.
+    pub count: usize,
+    /// The median round trip.
+    pub p50: Duration,
+    /// The slowest round trip.
+    pub max: Duration,
+}
+
+impl std::fmt::Display for ProbeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} round trips, p50 {:?}, max {:?}", self.count, self.p50, self.max)
+    }
+}
+
+impl ControlProbe {
+    /// Connects to `url` (an echo route) and starts probing.
+    pub async fn start(url: &str, every: Duration) -> ControlProbe {
+        let mut client = connect(url).await;
+        assert_eq!(round_trip(&mut client, Message::text("warm")).await, Message::text("warm"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(probe(client, every, Arc::clone(&stop)));
+        ControlProbe { stop, task }
+    }
+
+    /// Stops probing and reports; panics if the control connection failed.
+    pub async fn finish(self) -> ProbeReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut times = self.task.await.unwrap_or_else(|e| panic!("control probe: {e}"));
+        assert!(!times.is_empty(), "the control connection completed no round trip");
+        times.sort();
+        ProbeReport { count: times.len(), p50: times[times.len() / 2], max: times[times.len() - 1] }
+    }
+}
+
+async fn probe(mut client: Client, every: Duration, stop: Arc<AtomicBool>) -> Vec<Duration> {
+    let mut times = Vec::new();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let text = format!("probe {n}");
+        let sent = Instant::now();
+        let echoed = round_trip(&mut client, Message::text(text.clone())).await;
+        assert_eq!(echoed, Message::text(text), "the control connection's echo");
+        times.push(sent.elapsed());
+        tokio::time::sleep(every).await;
+    }
+    times
+}
