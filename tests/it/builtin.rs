@@ -143,7 +143,8 @@ async fn sighup_adds_and_removes_it_and_handler_reloads_leave_it_alone() {
     server.signal("HUP");
     wait_status(&server, "/_echo", 404).await;
     assert_eq!(round_trip(&mut open, Message::text("after")).await, Message::text("after"));
-    assert_eq!(raw_http(server.addr, &handshake_request("/echo", "")).await.status, 101);
+    let status = raw_http(server.addr, &handshake_request("/echo", "")).await.status;
+    assert_eq!(status, 101, "{}", server.logs());
 }
 
 #[test]
