@@ -133,6 +133,8 @@ async fn sighup_adds_and_removes_it_and_handler_reloads_leave_it_alone() {
     // its open connection carry on.
     std::fs::copy(plugin_lib("echo_wsh"), server.dir().join("handlers/libecho_wsh.so"))
         .unwrap_or_else(|e| panic!("{e}"));
+    // Every worker, not just the first to answer: the last check below may reach either.
+    assert!(server.wait_log_everywhere("handler loaded resource=/echo", WAIT), "{}", server.logs());
     wait_status(&server, "/echo", 101).await;
     assert_eq!(round_trip(&mut open, Message::text("during")).await, Message::text("during"));
     let mut fresh = connect(&server.ws_url("/_echo")).await;
