@@ -212,7 +212,7 @@ fn resolve_builtin(
 pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result<Config, ConfigError> {
     let at = Locator { text, file };
     let listen = server_listen(&raw.server, &at)?;
-    let websocket = websocket_section(&raw.websocket, &at)?;
+    let mut websocket = websocket_section(&raw.websocket, &at)?;
     let routes = route_sections(&raw.route, &at)?;
     let tls = tls_section(&raw.tls, &at)?;
     let auth = auth_section(&raw.auth, &at)?;
@@ -221,6 +221,10 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
     let proxy = proxy_section(&raw.proxy, &at)?;
     let workers = workers_section(&raw.server, &raw.workers, &at)?;
     let watchdog = watchdog_section(&raw.watchdog, &at)?;
+    // Each serving process holds its share of the server's in-flight budget.
+    if websocket.inflight_budget_bytes > 0 {
+        websocket.inflight_budget_bytes = (websocket.inflight_budget_bytes / workers.count.max(1)).max(1);
+    }
     let (server, handlers, log) = (raw.server, raw.handlers, raw.log);
     Ok(Config {
         source: None,
@@ -434,6 +438,9 @@ fn websocket_section(ws: &WebSocketSection, at: &Locator<'_>) -> Result<WsSettin
         pong_timeout: Duration::from_secs(ws.pong_timeout_secs),
         max_send_queue_bytes: at.usize_of(ws.max_send_queue_bytes, "websocket.max_send_queue_bytes")?,
         send_timeout: secs_or_off(ws.send_timeout_secs),
+        message_timeout: secs_or_off(ws.message_timeout_secs),
+        message_min_bytes: at.usize_of(ws.message_min_bytes, "websocket.message_min_bytes")?,
+        inflight_budget_bytes: at.usize_of(ws.inflight_budget_bytes, "websocket.inflight_budget_bytes")?,
         max_connections: None,
         deflate: DeflateSettings {
             enabled: d.enabled,
