@@ -203,7 +203,10 @@ async fn a_dribbling_sender_is_closed_1008_and_an_idle_connection_is_not() {
     let took = started.elapsed();
     println!("dribbler closed with {} after {took:?}", close.close_code());
     assert_eq!((close.opcode, close.close_code()), (0x8, 1008));
-    assert!(took >= Duration::from_millis(1900) && took < Duration::from_millis(3500), "closed after {took:?}");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_millis(3500),
+        "closed after {took:?}"
+    );
     // The connection idle between messages all along still echoes.
     let message = Message::text("still here");
     assert_eq!(round_trip(&mut idle, message.clone()).await, message);
