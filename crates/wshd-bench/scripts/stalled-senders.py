@@ -85,6 +85,8 @@ def close_code(s):
         return 1006
     if len(data) >= 4 and data[0] & 0x0F == 8:
         return struct.unpack(">H", data[2:4])[0]
+    if data and data[0] & 0x0F == 9:
+        return None  # a keepalive ping: still open, the message is held
     return 1006 if not data else -1
 
 
