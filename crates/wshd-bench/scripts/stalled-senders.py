@@ -4,12 +4,14 @@ and stall. Prints the server's resident memory before and at its peak (VmHWM), t
 codes the attackers got, and a control connection's echo round trips meanwhile.
 
     python3 crates/wshd-bench/scripts/stalled-senders.py [--wshd target/release/wshd]
-        [--conns 100] [--sent-mib 15] [--budget BYTES]   # --budget 0: no budget ("before")
+        [--conns 100] [--sent-mib 15] [--budget BYTES]
+    # --budget 0: no limit; --budget -1: the key is left out (a wshd from before the budget)
 
 The server runs as one process (workers = 0) with the built-in echo, a 16 MiB message limit
 and the given `[websocket] inflight_budget_bytes`. Every wait is bounded.
 """
 import argparse
+import multiprocessing
 import os
 import socket
 import struct
@@ -90,7 +92,16 @@ def close_code(s):
     return 1006 if not data else -1
 
 
-def control(port, stop, latencies):
+def control(port, stop, out):
+    """Runs in its own process (it shares no GIL with the sending threads)."""
+    latencies = []
+    try:
+        control_loop(port, stop, latencies)
+    finally:
+        out.send(latencies)
+
+
+def control_loop(port, stop, latencies):
     s = open_ws(port)
     s.settimeout(1)
     i = 0
@@ -99,8 +110,15 @@ def control(port, stop, latencies):
         started = time.perf_counter()
         s.sendall(frame(1, payload))
         got = b""
-        while len(got) < 2 + len(payload):
-            got += s.recv(4096)
+        try:
+            while len(got) < 2 + len(payload):
+                chunk = s.recv(4096)
+                if not chunk:
+                    return
+                got += chunk
+        except socket.timeout:
+            latencies.append(float("inf"))  # no echo within 1 s
+            return
         latencies.append(time.perf_counter() - started)
         i += 1
         time.sleep(0.02)
@@ -119,8 +137,9 @@ def main():
         with open(config, "w") as f:
             f.write(
                 '[server]\nlisten = ["127.0.0.1:0"]\nworkers = 0\n[handlers]\ndir = "handlers"\n'
-                f"[websocket]\nmax_message_bytes = {16 << 20}\ninflight_budget_bytes = {args.budget}\n"
-                '[[route]]\npath = "/_echo"\nbuiltin = "echo"\ndeflate = false\n'
+                f"[websocket]\nmax_message_bytes = {16 << 20}\n"
+                + (f"inflight_budget_bytes = {args.budget}\n" if args.budget >= 0 else "")
+                + '[[route]]\npath = "/_echo"\nbuiltin = "echo"\ndeflate = false\n'
             )
         server = subprocess.Popen(
             [os.path.abspath(args.wshd), "-c", config], cwd=tmp, stderr=subprocess.PIPE, text=True
@@ -136,8 +155,9 @@ def main():
                 sys.exit("wshd did not start")
             threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()
             rss_before, _ = memory(server.pid)
-            stop, latencies = threading.Event(), []
-            ctl = threading.Thread(target=control, args=(port, stop, latencies))
+            stop = multiprocessing.Event()
+            receive, send = multiprocessing.Pipe(duplex=False)
+            ctl = multiprocessing.Process(target=control, args=(port, stop, send))
             ctl.start()
             result = [None] * args.conns
             threads = [
@@ -152,6 +172,7 @@ def main():
             time.sleep(0.5)
             rss_after, peak = memory(server.pid)
             stop.set()
+            latencies = receive.recv() if receive.poll(10) else []
             ctl.join(5)
             codes = {}
             for s in result:
