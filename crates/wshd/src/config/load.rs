@@ -780,6 +780,25 @@ mod tests {
     }
 
     #[test]
+    fn the_inflight_budget_is_shared_out_over_the_workers() {
+        let c = parse_str("", "d.toml").unwrap_or_else(|e| panic!("{e}"));
+        let ws = &c.websocket;
+        assert_eq!(ws.inflight_budget_bytes, (256 << 20) / c.workers.count.max(1));
+        assert_eq!((ws.max_message_bytes, ws.message_min_bytes), (1 << 20, 1024));
+        assert_eq!(ws.message_timeout, Some(Duration::from_secs(30)));
+        let text =
+            "[server]\nworkers = 4\n[websocket]\ninflight_budget_bytes = 4000\nmessage_timeout_secs = 0\n";
+        let c = parse_str(text, "b.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.websocket.inflight_budget_bytes, c.websocket.message_timeout), (1000, None));
+        assert_eq!(c.route_settings("/any").inflight_budget_bytes, 1000);
+        let off =
+            parse_str("[websocket]\ninflight_budget_bytes = 0\n", "o.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(off.websocket.inflight_budget_bytes, 0, "0: no limit");
+        let e = parse_str("[websocket]\ninflight_budget_bytes = \"big\"\n", "e.toml").expect_err("a string");
+        assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
     fn builtin_routes_resolve_with_their_settings() {
         let text =
             "[[route]]\npath = \"/_echo\"\nbuiltin = \"echo\"\nmax_message_bytes = 100\ndeflate = false\n";
