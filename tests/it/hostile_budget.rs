@@ -215,3 +215,16 @@ async fn a_dribbling_sender_is_closed_1008_and_an_idle_connection_is_not() {
     let metrics = http_get(server.admin_addr(), "/metrics").await.text();
     assert!(metrics.contains("wshd_budget_closes_total{reason=\"message_timeout\"} 1"), "{metrics}");
 }
+
+#[tokio::test]
+async fn with_workers_each_holds_its_share_and_the_master_reports_the_sum() {
+    let server = ServerProcess::start_with(
+        |_| {},
+        "workers = 2\nadmin_listen = \"127.0.0.1:0\"",
+        &format!("[websocket]\ninflight_budget_bytes = {BUDGET}\n\n{ROUTE}"),
+    );
+    let metrics = http_get(server.admin_addr(), "/metrics").await.text();
+    // 4 MiB per worker, summed by the master's scrape.
+    assert!(metrics.contains(&format!("wshd_inflight_budget_bytes {BUDGET}")), "{metrics}");
+    assert!(metrics.contains("wshd_inflight_bytes 0"), "{metrics}");
+}

@@ -54,6 +54,12 @@ impl Budget {
         self.held.load(Ordering::Relaxed)
     }
 
+    /// Records this process's share of the budget for `/metrics` (each connection is opened
+    /// with its route's, which a reload may have changed since).
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
     /// Counts a connection closed for `refusal`.
     pub(crate) fn refused(&self, refusal: Refusal) {
         let counter = match refusal {
@@ -87,7 +93,7 @@ impl Charge {
 
     /// A server connection under a budget of `limit` bytes (0: no limit, still counted).
     pub(crate) fn new(limit: usize) -> Charge {
-        BUDGET.limit.store(limit, Ordering::Relaxed);
+        BUDGET.set_limit(limit);
         Charge { limit: Some(if limit == 0 { usize::MAX } else { limit }), charged: 0 }
     }
 
