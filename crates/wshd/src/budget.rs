@@ -131,6 +131,29 @@ impl Drop for Charge {
     }
 }
 
+/// Warns at start about each route whose largest message could not fit in this process's
+/// share of the budget (the buffer of a message being assembled grows by doubling, so a
+/// message needs up to twice its size): such messages would always be refused with 1009.
+pub(crate) fn warn_if_messages_cannot_fit(config: &crate::config::Config) {
+    let share = config.websocket.inflight_budget_bytes;
+    if share == 0 {
+        return;
+    }
+    let paths = config.routes.iter().map(|r| r.path.as_str());
+    for (path, max) in std::iter::once(("[websocket] default", config.websocket.max_message_bytes))
+        .chain(paths.map(|p| (p, config.route_settings(p).max_message_bytes)))
+    {
+        if max.saturating_mul(2) > share {
+            tracing::warn!(
+                "{path}: max_message_bytes {max} needs up to {} B, more than this process's share of \
+                 [websocket] inflight_budget_bytes ({share} B): such messages will be closed with 1009; \
+                 raise the budget or lower the message size",
+                max.saturating_mul(2)
+            );
+        }
+    }
+}
+
 /// The `reason` label of `wshd_budget_closes_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
