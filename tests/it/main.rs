@@ -18,6 +18,7 @@ mod frames;
 mod handler_options;
 mod handshake;
 mod hooks;
+mod hostile_budget;
 mod hostile_deflate;
 mod io;
 mod limits;

@@ -20,6 +20,7 @@
 
 mod addrs;
 mod admin;
+mod budget;
 mod child;
 pub mod cli;
 pub mod client;

@@ -171,6 +171,8 @@ impl Server {
         let metrics =
             Arc::new(Metrics::new(crate::plugin::live_generations).sharing(crate::scoreboard::local()));
         crate::plugin::blocking::configure(config.blocking_threads);
+        crate::budget::BUDGET.set_limit(config.websocket.inflight_budget_bytes);
+        crate::budget::warn_if_messages_cannot_fit(&config);
         let watchdog = config.watchdog;
         crate::watchdog::start(tokio::runtime::Handle::current(), watchdog, Arc::clone(&metrics));
         let (reload, config, routes) =

@@ -212,7 +212,7 @@ fn resolve_builtin(
 pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result<Config, ConfigError> {
     let at = Locator { text, file };
     let listen = server_listen(&raw.server, &at)?;
-    let websocket = websocket_section(&raw.websocket, &at)?;
+    let mut websocket = websocket_section(&raw.websocket, &at)?;
     let routes = route_sections(&raw.route, &at)?;
     let tls = tls_section(&raw.tls, &at)?;
     let auth = auth_section(&raw.auth, &at)?;
@@ -221,6 +221,10 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
     let proxy = proxy_section(&raw.proxy, &at)?;
     let workers = workers_section(&raw.server, &raw.workers, &at)?;
     let watchdog = watchdog_section(&raw.watchdog, &at)?;
+    // Each serving process holds its share of the server's in-flight budget.
+    if websocket.inflight_budget_bytes > 0 {
+        websocket.inflight_budget_bytes = (websocket.inflight_budget_bytes / workers.count.max(1)).max(1);
+    }
     let (server, handlers, log) = (raw.server, raw.handlers, raw.log);
     Ok(Config {
         source: None,
@@ -435,6 +439,9 @@ fn websocket_section(ws: &WebSocketSection, at: &Locator<'_>) -> Result<WsSettin
         pong_timeout: Duration::from_secs(ws.pong_timeout_secs),
         max_send_queue_bytes: at.usize_of(ws.max_send_queue_bytes, "websocket.max_send_queue_bytes")?,
         send_timeout: secs_or_off(ws.send_timeout_secs),
+        message_timeout: secs_or_off(ws.message_timeout_secs),
+        message_min_bytes: at.usize_of(ws.message_min_bytes, "websocket.message_min_bytes")?,
+        inflight_budget_bytes: at.usize_of(ws.inflight_budget_bytes, "websocket.inflight_budget_bytes")?,
         max_connections: None,
         deflate: DeflateSettings {
             enabled: d.enabled,
@@ -772,6 +779,25 @@ mod tests {
         let e = parse_str("[[route]]\npath = \"/x\"\n[route.rooms]\nhistory = 1\n", "k.toml")
             .expect_err("unknown key");
         assert_eq!(e.line, 4, "{e}");
+    }
+
+    #[test]
+    fn the_inflight_budget_is_shared_out_over_the_workers() {
+        let c = parse_str("", "d.toml").unwrap_or_else(|e| panic!("{e}"));
+        let ws = &c.websocket;
+        assert_eq!(ws.inflight_budget_bytes, (256 << 20) / c.workers.count.max(1));
+        assert_eq!((ws.max_message_bytes, ws.message_min_bytes), (1 << 20, 1024));
+        assert_eq!(ws.message_timeout, Some(Duration::from_secs(30)));
+        let text =
+            "[server]\nworkers = 4\n[websocket]\ninflight_budget_bytes = 4000\nmessage_timeout_secs = 0\n";
+        let c = parse_str(text, "b.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.websocket.inflight_budget_bytes, c.websocket.message_timeout), (1000, None));
+        assert_eq!(c.route_settings("/any").inflight_budget_bytes, 1000);
+        let off =
+            parse_str("[websocket]\ninflight_budget_bytes = 0\n", "o.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(off.websocket.inflight_budget_bytes, 0, "0: no limit");
+        let e = parse_str("[websocket]\ninflight_budget_bytes = \"big\"\n", "e.toml").expect_err("a string");
+        assert_eq!(e.line, 2, "{e}");
     }
 
     #[test]

@@ -38,6 +38,15 @@ pub struct WsSettings {
     /// Time without write progress, while data waits, after which a peer is closed as a slow
     /// reader.
     pub send_timeout: Option<Duration>,
+    /// A message in progress that gains fewer than `message_min_bytes` in a window this long
+    /// is dropped and its connection closed (1008 "message too slow"); `None` = never.
+    pub message_timeout: Option<Duration>,
+    /// See `message_timeout`.
+    pub message_min_bytes: usize,
+    /// This process's in-flight budget: bytes held in partial messages and send queues over
+    /// all its connections (`[websocket] inflight_budget_bytes` shared out over the worker
+    /// processes); 0 = no limit.
+    pub inflight_budget_bytes: usize,
     /// Open connections allowed on the route (the global limit applies as well).
     pub max_connections: Option<usize>,
     /// permessage-deflate policy.

@@ -168,9 +168,11 @@ impl Default for HandlersSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebSocketSection {
-    /// Largest message accepted, in bytes; a larger one closes with 1009. Default 16 MiB.
+    /// Largest message accepted, in bytes; a larger one closes with 1009. Default 1 MiB
+    /// (Python websockets' default; see `docs/decisions/0018-memory-budget.md`).
     pub max_message_bytes: u64,
-    /// Largest frame accepted, in bytes; a larger one closes with 1009. Default 16 MiB.
+    /// Largest frame accepted, in bytes (never more than `max_message_bytes`); a larger one
+    /// closes with 1009. Default 16 MiB.
     pub max_frame_bytes: u64,
     /// Time a client has to send its complete handshake request. Default 10 s.
     pub handshake_timeout_secs: u64,
@@ -195,6 +197,19 @@ pub struct WebSocketSection {
     /// A peer that accepts no byte for this long while data waits for it is closed as a slow
     /// reader (1008 "send timeout"); nginx's `send_timeout`. 0 = never. Default 60.
     pub send_timeout_secs: u64,
+    /// A message in progress (or a frame) that gains fewer than `message_min_bytes` of
+    /// payload in a window this long is dropped and its connection closed (1008 "message too
+    /// slow"): dribbling senders, like nginx's `client_body_timeout`. Idle connections
+    /// between messages are left to the keepalive. 0 = never. Default 30.
+    pub message_timeout_secs: u64,
+    /// See `message_timeout_secs`. Default 1024 (so at least ~34 B/s).
+    pub message_min_bytes: u64,
+    /// Bytes the server holds for clients in partially received messages and send queues,
+    /// over all connections, shared out evenly over the worker processes. A connection that
+    /// needs more than that whole share is closed with 1009, one that finds it used up by
+    /// others with 1013 ("try again later"), and its partial message is freed. 0 = no limit.
+    /// Default 256 MiB.
+    pub inflight_budget_bytes: u64,
     /// `[websocket.deflate]`: permessage-deflate (RFC 7692).
     pub deflate: DeflateSection,
 }
@@ -246,7 +261,7 @@ impl Default for DeflateSection {
 impl Default for WebSocketSection {
     fn default() -> Self {
         WebSocketSection {
-            max_message_bytes: 16 << 20,
+            max_message_bytes: 1 << 20,
             max_frame_bytes: 16 << 20,
             handshake_timeout_secs: 10,
             close_timeout_secs: 5,
@@ -256,6 +271,9 @@ impl Default for WebSocketSection {
             pong_timeout_secs: 20,
             max_send_queue_bytes: 1 << 20,
             send_timeout_secs: 60,
+            message_timeout_secs: 30,
+            message_min_bytes: 1024,
+            inflight_budget_bytes: 256 << 20,
             deflate: DeflateSection::default(),
         }
     }

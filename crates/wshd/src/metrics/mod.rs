@@ -294,6 +294,7 @@ impl Metrics {
         let counters = Arc::clone(&plugins);
         registry.register_collector(Box::new(PluginCollector { counters, live_generations }));
         registry.register_collector(Box::new(rooms::RoomCollector));
+        registry.register_collector(Box::new(crate::budget::Collector));
         Metrics {
             registry,
             open,
