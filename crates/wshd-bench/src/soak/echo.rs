@@ -104,7 +104,12 @@ pub(super) async fn churn(target: Arc<Target>, stats: Arc<Stats>, pause: Duratio
     let mut n: u64 = 0;
     while !stats.stopping() {
         n += 1;
-        let shape = EchoShape { id: 1_000_000 + n, binary: n % 2 == 0, deflate: n % 3 == 0, rate: 1.0 };
+        let shape = EchoShape {
+            id: 1_000_000 + n,
+            binary: n.is_multiple_of(2),
+            deflate: n.is_multiple_of(3),
+            rate: 1.0,
+        };
         let result = async {
             let mut client = open(&target, shape).await?;
             let opcode = if shape.binary { OP_BINARY } else { OP_TEXT };

@@ -64,11 +64,10 @@ async fn slow_once(target: &Target, stats: &Stats, seed: u64) -> Result<String, 
             Err(_) => return Ok(drain_until_closed(&mut client, stats).await),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if k % 5 == 0 {
-            match timeout(Duration::from_millis(100), client.reader.recv_exact(4096)).await {
-                Ok(Err(e)) => return Ok(ending(&e)),
-                Ok(Ok(_)) | Err(_) => {}
-            }
+        if k.is_multiple_of(5)
+            && let Ok(Err(e)) = timeout(Duration::from_millis(100), client.reader.recv_exact(4096)).await
+        {
+            return Ok(ending(&e));
         }
     }
     Ok("open at the end of the run".to_owned())

@@ -116,7 +116,7 @@ impl Rig {
         // wshd reloads nothing for a file with the content it has loaded (a touched file), so
         // every other replacement carries a few bytes after the ELF image: new content, same
         // code, as a rebuild gives.
-        let trailer: &'static [u8] = if (index / PLUGINS.len()) % 2 == 0 { b"" } else { TRAILER };
+        let trailer: &'static [u8] = if (index / PLUGINS.len()).is_multiple_of(2) { b"" } else { TRAILER };
         let handlers = self.handlers.clone();
         move || {
             place(&handlers, name, &[&build[..], trailer].concat())?;
