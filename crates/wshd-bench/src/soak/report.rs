@@ -66,7 +66,8 @@ pub(super) fn flatness(samples: &[Sample]) -> (Vec<String>, bool) {
         let points: Vec<(f64, f64)> = judged.iter().map(|s| (s.t / 3600.0, series.total(s))).collect();
         let per_hour = slope(&points);
         let limit = series.per_hour.max(if window_h > 0.0 { series.noise / window_h } else { f64::INFINITY });
-        let flat = per_hour <= limit;
+        // Fewer than 3 points in the window say nothing about a trend.
+        let flat = per_hour <= limit && points.len() >= 3;
         all_flat &= flat;
         let (first, last) = (points.first().map_or(0.0, |p| p.1), points.last().map_or(0.0, |p| p.1));
         lines.push(format!(
@@ -77,7 +78,11 @@ pub(super) fn flatness(samples: &[Sample]) -> (Vec<String>, bool) {
             points.len(),
             per_hour,
             limit,
-            if flat { "flat" } else { "GROWING" }
+            match (points.len() >= 3, flat) {
+                (false, _) => "too few samples to judge",
+                (true, true) => "flat",
+                (true, false) => "GROWING",
+            }
         ));
     }
     (lines, all_flat)
@@ -180,4 +185,50 @@ pub(super) fn svg(samples: &[Sample], title: &str) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::soak::sample::Proc;
+
+    fn sample(t: f64, rss_kib: u64) -> Sample {
+        let master = Proc { pid: 1, rss_kib, fds: 10, threads: 3 };
+        Sample { t, master, ..Sample::default() }
+    }
+
+    #[test]
+    fn slope_is_per_hour_and_zero_for_a_flat_line() {
+        assert!((slope(&[(0.0, 1.0), (0.5, 2.0), (1.0, 3.0)]) - 2.0).abs() < 1e-9);
+        assert_eq!(slope(&[(0.0, 5.0), (1.0, 5.0)]), 0.0);
+        assert_eq!(slope(&[(1.0, 5.0)]), 0.0);
+    }
+
+    #[test]
+    fn a_flat_run_is_flat_and_a_growing_one_is_not() {
+        // One hour, a sample a minute: flat RSS, then RSS growing by 60 MiB an hour.
+        let flat: Vec<Sample> = (0u32..=60).map(|m| sample(f64::from(m) * 60.0, 50 << 10)).collect();
+        assert!(flatness(&flat).1);
+        let growing: Vec<Sample> =
+            (0u32..=60).map(|m| sample(f64::from(m) * 60.0, (50 << 10) + u64::from(m) * 1024)).collect();
+        let (lines, ok) = flatness(&growing);
+        assert!(!ok, "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains("RSS") && l.contains("GROWING")), "{lines:?}");
+    }
+
+    #[test]
+    fn too_few_samples_are_not_judged_flat() {
+        let (lines, ok) = flatness(&[sample(1.0, 100)]);
+        assert!(!ok);
+        assert!(lines.iter().all(|l| l.contains("too few samples")), "{lines:?}");
+    }
+
+    #[test]
+    fn the_svg_has_a_polyline_per_line_and_panel() {
+        let samples: Vec<Sample> =
+            (0u32..5).map(|i| sample(f64::from(i) * 10.0, 1000 + u64::from(i))).collect();
+        let svg = svg(&samples, "t");
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 3 * LINES.len());
+    }
 }
