@@ -4,7 +4,8 @@
 //! the plugin boundary costs) with reference echo servers started in the same run — a default
 //! tokio-tungstenite echo, a fastwebsockets echo and a plain TCP echo (the floor) — all driven
 //! by the same hand-written load generator. `reload-soak` and
-//! `reload-latency` measure hot reload under load. See `docs/performance.md`.
+//! `reload-latency` measure hot reload under load; `soak` runs mixed traffic for an hour with
+//! the server's memory, fds and threads sampled. See `docs/performance.md`.
 //!
 //! ```text
 //! cargo build --release -p wshd -p echo_wsh -p wshd-bench -p fixture_version_one -p fixture_version_two
@@ -36,6 +37,7 @@ mod raw_echo;
 mod reload;
 mod run;
 mod serve;
+mod soak;
 mod tcp_echo;
 mod wsclient;
 
@@ -82,6 +84,9 @@ enum Command {
     FanoutTt(fanout_tt::FanoutTtArgs),
     /// The client of `fanout`: one publisher, N subscribers, one thread.
     FanoutLoad(fanout_load::FanoutLoadArgs),
+    /// Mixed traffic for an hour (echo, rooms, deflate, slow readers, dribblers, churn, a hot
+    /// reload every 10 s): RSS, fds and threads sampled, CSV + SVG in `target/soak/`.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
         Command::Fanout(args) => fanout::run(&args),
         Command::FanoutTt(args) => fanout_tt::run(&args),
         Command::FanoutLoad(args) => fanout_load::run(&args),
+        Command::Soak(args) => soak::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
