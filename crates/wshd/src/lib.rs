@@ -20,6 +20,7 @@
 
 mod addrs;
 mod admin;
+pub mod allocator;
 mod budget;
 mod child;
 pub mod cli;
