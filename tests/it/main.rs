@@ -16,6 +16,7 @@ mod fd_limit;
 mod frames;
 mod handler_options;
 mod handshake;
+mod hostile_pending;
 mod hooks;
 mod io;
 mod limits;

@@ -289,7 +289,7 @@ async fn accept_loop(
             }
             Err(e) if out_of_descriptors(&e) && state.pending.shed(shed_batch(&state), ShedReason::FdLimit) > 0 => {
                 // Pending connections were closed to free descriptors: try again soon.
-                tracing::debug!("accept failed: {e}; pending connections shed");
+                tracing::debug!("out of descriptors ({e}): pending connections shed");
                 tokio::time::sleep(SHED_PAUSE).await;
             }
             Err(e) => {
