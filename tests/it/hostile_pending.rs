@@ -31,10 +31,7 @@ fn start(nofile: Option<&str>, server_keys: &str, extra: &str) -> ServerProcess 
 /// The value of the metric line starting with `name` (0 when absent).
 async fn metric(server: &ServerProcess, name: &str) -> u64 {
     let text = http_get(server.admin_addr(), "/metrics").await.text();
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
+    text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0)
 }
 
 /// Opens `n` TCP connections that never send a byte.

@@ -132,7 +132,7 @@ impl Pending {
         }
         self.metrics.set_pending(conns.len());
         drop(conns);
-        self.metrics.shed(reason, victims.len());
+        self.metrics.shed(reason.label(), victims.len());
         victims.len()
     }
 }

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::http::service::{self, ConnAddrs};
 use crate::http::first_head::FirstHead;
+use crate::http::service::{self, ConnAddrs};
 use crate::metrics::Metrics;
 use crate::pending::{ShedReason, Ticket};
 use crate::reload::{self, ConfigSource};
@@ -287,7 +287,10 @@ async fn accept_loop(
                 let ticket = state.pending.admit();
                 state.lifecycle.tasks.spawn(serve_connection(stream, peer, Arc::clone(&state), ticket));
             }
-            Err(e) if out_of_descriptors(&e) && state.pending.shed(shed_batch(&state), ShedReason::FdLimit) > 0 => {
+            Err(e)
+                if out_of_descriptors(&e)
+                    && state.pending.shed(shed_batch(&state), ShedReason::FdLimit) > 0 =>
+            {
                 // Pending connections were closed to free descriptors: try again soon.
                 tracing::debug!("out of descriptors ({e}): pending connections shed");
                 tokio::time::sleep(SHED_PAUSE).await;

@@ -407,7 +407,13 @@ fn server_limits(server: &ServerSection, at: &Locator<'_>) -> Result<ServerLimit
         return Err(at.err(blocking.span(), "server.blocking_threads", message));
     }
     let blocking_threads = at.usize_of(*blocking.get_ref(), "server.blocking_threads")?;
-    Ok(ServerLimits { admin_listen, max_connections, max_header_bytes, max_pending_connections, blocking_threads })
+    Ok(ServerLimits {
+        admin_listen,
+        max_connections,
+        max_header_bytes,
+        max_pending_connections,
+        blocking_threads,
+    })
 }
 
 /// `[websocket]` and `[websocket.deflate]`: the default settings of every route.

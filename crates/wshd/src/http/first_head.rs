@@ -119,7 +119,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> FirstHead<I> {
 }
 
 impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for FirstHead<I> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let Some(watching) = this.watching.as_mut() else {
             return Pin::new(&mut this.inner).poll_read(cx, buf);

@@ -59,7 +59,7 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
-/// The pending-connection gauge and shed counter ([`crate::pending`]).
+/// The pending-connection gauge and shed counter (kept by the pending-connection registry).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PendingMetrics {
     pending: Gauge,
@@ -72,10 +72,10 @@ impl PendingMetrics {
         self.pending.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
-    /// Counts `n` connections shed for `reason`.
-    pub(crate) fn shed(&self, reason: crate::pending::ShedReason, n: usize) {
+    /// Counts `n` connections shed for `reason` (the label value).
+    pub(crate) fn shed(&self, reason: &'static str, n: usize) {
         if n > 0 {
-            self.shed.get_or_create(&ReasonLabel { reason: reason.label() }).inc_by(n as u64);
+            self.shed.get_or_create(&ReasonLabel { reason }).inc_by(n as u64);
         }
     }
 }
@@ -501,6 +501,8 @@ mod tests {
         metrics.close("/echo", 1000, "client");
         metrics.handler_blocked("/echo");
         metrics.set_blocked_threads(1);
+        metrics.pending().set_pending(2);
+        metrics.pending().shed("fd_limit", 3);
         let text = metrics.encode();
         for needle in [
             "wshd_connections_open{route=\"/echo\"} 1",
@@ -518,6 +520,8 @@ mod tests {
             "wshd_plugin_live_generations 2",
             "wshd_handler_blocked_total{route=\"/echo\"} 1",
             "wshd_handler_blocked_threads 1",
+            "wshd_pending_connections 2",
+            "wshd_pending_shed_total{reason=\"fd_limit\"} 3",
             "# EOF",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
