@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -33,8 +34,10 @@ impl ShedReason {
 }
 
 /// What the connection and the registry know of one pending connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Watch {
+    /// When it was accepted.
+    since: Instant,
     /// It sent at least one byte (of its request head, or its TLS hello).
     heard: AtomicBool,
     /// Its first request line had a `#` (a fragment, which RFC 6455 §3 forbids).
@@ -43,6 +46,18 @@ pub(crate) struct Watch {
     complete: AtomicBool,
     /// Cancelled when the connection is shed.
     shed: CancellationToken,
+}
+
+impl Default for Watch {
+    fn default() -> Watch {
+        Watch {
+            since: Instant::now(),
+            heard: AtomicBool::default(),
+            fragment: AtomicBool::default(),
+            complete: AtomicBool::default(),
+            shed: CancellationToken::default(),
+        }
+    }
 }
 
 impl Watch {
@@ -117,7 +132,7 @@ impl Pending {
     /// Closes up to `n` pending connections: those that sent nothing, oldest first, then the
     /// oldest of the others. Returns how many.
     pub(crate) fn shed(&self, n: usize, reason: ShedReason) -> usize {
-        let mut conns = self.lock();
+        let conns = self.lock();
         let mut victims: Vec<u64> =
             conns.iter().filter(|(_, w)| !w.was_heard()).map(|(id, _)| *id).take(n).collect();
         if victims.len() < n {
@@ -125,7 +140,32 @@ impl Pending {
             let heard = conns.iter().filter(|(_, w)| w.was_heard()).map(|(id, _)| *id);
             victims.extend(heard.take(more));
         }
-        for id in &victims {
+        self.close(conns, &victims, reason)
+    }
+
+    /// Closes up to `n` pending connections that sent nothing for at least `silent_for` since
+    /// they were accepted, oldest first; never one that spoke. For a failed `accept`, which
+    /// does not prove a client is waiting (Linux reserves the descriptor before it looks at
+    /// the queue): a client that just connected has sent its head already, an idle socket
+    /// has not. Returns how many.
+    pub(crate) fn shed_silent(&self, n: usize, silent_for: Duration, reason: ShedReason) -> usize {
+        let conns = self.lock();
+        let victims: Vec<u64> = conns
+            .iter()
+            .filter(|(_, w)| !w.was_heard() && w.since.elapsed() >= silent_for)
+            .map(|(id, _)| *id)
+            .take(n)
+            .collect();
+        self.close(conns, &victims, reason)
+    }
+
+    fn close(
+        &self,
+        mut conns: std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Watch>>>,
+        victims: &[u64],
+        reason: ShedReason,
+    ) -> usize {
+        for id in victims {
             if let Some(watch) = conns.remove(id) {
                 watch.shed.cancel();
             }
@@ -195,6 +235,18 @@ mod tests {
         assert!(talker.watch().shed.is_cancelled(), "the oldest of those that talked");
         assert!(!newer_talker.watch().shed.is_cancelled());
         assert_eq!(pending.len(), 1);
+    }
+
+    #[test]
+    fn a_failed_accept_sheds_only_connections_silent_for_long_enough() {
+        let pending = registry();
+        let talker = pending.admit();
+        talker.watch().heard();
+        let silent = pending.admit();
+        assert_eq!(pending.shed_silent(5, Duration::from_secs(60), ShedReason::FdLimit), 0, "too young");
+        assert_eq!(pending.shed_silent(5, Duration::ZERO, ShedReason::FdLimit), 1);
+        assert!(silent.watch().shed.is_cancelled());
+        assert!(!talker.watch().shed.is_cancelled(), "one that spoke is never shed on a failed accept");
     }
 
     #[test]

@@ -287,10 +287,7 @@ async fn accept_loop(
                 let ticket = state.pending.admit();
                 state.lifecycle.tasks.spawn(serve_connection(stream, peer, Arc::clone(&state), ticket));
             }
-            Err(e)
-                if out_of_descriptors(&e)
-                    && state.pending.shed(shed_batch(&state), ShedReason::FdLimit) > 0 =>
-            {
+            Err(e) if out_of_descriptors(&e) && shed_silent(&state) > 0 => {
                 // Pending connections were closed to free descriptors: try again soon.
                 tracing::debug!("out of descriptors ({e}): pending connections shed");
                 tokio::time::sleep(SHED_PAUSE).await;
@@ -313,11 +310,18 @@ fn out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
-/// How many pending connections to close when out of descriptors: an eighth of them, 1 to
-/// 32 (nginx's `ngx_drain_connections`).
-fn shed_batch(state: &ServerState) -> usize {
-    (state.pending.len() / 8).clamp(1, 32)
+/// Out of descriptors: closes pending connections that have sent nothing for
+/// [`SILENT_FOR`], an eighth of the pending, 1 to 32 (nginx's `ngx_drain_connections`).
+/// Returns how many.
+fn shed_silent(state: &ServerState) -> usize {
+    let batch = (state.pending.len() / 8).clamp(1, 32);
+    state.pending.shed_silent(batch, SILENT_FOR, ShedReason::FdLimit)
 }
+
+/// How long a connection that sent nothing since it was accepted counts as idle when
+/// `accept` fails for want of descriptors (a real client sends its head right after its
+/// connect completes).
+const SILENT_FOR: Duration = Duration::from_millis(100);
 
 /// Before a new connection is admitted: when its descriptor number says the process is near
 /// its limit (`shed_from`), or `[server] max_pending_connections` are pending, the oldest
