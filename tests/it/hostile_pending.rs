@@ -77,7 +77,11 @@ async fn silent_sockets_at_the_fd_limit_are_shed_and_a_new_client_is_served_at_o
     assert!(closed_within(first, Duration::from_secs(2)).await, "the oldest silent socket is shed");
     let pending = metric(&server, "wshd_pending_connections ").await;
     assert!(pending < 300, "pending {pending}");
-    assert!(server.count_log("accept failed") <= 1, "{}", server.logs());
+    let failed = server.count_log("accept failed");
+    eprintln!("'accept failed' lines: {failed}, shed {shed}");
+    // Sockets younger than 100 ms are not shed on EMFILE, so a burst may make a short run of
+    // failed accepts or two (one line each), never a line per attempt.
+    assert!(failed <= 3, "{}", server.logs());
 }
 
 #[tokio::test]
