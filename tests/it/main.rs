@@ -20,6 +20,7 @@ mod handshake;
 mod hooks;
 mod hostile_budget;
 mod hostile_deflate;
+mod hostile_pending;
 mod io;
 mod limits;
 mod nginx;

@@ -32,6 +32,7 @@ mod lifecycle;
 pub mod log_file;
 pub mod logging;
 mod metrics;
+mod pending;
 pub mod plugin;
 pub mod reload;
 mod rooms;

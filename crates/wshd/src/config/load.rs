@@ -249,6 +249,7 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
         shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
         max_connections: limits.max_connections,
         max_header_bytes: limits.max_header_bytes,
+        max_pending_connections: limits.max_pending_connections,
         blocking_threads: limits.blocking_threads,
         proxy,
         log_format: log.format,
@@ -369,6 +370,7 @@ struct ServerLimits {
     admin_listen: Option<SocketAddr>,
     max_connections: Option<usize>,
     max_header_bytes: usize,
+    max_pending_connections: Option<usize>,
     blocking_threads: usize,
 }
 
@@ -399,13 +401,23 @@ fn server_limits(server: &ServerSection, at: &Locator<'_>) -> Result<ServerLimit
         max => Some(at.usize_of(max, "server.max_connections")?),
     };
     let max_header_bytes = at.usize_of(server.max_header_bytes, "server.max_header_bytes")?;
+    let max_pending_connections = match server.max_pending_connections {
+        0 => None,
+        max => Some(at.usize_of(max, "server.max_pending_connections")?),
+    };
     let blocking = &server.blocking_threads;
     if !(1..=MAX_BLOCKING_THREADS).contains(blocking.get_ref()) {
         let message = format!("{} is out of range: 1 to {MAX_BLOCKING_THREADS}", blocking.get_ref());
         return Err(at.err(blocking.span(), "server.blocking_threads", message));
     }
     let blocking_threads = at.usize_of(*blocking.get_ref(), "server.blocking_threads")?;
-    Ok(ServerLimits { admin_listen, max_connections, max_header_bytes, blocking_threads })
+    Ok(ServerLimits {
+        admin_listen,
+        max_connections,
+        max_header_bytes,
+        max_pending_connections,
+        blocking_threads,
+    })
 }
 
 /// `[websocket]` and `[websocket.deflate]`: the default settings of every route.

@@ -294,6 +294,9 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// Largest HTTP request head.
     pub max_header_bytes: usize,
+    /// Connections in their handshake allowed at once per process before the oldest are
+    /// shed (`[server] max_pending_connections`; `None`: no limit).
+    pub max_pending_connections: Option<usize>,
     /// Jobs run with `wshd_sdk::blocking` at once (`[server] blocking_threads`).
     pub blocking_threads: usize,
     /// Trusted reverse proxies.

@@ -60,6 +60,11 @@ pub struct ServerSection {
     /// Largest HTTP request head (request line and headers) in bytes; a larger one is
     /// answered 431. At least 8192. Default 65536.
     pub max_header_bytes: u64,
+    /// Connections still in their handshake (accepted, request head not complete) allowed
+    /// at once per process; past it, and whenever the process nears its file descriptor
+    /// limit, the oldest that sent nothing (then the oldest) are closed to admit new clients.
+    /// 0 = no limit (the descriptor limit still sheds). Default 1024.
+    pub max_pending_connections: u64,
     /// Worker processes serving the listeners, supervised by a master process that replaces
     /// any that dies or hangs: `"auto"` (the number of CPUs, at least 2) or a number ≥ 1;
     /// `0` runs everything in one process without a master (for debugging, like nginx's
@@ -120,6 +125,7 @@ impl Default for ServerSection {
             shutdown_grace_secs: 30,
             max_connections: 10_000,
             max_header_bytes: 64 << 10,
+            max_pending_connections: 1024,
             workers: Spanned::new(0..0, WorkersValue::Name("auto".into())),
             blocking_threads: Spanned::new(0..0, super::DEFAULT_BLOCKING_THREADS as u64),
         }
