@@ -36,20 +36,6 @@ fn server(websocket: &str) -> ServerProcess {
     )
 }
 
-/// `VmRSS` and `VmHWM` (peak) of `pid`, in bytes.
-fn memory(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server's /proc status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kib| kib.parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// A masked binary frame's header announcing `len` bytes (mask key 0: the payload goes as is).
 fn big_frame_header(len: u64) -> Vec<u8> {
     let mut header = vec![0x82, 0x80 | 127];
@@ -75,52 +61,20 @@ async fn attack(server: std::net::SocketAddr) -> RawSocket {
     socket
 }
 
-/// Echo round trips on `client` until `stop` is set (at most 2,000): their latencies.
-async fn control_echo(
-    mut client: Client,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> Vec<Duration> {
-    let mut latencies = Vec::new();
-    for i in 0..2_000 {
-        if stop.load(std::sync::atomic::Ordering::Relaxed) {
-            break;
-        }
-        let started = Instant::now();
-        let message = Message::text(format!("control {i}"));
-        let echoed = tokio::time::timeout(Duration::from_secs(1), round_trip(&mut client, message.clone()))
-            .await
-            .expect("the control echo within 1 s during the attack");
-        assert_eq!(echoed, message);
-        latencies.push(started.elapsed());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    latencies
-}
-
-/// p50 and max of `latencies`.
-fn p50_max(latencies: &mut [Duration]) -> (Duration, Duration) {
-    latencies.sort_unstable();
-    let p50 = latencies.get(latencies.len() / 2).copied().unwrap_or_default();
-    (p50, latencies.last().copied().unwrap_or_default())
-}
-
 /// Runs the stalled-senders attack on a server with `websocket` keys: the close codes the
 /// attackers got (None: still open) and the server's growth in resident memory (peak).
 async fn stalled_senders(server: &ServerProcess) -> (Vec<Option<u16>>, u64) {
-    let control = connect(&server.ws_url("/_echo")).await;
-    let (rss_before, _) = memory(server.pid());
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let echo = tokio::spawn(control_echo(control, std::sync::Arc::clone(&stop)));
+    let probe = ControlProbe::start(&server.ws_url("/_echo"), Duration::from_millis(20)).await;
+    server.reset_peak_rss();
+    let rss_before = server.rss_bytes();
     let attackers: Vec<_> = (0..ATTACKERS).map(|_| tokio::spawn(attack(server.addr))).collect();
     let mut sockets = Vec::new();
     for attacker in attackers {
         sockets.push(attacker.await.expect("an attacker task"));
     }
     tokio::time::sleep(Duration::from_millis(300)).await; // the server reads what is in flight
-    let (rss_after, peak) = memory(server.pid());
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut latencies = echo.await.expect("the control task");
-    let (p50, max) = p50_max(&mut latencies);
+    let (rss_after, peak) = (server.rss_bytes(), server.peak_rss_bytes());
+    let control = probe.finish().await;
     let mut codes = Vec::new();
     for socket in &mut sockets {
         let frame = tokio::time::timeout(Duration::from_secs(1), socket.read_frame()).await;
@@ -133,14 +87,14 @@ async fn stalled_senders(server: &ServerProcess) -> (Vec<Option<u16>>, u64) {
     }
     let growth = peak.saturating_sub(rss_before);
     println!(
-        "{ATTACKERS} stalled senders × {} MiB: RSS {} → {} MiB (peak +{} MiB); control echo: {} round trips, p50 {p50:?}, max {max:?}; closes {codes:?}",
+        "{ATTACKERS} stalled senders × {} MiB: RSS {} → {} MiB (peak +{} MiB); control echo: {control}; closes {codes:?}",
         SENT_EACH >> 20,
         rss_before >> 20,
         rss_after >> 20,
         growth >> 20,
-        latencies.len()
     );
-    assert!(latencies.len() >= 5, "the control echo ran during the attack");
+    assert!(control.count >= 5, "the control echo ran during the attack: {control}");
+    assert!(control.max < Duration::from_secs(1), "the control echo within 1 s during the attack: {control}");
     (codes, growth)
 }
 

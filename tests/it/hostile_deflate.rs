@@ -30,16 +30,10 @@ fn server(deflate_keys: &str) -> ServerProcess {
     )
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server's /proc status");
-    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).expect("a VmRSS line");
-    line.split_whitespace().next().and_then(|n| n.parse().ok()).expect("VmRSS in kB")
-}
-
-/// RSS after the server has settled.
+/// RSS after the server has settled, in KiB.
 async fn settled_rss(server: &ServerProcess) -> u64 {
     tokio::time::sleep(Duration::from_millis(300)).await;
-    rss_kib(server.pid())
+    process_rss(server.pid()).expect("the server's VmRSS") >> 10
 }
 
 /// A JSON-like message of about 2 KiB, different for each `seq`.
