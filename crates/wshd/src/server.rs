@@ -409,7 +409,7 @@ async fn serve_accepted(stream: TcpStream, peer: SocketAddr, state: Arc<ServerSt
     let watch = Arc::clone(ticket.watch());
     let Some(acceptor) = acceptor else {
         let addrs = ConnAddrs { peer, socket: peer, local, secure: false };
-        let io = FirstHead::http(stream, watch, timeout);
+        let io = FirstHead::http(stream, watch, timeout, settings.max_header_bytes);
         serve_http(TokioIo::new(io), addrs, state, settings, ticket).await;
         return;
     };
@@ -418,7 +418,7 @@ async fn serve_accepted(stream: TcpStream, peer: SocketAddr, state: Arc<ServerSt
     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => {
             let addrs = ConnAddrs { peer, socket: peer, local, secure: true };
-            let io = FirstHead::http(tls, watch, timeout);
+            let io = FirstHead::http(tls, watch, timeout, settings.max_header_bytes);
             serve_http(TokioIo::new(io), addrs, state, settings, ticket).await;
         }
         Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),

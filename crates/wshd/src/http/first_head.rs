@@ -2,8 +2,12 @@
 //! tells the pending registry that the client spoke, notes a `#` in the request line (the
 //! HTTP parser keeps only the URI without its fragment, which RFC 6455 §3 forbids), and at
 //! the handshake timeout answers `408 Request Timeout` to a client that sent part of a head,
-//! or closes silently on one that sent nothing. Once the head is complete it gets out of the
-//! way: one branch per read on the upgraded WebSocket stream.
+//! or closes silently on one that sent nothing. Until the head is complete it hands the HTTP
+//! parser at most `max_header_bytes`: the parser checks its limit only when a read leaves
+//! the head incomplete, so a larger head arriving in one read would otherwise be accepted;
+//! capped, the parser sees an incomplete head of exactly the limit and answers 431. Once the
+//! head is complete it gets out of the way: one branch per read on the upgraded WebSocket
+//! stream.
 
 use std::io;
 use std::pin::Pin;
@@ -44,6 +48,9 @@ struct Watching {
     line: Line,
     /// Bytes of [`TIMEOUT_REPLY`] written, once the timeout has passed.
     replying: Option<usize>,
+    /// Bytes the parser may still read before the head is complete (`usize::MAX`: no cap,
+    /// the TCP stream under TLS).
+    left: usize,
 }
 
 /// A stream that watches its first request head, then passes everything through.
@@ -56,15 +63,16 @@ pub(crate) struct FirstHead<I> {
 
 impl<I> FirstHead<I> {
     /// Watches the head on `inner`: the bytes are HTTP (plain TCP, or TLS after decryption).
-    pub(crate) fn http(inner: I, watch: Arc<Watch>, timeout: Duration) -> FirstHead<I> {
+    /// The parser gets at most `max_head` bytes before the head is complete.
+    pub(crate) fn http(inner: I, watch: Arc<Watch>, timeout: Duration, max_head: usize) -> FirstHead<I> {
         let deadline = Some(Box::pin(tokio::time::sleep(timeout)));
-        let watching = Watching { watch, deadline, line: Line::Before, replying: None };
+        let watching = Watching { watch, deadline, line: Line::Before, replying: None, left: max_head };
         FirstHead { inner, watching: Some(Box::new(watching)) }
     }
 
     /// Only notes that the client spoke (the TCP stream under TLS).
     pub(crate) fn heard_only(inner: I, watch: Arc<Watch>) -> FirstHead<I> {
-        let watching = Watching { watch, deadline: None, line: Line::Done, replying: None };
+        let watching = Watching { watch, deadline: None, line: Line::Done, replying: None, left: usize::MAX };
         FirstHead { inner, watching: Some(Box::new(watching)) }
     }
 }
@@ -136,9 +144,20 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for FirstHead<I> {
             return this.poll_reply(cx);
         }
         let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+        let read = if watching.left == 0 {
+            // The parser holds an incomplete head of the limit and answers 431 itself; were
+            // it to read again, it would wait for the timeout.
+            Poll::Pending
+        } else if buf.remaining() <= watching.left {
+            Pin::new(&mut this.inner).poll_read(cx, buf)
+        } else {
+            capped_read(Pin::new(&mut this.inner), cx, buf, watching.left)
+        };
+        match read {
             Poll::Ready(Ok(())) => {
-                watching.saw(&buf.filled()[before..]);
+                let got = &buf.filled()[before..];
+                watching.left = watching.left.saturating_sub(got.len());
+                watching.saw(got);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -156,6 +175,23 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for FirstHead<I> {
             }
         }
     }
+}
+
+/// Reads at most `limit` bytes into `buf` (through a buffer of that size: only for a head
+/// near its limit).
+fn capped_read<I: AsyncRead>(
+    inner: Pin<&mut I>,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+    limit: usize,
+) -> Poll<io::Result<()>> {
+    let mut bytes = vec![0u8; limit];
+    let mut small = ReadBuf::new(&mut bytes);
+    let read = inner.poll_read(cx, &mut small);
+    if let Poll::Ready(Ok(())) = read {
+        buf.put_slice(small.filled());
+    }
+    read
 }
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for FirstHead<I> {
@@ -190,8 +226,13 @@ mod tests {
 
     fn scan(chunks: &[&[u8]]) -> bool {
         let watch = Arc::new(Watch::default());
-        let mut watching =
-            Watching { watch: Arc::clone(&watch), deadline: None, line: Line::Before, replying: None };
+        let mut watching = Watching {
+            watch: Arc::clone(&watch),
+            deadline: None,
+            line: Line::Before,
+            replying: None,
+            left: 1 << 16,
+        };
         for chunk in chunks {
             watching.saw(chunk);
         }
