@@ -92,7 +92,7 @@ pub(crate) async fn handle(
 /// What HTTP/1.1 forbids in a request head that the parser lets through: more than one
 /// `Host` line (RFC 9112 §3.2: 400, as for a missing one; a proxy and the server could
 /// otherwise disagree on the target host). The answer, or `None`.
-fn malformed_head<B>(req: &Request<B>) -> Option<Response<Full<Bytes>>> {
+pub(crate) fn malformed_head<B>(req: &Request<B>) -> Option<Response<Full<Bytes>>> {
     let hosts = req.headers().get_all(hyper::header::HOST).iter().count();
     if hosts > 1 {
         return Some(plain(StatusCode::BAD_REQUEST, "more than one Host header\n"));

@@ -26,7 +26,7 @@
 mod decoder;
 pub(crate) mod deflate;
 mod encoder;
-mod frame;
+pub(crate) mod frame;
 mod mask;
 mod utf8;
 
