@@ -63,7 +63,10 @@ fn decode(mut decoder: Decoder, pieces: &[&[u8]]) -> Vec<Event> {
 /// The events with every failure's code and reason blanked.
 fn normalised(events: &[Event]) -> Vec<Event> {
     let blank = crate::ws::codec::Failure { code: CloseCode::PROTOCOL_ERROR, reason: "" };
-    events.iter().map(|e| if matches!(e, Event::Failure(_)) { Event::Failure(blank) } else { e.clone() }).collect()
+    events
+        .iter()
+        .map(|e| if matches!(e, Event::Failure(_)) { Event::Failure(blank) } else { e.clone() })
+        .collect()
 }
 
 /// A data message's payload.
@@ -80,7 +83,9 @@ fn check_events(events: &[Event], limits: Limits) {
     for (i, event) in events.iter().enumerate() {
         match event {
             Event::Text(data) => assert!(std::str::from_utf8(data).is_ok(), "invalid UTF-8 text delivered"),
-            Event::Ping(data) | Event::Pong(data) => assert!(data.len() <= 125, "control payload {}", data.len()),
+            Event::Ping(data) | Event::Pong(data) => {
+                assert!(data.len() <= 125, "control payload {}", data.len())
+            }
             Event::Close(code, reason) => {
                 assert_eq!(i + 1, events.len(), "events after the close");
                 assert!(reason.len() <= 123 && std::str::from_utf8(reason).is_ok());
