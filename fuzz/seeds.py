@@ -118,7 +118,7 @@ def frame_decoder():
     w("compressed-fragments", SERVER | DEFLATE | LIMIT_4K, 6,
       frame(1, deflated(b"Hello")[:3], fin=False, rsv1=True) + frame(0, deflated(b"Hello")[3:]) + frame(2, deflated(b"abc"), rsv1=True))
     w("compressed-client", CLIENT | DEFLATE | 0x04 | LIMIT_4K, 3, frame(2, deflated(b"x" * 3000), rsv1=True, mask=None))
-    w("compressed-bomb", SERVER | DEFLATE, 8, frame(2, deflated(b"\0" * 100000), rsv1=True))
+    w("compressed-bomb", SERVER | DEFLATE | (7 << 3), 8, frame(2, deflated(b"\0" * 100000), rsv1=True))
     w("compressed-no-deflate", SERVER, 0, frame(1, deflated(b"Hello"), rsv1=True))
     w("compressed-corrupt", SERVER | DEFLATE | LIMIT_4K, 0, frame(1, b"\xff\xff\xff\xff", rsv1=True) + frame(8, b""))
 
