@@ -27,6 +27,8 @@ pub mod cli;
 pub mod client;
 pub mod config;
 mod fd_limit;
+#[doc(hidden)]
+pub mod fuzz_api;
 mod http;
 mod lifecycle;
 pub mod log_file;

@@ -99,7 +99,7 @@ pub(crate) struct TargetFragment;
 /// otherwise disagree on the target host), and a fragment in the request target (RFC 9112
 /// §3.2 has none in its grammar; RFC 6455 §3: WebSocket URIs have none). The answer, or
 /// `None`.
-fn malformed_head<B>(req: &Request<B>) -> Option<Response<Full<Bytes>>> {
+pub(crate) fn malformed_head<B>(req: &Request<B>) -> Option<Response<Full<Bytes>>> {
     if req.extensions().get::<TargetFragment>().is_some() {
         return Some(plain(StatusCode::BAD_REQUEST, "a request target may not have a #fragment\n"));
     }
