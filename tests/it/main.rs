@@ -21,6 +21,7 @@ mod hooks;
 mod hostile_budget;
 mod hostile_deflate;
 mod hostile_pending;
+mod http2;
 mod io;
 mod limits;
 mod nginx;

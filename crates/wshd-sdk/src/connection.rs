@@ -73,6 +73,7 @@ pub struct ConnectionInfo {
     pub(crate) socket_addr: Option<SocketAddr>,
     pub(crate) local_addr: Option<SocketAddr>,
     pub(crate) is_secure: bool,
+    pub(crate) http_version: String,
 }
 
 impl ConnectionInfo {
@@ -107,6 +108,12 @@ impl ConnectionInfo {
     /// Whether the client connected over TLS.
     pub fn is_secure(&self) -> bool {
         self.is_secure
+    }
+    /// The HTTP version the WebSocket was opened with: `"HTTP/1.1"` (an upgrade) or
+    /// `"HTTP/2"` (an RFC 8441 extended CONNECT stream). Everything else about the
+    /// connection is the same either way.
+    pub fn http_version(&self) -> &str {
+        &self.http_version
     }
 }
 

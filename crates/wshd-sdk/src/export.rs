@@ -611,6 +611,7 @@ pub unsafe extern "C" fn transfer_data<H: Handler>(
             socket_addr: req.socket_addr(),
             local_addr: req.local_addr(),
             is_secure: req.is_secure(),
+            http_version: req.http_version().to_owned(),
         };
         handler.transfer_data(Connection::new(raw, info))
     }));

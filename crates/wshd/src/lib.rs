@@ -30,6 +30,7 @@ mod fd_limit;
 #[doc(hidden)]
 pub mod fuzz_api;
 mod http;
+mod http2;
 mod lifecycle;
 pub mod log_file;
 pub mod logging;

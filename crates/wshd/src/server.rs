@@ -163,7 +163,8 @@ impl Server {
         bound: Bound,
     ) -> Result<Server, StartError> {
         let tls = if config.tls.enabled {
-            let acceptor = crate::tls::acceptor(&config.tls).map_err(|e| StartError(e.to_string()))?;
+            let acceptor = crate::tls::acceptor_with(&config.tls, config.http2.enabled)
+                .map_err(|e| StartError(e.to_string()))?;
             let cert = config.tls.cert.as_ref().map_or(String::new(), |c| c.display().to_string());
             tracing::info!(client_auth = ?config.tls.client_auth, "TLS on every listener, certificate {cert}");
             Some(acceptor)
@@ -380,6 +381,14 @@ struct ConnSettings {
     handshake_timeout: Duration,
     /// Largest request head.
     max_header_bytes: usize,
+    /// `[http2]`.
+    http2: crate::config::Http2Settings,
+}
+
+impl From<ConnSettings> for crate::http2::H2Settings {
+    fn from(settings: ConnSettings) -> Self {
+        crate::http2::H2Settings { first_request_timeout: settings.handshake_timeout, limits: settings.http2 }
+    }
 }
 
 /// Serves one accepted connection, unless it is shed while pending (dropped: closed).
@@ -402,6 +411,7 @@ async fn serve_accepted(stream: TcpStream, peer: SocketAddr, state: Arc<ServerSt
         let settings = ConnSettings {
             handshake_timeout: config.websocket.handshake_timeout,
             max_header_bytes: config.max_header_bytes,
+            http2: config.http2,
         };
         (settings, snapshot.tls.clone())
     };
@@ -418,6 +428,10 @@ async fn serve_accepted(stream: TcpStream, peer: SocketAddr, state: Arc<ServerSt
     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => {
             let addrs = ConnAddrs { peer, socket: peer, local, secure: true };
+            if tls.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2) {
+                crate::http2::serve(TokioIo::new(tls), addrs, state, settings.into(), ticket).await;
+                return;
+            }
             let io = FirstHead::http(tls, watch, timeout, settings.max_header_bytes);
             serve_http(TokioIo::new(io), addrs, state, settings, ticket).await;
         }

@@ -110,7 +110,21 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<rustls::ServerConfig>
     Ok(Arc::new(config))
 }
 
-/// The acceptor for the TLS settings.
+/// The ALPN name of HTTP/2 over TLS (RFC 9113 §3.2).
+pub const ALPN_H2: &[u8] = b"h2";
+
+/// The acceptor for the TLS settings (ALPN `http/1.1` only).
 pub fn acceptor(settings: &TlsSettings) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
-    server_config(settings).map(tokio_rustls::TlsAcceptor::from)
+    acceptor_with(settings, false)
+}
+
+/// The acceptor for the TLS settings; with `http2`, ALPN offers `h2` before `http/1.1`.
+pub fn acceptor_with(settings: &TlsSettings, http2: bool) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    let config = server_config(settings)?;
+    if !http2 {
+        return Ok(tokio_rustls::TlsAcceptor::from(config));
+    }
+    let mut config = Arc::unwrap_or_clone(config);
+    config.alpn_protocols = vec![ALPN_H2.to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

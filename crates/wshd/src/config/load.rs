@@ -10,13 +10,13 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::schema::{
-    AuthSection, CgiSection, FileConfig, ProxySection, RoomsSection, RouteSection, ServerSection, TlsSection,
-    WatchdogSection, WebSocketSection, WorkersSection, WorkersValue,
+    AuthSection, CgiSection, FileConfig, Http2Section, ProxySection, RoomsSection, RouteSection,
+    ServerSection, TlsSection, WatchdogSection, WebSocketSection, WorkersSection, WorkersValue,
 };
 use super::{
-    AuthSettings, Builtin, CgiSettings, Config, Credential, DeflateSettings, ProxySettings, RoomSettings,
-    RouteConfig, RouteHandler, RouteOverrides, TlsProblem, TlsSettings, WatchdogSettings, WorkerSettings,
-    WsSettings, check_realm, normalize_cgi_path,
+    AuthSettings, Builtin, CgiSettings, Config, Credential, DeflateSettings, Http2Settings, ProxySettings,
+    RoomSettings, RouteConfig, RouteHandler, RouteOverrides, TlsProblem, TlsSettings, WatchdogSettings,
+    WorkerSettings, WsSettings, check_realm, normalize_cgi_path,
 };
 
 /// The smallest `max_header_bytes` (the HTTP parser's minimum buffer).
@@ -221,6 +221,7 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
     let proxy = proxy_section(&raw.proxy, &at)?;
     let workers = workers_section(&raw.server, &raw.workers, &at)?;
     let watchdog = watchdog_section(&raw.watchdog, &at)?;
+    let http2 = http2_section(&raw.http2, limits.max_header_bytes, &at)?;
     // Each serving process holds its share of the server's in-flight budget.
     if websocket.inflight_budget_bytes > 0 {
         websocket.inflight_budget_bytes = (websocket.inflight_budget_bytes / workers.count.max(1)).max(1);
@@ -258,6 +259,7 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
         log_keep: log.keep,
         workers,
         watchdog,
+        http2,
     })
 }
 
@@ -622,9 +624,94 @@ fn watchdog_section(raw: &WatchdogSection, at: &Locator<'_>) -> Result<WatchdogS
     })
 }
 
+/// A `[http2]` number within `range`, or an error naming the key.
+fn in_range(
+    value: u64,
+    range: std::ops::RangeInclusive<u64>,
+    key: &str,
+    at: &Locator<'_>,
+) -> Result<u64, ConfigError> {
+    if range.contains(&value) {
+        return Ok(value);
+    }
+    let message = format!("{value} is out of range: {} to {}", range.start(), range.end());
+    Err(at.err(0..0, key, message))
+}
+
+/// `[http2]`: the switches and the bounds of one HTTP/2 connection.
+fn http2_section(
+    raw: &Http2Section,
+    max_header_bytes: usize,
+    at: &Locator<'_>,
+) -> Result<Http2Settings, ConfigError> {
+    let u32_in = |v: u64, range, key: &str| -> Result<u32, ConfigError> {
+        let v = in_range(v, range, key, at)?;
+        u32::try_from(v).map_err(|_| at.err(0..0, key, format!("{v} is too large")))
+    };
+    let default_list = u64::try_from(max_header_bytes).unwrap_or(u64::MAX).min(1 << 20);
+    let list = raw.max_header_list_bytes.unwrap_or(default_list);
+    let pending = in_range(
+        raw.max_pending_accept_reset_streams,
+        1..=10_000,
+        "http2.max_pending_accept_reset_streams",
+        at,
+    )?;
+    let local =
+        in_range(raw.max_local_error_reset_streams, 1..=100_000, "http2.max_local_error_reset_streams", at)?;
+    Ok(Http2Settings {
+        enabled: raw.enabled,
+        cleartext: raw.cleartext,
+        max_concurrent_streams: u32_in(
+            raw.max_concurrent_streams,
+            1..=65_536,
+            "http2.max_concurrent_streams",
+        )?,
+        initial_stream_window: u32_in(
+            raw.initial_stream_window_bytes,
+            65_535..=16 << 20,
+            "http2.initial_stream_window_bytes",
+        )?,
+        initial_connection_window: u32_in(
+            raw.initial_connection_window_bytes,
+            65_535..=64 << 20,
+            "http2.initial_connection_window_bytes",
+        )?,
+        max_header_list: u32_in(list, 1024..=1 << 20, "http2.max_header_list_bytes")?,
+        max_pending_accept_reset_streams: at.usize_of(pending, "http2.max_pending_accept_reset_streams")?,
+        max_local_error_reset_streams: at.usize_of(local, "http2.max_local_error_reset_streams")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http2_defaults_and_bounds() {
+        let config = parse_str("", "d.toml").expect("defaults");
+        assert!(config.http2.enabled && !config.http2.cleartext);
+        assert_eq!(config.http2.max_concurrent_streams, 128);
+        assert_eq!(config.http2.max_header_list, 64 << 10, "follows [server] max_header_bytes");
+        let config =
+            parse_str("[http2]\nenabled = false\ncleartext = true\nmax_header_list_bytes = 4096\n", "o.toml")
+                .expect("valid");
+        assert!(!config.http2.enabled && config.http2.cleartext);
+        assert_eq!(config.http2.max_header_list, 4096);
+        for (text, key) in [
+            ("[http2]\nmax_concurrent_streams = 0\n", "http2.max_concurrent_streams"),
+            ("[http2]\ninitial_stream_window_bytes = 10\n", "http2.initial_stream_window_bytes"),
+            ("[http2]\ninitial_connection_window_bytes = 1\n", "http2.initial_connection_window_bytes"),
+            ("[http2]\nmax_header_list_bytes = 10\n", "http2.max_header_list_bytes"),
+            ("[http2]\nmax_pending_accept_reset_streams = 0\n", "http2.max_pending_accept_reset_streams"),
+            ("[http2]\nmax_local_error_reset_streams = 0\n", "http2.max_local_error_reset_streams"),
+        ] {
+            let e = parse_str(text, "h.toml").expect_err(key);
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.message.contains("out of range"), "{e}");
+        }
+        let e = parse_str("[http2]\nmax_streams = 5\n", "u.toml").expect_err("unknown key");
+        assert_eq!((e.line, e.key.as_str()), (2, "http2.max_streams"), "{e}");
+    }
 
     #[test]
     fn unknown_key_names_line_column_and_key() {

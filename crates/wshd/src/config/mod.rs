@@ -313,6 +313,8 @@ pub struct Config {
     pub workers: WorkerSettings,
     /// What counts as a blocked handler (`[watchdog]`).
     pub watchdog: WatchdogSettings,
+    /// HTTP/2 (`[http2]`).
+    pub http2: Http2Settings,
 }
 
 /// Resolved `[server] workers` and `[workers]`.
@@ -365,6 +367,27 @@ pub struct WatchdogSettings {
     pub blocked_warn: Duration,
     /// `/healthz` answers 503 while a handler call has held its thread this long.
     pub unhealthy_after: Duration,
+}
+
+/// Resolved `[http2]` (see [`schema::Http2Section`] for each key's meaning and default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Settings {
+    /// ALPN `h2` on TLS listeners.
+    pub enabled: bool,
+    /// h2c with prior knowledge on plain listeners.
+    pub cleartext: bool,
+    /// Streams open at once per connection.
+    pub max_concurrent_streams: u32,
+    /// The per-stream receive window.
+    pub initial_stream_window: u32,
+    /// The per-connection receive window.
+    pub initial_connection_window: u32,
+    /// Largest decoded header list.
+    pub max_header_list: u32,
+    /// Streams reset by the client before being accepted, at once.
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams reset by the server for the client's errors, per connection.
+    pub max_local_error_reset_streams: usize,
 }
 
 /// Resolved `[tls]` (plus the TLS flags).

@@ -28,6 +28,8 @@ pub struct FileConfig {
     pub workers: WorkersSection,
     /// `[watchdog]`: handlers that hold a runtime thread too long.
     pub watchdog: WatchdogSection,
+    /// `[http2]`: HTTP/2 on TLS listeners (ALPN `h2`) and WebSockets over it (RFC 8441).
+    pub http2: Http2Section,
     /// `[[route]]`: aliases and per-route settings.
     pub route: Vec<RouteSection>,
 }
@@ -374,6 +376,51 @@ pub struct WatchdogSection {
 impl Default for WatchdogSection {
     fn default() -> Self {
         WatchdogSection { blocked_warn_ms: 100, unhealthy_after_secs: 5 }
+    }
+}
+
+/// `[http2]`: HTTP/2 and WebSockets over HTTP/2 streams (RFC 8441); see `docs/http2.md`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http2Section {
+    /// Offer HTTP/2 on TLS listeners (ALPN `h2`, then `http/1.1`). Default `true`.
+    pub enabled: bool,
+    /// Serve HTTP/2 with prior knowledge (h2c) on plain listeners too, for a proxy that
+    /// speaks it; HTTP/1.1 clients are still served. Default `false`.
+    pub cleartext: bool,
+    /// Streams (requests and WebSockets) open at once on one connection; more are refused
+    /// with `REFUSED_STREAM`. 1 to 65536. Default 128.
+    pub max_concurrent_streams: u64,
+    /// Bytes a client may send on one stream before the server reads them (the per-stream
+    /// flow-control window). 65535 to 16777216. Default 262144.
+    pub initial_stream_window_bytes: u64,
+    /// Bytes a client may send on the whole connection before the server reads them.
+    /// 65535 to 67108864. Default 1048576.
+    pub initial_connection_window_bytes: u64,
+    /// Largest decoded header list of one request (HPACK, CONTINUATION included); a larger
+    /// one is refused. 1024 to 1048576. Default: `[server] max_header_bytes`.
+    pub max_header_list_bytes: Option<u64>,
+    /// Streams a client may reset before the server accepted them, at once (rapid reset,
+    /// CVE-2023-44487); past it the connection is closed with `ENHANCE_YOUR_CALM`. 1 to
+    /// 10000. Default 20.
+    pub max_pending_accept_reset_streams: u64,
+    /// Streams the server may reset for a client's protocol errors on one connection before
+    /// it closes the connection. 1 to 100000. Default 1024.
+    pub max_local_error_reset_streams: u64,
+}
+
+impl Default for Http2Section {
+    fn default() -> Self {
+        Http2Section {
+            enabled: true,
+            cleartext: false,
+            max_concurrent_streams: 128,
+            initial_stream_window_bytes: 256 << 10,
+            initial_connection_window_bytes: 1 << 20,
+            max_header_list_bytes: None,
+            max_pending_accept_reset_streams: 20,
+            max_local_error_reset_streams: 1024,
+        }
     }
 }
 

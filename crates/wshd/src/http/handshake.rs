@@ -1,4 +1,8 @@
-//! RFC 6455 §4.2 opening-handshake validation, in a fixed order with one named failure each.
+//! RFC 6455 §4.2 opening-handshake validation, in a fixed order with one named failure each,
+//! for both ways a WebSocket starts ([`UpgradeKind`]): an HTTP/1.1 upgrade, or an HTTP/2
+//! extended CONNECT (RFC 8441 §4–5), which has no key, no `Upgrade` and no `Connection`
+//! and is answered 200 instead of 101. Everything after the fork (version 13, the offers'
+//! bounds, the handler's verdict, the extensions) is the same code.
 
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, StatusCode, Version};
@@ -22,6 +26,8 @@ pub(crate) enum HandshakeError {
     BadVersion,
     /// A single version other than 13.
     UnsupportedVersion,
+    /// An HTTP/2 request that is not an extended CONNECT with `:protocol websocket`.
+    NotExtendedConnect,
     /// `Sec-WebSocket-Protocol` offers more than [`MAX_OFFERED`] subprotocols or
     /// [`MAX_OFFER_BYTES`] bytes.
     TooManyProtocols,
@@ -60,6 +66,9 @@ impl HandshakeError {
             HandshakeError::BadKey => "Sec-WebSocket-Key must be the base64 encoding of 16 bytes",
             HandshakeError::BadVersion => "Sec-WebSocket-Version must be given once, as 13",
             HandshakeError::UnsupportedVersion => "unsupported WebSocket version; this server speaks 13",
+            HandshakeError::NotExtendedConnect => {
+                "over HTTP/2 a WebSocket starts with an extended CONNECT (:protocol websocket, RFC 8441)"
+            }
             HandshakeError::TooManyProtocols => {
                 "Sec-WebSocket-Protocol offers too many subprotocols (at most 32, 4096 bytes)"
             }
@@ -80,8 +89,29 @@ impl HandshakeError {
             HandshakeError::BadKey => "bad_key",
             HandshakeError::BadVersion => "bad_version",
             HandshakeError::UnsupportedVersion => "unsupported_version",
+            HandshakeError::NotExtendedConnect => "not_extended_connect",
             HandshakeError::TooManyProtocols => "too_many_protocols",
             HandshakeError::TooManyExtensions => "too_many_extensions",
+        }
+    }
+}
+
+/// How a request asks for a WebSocket: where the handshake forks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpgradeKind {
+    /// HTTP/1.1 `GET` with `Upgrade: websocket` (RFC 6455 §4): answered 101.
+    Http1,
+    /// HTTP/2 `CONNECT` with `:protocol websocket` (RFC 8441 §4): answered 200; the stream
+    /// carries the frames.
+    ExtendedConnect,
+}
+
+impl UpgradeKind {
+    /// The HTTP version as logs and metrics name it.
+    pub(crate) fn http(self) -> &'static str {
+        match self {
+            UpgradeKind::Http1 => "1.1",
+            UpgradeKind::ExtendedConnect => "2",
         }
     }
 }
@@ -89,19 +119,36 @@ impl HandshakeError {
 /// The parts of a valid handshake the server needs.
 #[derive(Debug, Clone)]
 pub(crate) struct ValidHandshake {
-    /// `Sec-WebSocket-Accept` for the response.
+    /// How the WebSocket was asked for.
+    pub(crate) kind: UpgradeKind,
+    /// `Sec-WebSocket-Accept` for a 101 (empty for an extended CONNECT, which has no key).
     pub(crate) accept: String,
     /// Subprotocols offered, in order.
     pub(crate) protocols: Vec<String>,
 }
 
-/// Whether the request asks for a WebSocket upgrade at all (`Upgrade: websocket`).
+/// How the request asks for a WebSocket, if it does: `Upgrade: websocket`, or an HTTP/2
+/// CONNECT whose `:protocol` is `websocket`.
+pub(crate) fn upgrade_kind<B>(req: &Request<B>) -> Option<UpgradeKind> {
+    if req.version() == Version::HTTP_2 {
+        let protocol = req.extensions().get::<hyper::ext::Protocol>();
+        let connect = req.method() == Method::CONNECT
+            && protocol.is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+        return connect.then_some(UpgradeKind::ExtendedConnect);
+    }
+    has_token(req.headers(), header::UPGRADE, "websocket").then_some(UpgradeKind::Http1)
+}
+
+/// Whether the request asks for a WebSocket at all.
 pub(crate) fn wants_websocket<B>(req: &Request<B>) -> bool {
-    has_token(req.headers(), header::UPGRADE, "websocket")
+    upgrade_kind(req).is_some()
 }
 
 /// Validates the handshake request.
 pub(crate) fn validate<B>(req: &Request<B>) -> Result<ValidHandshake, HandshakeError> {
+    if req.version() == Version::HTTP_2 {
+        return validate_extended_connect(req);
+    }
     let headers = req.headers();
     if req.method() != Method::GET {
         return Err(HandshakeError::MethodNotGet);
@@ -123,6 +170,26 @@ pub(crate) fn validate<B>(req: &Request<B>) -> Result<ValidHandshake, HandshakeE
         (Some(key), None) if is_valid_key(key.as_bytes()) => key,
         _ => return Err(HandshakeError::BadKey),
     };
+    let protocols = version_and_offers(headers)?;
+    Ok(ValidHandshake { kind: UpgradeKind::Http1, accept: accept_key(key.as_bytes()), protocols })
+}
+
+/// RFC 8441 §4–5: `CONNECT` with `:protocol websocket` and an authority; no key (HTTP/2
+/// forbids `Upgrade` and `Connection`, and the h2 layer refuses them before this).
+fn validate_extended_connect<B>(req: &Request<B>) -> Result<ValidHandshake, HandshakeError> {
+    if upgrade_kind(req) != Some(UpgradeKind::ExtendedConnect) {
+        return Err(HandshakeError::NotExtendedConnect);
+    }
+    if req.uri().authority().is_none() && !req.headers().contains_key(header::HOST) {
+        return Err(HandshakeError::NoHost);
+    }
+    let protocols = version_and_offers(req.headers())?;
+    Ok(ValidHandshake { kind: UpgradeKind::ExtendedConnect, accept: String::new(), protocols })
+}
+
+/// The steps both kinds share: `Sec-WebSocket-Version: 13`, the offers within bounds. The
+/// subprotocols offered, in order.
+fn version_and_offers(headers: &HeaderMap) -> Result<Vec<String>, HandshakeError> {
     let mut versions = headers.get_all(header::SEC_WEBSOCKET_VERSION).iter();
     match (versions.next(), versions.next()) {
         (Some(v), None) if v.as_bytes() == b"13" => {}
@@ -137,10 +204,7 @@ pub(crate) fn validate<B>(req: &Request<B>) -> Result<ValidHandshake, HandshakeE
     if over_offer_limits(headers, header::SEC_WEBSOCKET_EXTENSIONS) {
         return Err(HandshakeError::TooManyExtensions);
     }
-    Ok(ValidHandshake {
-        accept: accept_key(key.as_bytes()),
-        protocols: tokens(headers, header::SEC_WEBSOCKET_PROTOCOL),
-    })
+    Ok(tokens(headers, header::SEC_WEBSOCKET_PROTOCOL))
 }
 
 /// Whether the `name` lines together hold more than [`MAX_OFFER_BYTES`] bytes or more
@@ -197,6 +261,35 @@ mod tests {
     #[test]
     fn accept_key_matches_the_rfc_example() {
         assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn an_extended_connect_is_validated_without_a_key() {
+        let mut req = Request::builder()
+            .method(Method::CONNECT)
+            .version(Version::HTTP_2)
+            .uri("https://example.com/echo")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-protocol", "chat, superchat")
+            .body(())
+            .expect("valid in the test");
+        assert_eq!(upgrade_kind(&req), None, "no :protocol yet");
+        assert_eq!(
+            validate(&req).map(|v| v.kind).expect_err("no :protocol"),
+            HandshakeError::NotExtendedConnect
+        );
+        req.extensions_mut().insert(hyper::ext::Protocol::from_static("websocket"));
+        assert_eq!(upgrade_kind(&req), Some(UpgradeKind::ExtendedConnect));
+        let valid = validate(&req).expect("a valid extended CONNECT");
+        assert_eq!(
+            (valid.kind, valid.protocols.as_slice()),
+            (UpgradeKind::ExtendedConnect, &["chat".to_owned(), "superchat".to_owned()][..])
+        );
+        req.headers_mut().insert("sec-websocket-version", HeaderValue::from_static("8"));
+        assert_eq!(
+            validate(&req).map(|v| v.kind).expect_err("version 8"),
+            HandshakeError::UnsupportedVersion
+        );
     }
 
     #[test]

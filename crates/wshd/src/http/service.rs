@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
-use super::handshake::{self, ValidHandshake};
+use super::handshake::{self, UpgradeKind, ValidHandshake};
 use super::response::{plain, with_status};
 use super::{auth, cgi, forwarded, static_files};
 pub(crate) use crate::addrs::ConnAddrs;
@@ -189,6 +189,7 @@ fn websocket(
         addrs,
         started,
         metrics: Arc::clone(metrics),
+        http: valid.kind.http(),
     };
     start::spawn(cx, hyper::upgrade::on(&mut req), plan, handler, slot);
     Ok(response)
@@ -306,14 +307,22 @@ fn respond(
     Some((response, deflate))
 }
 
-/// Builds the 101, or explains the handler's mistake.
+/// Builds the 101 (HTTP/1.1) or the 200 (an HTTP/2 extended CONNECT, RFC 8441 §5: no
+/// `Sec-WebSocket-Accept`, no `Upgrade`), or explains the handler's mistake.
 fn accept_response(valid: &ValidHandshake, answer: &Accepted) -> Result<Response<Full<Bytes>>, String> {
-    let mut resp = with_status(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
+    let mut resp = match valid.kind {
+        UpgradeKind::Http1 => {
+            let mut resp = with_status(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
+            let headers = resp.headers_mut();
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            let accept = HeaderValue::from_str(&valid.accept).map_err(|e| e.to_string())?;
+            headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+            resp
+        }
+        UpgradeKind::ExtendedConnect => with_status(StatusCode::OK, Bytes::new()),
+    };
     let headers = resp.headers_mut();
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    let accept = HeaderValue::from_str(&valid.accept).map_err(|e| e.to_string())?;
-    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     if let Some(protocol) = &answer.protocol {
         if !valid.protocols.iter().any(|p| p == protocol) {
             return Err(format!(

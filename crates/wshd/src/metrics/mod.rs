@@ -36,6 +36,11 @@ struct RouteLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabel {
+    http: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DirectionLabels {
     route: String,
     direction: &'static str,
@@ -93,6 +98,8 @@ pub(crate) struct Metrics {
     open: Family<RouteLabel, Gauge>,
     opened: Family<RouteLabel, Counter>,
     handshakes: Family<HandshakeLabels, Counter>,
+    /// Sessions started, by the HTTP version of their handshake.
+    sessions: Family<HttpLabel, Counter>,
     closes: Family<CloseLabels, Counter>,
     panics: Family<RouteLabel, Counter>,
     handshake_seconds: HistogramFamily,
@@ -292,6 +299,12 @@ impl Metrics {
             "WebSocket handshake attempts by answer status (aborted: dropped by the handler)",
             handshakes.clone(),
         );
+        let sessions = Family::<HttpLabel, Counter>::default();
+        registry.register(
+            "wshd_websocket_sessions",
+            "WebSocket sessions started, by the HTTP version of the handshake (1.1: upgrade; 2: RFC 8441 stream)",
+            sessions.clone(),
+        );
         registry.register(
             "wshd_closes",
             "Finished connections by close code (1006: no close frame) and by who closed first",
@@ -339,6 +352,7 @@ impl Metrics {
             open,
             opened,
             handshakes,
+            sessions,
             closes,
             panics,
             handshake_seconds,
@@ -426,6 +440,11 @@ impl Metrics {
         if let Some(route) = route {
             route.handshake_seconds.observe(took.as_secs_f64());
         }
+    }
+
+    /// Counts a session that started (its connection upgraded), by HTTP version.
+    pub(crate) fn session_started(&self, http: &'static str) {
+        self.sessions.get_or_create(&HttpLabel { http }).inc();
     }
 
     /// Counts a finished connection's close.

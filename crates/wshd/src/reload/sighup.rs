@@ -87,7 +87,7 @@ fn warn_if_restart_needed(old: &Config, new: &Config) {
 /// unusable one is refused and the current one kept); switching TLS on or off needs a restart.
 fn reload_tls(state: &ServerState, config: &Config) {
     match (state.is_tls(), config.tls.enabled) {
-        (true, true) => match crate::tls::acceptor(&config.tls) {
+        (true, true) => match crate::tls::acceptor_with(&config.tls, config.http2.enabled) {
             Ok(acceptor) => {
                 state.replace_tls(acceptor);
                 tracing::info!("TLS certificate and settings reloaded");

@@ -70,6 +70,9 @@ pub(crate) struct SessionPlan {
     pub(crate) started: Instant,
     /// The route's counters.
     pub(crate) metrics: Arc<RouteMetrics>,
+    /// The HTTP version of the handshake: `"1.1"` (an upgrade) or `"2"` (an extended
+    /// CONNECT stream); in the access log and `wshd_websocket_sessions_total`.
+    pub(crate) http: &'static str,
 }
 
 /// Runs the session on its own task once the connection is upgraded (the 101 is being sent
@@ -90,6 +93,7 @@ pub(crate) fn spawn(
                 return;
             }
         };
+        metrics.session_started(plan.http);
         let (stream, wire) = transport::accept(upgraded, &plan.settings, plan.deflate.take());
         let settings = SessionSettings::for_route(&plan.settings, Arc::clone(&plan.metrics), wire);
         let Handler { start, keep_alive, name, file } = handler;
@@ -107,7 +111,7 @@ pub(crate) fn spawn(
 
 /// Counts the ended session and writes its access-log line.
 fn finish(server_metrics: &Metrics, plan: &SessionPlan, handler: &str, file: &str, end: &SessionEnd) {
-    let SessionPlan { path, protocol, addrs, started, metrics, .. } = plan;
+    let SessionPlan { path, protocol, addrs, started, metrics, http, .. } = plan;
     if end.panicked {
         metrics.panics.inc();
         tracing::error!(peer = %addrs.peer, path = %path, %handler, %file, "handler panicked in transfer_data; connection closed with 1011");
@@ -121,7 +125,8 @@ fn finish(server_metrics: &Metrics, plan: &SessionPlan, handler: &str, file: &st
         socket = %addrs.socket,
         route = %path,
         %handler,
-        status = 101,
+        status = if *http == "2" { 200 } else { 101 },
+        http = *http,
         subprotocol = protocol.as_deref().unwrap_or(""),
         duration_ms = started.elapsed().as_millis() as u64,
         messages_in = s.messages_in,
