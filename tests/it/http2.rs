@@ -57,7 +57,7 @@ pub(crate) async fn log_line(server: &ServerProcess, needle: &str) -> String {
     }
 }
 
-async fn open(client: &mut H2Client, path: &str) -> H2WebSocket {
+pub(crate) async fn open(client: &mut H2Client, path: &str) -> H2WebSocket {
     H2WebSocket::accepted(client.websocket(path, &[]).await.expect("extended CONNECT"))
 }
 

@@ -22,6 +22,7 @@ mod hostile_budget;
 mod hostile_deflate;
 mod hostile_pending;
 mod http2;
+mod http2_attacks;
 mod io;
 mod limits;
 mod nginx;

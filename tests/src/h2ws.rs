@@ -272,3 +272,51 @@ pub fn parse_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
     let payload = buf.get(header..header + len)?.to_vec();
     Some((RawFrame { fin: b0 & 0x80 != 0, opcode: b0 & 0x0f, payload }, header + len))
 }
+
+/// A control WebSocket on its own HTTP/2 connection that round-trips a small text message to
+/// `/echo` every `every` on a task of its own (the HTTP/2 twin of [`crate::ControlProbe`]).
+#[derive(Debug)]
+pub struct H2Probe {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<std::time::Duration>>,
+}
+
+impl H2Probe {
+    /// Connects, opens `/echo` and starts probing.
+    pub async fn start(
+        addr: SocketAddr,
+        root: &CertificateDer<'static>,
+        every: std::time::Duration,
+    ) -> H2Probe {
+        let mut client = H2Client::connect(addr, root).await;
+        let response = client.websocket("/echo", &[]).await.unwrap_or_else(|e| panic!("probe CONNECT: {e}"));
+        let mut ws = H2WebSocket::accepted(response);
+        assert_eq!(ws.ask("warm").await, "warm");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let _client = client;
+            let mut times = Vec::new();
+            let mut n = 0u64;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let text = format!("probe {n}");
+                let sent = std::time::Instant::now();
+                assert_eq!(ws.ask(&text).await, text, "the control stream's echo");
+                times.push(sent.elapsed());
+                tokio::time::sleep(every).await;
+            }
+            times
+        });
+        H2Probe { stop, task }
+    }
+
+    /// Stops probing and reports; panics if the control connection failed.
+    pub async fn finish(self) -> crate::ProbeReport {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut times = self.task.await.unwrap_or_else(|e| panic!("control probe: {e}"));
+        assert!(!times.is_empty(), "the control connection completed no round trip");
+        times.sort();
+        crate::ProbeReport { count: times.len(), p50: times[times.len() / 2], max: times[times.len() - 1] }
+    }
+}
