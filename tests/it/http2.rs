@@ -36,6 +36,9 @@ pub(crate) fn start_tls(cert: &Cert, extra: &str) -> ServerProcess {
             dir.write("server.pem", &cert.cert_pem);
             dir.write("server.key", &cert.key_pem);
             dir.write("www/index.html", "<p>over h2</p>\n");
+            let hi = dir.write("www/cgi-bin/hi", "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho \"$SERVER_PROTOCOL $HTTP_HOST\"\n");
+            std::fs::set_permissions(&hi, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .expect("chmod");
             dir.install("echo_wsh", "handlers/libecho_wsh.so");
             dir.install("fixture_probe", "handlers/libprobe_wsh.so");
         },
@@ -188,7 +191,7 @@ async fn a_stream_reset_mid_message_leaves_the_others_working() {
 #[tokio::test]
 async fn pages_auth_and_http1_beside_http2() {
     let cert = cert();
-    let server = start_tls(&cert, "[auth]\nbasic = true\n");
+    let server = start_tls(&cert, "[auth]\nbasic = true\n[cgi]\npaths = [\"/cgi-bin\"]\n");
     let mut client = H2Client::connect(server.addr, &cert.der).await;
     let r = client.request("GET", "/index.html", None, &[]).await.expect("a response");
     assert_eq!(r.status, 401, "Basic auth over HTTP/2");
@@ -202,6 +205,12 @@ async fn pages_auth_and_http1_beside_http2() {
     assert_eq!(body.and_then(Result::ok).as_deref(), Some(&b"<p>over h2</p>\n"[..]));
     let mut ws = H2WebSocket::accepted(client.websocket("/probe", &auth).await.expect("CONNECT"));
     assert_eq!(ws.ask("http").await, "HTTP/2");
+    let mut r = client.request("GET", "/cgi-bin/hi", None, &auth).await.expect("a response");
+    assert_eq!(r.status, 200, "CGI over HTTP/2");
+    let body = tokio::time::timeout(WAIT, r.recv.data()).await.expect("a body in time");
+    let body = String::from_utf8(body.and_then(Result::ok).expect("a body").to_vec()).expect("utf-8");
+    let port = server.addr.port();
+    assert_eq!(body, format!("HTTP/2.0 localhost:{port}\n"), "the script sees :authority as Host");
 
     // An HTTP/1.1 client on the same listener: ALPN http/1.1, an upgrade, the same probe.
     let (tls, alpn) = tls_connect(server.addr, &tls_client(&cert.der, &[b"http/1.1"])).await;
