@@ -181,10 +181,10 @@ export async function startServer({ readyTimeoutMs = 15_000, args = [] } = {}) {
 }
 
 /**
- * Launches Debian's Chromium headless with a fresh temporary profile. Returns
+ * Launches Debian's Chromium headless with a fresh temporary profile (and `extraArgs`). Returns
  * `{ context, screenshotDir, close() }`; close() is bounded and removes the profile.
  */
-export async function launchBrowser() {
+export async function launchBrowser({ extraArgs = [] } = {}) {
   if (!existsSync(CHROMIUM)) {
     throw new Error(
       `${CHROMIUM} does not exist: install Debian's chromium (\`apt-get install -y chromium\`, ` +
@@ -198,7 +198,7 @@ export async function launchBrowser() {
     context = await chromium.launchPersistentContext(profileDir, {
       executablePath: CHROMIUM,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS, ...extraArgs],
       timeout: 20_000,
     });
   } catch (err) {
