@@ -369,7 +369,7 @@ pub struct WatchdogSettings {
     pub unhealthy_after: Duration,
 }
 
-/// Resolved `[http2]` (see [`schema::Http2Section`] for each key's meaning and default).
+/// Resolved `[http2]` (each key's meaning and default: `docs/http2.md`, `config/server.toml`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Http2Settings {
     /// ALPN `h2` on TLS listeners.
