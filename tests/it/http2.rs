@@ -254,3 +254,24 @@ async fn shutdown_sends_1001_on_every_stream_then_goaway() {
     assert!(ended.is_ok(), "the connection ends with GOAWAY(NO_ERROR): {ended:?}");
     assert!(server.wait_exit(WAIT).is_some(), "the server exits once its streams closed");
 }
+
+#[tokio::test]
+async fn h2c_with_prior_knowledge_on_a_plain_listener_when_switched_on() {
+    let server = ServerProcess::start(
+        |dir| drop(dir.install("fixture_probe", "handlers/libprobe_wsh.so")),
+        "[http2]\ncleartext = true\n",
+    );
+    let mut client = H2Client::connect_cleartext(server.addr).await;
+    let mut ws = H2WebSocket::accepted(client.websocket("/probe", &[]).await.expect("CONNECT"));
+    assert_eq!(ws.ask("http").await, "HTTP/2", "h2c with prior knowledge");
+    assert!(ws.ask("info").await.ends_with("secure=false"));
+    // HTTP/1.1 clients on the same listener are served as before.
+    let mut h1 = connect(&server.ws_url("/probe")).await;
+    let reply = round_trip(&mut h1, tokio_tungstenite::tungstenite::Message::text("http")).await;
+    assert_eq!(reply.into_text().expect("text").as_str(), "HTTP/1.1");
+    // Off (the default), the preface is just a malformed HTTP/1.1 request.
+    let plain = ServerProcess::start(|dir| drop(dir.install("echo_wsh", "handlers/libecho_wsh.so")), "");
+    let answer = raw_http(plain.addr, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+    assert_ne!(answer.status, 200, "{answer:?}");
+    println!("h2c off: the preface gets no HTTP/2 answer (status {})", answer.status);
+}

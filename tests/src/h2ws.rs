@@ -71,11 +71,27 @@ impl H2Client {
     pub async fn connect(addr: SocketAddr, root: &CertificateDer<'static>) -> H2Client {
         let (tls, alpn) = tls_connect(addr, &tls_client(root, &[b"h2", b"http/1.1"])).await;
         assert_eq!(alpn.as_deref(), Some(&b"h2"[..]), "the server must choose h2 by ALPN");
-        let (send, conn) = h2::client::handshake(tls).await.unwrap_or_else(|e| panic!("h2 handshake: {e}"));
+        H2Client::over(tls, addr).await
+    }
+
+    /// Connects over plain TCP with prior knowledge (h2c: the preface first, no upgrade).
+    pub async fn connect_cleartext(addr: SocketAddr) -> H2Client {
+        let tcp = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect: {e}"));
+        H2Client::over(tcp, addr).await
+    }
+
+    async fn over<T>(io: T, addr: SocketAddr) -> H2Client
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let handshake = tokio::time::timeout(WAIT, h2::client::handshake(io));
+        let (send, conn) = handshake
+            .await
+            .unwrap_or_else(|_| panic!("h2 handshake timed out"))
+            .unwrap_or_else(|e| panic!("h2 handshake: {e}"));
         let driver = tokio::spawn(conn);
-        let mut send = send;
         let deadline = tokio::time::Instant::now() + WAIT;
-        send = tokio::time::timeout(WAIT, send.ready())
+        let send = tokio::time::timeout(WAIT, send.ready())
             .await
             .unwrap_or_else(|_| panic!("h2 not ready"))
             .unwrap_or_else(|e| panic!("h2 ready: {e}"));

@@ -33,6 +33,47 @@ pub(crate) struct H2Settings {
     pub(crate) limits: Http2Settings,
 }
 
+/// The HTTP/2 connection preface (RFC 9113 §3.4): how a client with prior knowledge starts.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The pause between looks at a plain connection's first bytes while they match the preface
+/// but are not all there yet.
+const PEEK_PAUSE: Duration = Duration::from_millis(2);
+
+/// What a plain connection's first bytes say (`[http2] cleartext`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cleartext {
+    /// The HTTP/2 preface: h2c with prior knowledge.
+    Http2,
+    /// Anything else: HTTP/1.1, served as without h2c.
+    Http1,
+    /// Nothing within the handshake timeout (or the socket failed): close it.
+    Silent,
+}
+
+/// Looks (without reading) at the first bytes of a plain connection, for at most `timeout`.
+pub(crate) async fn sniff(stream: &tokio::net::TcpStream, timeout: Duration) -> Cleartext {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = [0u8; PREFACE.len()];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) => return Cleartext::Silent,
+            Err(_) => return Cleartext::Http1,
+        };
+        if n == 0 {
+            return Cleartext::Silent;
+        }
+        if buf[..n] != PREFACE[..n] {
+            return Cleartext::Http1;
+        }
+        if n == PREFACE.len() {
+            return Cleartext::Http2;
+        }
+        tokio::time::sleep(PEEK_PAUSE).await;
+    }
+}
+
 /// How long a connection closed for sending no request gets to read its GOAWAY before it is
 /// dropped (a silent client never acknowledges it).
 const GOAWAY_LINGER: Duration = Duration::from_secs(1);

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 use crate::http::first_head::FirstHead;
 use crate::http::service::{self, ConnAddrs};
+use crate::http2::Cleartext;
 use crate::metrics::Metrics;
 use crate::pending::{ShedReason, Ticket};
 use crate::reload::{self, ConfigSource};
@@ -419,6 +420,17 @@ async fn serve_accepted(stream: TcpStream, peer: SocketAddr, state: Arc<ServerSt
     let watch = Arc::clone(ticket.watch());
     let Some(acceptor) = acceptor else {
         let addrs = ConnAddrs { peer, socket: peer, local, secure: false };
+        if settings.http2.cleartext {
+            match crate::http2::sniff(&stream, timeout).await {
+                Cleartext::Http2 => {
+                    let io = FirstHead::heard_only(stream, watch);
+                    crate::http2::serve(TokioIo::new(io), addrs, state, settings.into(), ticket).await;
+                    return;
+                }
+                Cleartext::Silent => return,
+                Cleartext::Http1 => {}
+            }
+        }
         let io = FirstHead::http(stream, watch, timeout, settings.max_header_bytes);
         serve_http(TokioIo::new(io), addrs, state, settings, ticket).await;
         return;
