@@ -42,7 +42,7 @@ pub(crate) fn start_tls(cert: &Cert, extra: &str) -> ServerProcess {
             dir.install("echo_wsh", "handlers/libecho_wsh.so");
             dir.install("fixture_probe", "handlers/libprobe_wsh.so");
         },
-        "document_root = \"www\"\nworkers = 0",
+        "document_root = \"www\"\nworkers = 0\nadmin_listen = \"127.0.0.1:0\"",
         &format!("[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n{extra}"),
     )
 }
@@ -97,6 +97,11 @@ async fn two_websocket_streams_share_one_connection() {
     assert_eq!(b.close(1000).await, Some(1000));
     let line = log_line(&server, "http=\"2\"").await;
     println!("server access log: {line}");
+    let metrics = http_get(server.admin_addr(), "/metrics").await.text();
+    let sessions: Vec<&str> =
+        metrics.lines().filter(|l| l.starts_with("wshd_websocket_sessions_total")).collect();
+    println!("server /metrics: {sessions:?}");
+    assert_eq!(sessions, ["wshd_websocket_sessions_total{http=\"2\"} 2"], "both sessions counted as HTTP/2");
 }
 
 #[tokio::test]

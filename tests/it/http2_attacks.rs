@@ -215,17 +215,30 @@ async fn memory_per_websocket_stream_and_per_tls_connection() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let with_h1 = server.rss_bytes();
+    let mut idle = Vec::new();
+    for _ in 0..N {
+        let mut c = H2Client::connect(server.addr, &cert.der).await;
+        let r = c.request("GET", "/nowhere", None, &[]).await.expect("a response");
+        assert_eq!(r.status, 404);
+        idle.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let with_idle = server.rss_bytes();
     let per_stream = with_streams.saturating_sub(base) / N as u64;
     let per_conn = with_h1.saturating_sub(with_streams) / N as u64;
+    let per_h2 = with_idle.saturating_sub(with_h1) / N as u64;
     println!(
         "memory: {N} WebSocket streams on one HTTP/2 connection: {:.1} KiB each; {N} WebSockets on \
-         their own TLS connection (HTTP/1.1): {:.1} KiB each (RSS {:.1} -> {:.1} -> {:.1} MiB)",
+         their own TLS connection (HTTP/1.1): {:.1} KiB each; {N} idle HTTP/2 connections (TLS, \
+         one request served): {:.1} KiB each (RSS {:.1} -> {:.1} -> {:.1} -> {:.1} MiB)",
         per_stream as f64 / 1024.0,
         per_conn as f64 / 1024.0,
+        per_h2 as f64 / 1024.0,
         mib(base),
         mib(with_streams),
-        mib(with_h1)
+        mib(with_h1),
+        mib(with_idle)
     );
     assert!(per_stream < 256 << 10, "a WebSocket stream costs {per_stream} bytes");
-    drop((streams, h1));
+    drop((streams, h1, idle));
 }
