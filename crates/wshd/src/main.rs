@@ -111,6 +111,21 @@ fn describe_policy(workers: &wshd::config::WorkerSettings) -> String {
     }
 }
 
+/// `check-config`'s HTTP/2 line, when HTTP/2 is served at all (ALPN `h2` on TLS listeners, or
+/// h2c with prior knowledge on plain ones).
+fn print_http2(config: &wshd::Config) {
+    let h = &config.http2;
+    let how = match (config.tls.enabled, h.enabled, h.cleartext) {
+        (true, true, _) => "ALPN h2 on TLS",
+        (false, _, true) => "h2c with prior knowledge",
+        _ => return,
+    };
+    println!(
+        "http2: {how} (WebSockets as RFC 8441 streams), {} streams per connection, windows {}/{} bytes",
+        h.max_concurrent_streams, h.initial_stream_window, h.initial_connection_window
+    );
+}
+
 /// `check-config`'s lines about processes: the workers and the watchdog.
 fn print_processes(config: &wshd::Config) {
     let workers = &config.workers;
@@ -186,6 +201,7 @@ fn check_config(config: &wshd::Config) -> ExitCode {
             }
         }
     }
+    print_http2(config);
     if config.auth.basic {
         println!("basic auth: user {}, realm \"{}\"", config.auth.credential.user(), config.auth.realm);
     }
