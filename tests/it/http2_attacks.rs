@@ -242,3 +242,20 @@ async fn memory_per_websocket_stream_and_per_tls_connection() {
     assert!(per_stream < 256 << 10, "a WebSocket stream costs {per_stream} bytes");
     drop((streams, h1, idle));
 }
+
+#[tokio::test]
+async fn a_connection_that_sends_no_request_gets_goaway_at_the_handshake_timeout() {
+    let cert = cert();
+    let server = start_tls(&cert, "[websocket]\nhandshake_timeout_secs = 1\n");
+    let mut silent = RawH2::connect(server.addr, &cert.der).await;
+    let started = Instant::now();
+    let got = silent.drain(Duration::from_secs(5)).await;
+    let took = started.elapsed();
+    println!(
+        "an HTTP/2 connection with no request: GOAWAY {:?}, closed {} after {took:?}",
+        got.goaway, got.closed
+    );
+    assert_eq!(got.goaway, Some(0), "GOAWAY(NO_ERROR): {got:?}");
+    assert!(got.closed, "then closed: {got:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+}
