@@ -26,6 +26,7 @@ mod proxy;
 mod quarantine;
 mod reload;
 mod rooms;
+mod scale_out;
 mod routes;
 mod shutdown;
 mod static_files;

@@ -161,6 +161,9 @@ pub struct Options {
     /// CGI scripts (e.g. /cgi-bin).
     #[arg(short = 'x', long = "cgi-paths", alias = "cgi_paths", value_name = "PATHS", help_heading = "HTTP")]
     pub cgi_paths: Option<String>,
+    /// Share rooms with other wshd nodes through this Redis (`[broker] url`).
+    #[arg(long = "broker", value_name = "URL", help_heading = "Rooms")]
+    pub broker: Option<String>,
 }
 
 /// Why the options could not be turned into a configuration.
@@ -217,6 +220,7 @@ impl Options {
             basic_auth: self.basic_auth || later.basic_auth,
             basic_auth_credential: pick(&self.basic_auth_credential, &later.basic_auth_credential),
             cgi_paths: pick(&self.cgi_paths, &later.cgi_paths),
+            broker: pick(&self.broker, &later.broker),
         }
     }
 
@@ -280,6 +284,11 @@ impl Options {
                 .map(config::normalize_cgi_path)
                 .collect::<Result<_, _>>()
                 .map_err(|e| OptionsError::Flag(format!("-x/--cgi-paths: {e}")))?;
+        }
+        if let Some(url) = &self.broker {
+            config::BrokerSettings::check_url(url).map_err(|e| OptionsError::Flag(format!("--broker: {e}")))?;
+            let heartbeat = config.broker.as_ref().map_or(config::BrokerSettings::DEFAULT_HEARTBEAT, |b| b.heartbeat);
+            config.broker = Some(config::BrokerSettings { url: url.clone(), heartbeat });
         }
         config.finish().map_err(OptionsError::Invalid)?;
         Ok(config)

@@ -20,6 +20,7 @@
 
 mod addrs;
 mod admin;
+mod broker;
 mod child;
 pub mod cli;
 pub mod client;

@@ -10,11 +10,11 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::schema::{
-    AuthSection, CgiSection, FileConfig, ProxySection, RoomsSection, RouteSection, ServerSection, TlsSection,
+    AuthSection, BrokerSection, CgiSection, FileConfig, ProxySection, RoomsSection, RouteSection, ServerSection, TlsSection,
     WatchdogSection, WebSocketSection, WorkersSection, WorkersValue,
 };
 use super::{
-    AuthSettings, Builtin, CgiSettings, Config, Credential, DeflateSettings, ProxySettings, RoomSettings,
+    AuthSettings, BrokerSettings, Builtin, CgiSettings, Config, Credential, DeflateSettings, ProxySettings, RoomSettings,
     RouteConfig, RouteHandler, RouteOverrides, TlsProblem, TlsSettings, WatchdogSettings, WorkerSettings,
     WsSettings, check_realm, normalize_cgi_path,
 };
@@ -221,6 +221,7 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
     let proxy = proxy_section(&raw.proxy, &at)?;
     let workers = workers_section(&raw.server, &raw.workers, &at)?;
     let watchdog = watchdog_section(&raw.watchdog, &at)?;
+    let broker = broker_section(&raw.broker, &at)?;
     let (server, handlers, log) = (raw.server, raw.handlers, raw.log);
     Ok(Config {
         source: None,
@@ -253,7 +254,20 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
         log_keep: log.keep,
         workers,
         watchdog,
+        broker,
     })
+}
+
+/// `[broker]`: the Redis URL and the heartbeat.
+fn broker_section(raw: &BrokerSection, at: &Locator<'_>) -> Result<Option<BrokerSettings>, ConfigError> {
+    if raw.heartbeat_ms < 50 {
+        let message = format!("{} is too small: the least is 50", raw.heartbeat_ms);
+        return Err(at.err(0..0, "broker.heartbeat_ms", message));
+    }
+    let Some(url) = &raw.url else { return Ok(None) };
+    BrokerSettings::check_url(url.get_ref()).map_err(|m| at.err(url.span(), "broker.url", m))?;
+    let heartbeat = Duration::from_millis(raw.heartbeat_ms);
+    Ok(Some(BrokerSettings { url: url.get_ref().clone(), heartbeat }))
 }
 
 /// `[server] workers` and `[workers]`: how many worker processes, their threads, and the

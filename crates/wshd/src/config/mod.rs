@@ -299,6 +299,33 @@ pub struct Config {
     pub workers: WorkerSettings,
     /// What counts as a blocked handler (`[watchdog]`).
     pub watchdog: WatchdogSettings,
+    /// The broker linking this node's rooms to other nodes' (`[broker]`, `--broker`).
+    pub broker: Option<BrokerSettings>,
+}
+
+/// Resolved `[broker]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerSettings {
+    /// The Redis URL (`redis://…`).
+    pub url: String,
+    /// How often the node renews its liveness key; three missed make it dead.
+    pub heartbeat: Duration,
+}
+
+impl BrokerSettings {
+    /// The default heartbeat.
+    pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+
+    /// Checks `url`'s scheme: `redis://` (an error message otherwise).
+    pub fn check_url(url: &str) -> Result<(), String> {
+        if url.starts_with("redis://") && url.len() > "redis://".len() {
+            Ok(())
+        } else if url.starts_with("rediss://") {
+            Err(format!("`{url}`: rediss:// (TLS) is not supported yet; use redis://"))
+        } else {
+            Err(format!("`{url}` is not a Redis URL: redis://[:PASSWORD@]HOST[:PORT][/DB]"))
+        }
+    }
 }
 
 /// Resolved `[server] workers` and `[workers]`.

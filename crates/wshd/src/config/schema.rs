@@ -28,6 +28,8 @@ pub struct FileConfig {
     pub workers: WorkersSection,
     /// `[watchdog]`: handlers that hold a runtime thread too long.
     pub watchdog: WatchdogSection,
+    /// `[broker]`: rooms shared with other wshd nodes through Redis.
+    pub broker: BrokerSection,
     /// `[[route]]`: aliases and per-route settings.
     pub route: Vec<RouteSection>,
 }
@@ -339,6 +341,24 @@ pub struct WatchdogSection {
 impl Default for WatchdogSection {
     fn default() -> Self {
         WatchdogSection { blocked_warn_ms: 100, unhealthy_after_secs: 5 }
+    }
+}
+
+/// `[broker]`: rooms spanning several wshd nodes (machines) through Redis. Absent: the
+/// rooms span this node's processes only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSection {
+    /// `redis://[:PASSWORD@]HOST[:PORT][/DB]`. Unset: no broker.
+    pub url: Option<Spanned<String>>,
+    /// How often this node renews its liveness key in Redis; a node silent for three
+    /// heartbeats is dead and its members leave. At least 50. Default 5,000.
+    pub heartbeat_ms: u64,
+}
+
+impl Default for BrokerSection {
+    fn default() -> Self {
+        BrokerSection { url: None, heartbeat_ms: 5000 }
     }
 }
 

@@ -123,6 +123,9 @@ fn start_pool(
     };
     let workers = config.workers;
     let rooms = super::room_hub::RoomHub::start(Arc::clone(&metrics));
+    if let Some(broker) = &config.broker {
+        rooms.link_broker(broker).map_err(|e| format!("rooms broker: {e}"))?;
+    }
     let fleet = Fleet { board, board_fd, admin: fleet_admin, metrics, rooms };
     Ok(Pool::new(&workers, template, fleet, sink, config.log_format))
 }

@@ -20,13 +20,15 @@
 //! Everything runs on the master's one runtime thread; the lock is never contended long.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::control::MasterRooms;
+use crate::broker::{Inbound, Remote};
+use crate::config::BrokerSettings;
 use super::fleet_metrics::FleetMetrics;
 use crate::rooms::{ChannelKey, ConnId, HistoryLimits, Relay};
 
@@ -68,13 +70,28 @@ struct Hub {
 pub(crate) struct RoomHub {
     hub: Mutex<Hub>,
     metrics: Arc<FleetMetrics>,
+    /// The other nodes, with a broker (`[broker]`).
+    remote: OnceLock<Arc<dyn Remote>>,
+}
+
+/// The link of the members of other nodes (known through the broker); workers' links are 1
+/// and up.
+const REMOTE: u64 = 0;
+
+/// What forwarding one message did.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    /// Messages queued to workers.
+    count: usize,
+    /// A `send_to` for no known worker and no broker.
+    undeliverable: bool,
 }
 
 impl RoomHub {
     /// An empty relay counting into `metrics`, with its history sweep running (call from the
     /// master's runtime).
     pub(crate) fn start(metrics: Arc<FleetMetrics>) -> Arc<RoomHub> {
-        let hub = Arc::new(RoomHub { hub: Mutex::new(Hub::default()), metrics });
+        let hub = Arc::new(RoomHub { hub: Mutex::new(Hub::default()), metrics, remote: OnceLock::new() });
         let weak = Arc::downgrade(&hub);
         tokio::spawn(async move {
             loop {
@@ -113,7 +130,8 @@ impl RoomHub {
         }
     }
 
-    /// Takes a relay message from the worker of `link` and forwards it (module docs).
+    /// Takes a relay message from the worker of `link` and forwards it (module docs), to
+    /// the other nodes too when there is a broker.
     pub(crate) fn take(&self, link: u64, payload: Bytes) {
         let message = match Relay::decode(payload.clone()) {
             Ok(message) => message,
@@ -123,46 +141,87 @@ impl RoomHub {
             }
         };
         let mut hub = self.lock();
+        let remote = self.remote.get();
+        if let Some(remote) = remote {
+            hub.before_local(remote.as_ref(), &message);
+        }
+        let sent = hub.forward_local(link, &message, &payload, remote.is_some());
+        if let Some(remote) = remote {
+            hub.after_local(remote.as_ref(), message);
+        } else if sent.undeliverable {
+            self.metrics.relay_undeliverable();
+        }
+        self.metrics.relay_forwarded(sent.count);
+    }
+
+    /// Takes a relay message from another node (through the broker): its members' joins
+    /// and leaves go to every worker, its publishes to the workers holding members, its
+    /// `send_to` to the worker of the recipient.
+    pub(crate) fn take_remote(&self, message: Relay) {
+        let payload = message.encode();
+        let mut hub = self.lock();
         let sent = match message {
-            Relay::SnapshotEnd => 0,
-            Relay::Hello { node } => {
-                hub.nodes.insert(node, link);
-                0
-            }
+            Relay::Hello { .. } | Relay::SnapshotEnd => 0,
             Relay::Join { channel, id, presence } => {
-                hub.nodes.insert(id.node, link);
                 let members = hub.members.entry(channel).or_default();
                 match members.iter_mut().find(|h| h.id == id) {
                     Some(held) => held.presence = presence,
-                    None => members.push(Held { id, presence, link }),
+                    None => members.push(Held { id, presence, link: REMOTE }),
                 }
-                // Back to its origin too: the join is known everywhere once that comes.
                 hub.send_all(&payload, None)
             }
             Relay::Leave { channel, id } => {
                 hub.remove(&channel, id);
-                hub.send_all(&payload, Some(link))
+                hub.send_all(&payload, None)
             }
-            Relay::Publish { channel, .. } => hub.send_holders(&channel, &payload, Some(link)),
-            Relay::Ordered { channel, .. } => {
-                let holders = hub.send_holders(&channel, &payload, None);
-                let holds = hub.members.get(&channel).is_some_and(|m| m.iter().any(|h| h.link == link));
-                holders + if holds { 0 } else { hub.send_to_link(link, &payload) }
+            Relay::Publish { channel, .. } | Relay::Ordered { channel, .. } => {
+                hub.send_holders(&channel, &payload, None)
             }
             Relay::Logged { ref channel, limits, .. } => {
                 let channel = channel.clone();
                 hub.append(channel, Logged { at: Instant::now(), limits, message });
                 hub.send_all(&payload, None)
             }
-            Relay::SendTo { id, .. } => match hub.nodes.get(&id.node).and_then(|l| hub.links.get(l)) {
-                Some(to) => usize::from(to.send(payload).is_ok()),
-                None => {
-                    self.metrics.relay_undeliverable();
-                    0
-                }
+            Relay::SendTo { id, .. } => match hub.nodes.get(&id.node) {
+                Some(link) => hub.send_to_link(*link, &payload),
+                None => 0,
             },
         };
         self.metrics.relay_forwarded(sent);
+    }
+
+    /// Links this hub to the other nodes through `remote` (once; false if it was already).
+    pub(crate) fn set_remote(&self, remote: Arc<dyn Remote>) -> bool {
+        self.remote.set(remote).is_ok()
+    }
+
+    /// Links this hub to the other nodes through the broker of `settings` (call from the
+    /// runtime that is to run the broker).
+    pub(crate) fn link_broker(self: &Arc<Self>, settings: &BrokerSettings) -> Result<(), String> {
+        let hub = Arc::downgrade(self);
+        let inbound: Inbound = Arc::new(move |message| {
+            if let Some(hub) = hub.upgrade() {
+                hub.take_remote(message);
+            }
+        });
+        let remote = crate::broker::connect(settings, inbound)?;
+        if !self.set_remote(remote) {
+            return Err("the rooms hub already has a broker".to_owned());
+        }
+        Ok(())
+    }
+
+    /// A link for rooms in this very process (the single process of `workers = 0` with a
+    /// broker): its id, and the queue of what the hub sends them (the snapshot first).
+    pub(crate) fn attach_local(self: &Arc<Self>) -> (u64, mpsc::UnboundedReceiver<Bytes>) {
+        let (to_rooms, queue) = mpsc::unbounded_channel();
+        let mut hub = self.lock();
+        let sent = hub.snapshot(&to_rooms) + usize::from(to_rooms.send(Relay::SnapshotEnd.encode()).is_ok());
+        self.metrics.relay_forwarded(sent);
+        hub.next_link += 1;
+        let link = hub.next_link;
+        hub.links.insert(link, to_rooms);
+        (link, queue)
     }
 
     /// The worker of `link` has gone: its members leave (the others are told), its node id
@@ -170,27 +229,114 @@ impl RoomHub {
     pub(crate) fn gone(&self, link: u64) {
         let mut hub = self.lock();
         hub.links.remove(&link);
-        hub.nodes.retain(|_, l| *l != link);
+        let mut processes = Vec::new();
+        hub.nodes.retain(|node, l| {
+            if *l == link {
+                processes.push(*node);
+            }
+            *l != link
+        });
         let mut leaves = Vec::new();
         hub.members.retain(|channel, members| {
             members.retain(|held| {
                 let stays = held.link != link;
                 if !stays {
-                    leaves.push(Relay::Leave { channel: channel.clone(), id: held.id }.encode());
+                    leaves.push(Relay::Leave { channel: channel.clone(), id: held.id });
                 }
                 stays
             });
             !members.is_empty()
         });
-        let sent: usize = leaves.iter().map(|leave| hub.send_all(leave, None)).sum();
+        let sent: usize = leaves.iter().map(|leave| hub.send_all(&leave.encode(), None)).sum();
         self.metrics.relay_forwarded(sent);
         if !leaves.is_empty() {
             tracing::info!(members = leaves.len(), "rooms: a worker's members left with it");
+        }
+        if let Some(remote) = self.remote.get() {
+            processes.into_iter().for_each(|node| remote.process(node, false));
+            leaves.into_iter().for_each(|leave| hub.after_local(remote.as_ref(), leave));
         }
     }
 }
 
 impl Hub {
+    /// Forwards a worker's message to this node's workers (module docs). `remote`: there
+    /// is a broker (a `send_to` an unknown node goes there, not undeliverable).
+    fn forward_local(&mut self, link: u64, message: &Relay, payload: &Bytes, remote: bool) -> Sent {
+        let count = match message {
+            Relay::SnapshotEnd => 0,
+            Relay::Hello { node } => {
+                self.nodes.insert(*node, link);
+                0
+            }
+            Relay::Join { channel, id, presence } => {
+                self.nodes.insert(id.node, link);
+                let members = self.members.entry(channel.clone()).or_default();
+                match members.iter_mut().find(|h| h.id == *id) {
+                    Some(held) => held.presence = presence.clone(),
+                    None => members.push(Held { id: *id, presence: presence.clone(), link }),
+                }
+                // Back to its origin too: the join is known everywhere once that comes.
+                self.send_all(payload, None)
+            }
+            Relay::Leave { channel, id } => {
+                self.remove(channel, *id);
+                self.send_all(payload, Some(link))
+            }
+            Relay::Publish { channel, .. } => self.send_holders(channel, payload, Some(link)),
+            Relay::Ordered { channel, .. } => {
+                let holders = self.send_holders(channel, payload, None);
+                let holds = self.members.get(channel).is_some_and(|m| m.iter().any(|h| h.link == link));
+                holders + if holds { 0 } else { self.send_to_link(link, payload) }
+            }
+            Relay::Logged { channel, limits, .. } => {
+                let logged = Logged { at: Instant::now(), limits: *limits, message: message.clone() };
+                self.append(channel.clone(), logged);
+                self.send_all(payload, None)
+            }
+            Relay::SendTo { id, .. } => match self.nodes.get(&id.node).and_then(|l| self.links.get(l)) {
+                Some(to) => usize::from(to.send(payload.clone()).is_ok()),
+                None => return Sent { count: 0, undeliverable: !remote },
+            },
+        };
+        Sent { count, undeliverable: false }
+    }
+
+    /// Before a worker's message is applied here: a first local member of a channel makes
+    /// the node follow it.
+    fn before_local(&self, remote: &dyn Remote, message: &Relay) {
+        if let Relay::Join { channel, .. } = message
+            && !self.held_here(channel)
+        {
+            remote.subscribe(channel);
+        }
+    }
+
+    /// After a worker's message was applied here: what the other nodes need of it goes to
+    /// `remote` (a `send_to` only when the recipient is not on this node), and a channel
+    /// left without local members is no longer followed.
+    fn after_local(&self, remote: &dyn Remote, message: Relay) {
+        match message {
+            Relay::SnapshotEnd => {}
+            Relay::Hello { node } => remote.process(node, true),
+            Relay::SendTo { id, .. } if self.nodes.contains_key(&id.node) => {}
+            Relay::Leave { ref channel, .. } => {
+                let unfollow = !self.held_here(channel);
+                let channel = channel.clone();
+                remote.send(message);
+                if unfollow {
+                    remote.unsubscribe(&channel);
+                }
+            }
+            other => remote.send(other),
+        }
+    }
+
+    /// Whether a worker of this node holds a member of `channel`.
+    fn held_here(&self, channel: &ChannelKey) -> bool {
+        self.members.get(channel).is_some_and(|m| m.iter().any(|h| h.link != REMOTE))
+    }
+
     /// Sends `payload` to every link but `except`; how many.
     fn send_all(&self, payload: &Bytes, except: Option<u64>) -> usize {
         let to = self.links.iter().filter(|(l, _)| Some(**l) != except);

@@ -1,0 +1,92 @@
+//! Redis names and the message envelope. Every key and topic starts with `wshd:`.
+//!
+//! | name | what |
+//! |---|---|
+//! | `wshd:c:<channel>` | pub/sub topic of a channel: joins, leaves, publishes |
+//! | `wshd:p:<channel>` | hash of a channel's members: conn id → origin node (u64) + presence |
+//! | `wshd:n:<process>` | pub/sub topic of a process (16 hex digits): `send_to` its connections |
+//! | `wshd:alive:<node>` | a node's liveness key, renewed every heartbeat, expiring after three |
+//!
+//! `<channel>` is `r<route length>:<route>:<name>` for a route's channel, `s:<name>` for a
+//! shared one (the length keeps `/a:b` + `c` apart from `/a` + `b:c`). A message on a topic
+//! is the origin node (u64, big-endian) and the [`Relay`] encoding.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::rooms::{ChannelKey, Relay, Scope};
+
+/// The channel's part of its names.
+fn channel_part(channel: &ChannelKey) -> String {
+    match channel.scope() {
+        Scope::Route(route) => format!("r{}:{route}:{}", route.len(), channel.name()),
+        Scope::Shared => format!("s:{}", channel.name()),
+    }
+}
+
+/// The pub/sub topic of `channel`.
+pub(super) fn channel_topic(channel: &ChannelKey) -> String {
+    format!("wshd:c:{}", channel_part(channel))
+}
+
+/// The members hash of `channel`.
+pub(super) fn presence_key(channel: &ChannelKey) -> String {
+    format!("wshd:p:{}", channel_part(channel))
+}
+
+/// The pub/sub topic of the process whose node id is `process`.
+pub(super) fn process_topic(process: u64) -> String {
+    format!("wshd:n:{process:016x}")
+}
+
+/// The liveness key of `node`.
+pub(super) fn alive_key(node: u64) -> String {
+    format!("wshd:alive:{node:016x}")
+}
+
+/// `message` from `node`, for a topic.
+pub(super) fn envelope(node: u64, message: &Relay) -> Bytes {
+    let encoded = message.encode();
+    let mut out = BytesMut::with_capacity(8 + encoded.len());
+    out.put_u64(node);
+    out.put_slice(&encoded);
+    out.freeze()
+}
+
+/// The origin node and message of an envelope (`None`: not one).
+pub(super) fn open(bytes: &[u8]) -> Option<(u64, Relay)> {
+    let node = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+    let message = Relay::decode(Bytes::copy_from_slice(bytes.get(8..)?)).ok()?;
+    Some((node, message))
+}
+
+/// A members-hash value: the member's node and its presence record.
+pub(super) fn member_value(node: u64, presence: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + presence.len());
+    out.extend_from_slice(&node.to_be_bytes());
+    out.extend_from_slice(presence);
+    out
+}
+
+/// The node and presence of a members-hash value (`None`: not one).
+pub(super) fn open_member(value: &[u8]) -> Option<(u64, Bytes)> {
+    let node = u64::from_be_bytes(value.get(..8)?.try_into().ok()?);
+    Some((node, Bytes::copy_from_slice(value.get(8..)?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_keep_routes_and_names_apart_and_envelopes_round_trip() {
+        let key = |route: &str, name: &str| ChannelKey::in_route(route, name).expect("valid");
+        assert_ne!(channel_topic(&key("/a:b", "c")), channel_topic(&key("/a", "b:c")));
+        assert_eq!(channel_topic(&key("/chat", "lobby")), "wshd:c:r5:/chat:lobby");
+        let shared = ChannelKey::new(Scope::Shared, "x").expect("valid");
+        assert_eq!(presence_key(&shared), "wshd:p:s:x");
+        let hello = Relay::Hello { node: 7 };
+        assert_eq!(open(&envelope(42, &hello)), Some((42, hello)));
+        assert_eq!(open(b"short"), None);
+        assert_eq!(open_member(&member_value(9, b"nick")), Some((9, Bytes::from_static(b"nick"))));
+    }
+}

@@ -1,0 +1,180 @@
+//! Rooms across wshd nodes through a real Redis (`[broker] url`): each test starts its own
+//! `redis-server` on a free port (it fails if `redis-server` is missing: `.ci/run` installs
+//! it) and two wshd nodes, one with worker processes and one with `workers = 0`, serving the
+//! rooms fixture (`tests/fixtures/rooms_common.rs`, text commands). Asserted: a publish on
+//! one node reaches the members on the other, presence spans the nodes, `send_to` reaches
+//! a connection of the other node, and the members of a node killed with SIGKILL leave the
+//! other node's presence within 30 s (heartbeat 200 ms here).
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::Message;
+use wshd_tests::*;
+
+const HANDLER: &str = "handlers/librooms_wsh.so";
+
+/// The longest any wait here lasts.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A private `redis-server` (no persistence) on a free port, killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server (.ci/run installs it): {e}"));
+        let redis = Redis { child, port };
+        let deadline = Instant::now() + WAIT;
+        while redis.command("PING\r\n") != "+PONG\r\n" {
+            assert!(Instant::now() < deadline, "redis-server did not answer PING on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Sends one inline command; the raw reply ("" if Redis is not there).
+    fn command(&self, line: &str) -> String {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return String::new() };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        if stream.write_all(line.as_bytes()).is_err() {
+            return String::new();
+        }
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A wshd node serving the rooms fixture at `/rooms`, linked to `redis`.
+fn node(redis: &Redis, server_keys: &str) -> ServerProcess {
+    let broker = format!("[broker]\nurl = \"{}\"\nheartbeat_ms = 200\n", redis.url());
+    ServerProcess::start_with(
+        |dir| drop(dir.install("fixture_rooms_one", HANDLER)),
+        server_keys,
+        &format!("debounce_ms = 20\n\n{broker}"),
+    )
+}
+
+/// A client of the fixture: command replies (`ok …`/`err …`) apart from room messages.
+struct Peer {
+    client: Client,
+    room: VecDeque<String>,
+}
+
+impl Peer {
+    async fn connect(server: &ServerProcess) -> Peer {
+        Peer { client: connect(&server.ws_url("/rooms")).await, room: VecDeque::new() }
+    }
+
+    async fn next_text(&mut self) -> String {
+        match next_message(&mut self.client).await {
+            Some(Ok(Message::Text(text))) => text.to_string(),
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+
+    /// Sends a command and returns its reply; room messages read meanwhile are kept.
+    async fn ask(&mut self, command: &str) -> String {
+        self.client.send(Message::text(command)).await.expect("send a command");
+        loop {
+            let text = self.next_text().await;
+            if text.starts_with("ok ") || text.starts_with("err ") {
+                return text;
+            }
+            self.room.push_back(text);
+        }
+    }
+
+    /// The next room message.
+    async fn room_message(&mut self) -> String {
+        if let Some(text) = self.room.pop_front() {
+            return text;
+        }
+        self.next_text().await
+    }
+
+    /// Asks `who channel` until it lists exactly `want` (sorted); how long it took.
+    async fn wait_names(&mut self, channel: &str, want: &[&str]) -> Duration {
+        let started = Instant::now();
+        loop {
+            let answer = self.ask(&format!("who {channel}")).await;
+            let mut got: Vec<&str> =
+                answer.trim_start_matches("ok ").split(',').filter(|n| !n.is_empty()).collect();
+            got.sort_unstable();
+            if got == want {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < WAIT, "presence of {channel} stayed {got:?}, expected {want:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_presence_and_send_to_span_two_nodes() {
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "workers = 2"), node(&redis, "workers = 0"));
+    let (mut alice, mut bob) = (Peer::connect(&one).await, Peer::connect(&two).await);
+    assert_eq!(alice.ask("join lobby alice").await, "ok joined lobby");
+    assert_eq!(bob.ask("join lobby bob").await, "ok joined lobby");
+    let took = alice.wait_names("lobby", &["alice", "bob"]).await;
+    bob.wait_names("lobby", &["alice", "bob"]).await;
+    println!("presence across nodes after {took:?}");
+    for n in 0..20 {
+        let _ = bob.ask(&format!("pub lobby from bob {n}")).await;
+    }
+    for n in 0..20 {
+        assert_eq!(alice.room_message().await, format!("v1 from bob {n}"), "in order, across nodes");
+        assert_eq!(bob.room_message().await, format!("v1 from bob {n}"));
+    }
+    let _ = alice.ask("pub lobby hello from alice").await;
+    assert_eq!(bob.room_message().await, "v1 hello from alice");
+    assert_eq!(alice.room_message().await, "v1 hello from alice");
+    let bob_id = bob.ask("id").await;
+    let bob_id = bob_id.trim_start_matches("ok ");
+    assert_eq!(alice.ask(&format!("to {bob_id} just you")).await, "ok sent");
+    assert_eq!(bob.room_message().await, "v1 just you");
+    assert_eq!(bob.ask("leave lobby").await, "ok left lobby true");
+    alice.wait_names("lobby", &["alice"]).await;
+    let channels = redis.command("PUBSUB NUMSUB wshd:c:r6:/rooms:lobby\r\n");
+    println!("PUBSUB NUMSUB of lobby: {channels:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_members_of_a_killed_node_leave_within_30_seconds() {
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "workers = 2"), node(&redis, "workers = 0"));
+    let (mut alice, mut bob) = (Peer::connect(&one).await, Peer::connect(&two).await);
+    assert_eq!(alice.ask("join lobby alice").await, "ok joined lobby");
+    assert_eq!(bob.ask("join lobby bob").await, "ok joined lobby");
+    alice.wait_names("lobby", &["alice", "bob"]).await;
+    two.signal("KILL");
+    let took = alice.wait_names("lobby", &["alice"]).await;
+    println!("the killed node's member left after {took:?} (heartbeat 200 ms, expiry 600 ms)");
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    assert!(one.wait_log("a node died; its members leave", WAIT).is_some(), "{}", one.logs());
+}
