@@ -4,7 +4,8 @@
 //! rooms fixture (`tests/fixtures/rooms_common.rs`, text commands). Asserted: a publish on
 //! one node reaches the members on the other, presence spans the nodes, `send_to` reaches
 //! a connection of the other node, and the members of a node killed with SIGKILL leave the
-//! other node's presence within 30 s (heartbeat 200 ms here).
+//! other node's presence within 30 s (heartbeat 200 ms here); after Redis restarted empty,
+//! the nodes reconnect, register their members again and carry publishes again.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -29,7 +30,17 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
-        let port = free_port();
+        Redis::start_on(free_port())
+    }
+
+    /// Stops this Redis and starts an empty one on the same port.
+    fn restart_empty(self) -> Redis {
+        let port = self.port;
+        drop(self);
+        Redis::start_on(port)
+    }
+
+    fn start_on(port: u16) -> Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
@@ -43,6 +54,15 @@ impl Redis {
             std::thread::sleep(Duration::from_millis(20));
         }
         redis
+    }
+
+    /// How many times Redis ran `command` since the last `CONFIG RESETSTAT` (its own
+    /// command statistics).
+    fn calls(&self, command: &str) -> u64 {
+        let stats = self.command("INFO commandstats\r\n");
+        let prefix = format!("cmdstat_{command}:calls=");
+        let line = stats.lines().find_map(|line| line.strip_prefix(prefix.as_str()));
+        line.and_then(|rest| rest.split(',').next()).and_then(|n| n.parse().ok()).unwrap_or(0)
     }
 
     fn url(&self) -> String {
@@ -151,17 +171,33 @@ async fn publishes_presence_and_send_to_span_two_nodes() {
         assert_eq!(alice.room_message().await, format!("v1 from bob {n}"), "in order, across nodes");
         assert_eq!(bob.room_message().await, format!("v1 from bob {n}"));
     }
+    // More members on the first node (its workers share one subscription).
+    let mut more = Vec::new();
+    for n in 0..4 {
+        let mut peer = Peer::connect(&one).await;
+        assert_eq!(peer.ask(&format!("join lobby m{n}")).await, "ok joined lobby");
+        more.push(peer);
+    }
+    bob.wait_names("lobby", &["alice", "bob", "m0", "m1", "m2", "m3"]).await;
+    let subscriptions = redis.command("PUBSUB NUMSUB wshd:c:r6:/rooms:lobby\r\n");
+    println!("PUBSUB NUMSUB of lobby with 5 members on node one, 1 on node two: {subscriptions:?}");
+    assert!(subscriptions.ends_with(":2\r\n"), "one subscription per node: {subscriptions:?}");
+    assert!(redis.command("CONFIG RESETSTAT\r\n").starts_with("+OK"));
     let _ = alice.ask("pub lobby hello from alice").await;
     assert_eq!(bob.room_message().await, "v1 hello from alice");
     assert_eq!(alice.room_message().await, "v1 hello from alice");
+    for peer in &mut more {
+        assert_eq!(peer.room_message().await, "v1 hello from alice");
+    }
+    let publishes = redis.calls("publish");
+    println!("Redis PUBLISH calls for one publish to 6 members on 2 nodes: {publishes}");
+    assert_eq!(publishes, 1, "one broker message per publish");
     let bob_id = bob.ask("id").await;
     let bob_id = bob_id.trim_start_matches("ok ");
     assert_eq!(alice.ask(&format!("to {bob_id} just you")).await, "ok sent");
     assert_eq!(bob.room_message().await, "v1 just you");
     assert_eq!(bob.ask("leave lobby").await, "ok left lobby true");
-    alice.wait_names("lobby", &["alice"]).await;
-    let channels = redis.command("PUBSUB NUMSUB wshd:c:r6:/rooms:lobby\r\n");
-    println!("PUBSUB NUMSUB of lobby: {channels:?}");
+    alice.wait_names("lobby", &["alice", "m0", "m1", "m2", "m3"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,4 +213,33 @@ async fn the_members_of_a_killed_node_leave_within_30_seconds() {
     println!("the killed node's member left after {took:?} (heartbeat 200 ms, expiry 600 ms)");
     assert!(took < Duration::from_secs(30), "{took:?}");
     assert!(one.wait_log("a node died; its members leave", WAIT).is_some(), "{}", one.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_work_again_after_redis_restarted_empty() {
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "workers = 2"), node(&redis, "workers = 0"));
+    let (mut alice, mut bob) = (Peer::connect(&one).await, Peer::connect(&two).await);
+    assert_eq!(alice.ask("join lobby alice").await, "ok joined lobby");
+    assert_eq!(bob.ask("join lobby bob").await, "ok joined lobby");
+    alice.wait_names("lobby", &["alice", "bob"]).await;
+    let redis = redis.restart_empty();
+    let restarted = Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        let _ = bob.ask(&format!("pub lobby ping {n}")).await;
+        let got = tokio::time::timeout(Duration::from_millis(300), alice.room_message()).await;
+        if let Ok(text) = got {
+            assert!(text.starts_with("v1 ping "), "{text}");
+            break;
+        }
+        assert!(restarted.elapsed() < WAIT, "no publish across nodes after the restart:\n{}", one.logs());
+    }
+    println!("publishes cross nodes again {:?} after Redis restarted empty", restarted.elapsed());
+    alice.wait_names("lobby", &["alice", "bob"]).await;
+    let members = redis.command("HLEN wshd:p:r6:/rooms:lobby\r\n");
+    assert_eq!(members, ":2\r\n", "both nodes registered their members again");
+    assert!(one.wait_log("rooms broker: connected to Redis", WAIT).is_some());
+    assert_eq!(one.count_log("rooms broker: Redis unreachable"), 1, "logged once per state change");
 }

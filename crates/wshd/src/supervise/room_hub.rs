@@ -491,4 +491,71 @@ mod tests {
         assert_eq!(leaves.len(), 2, "w2's members left: {leaves:?}");
         assert!(leaves.iter().all(|m| matches!(m, Relay::Leave { id, .. } if id.node == 2)));
     }
+
+    /// A broker that records what the hub asks of it.
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Remote for Recorder {
+        fn subscribe(&self, channel: &ChannelKey) {
+            self.record(format!("subscribe {}", channel.name()));
+        }
+        fn unsubscribe(&self, channel: &ChannelKey) {
+            self.record(format!("unsubscribe {}", channel.name()));
+        }
+        fn process(&self, process: u64, alive: bool) {
+            self.record(format!("process {process} {alive}"));
+        }
+        fn send(&self, message: Relay) {
+            let what = match message {
+                Relay::Join { id, .. } => format!("join {}", id.seq),
+                Relay::Leave { id, .. } => format!("leave {}", id.seq),
+                Relay::Publish { .. } => "publish".to_owned(),
+                Relay::SendTo { id, .. } => format!("send_to {}", id.node),
+                other => format!("{other:?}"),
+            };
+            self.record(what);
+        }
+    }
+
+    impl Recorder {
+        fn record(&self, line: String) {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner).push(line);
+        }
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_follows_a_channel_once_sends_each_publish_once_and_relays_other_nodes() {
+        let hub = RoomHub::start(Arc::new(FleetMetrics::default()));
+        let recorder = Arc::new(Recorder::default());
+        assert!(hub.set_remote(Arc::clone(&recorder) as Arc<dyn Remote>));
+        let (mut w1, mut w2) = (hub.attach(), hub.attach());
+        (w1.from_worker)(Relay::Hello { node: 1 }.encode());
+        (w1.from_worker)(join(1, 1, b"a"));
+        (w2.from_worker)(join(2, 1, b"b"));
+        (w2.from_worker)(join(2, 2, b"c"));
+        assert_eq!(recorder.take(), ["process 1 true", "subscribe lobby", "join 1", "join 1", "join 2"]);
+        let publish =
+            Relay::Publish { channel: channel(), kind: DataKind::Text, data: Bytes::from_static(b"hi") };
+        (w1.from_worker)(publish.encode());
+        assert_eq!(recorder.take(), ["publish"], "one broker message for three members");
+        (w1.from_worker)(Relay::SendTo { id: id(9, 1), origin: 1, kind: DataKind::Text, data: Bytes::new() }.encode());
+        (w1.from_worker)(Relay::SendTo { id: id(2, 1), origin: 1, kind: DataKind::Text, data: Bytes::new() }.encode());
+        assert_eq!(recorder.take(), ["send_to 9"], "only the id of no local process goes out");
+        drain(&mut w1);
+        drain(&mut w2);
+        hub.take_remote(Relay::Join { channel: channel(), id: id(9, 5), presence: Bytes::from_static(b"z") });
+        hub.take_remote(publish.clone());
+        assert_eq!(drain(&mut w1).len(), 2, "the remote join and the publish");
+        assert_eq!(drain(&mut w2).len(), 2);
+        assert_eq!(drain(&mut hub.attach()).len(), 5, "a new worker's snapshot has the remote member too");
+        for seq in [1, 2] {
+            (w2.from_worker)(Relay::Leave { channel: channel(), id: id(2, seq) }.encode());
+        }
+        (w1.gone)();
+        assert_eq!(recorder.take(), ["leave 1", "leave 2", "process 1 false", "leave 1", "unsubscribe lobby"]);
+    }
 }

@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink};
 use redis::{Msg, RedisResult};
@@ -32,6 +33,9 @@ pub(super) struct State {
     processes: HashSet<u64>,
     /// The other nodes' members this node knows of, by node.
     remote: HashMap<u64, HashSet<(ChannelKey, ConnId)>>,
+    /// This node's members (registered again, and announced, after a reconnection: Redis
+    /// may have restarted empty).
+    local: HashMap<(ChannelKey, ConnId), Bytes>,
     /// Whether the last attempt reached Redis (`None` before the first).
     connected: Option<bool>,
 }
@@ -39,8 +43,9 @@ pub(super) struct State {
 impl State {
     /// A session's start: node id `node`, liveness renewed every `heartbeat`.
     pub(super) fn new(node: u64, heartbeat: Duration, inbound: Inbound) -> State {
-        let (channels, processes, remote) = (HashSet::new(), HashSet::new(), HashMap::new());
-        State { node, heartbeat, inbound, channels, processes, remote, connected: None }
+        let (channels, processes) = (HashSet::new(), HashSet::new());
+        let (remote, local) = (HashMap::new(), HashMap::new());
+        State { node, heartbeat, inbound, channels, processes, remote, local, connected: None }
     }
 
     /// Logs a change of connection state (once per change).
@@ -55,7 +60,7 @@ impl State {
     }
 
     /// A member of `node` joined: remembered, handed in.
-    fn remote_join(&mut self, node: u64, channel: ChannelKey, id: ConnId, presence: bytes::Bytes) {
+    fn remote_join(&mut self, node: u64, channel: ChannelKey, id: ConnId, presence: Bytes) {
         self.remote.entry(node).or_default().insert((channel.clone(), id));
         (self.inbound)(Relay::Join { channel, id, presence });
     }
@@ -138,8 +143,34 @@ fn remember(state: &mut State, command: Command) {
         Command::Process(process, false) => {
             state.processes.remove(&process);
         }
-        Command::Send(_) => {}
+        Command::Send(message) => track_local(state, &message),
     }
+}
+
+/// Keeps this node's own members up to date from a message it sends.
+fn track_local(state: &mut State, message: &Relay) {
+    match message {
+        Relay::Join { channel, id, presence } => {
+            state.local.insert((channel.clone(), *id), presence.clone());
+        }
+        Relay::Leave { channel, id } => {
+            state.local.remove(&(channel.clone(), *id));
+        }
+        _ => {}
+    }
+}
+
+/// Registers this node's members again and announces them (after a reconnection).
+async fn register_local(conn: &mut MultiplexedConnection, state: &State) -> RedisResult<()> {
+    if state.local.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for ((channel, id), presence) in &state.local {
+        let join = Relay::Join { channel: channel.clone(), id: *id, presence: presence.clone() };
+        add_message(&mut pipe, state.node, &join);
+    }
+    pipe.exec_async(conn).await
 }
 
 /// One connected session: until the queue closes (`Ok`) or Redis fails (`Err`).
@@ -151,6 +182,7 @@ async fn session(
     let mut conn = client.get_multiplexed_async_connection().await?;
     let (mut sink, mut stream) = client.get_async_pubsub().await?.split();
     renew(&mut conn, state).await?;
+    register_local(&mut conn, state).await?;
     for process in state.processes.clone() {
         sink.subscribe(process_topic(process)).await?;
     }
@@ -192,11 +224,22 @@ async fn follow(
 ) -> RedisResult<()> {
     sink.subscribe(channel_topic(channel)).await?;
     let members: HashMap<String, Vec<u8>> = redis::cmd("HGETALL").arg(presence_key(channel)).query_async(conn).await?;
+    let mut present = HashSet::new();
     for (field, value) in members {
         let (Ok(id), Some((node, presence))) = (field.parse::<ConnId>(), open_member(&value)) else { continue };
         if node != state.node {
+            present.insert(id);
             state.remote_join(node, channel.clone(), id, presence);
         }
+    }
+    // Known before a reconnection but no longer registered: gone meanwhile.
+    let mut gone = Vec::new();
+    for (node, members) in &state.remote {
+        let stale = members.iter().filter(|(c, id)| c == channel && !present.contains(id));
+        gone.extend(stale.map(|(c, id)| (*node, c.clone(), *id)));
+    }
+    for (node, channel, id) in gone {
+        state.remote_leave(node, channel, id);
     }
     Ok(())
 }
@@ -212,6 +255,7 @@ async fn execute(
     let mut queued = 0usize;
     for command in batch {
         if let Command::Send(message) = command {
+            track_local(state, &message);
             queued += add_message(&mut pipe, state.node, &message);
             continue;
         }
