@@ -5,7 +5,9 @@
 //! one node reaches the members on the other, presence spans the nodes, `send_to` reaches
 //! a connection of the other node, and the members of a node killed with SIGKILL leave the
 //! other node's presence within 30 s (heartbeat 200 ms here); after Redis restarted empty,
-//! the nodes reconnect, register their members again and carry publishes again.
+//! the nodes reconnect, register their members again and carry publishes again; logged
+//! publishes go through a Redis stream in one order, `join_since` recovers on the other node,
+//! and answers `false` once Redis lost the history.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -242,4 +244,92 @@ async fn rooms_work_again_after_redis_restarted_empty() {
     assert_eq!(members, ":2\r\n", "both nodes registered their members again");
     assert!(one.wait_log("rooms broker: connected to Redis", WAIT).is_some());
     assert_eq!(one.count_log("rooms broker: Redis unreachable"), 1, "logged once per state change");
+}
+
+/// Median and p99 of `samples`, in µs.
+fn median_p99(samples: &mut [Duration]) -> (u128, u128) {
+    samples.sort_unstable();
+    let at = |q: f64| samples.get(((samples.len() as f64 - 1.0) * q) as usize).map_or(0, Duration::as_micros);
+    (at(0.5), at(0.99))
+}
+
+/// Publish → receive latency, same node vs the other node through Redis (debug build, two
+/// `workers = 0` nodes, 300 publishes of a short text, timed at the client from the publish
+/// command to arrival): `cargo test -p wshd-tests --test it -- --ignored --nocapture
+/// publish_latency_same_node_vs_other_node`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn publish_latency_same_node_vs_other_node() {
+    const ROUNDS: usize = 300;
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "workers = 0"), node(&redis, "workers = 0"));
+    let (mut publisher, mut near) = (Peer::connect(&one).await, Peer::connect(&one).await);
+    let mut far = Peer::connect(&two).await;
+    assert_eq!(near.ask("join lat near").await, "ok joined lat");
+    assert_eq!(far.ask("join lat far").await, "ok joined lat");
+    publisher.wait_names("lat", &["far", "near"]).await;
+    let (mut near_took, mut far_took) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));
+    for n in 0..ROUNDS {
+        let sent = Instant::now();
+        publisher.client.send(Message::text(format!("pub lat {n}"))).await.expect("send");
+        let (near_at, far_at) = tokio::join!(async { (near.room_message().await, Instant::now()) }, async {
+            (far.room_message().await, Instant::now())
+        });
+        assert_eq!((near_at.0, far_at.0), (format!("v1 {n}"), format!("v1 {n}")));
+        near_took.push(near_at.1 - sent);
+        far_took.push(far_at.1 - sent);
+        assert_eq!(publisher.next_text().await, "ok published 2");
+    }
+    let (near, far) = (median_p99(&mut near_took), median_p99(&mut far_took));
+    println!(
+        "publish → receive over {ROUNDS} publishes: same node median {} µs p99 {} µs; other node (Redis) median {} µs p99 {} µs",
+        near.0, near.1, far.0, far.1
+    );
+}
+
+/// Asserts that the next room message is `want`.
+async fn expect_room(peer: &mut Peer, want: &str) {
+    let got = peer.room_message().await;
+    assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_publishes_have_one_order_and_join_since_works_on_the_other_node_until_redis_lost_them() {
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "workers = 2"), node(&redis, "workers = 0"));
+    let (mut alice, mut bob) = (Peer::connect(&one).await, Peer::connect(&two).await);
+    assert_eq!(alice.ask("join lobby alice").await, "ok joined lobby");
+    assert_eq!(bob.ask("join lobby bob").await, "ok joined lobby");
+    alice.wait_names("lobby", &["alice", "bob"]).await;
+    for (id, text) in [("m1", "one"), ("m2", "two")] {
+        assert!(alice.ask(&format!("lpub lobby {id} {text}")).await.starts_with("ok published"));
+    }
+    assert!(bob.ask("lpub lobby m3 three").await.starts_with("ok published"));
+    for peer in [&mut alice, &mut bob] {
+        for text in ["one", "two", "three"] {
+            expect_room(peer, &format!("v1 {text}")).await;
+        }
+    }
+    let stream = redis.command("XLEN wshd:s:r6:/rooms:lobby\r\n");
+    assert_eq!(stream, ":3\r\n", "the three logged messages are in the Redis stream");
+    let mut carol = Peer::connect(&two).await;
+    assert_eq!(carol.ask("since lobby m1 carol").await, "ok since true");
+    for text in ["v1 two", "v1 three", "v1 recovered true"] {
+        expect_room(&mut carol, text).await;
+    }
+    let mut dave = Peer::connect(&one).await;
+    assert_eq!(dave.ask("since lobby m2 dave").await, "ok since true");
+    for text in ["v1 three", "v1 recovered true"] {
+        expect_room(&mut dave, text).await;
+    }
+    let _redis = redis.restart_empty();
+    assert!(two.wait_log("rooms broker: connected to Redis", WAIT).is_some());
+    let deadline = Instant::now() + WAIT;
+    while two.count_log("rooms broker: connected to Redis") < 2 {
+        assert!(Instant::now() < deadline, "node two did not reconnect:\n{}", two.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut eve = Peer::connect(&two).await;
+    assert_eq!(eve.ask("since lobby m3 eve").await, "ok since false", "Redis lost the history: no silent gap");
+    expect_room(&mut eve, "v1 recovered false").await;
 }

@@ -82,6 +82,15 @@ impl Rooms {
             }
             Relay::Leave { .. } => {}
             Relay::Publish { channel, kind, data } => self.deliver_here(&channel, kind, &data),
+            Relay::Forget { channel } => {
+                let mut channels = self.channels_mut();
+                if let Some(entry) = channels.get_mut(&channel) {
+                    entry.history.clear();
+                    if entry.is_unused() {
+                        channels.remove(&channel);
+                    }
+                }
+            }
             Relay::Ordered { channel, origin, kind, data } => {
                 self.deliver_here(&channel, kind, &data);
                 if origin == node_id() {

@@ -97,6 +97,11 @@ impl History {
         }
     }
 
+    /// Drops every message (the broker lost messages: what is kept may have a gap).
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+    }
+
     /// Whether no message is kept.
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()

@@ -13,6 +13,7 @@
 //! | 6 | `SendTo` | conn id, origin node: u64, data kind, data |
 //! | 7 | `SnapshotEnd` | (none) |
 //! | 8 | `Ordered` | channel, origin node: u64, data kind, data |
+//! | 9 | `Forget` | channel |
 //!
 //! A channel is its scope (0: a route's, then the route as u16 length + bytes; 1: shared)
 //! and its name (u16 length + bytes); a conn id is node and counter, u64 each. Integers are
@@ -95,6 +96,12 @@ pub(crate) enum Relay {
     /// The end of the snapshot a relay sends a process that just started (the members and
     /// history before it are the others' state).
     SnapshotEnd,
+    /// `channel`'s history may have a gap (the broker to the other nodes was down): every
+    /// process drops it, so `join_since` answers `false` rather than replay across the gap.
+    Forget {
+        /// The channel.
+        channel: ChannelKey,
+    },
     /// A message to the connection `id` alone.
     SendTo {
         /// The recipient.
@@ -155,6 +162,10 @@ impl Relay {
                 put_kind_data(&mut out, *kind, data);
             }
             Relay::SnapshotEnd => out.put_u8(7),
+            Relay::Forget { channel } => {
+                out.put_u8(9);
+                put_channel(&mut out, channel);
+            }
             Relay::Ordered { channel, origin, kind, data } => {
                 out.put_u8(8);
                 put_channel(&mut out, channel);
@@ -196,6 +207,7 @@ impl Relay {
                 Relay::SendTo { id: get_id(b)?, origin: get_u64(b)?, kind: get_kind(b)?, data: get_data(b)? }
             }
             7 => Relay::SnapshotEnd,
+            9 => Relay::Forget { channel: get_channel(b)? },
             8 => Relay::Ordered {
                 channel: get_channel(b)?,
                 origin: get_u64(b)?,

@@ -162,6 +162,10 @@ impl RoomHub {
         let mut hub = self.lock();
         let sent = match message {
             Relay::Hello { .. } | Relay::SnapshotEnd => 0,
+            Relay::Forget { channel } => {
+                hub.history.remove(&channel);
+                hub.send_all(&payload, None)
+            }
             Relay::Join { channel, id, presence } => {
                 let members = hub.members.entry(channel).or_default();
                 match members.iter_mut().find(|h| h.id == id) {
@@ -264,7 +268,9 @@ impl Hub {
     /// is a broker (a `send_to` an unknown node goes there, not undeliverable).
     fn forward_local(&mut self, link: u64, message: &Relay, payload: &Bytes, remote: bool) -> Sent {
         let count = match message {
-            Relay::SnapshotEnd => 0,
+            Relay::SnapshotEnd | Relay::Forget { .. } => 0,
+            // With a broker, the other nodes' order is Redis's: applied when it comes back.
+            Relay::Logged { .. } if remote => 0,
             Relay::Hello { node } => {
                 self.nodes.insert(*node, link);
                 0
@@ -317,7 +323,7 @@ impl Hub {
     /// left without local members is no longer followed.
     fn after_local(&self, remote: &dyn Remote, message: Relay) {
         match message {
-            Relay::SnapshotEnd => {}
+            Relay::SnapshotEnd | Relay::Forget { .. } => {}
             Relay::Hello { node } => remote.process(node, true),
             Relay::SendTo { id, .. } if self.nodes.contains_key(&id.node) => {}
             Relay::Leave { ref channel, .. } => {

@@ -5,6 +5,8 @@
 //! | `wshd:c:<channel>` | pub/sub topic of a channel: joins, leaves, publishes |
 //! | `wshd:p:<channel>` | hash of a channel's members: conn id → origin node (u64) + presence |
 //! | `wshd:n:<process>` | pub/sub topic of a process (16 hex digits): `send_to` its connections |
+//! | `wshd:s:<channel>` | stream of a channel's logged messages (field `m`: the envelope) |
+//! | `wshd:e:<channel>` | the epoch of that stream: random, set by the first append |
 //! | `wshd:alive:<node>` | a node's liveness key, renewed every heartbeat, expiring after three |
 //!
 //! `<channel>` is `r<route length>:<route>:<name>` for a route's channel, `s:<name>` for a
@@ -31,6 +33,16 @@ pub(super) fn channel_topic(channel: &ChannelKey) -> String {
 /// The members hash of `channel`.
 pub(super) fn presence_key(channel: &ChannelKey) -> String {
     format!("wshd:p:{}", channel_part(channel))
+}
+
+/// The history stream of `channel`.
+pub(super) fn stream_key(channel: &ChannelKey) -> String {
+    format!("wshd:s:{}", channel_part(channel))
+}
+
+/// The epoch of `channel`'s history stream.
+pub(super) fn epoch_key(channel: &ChannelKey) -> String {
+    format!("wshd:e:{}", channel_part(channel))
 }
 
 /// The pub/sub topic of the process whose node id is `process`.

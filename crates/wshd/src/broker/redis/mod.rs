@@ -3,6 +3,7 @@
 //! connection for commands, a liveness key renewed every heartbeat. Everything runs on one
 //! task ([`session`]); the hub's calls are queued to it in order.
 
+mod history;
 mod keys;
 mod session;
 

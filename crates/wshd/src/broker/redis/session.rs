@@ -186,8 +186,13 @@ async fn session(
     for process in state.processes.clone() {
         sink.subscribe(process_topic(process)).await?;
     }
+    let resumed = state.connected.is_some();
     for channel in state.channels.clone() {
         follow(&mut conn, &mut sink, state, &channel).await?;
+        if resumed {
+            // Logged messages may have been missed meanwhile: no replay across the gap.
+            (state.inbound)(Relay::Forget { channel });
+        }
     }
     state.set_connected(true, "");
     let mut tick = tokio::time::interval(state.heartbeat);
@@ -307,9 +312,14 @@ fn add_message(pipe: &mut redis::Pipeline, node: u64, message: &Relay) -> usize 
             pipe.cmd("HDEL").arg(presence_key(channel)).arg(id.to_string()).ignore();
             (channel_topic(channel), envelope(node, message))
         }
-        Relay::Publish { channel, .. } | Relay::Ordered { channel, .. } | Relay::Logged { channel, .. } => {
+        Relay::Publish { channel, .. } | Relay::Ordered { channel, .. } => {
             (channel_topic(channel), envelope(node, message))
         }
+        Relay::Logged { channel, limits, .. } => {
+            super::history::append_and_publish(pipe, channel, *limits, &envelope(node, message));
+            return 1;
+        }
+        Relay::Forget { .. } => return 0,
         Relay::SendTo { id, .. } => (process_topic(id.node), envelope(node, message)),
     };
     pipe.cmd("PUBLISH").arg(topic).arg(&bytes[..]).ignore();
@@ -322,7 +332,9 @@ fn take(state: &mut State, message: &Msg) {
         tracing::warn!(topic = message.get_channel_name(), "rooms broker: a message that is not wshd's");
         return;
     };
-    if node == state.node {
+    // This node's own messages are not handed in again, but for logged ones: Redis orders
+    // those, and every node (this one too) applies them when they come back.
+    if node == state.node && !matches!(relay, Relay::Logged { .. }) {
         return;
     }
     match relay {

@@ -1,0 +1,53 @@
+//! Logged publishes: appended to the channel's stream and published in one Lua script, so a
+//! message is never published without being in the history (nor the reverse). The stream
+//! is bounded by the publisher's route's limits (`MAXLEN ~` by count, `MINID ~` by age, and
+//! the key expires with its newest message's age); its epoch, a random value set by the first
+//! append, lives beside it and goes with it.
+
+use crate::rooms::{ChannelKey, HistoryLimits};
+
+use super::keys::{channel_topic, epoch_key, stream_key};
+use super::session::draw_node_id;
+
+/// KEYS: stream, epoch, topic. ARGV: envelope, max messages, max age (ms), a new epoch.
+const APPEND_AND_PUBLISH: &str = r"
+local maxlen = tonumber(ARGV[2])
+local age = tonumber(ARGV[3])
+if maxlen > 0 then
+  redis.call('SET', KEYS[2], ARGV[4], 'NX')
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'm', ARGV[1])
+  local t = redis.call('TIME')
+  local oldest = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - age
+  if oldest > 0 then
+    redis.call('XTRIM', KEYS[1], 'MINID', '~', oldest)
+  end
+  redis.call('PEXPIRE', KEYS[1], age)
+  redis.call('PEXPIRE', KEYS[2], age)
+end
+return redis.call('PUBLISH', KEYS[3], ARGV[1])
+";
+
+/// The longest history age given to Redis (ten years, in ms).
+const MAX_AGE_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+
+/// Adds the script that logs and publishes `envelope` to `channel` to `pipe`.
+pub(super) fn append_and_publish(
+    pipe: &mut redis::Pipeline,
+    channel: &ChannelKey,
+    limits: HistoryLimits,
+    envelope: &[u8],
+) {
+    let age = u64::try_from(limits.max_age.as_millis()).unwrap_or(MAX_AGE_MS).clamp(1, MAX_AGE_MS);
+    let epoch = format!("{:016x}", draw_node_id());
+    pipe.cmd("EVAL")
+        .arg(APPEND_AND_PUBLISH)
+        .arg(3)
+        .arg(stream_key(channel))
+        .arg(epoch_key(channel))
+        .arg(channel_topic(channel))
+        .arg(envelope)
+        .arg(limits.max_messages)
+        .arg(age)
+        .arg(epoch)
+        .ignore();
+}
