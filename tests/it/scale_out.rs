@@ -5,7 +5,7 @@
 //! one node reaches the members on the other, presence spans the nodes, `send_to` reaches
 //! a connection of the other node, and the members of a node killed with SIGKILL leave the
 //! other node's presence within 30 s (heartbeat 200 ms here); after Redis restarted empty,
-//! the nodes reconnect, register their members again and carry publishes again; logged
+//! publishes fail meanwhile (`RoomError::Unavailable`), the nodes reconnect, register their members again and carry publishes again; logged
 //! publishes go through a Redis stream in one order, `join_since` recovers on the other node,
 //! and answers `false` once Redis lost the history.
 
@@ -225,7 +225,19 @@ async fn rooms_work_again_after_redis_restarted_empty() {
     assert_eq!(alice.ask("join lobby alice").await, "ok joined lobby");
     assert_eq!(bob.ask("join lobby bob").await, "ok joined lobby");
     alice.wait_names("lobby", &["alice", "bob"]).await;
-    let redis = redis.restart_empty();
+    let port = redis.port;
+    drop(redis);
+    let stopped = Instant::now();
+    loop {
+        // Never a silent drop: once the node knows Redis is down, a publish fails.
+        if bob.ask("pub lobby lost").await == "err the broker to the other nodes is down" {
+            break;
+        }
+        assert!(stopped.elapsed() < WAIT, "publishes kept succeeding with Redis down:\n{}", two.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("publishes fail {:?} after Redis stopped", stopped.elapsed());
+    let redis = Redis::start_on(port);
     let restarted = Instant::now();
     let mut n = 0;
     loop {
@@ -304,11 +316,16 @@ async fn logged_publishes_have_one_order_and_join_since_works_on_the_other_node_
     for (id, text) in [("m1", "one"), ("m2", "two")] {
         assert!(alice.ask(&format!("lpub lobby {id} {text}")).await.starts_with("ok published"));
     }
-    assert!(bob.ask("lpub lobby m3 three").await.starts_with("ok published"));
     for peer in [&mut alice, &mut bob] {
-        for text in ["one", "two", "three"] {
+        for text in ["one", "two"] {
             expect_room(peer, &format!("v1 {text}")).await;
         }
+    }
+    // Published once both saw "two": Redis orders it after (publishes of two nodes made at
+    // the same moment get one order, Redis's, the same on every node).
+    assert!(bob.ask("lpub lobby m3 three").await.starts_with("ok published"));
+    for peer in [&mut alice, &mut bob] {
+        expect_room(peer, "v1 three").await;
     }
     let stream = redis.command("XLEN wshd:s:r6:/rooms:lobby\r\n");
     assert_eq!(stream, ":3\r\n", "the three logged messages are in the Redis stream");
@@ -330,6 +347,10 @@ async fn logged_publishes_have_one_order_and_join_since_works_on_the_other_node_
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut eve = Peer::connect(&two).await;
-    assert_eq!(eve.ask("since lobby m3 eve").await, "ok since false", "Redis lost the history: no silent gap");
+    assert_eq!(
+        eve.ask("since lobby m3 eve").await,
+        "ok since false",
+        "Redis lost the history: no silent gap"
+    );
     expect_room(&mut eve, "v1 recovered false").await;
 }

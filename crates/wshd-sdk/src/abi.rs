@@ -435,6 +435,8 @@ pub const ROOM_NOT_MEMBER: u32 = 6;
 pub const ROOM_INVALID: u32 = 7;
 /// A message id that is empty or over 64 bytes.
 pub const ROOM_BAD_ID: u32 = 8;
+/// The broker to the other nodes (Redis) is down: the publish was not made.
+pub const ROOM_UNAVAILABLE: u32 = 9;
 
 /// Rooms owned by the host (channels with presence, publish, send to a connection by id).
 /// `conn` is an [`RConn`]'s `ctx` (a reference the caller holds); channel names are looked up

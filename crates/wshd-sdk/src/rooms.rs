@@ -110,6 +110,9 @@ pub enum RoomError {
     Unsupported,
     /// A message id that is empty or over 64 bytes.
     BadId,
+    /// The broker linking this host to the other nodes (`[broker]`, Redis) is down: the
+    /// message was not published (nothing was delivered). Try again later.
+    Unavailable,
 }
 
 impl fmt::Display for RoomError {
@@ -121,6 +124,7 @@ impl fmt::Display for RoomError {
             RoomError::Gone => "no such connection",
             RoomError::Unsupported => "the host has no rooms",
             RoomError::BadId => "bad message id",
+            RoomError::Unavailable => "the broker to the other nodes is down",
         })
     }
 }
@@ -135,6 +139,7 @@ fn room_error(code: u32) -> RoomError {
         ROOM_TOO_MANY_CHANNELS => RoomError::TooManyChannels,
         ROOM_GONE => RoomError::Gone,
         ROOM_BAD_ID => RoomError::BadId,
+        ROOM_UNAVAILABLE => RoomError::Unavailable,
         _ => RoomError::Unsupported,
     }
 }

@@ -286,8 +286,10 @@ impl Options {
                 .map_err(|e| OptionsError::Flag(format!("-x/--cgi-paths: {e}")))?;
         }
         if let Some(url) = &self.broker {
-            config::BrokerSettings::check_url(url).map_err(|e| OptionsError::Flag(format!("--broker: {e}")))?;
-            let heartbeat = config.broker.as_ref().map_or(config::BrokerSettings::DEFAULT_HEARTBEAT, |b| b.heartbeat);
+            config::BrokerSettings::check_url(url)
+                .map_err(|e| OptionsError::Flag(format!("--broker: {e}")))?;
+            let heartbeat =
+                config.broker.as_ref().map_or(config::BrokerSettings::DEFAULT_HEARTBEAT, |b| b.heartbeat);
             config.broker = Some(config::BrokerSettings { url: url.clone(), heartbeat });
         }
         config.finish().map_err(OptionsError::Invalid)?;

@@ -10,13 +10,13 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::schema::{
-    AuthSection, BrokerSection, CgiSection, FileConfig, ProxySection, RoomsSection, RouteSection, ServerSection, TlsSection,
-    WatchdogSection, WebSocketSection, WorkersSection, WorkersValue,
+    AuthSection, BrokerSection, CgiSection, FileConfig, ProxySection, RoomsSection, RouteSection,
+    ServerSection, TlsSection, WatchdogSection, WebSocketSection, WorkersSection, WorkersValue,
 };
 use super::{
-    AuthSettings, BrokerSettings, Builtin, CgiSettings, Config, Credential, DeflateSettings, ProxySettings, RoomSettings,
-    RouteConfig, RouteHandler, RouteOverrides, TlsProblem, TlsSettings, WatchdogSettings, WorkerSettings,
-    WsSettings, check_realm, normalize_cgi_path,
+    AuthSettings, BrokerSettings, Builtin, CgiSettings, Config, Credential, DeflateSettings, ProxySettings,
+    RoomSettings, RouteConfig, RouteHandler, RouteOverrides, TlsProblem, TlsSettings, WatchdogSettings,
+    WorkerSettings, WsSettings, check_realm, normalize_cgi_path,
 };
 
 /// The smallest `max_header_bytes` (the HTTP parser's minimum buffer).

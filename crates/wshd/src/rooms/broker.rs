@@ -69,6 +69,7 @@ impl Rooms {
         ROOMS.relayed_in();
         match message {
             Relay::Hello { .. } | Relay::SnapshotEnd => {}
+            Relay::BrokerState { up } => self.broker_down.store(!up, std::sync::atomic::Ordering::Release),
             Relay::Join { channel, id, presence } if id.node != node_id() => {
                 add_member(self.channels_mut().entry(channel).or_default(), id, presence, None);
             }

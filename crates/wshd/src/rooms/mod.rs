@@ -124,6 +124,9 @@ pub(crate) struct Rooms {
     sweeping: OnceLock<()>,
     /// The link to the other processes' rooms, when there are others (worker processes).
     broker: OnceLock<Arc<dyn Broker>>,
+    /// Set while the node's broker to the other nodes is down (`Relay::BrokerState`):
+    /// publishes fail with [`RoomError::Unavailable`].
+    broker_down: std::sync::atomic::AtomicBool,
     /// With a broker: this process's joins, and its `send_to`s routed through the relay,
     /// that the relay has not sent back yet. While any is on its way, a `send_to` a
     /// connection of this process goes through the relay too, behind them: so a message a
@@ -171,6 +174,7 @@ impl Rooms {
             limits,
             sweeping: OnceLock::new(),
             broker: OnceLock::new(),
+            broker_down: std::sync::atomic::AtomicBool::new(false),
             direct_in_flight: AtomicU32::new(0),
         }
     }
@@ -313,6 +317,7 @@ impl Rooms {
         data: &[u8],
     ) -> Result<usize, RoomError> {
         let frame = server_message_frame(kind, data).map_err(|_| RoomError::NotUtf8)?;
+        self.check_broker()?;
         let mut tally = Tally::default();
         let mut remote = 0;
         if let Some(entry) = self.channels().get(channel) {
@@ -340,6 +345,7 @@ impl Rooms {
         limits: HistoryLimits,
     ) -> Result<usize, RoomError> {
         let frame = server_message_frame(kind, data).map_err(|_| RoomError::NotUtf8)?;
+        self.check_broker()?;
         self.sweeping.get_or_init(|| start_sweep(Arc::downgrade(self)));
         if let Some(broker) = self.broker.get() {
             // The master orders logged messages: every process (this one too) appends and
@@ -364,6 +370,14 @@ impl Rooms {
             return Ok(members);
         }
         Ok(self.append_and_deliver(channel, Entry::new(id, frame, data.len()), limits))
+    }
+
+    /// `Err(Unavailable)` while the broker to the other nodes is down.
+    fn check_broker(&self) -> Result<(), RoomError> {
+        match self.broker_down.load(Ordering::Acquire) {
+            true => Err(RoomError::Unavailable),
+            false => Ok(()),
+        }
     }
 
     /// Appends `entry` to `channel`'s history and queues it for the local members; how many.

@@ -14,6 +14,7 @@
 //! | 7 | `SnapshotEnd` | (none) |
 //! | 8 | `Ordered` | channel, origin node: u64, data kind, data |
 //! | 9 | `Forget` | channel |
+//! | 10 | `BrokerState` | up: u8 (0 or 1) |
 //!
 //! A channel is its scope (0: a route's, then the route as u16 length + bytes; 1: shared)
 //! and its name (u16 length + bytes); a conn id is node and counter, u64 each. Integers are
@@ -102,6 +103,12 @@ pub(crate) enum Relay {
         /// The channel.
         channel: ChannelKey,
     },
+    /// Whether the broker to the other nodes is up; while it is down, publishes fail with
+    /// [`RoomError::Unavailable`](super::RoomError::Unavailable).
+    BrokerState {
+        /// Up.
+        up: bool,
+    },
     /// A message to the connection `id` alone.
     SendTo {
         /// The recipient.
@@ -166,6 +173,10 @@ impl Relay {
                 out.put_u8(9);
                 put_channel(&mut out, channel);
             }
+            Relay::BrokerState { up } => {
+                out.put_u8(10);
+                out.put_u8(u8::from(*up));
+            }
             Relay::Ordered { channel, origin, kind, data } => {
                 out.put_u8(8);
                 put_channel(&mut out, channel);
@@ -208,6 +219,7 @@ impl Relay {
             }
             7 => Relay::SnapshotEnd,
             9 => Relay::Forget { channel: get_channel(b)? },
+            10 => Relay::BrokerState { up: get_u8(b)? == 1 },
             8 => Relay::Ordered {
                 channel: get_channel(b)?,
                 origin: get_u64(b)?,

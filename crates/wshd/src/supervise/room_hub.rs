@@ -27,9 +27,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::control::MasterRooms;
+use super::fleet_metrics::FleetMetrics;
 use crate::broker::{Inbound, Remote};
 use crate::config::BrokerSettings;
-use super::fleet_metrics::FleetMetrics;
 use crate::rooms::{ChannelKey, ConnId, HistoryLimits, Relay};
 
 /// How often the hub drops expired history.
@@ -63,6 +63,8 @@ struct Hub {
     members: HashMap<ChannelKey, Vec<Held>>,
     /// Each channel's logged publishes, oldest first.
     history: HashMap<ChannelKey, VecDeque<Logged>>,
+    /// Whether the broker to the other nodes is down (told to new workers in the snapshot).
+    broker_down: bool,
 }
 
 /// The master's rooms relay; see the module docs.
@@ -166,6 +168,10 @@ impl RoomHub {
                 hub.history.remove(&channel);
                 hub.send_all(&payload, None)
             }
+            Relay::BrokerState { up } => {
+                hub.broker_down = !up;
+                hub.send_all(&payload, None)
+            }
             Relay::Join { channel, id, presence } => {
                 let members = hub.members.entry(channel).or_default();
                 match members.iter_mut().find(|h| h.id == id) {
@@ -195,8 +201,16 @@ impl RoomHub {
     }
 
     /// Links this hub to the other nodes through `remote` (once; false if it was already).
+    /// Until the broker says it is connected, publishes fail (`RoomError::Unavailable`).
     pub(crate) fn set_remote(&self, remote: Arc<dyn Remote>) -> bool {
-        self.remote.set(remote).is_ok()
+        let mut hub = self.lock();
+        if self.remote.set(remote).is_err() {
+            return false;
+        }
+        hub.broker_down = true;
+        let sent = hub.send_all(&Relay::BrokerState { up: false }.encode(), None);
+        self.metrics.relay_forwarded(sent);
+        true
     }
 
     /// Links this hub to the other nodes through the broker of `settings` (call from the
@@ -268,7 +282,7 @@ impl Hub {
     /// is a broker (a `send_to` an unknown node goes there, not undeliverable).
     fn forward_local(&mut self, link: u64, message: &Relay, payload: &Bytes, remote: bool) -> Sent {
         let count = match message {
-            Relay::SnapshotEnd | Relay::Forget { .. } => 0,
+            Relay::SnapshotEnd | Relay::Forget { .. } | Relay::BrokerState { .. } => 0,
             // With a broker, the other nodes' order is Redis's: applied when it comes back.
             Relay::Logged { .. } if remote => 0,
             Relay::Hello { node } => {
@@ -323,7 +337,7 @@ impl Hub {
     /// left without local members is no longer followed.
     fn after_local(&self, remote: &dyn Remote, message: Relay) {
         match message {
-            Relay::SnapshotEnd | Relay::Forget { .. } => {}
+            Relay::SnapshotEnd | Relay::Forget { .. } | Relay::BrokerState { .. } => {}
             Relay::Hello { node } => remote.process(node, true),
             Relay::SendTo { id, .. } if self.nodes.contains_key(&id.node) => {}
             Relay::Leave { ref channel, .. } => {
@@ -400,6 +414,9 @@ impl Hub {
     /// on `to`; how many messages.
     fn snapshot(&self, to: &mpsc::UnboundedSender<Bytes>) -> usize {
         let mut sent = 0;
+        if self.broker_down {
+            sent += usize::from(to.send(Relay::BrokerState { up: false }.encode()).is_ok());
+        }
         for (channel, members) in &self.members {
             for held in members {
                 let join =
@@ -548,8 +565,12 @@ mod tests {
             Relay::Publish { channel: channel(), kind: DataKind::Text, data: Bytes::from_static(b"hi") };
         (w1.from_worker)(publish.encode());
         assert_eq!(recorder.take(), ["publish"], "one broker message for three members");
-        (w1.from_worker)(Relay::SendTo { id: id(9, 1), origin: 1, kind: DataKind::Text, data: Bytes::new() }.encode());
-        (w1.from_worker)(Relay::SendTo { id: id(2, 1), origin: 1, kind: DataKind::Text, data: Bytes::new() }.encode());
+        (w1.from_worker)(
+            Relay::SendTo { id: id(9, 1), origin: 1, kind: DataKind::Text, data: Bytes::new() }.encode(),
+        );
+        (w1.from_worker)(
+            Relay::SendTo { id: id(2, 1), origin: 1, kind: DataKind::Text, data: Bytes::new() }.encode(),
+        );
         assert_eq!(recorder.take(), ["send_to 9"], "only the id of no local process goes out");
         drain(&mut w1);
         drain(&mut w2);
@@ -557,11 +578,16 @@ mod tests {
         hub.take_remote(publish.clone());
         assert_eq!(drain(&mut w1).len(), 2, "the remote join and the publish");
         assert_eq!(drain(&mut w2).len(), 2);
-        assert_eq!(drain(&mut hub.attach()).len(), 5, "a new worker's snapshot has the remote member too");
+        let snapshot = drain(&mut hub.attach());
+        assert_eq!(snapshot.len(), 6, "the broker state, the remote member too: {snapshot:?}");
+        assert_eq!(snapshot[0], Relay::BrokerState { up: false }, "no session said it is connected");
         for seq in [1, 2] {
             (w2.from_worker)(Relay::Leave { channel: channel(), id: id(2, seq) }.encode());
         }
         (w1.gone)();
-        assert_eq!(recorder.take(), ["leave 1", "leave 2", "process 1 false", "leave 1", "unsubscribe lobby"]);
+        assert_eq!(
+            recorder.take(),
+            ["leave 1", "leave 2", "process 1 false", "leave 1", "unsubscribe lobby"]
+        );
     }
 }

@@ -14,7 +14,9 @@ use redis::{Msg, RedisResult};
 use tokio::sync::mpsc;
 
 use super::Command;
-use super::keys::{alive_key, channel_topic, envelope, member_value, open, open_member, presence_key, process_topic};
+use super::keys::{
+    alive_key, channel_topic, envelope, member_value, open, open_member, presence_key, process_topic,
+};
 use crate::broker::Inbound;
 use crate::rooms::{ChannelKey, ConnId, Relay};
 
@@ -51,6 +53,7 @@ impl State {
     /// Logs a change of connection state (once per change).
     fn set_connected(&mut self, now: bool, why: &str) {
         if self.connected != Some(now) {
+            (self.inbound)(Relay::BrokerState { up: now });
             match now {
                 true => tracing::info!("rooms broker: connected to Redis"),
                 false => tracing::warn!("rooms broker: Redis unreachable ({why}); retrying with backoff"),
@@ -92,14 +95,19 @@ impl State {
 pub(super) fn draw_node_id() -> u64 {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         return (nanos as u64) ^ (u64::from(std::process::id()) << 32);
     }
     u64::from_le_bytes(bytes)
 }
 
 /// Runs sessions until the hub's queue closes, waiting with backoff between attempts.
-pub(super) async fn run(client: redis::Client, mut commands: mpsc::UnboundedReceiver<Command>, mut state: State) {
+pub(super) async fn run(
+    client: redis::Client,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut state: State,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match session(&client, &mut commands, &mut state).await {
@@ -228,10 +236,13 @@ async fn follow(
     channel: &ChannelKey,
 ) -> RedisResult<()> {
     sink.subscribe(channel_topic(channel)).await?;
-    let members: HashMap<String, Vec<u8>> = redis::cmd("HGETALL").arg(presence_key(channel)).query_async(conn).await?;
+    let members: HashMap<String, Vec<u8>> =
+        redis::cmd("HGETALL").arg(presence_key(channel)).query_async(conn).await?;
     let mut present = HashSet::new();
     for (field, value) in members {
-        let (Ok(id), Some((node, presence))) = (field.parse::<ConnId>(), open_member(&value)) else { continue };
+        let (Ok(id), Some((node, presence))) = (field.parse::<ConnId>(), open_member(&value)) else {
+            continue;
+        };
         if node != state.node {
             present.insert(id);
             state.remote_join(node, channel.clone(), id, presence);
@@ -302,7 +313,7 @@ async fn execute(
 /// Adds the commands that carry `message` to `pipe`; how many.
 fn add_message(pipe: &mut redis::Pipeline, node: u64, message: &Relay) -> usize {
     let (topic, bytes) = match message {
-        Relay::Hello { .. } | Relay::SnapshotEnd => return 0,
+        Relay::Hello { .. } | Relay::SnapshotEnd | Relay::BrokerState { .. } => return 0,
         Relay::Join { channel, id, presence } => {
             let value = member_value(node, presence);
             pipe.cmd("HSET").arg(presence_key(channel)).arg(id.to_string()).arg(value).ignore();
@@ -365,7 +376,11 @@ async fn sweep_dead(conn: &mut MultiplexedConnection, state: &mut State) -> Redi
     let (mut cleanup, mut removed) = (redis::pipe(), 0usize);
     for (node, _) in nodes.iter().zip(alive).filter(|(_, alive)| *alive == 0) {
         let members = state.remote.get(node).cloned().unwrap_or_default();
-        tracing::info!(node = format_args!("{node:016x}"), members = members.len(), "rooms broker: a node died; its members leave");
+        tracing::info!(
+            node = format_args!("{node:016x}"),
+            members = members.len(),
+            "rooms broker: a node died; its members leave"
+        );
         for (channel, id) in members {
             cleanup.cmd("HDEL").arg(presence_key(&channel)).arg(id.to_string()).ignore();
             removed += 1;

@@ -43,6 +43,7 @@ fn room_code(r: Result<(), RoomError>) -> u32 {
         Err(RoomError::NotUtf8) => ROOM_NOT_UTF8,
         Err(RoomError::Gone) => ROOM_GONE,
         Err(RoomError::BadId) => ROOM_BAD_ID,
+        Err(RoomError::Unavailable) => ROOM_UNAVAILABLE,
     }
 }
 
