@@ -5,7 +5,8 @@
 //! one node reaches the members on the other, presence spans the nodes, `send_to` reaches
 //! a connection of the other node, and the members of a node killed with SIGKILL leave the
 //! other node's presence within 30 s (heartbeat 200 ms here); after Redis restarted empty,
-//! publishes fail meanwhile (`RoomError::Unavailable`), the nodes reconnect, register their members again and carry publishes again; logged
+//! publishes fail meanwhile (`RoomError::Unavailable`), `/readyz` answers 503 and
+//! `/metrics` says the broker is down, the nodes reconnect, register their members again and carry publishes again; logged
 //! publishes go through a Redis stream in one order, `join_since` recovers on the other node,
 //! and answers `false` once Redis lost the history.
 
@@ -94,9 +95,10 @@ impl Drop for Redis {
 /// A wshd node serving the rooms fixture at `/rooms`, linked to `redis`.
 fn node(redis: &Redis, server_keys: &str) -> ServerProcess {
     let broker = format!("[broker]\nurl = \"{}\"\nheartbeat_ms = 200\n", redis.url());
+    let server_keys = format!("{server_keys}\nadmin_listen = \"127.0.0.1:0\"");
     ServerProcess::start_with(
         |dir| drop(dir.install("fixture_rooms_one", HANDLER)),
-        server_keys,
+        &server_keys,
         &format!("debounce_ms = 20\n\n{broker}"),
     )
 }
@@ -237,6 +239,15 @@ async fn rooms_work_again_after_redis_restarted_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     println!("publishes fail {:?} after Redis stopped", stopped.elapsed());
+    for node in [&one, &two] {
+        let ready = http_get(node.admin_addr(), "/readyz").await;
+        assert_eq!(
+            (ready.status, ready.text()),
+            (503, "not ready: the rooms broker (Redis) is down\n".to_owned())
+        );
+        let metrics = http_get(node.admin_addr(), "/metrics").await.text();
+        assert!(metrics.contains("wshd_broker_up 0"), "{metrics}");
+    }
     let redis = Redis::start_on(port);
     let restarted = Instant::now();
     let mut n = 0;
@@ -256,6 +267,14 @@ async fn rooms_work_again_after_redis_restarted_empty() {
     assert_eq!(members, ":2\r\n", "both nodes registered their members again");
     assert!(one.wait_log("rooms broker: connected to Redis", WAIT).is_some());
     assert_eq!(one.count_log("rooms broker: Redis unreachable"), 1, "logged once per state change");
+    for node in [&one, &two] {
+        assert_eq!(http_get(node.admin_addr(), "/readyz").await.status, 200);
+        let metrics = http_get(node.admin_addr(), "/metrics").await.text();
+        for line in ["wshd_broker_up 1", "wshd_broker_reconnects_total 1", "wshd_broker_round_trip_seconds "]
+        {
+            assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+        }
+    }
 }
 
 /// Median and p99 of `samples`, in µs.

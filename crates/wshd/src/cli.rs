@@ -285,15 +285,21 @@ impl Options {
                 .collect::<Result<_, _>>()
                 .map_err(|e| OptionsError::Flag(format!("-x/--cgi-paths: {e}")))?;
         }
-        if let Some(url) = &self.broker {
-            config::BrokerSettings::check_url(url)
-                .map_err(|e| OptionsError::Flag(format!("--broker: {e}")))?;
-            let heartbeat =
-                config.broker.as_ref().map_or(config::BrokerSettings::DEFAULT_HEARTBEAT, |b| b.heartbeat);
-            config.broker = Some(config::BrokerSettings { url: url.clone(), heartbeat });
-        }
+        self.apply_broker_flag(&mut config)?;
         config.finish().map_err(OptionsError::Invalid)?;
         Ok(config)
+    }
+
+    /// `--broker URL`: replaces the file's URL, keeps its other `[broker]` keys.
+    fn apply_broker_flag(&self, config: &mut Config) -> Result<(), OptionsError> {
+        let Some(url) = &self.broker else { return Ok(()) };
+        config::BrokerSettings::check_url(url).map_err(|e| OptionsError::Flag(format!("--broker: {e}")))?;
+        let (heartbeat, not_ready_while_down) =
+            config.broker.as_ref().map_or((config::BrokerSettings::DEFAULT_HEARTBEAT, true), |b| {
+                (b.heartbeat, b.not_ready_while_down)
+            });
+        config.broker = Some(config::BrokerSettings { url: url.clone(), heartbeat, not_ready_while_down });
+        Ok(())
     }
 
     fn apply_handler_flags(&self, config: &mut Config) {

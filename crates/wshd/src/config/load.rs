@@ -267,7 +267,8 @@ fn broker_section(raw: &BrokerSection, at: &Locator<'_>) -> Result<Option<Broker
     let Some(url) = &raw.url else { return Ok(None) };
     BrokerSettings::check_url(url.get_ref()).map_err(|m| at.err(url.span(), "broker.url", m))?;
     let heartbeat = Duration::from_millis(raw.heartbeat_ms);
-    Ok(Some(BrokerSettings { url: url.get_ref().clone(), heartbeat }))
+    let not_ready_while_down = raw.not_ready_while_down;
+    Ok(Some(BrokerSettings { url: url.get_ref().clone(), heartbeat, not_ready_while_down }))
 }
 
 /// `[server] workers` and `[workers]`: how many worker processes, their threads, and the

@@ -310,6 +310,8 @@ pub struct BrokerSettings {
     pub url: String,
     /// How often the node renews its liveness key; three missed make it dead.
     pub heartbeat: Duration,
+    /// `/readyz` answers 503 while the broker is down.
+    pub not_ready_while_down: bool,
 }
 
 impl BrokerSettings {

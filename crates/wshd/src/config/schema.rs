@@ -354,11 +354,14 @@ pub struct BrokerSection {
     /// How often this node renews its liveness key in Redis; a node silent for three
     /// heartbeats is dead and its members leave. At least 50. Default 5,000.
     pub heartbeat_ms: u64,
+    /// `/readyz` answers 503 while Redis is unreachable (a load balancer sends new clients
+    /// to the nodes that have it). Default true.
+    pub not_ready_while_down: bool,
 }
 
 impl Default for BrokerSection {
     fn default() -> Self {
-        BrokerSection { url: None, heartbeat_ms: 5000 }
+        BrokerSection { url: None, heartbeat_ms: 5000, not_ready_while_down: true }
     }
 }
 

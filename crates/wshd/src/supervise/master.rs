@@ -143,6 +143,7 @@ fn fleet_view(board: &'static Layout, metrics: Arc<FleetMetrics>, unhealthy_afte
         if DRAINING.load(Ordering::Acquire) {
             return Err("draining: shutting down".to_owned());
         }
+        crate::metrics::broker::BROKER.readiness()?;
         let states: Vec<u32> = board.cells.iter().map(|c| c.state.load(Ordering::Acquire)).collect();
         if states.contains(&(CellState::Serving as u32)) {
             Ok(())

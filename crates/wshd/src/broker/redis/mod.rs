@@ -38,6 +38,7 @@ impl RedisRemote {
         let node = session::draw_node_id();
         let heartbeat = settings.heartbeat.max(Duration::from_millis(50));
         tracing::info!(node = format_args!("{node:016x}"), "rooms broker: Redis, connecting");
+        crate::metrics::broker::BROKER.configured(settings.not_ready_while_down);
         tokio::spawn(session::run(client, commands, session::State::new(node, heartbeat, inbound)));
         Ok(RedisRemote { to_session })
     }

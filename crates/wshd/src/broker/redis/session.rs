@@ -18,6 +18,7 @@ use super::keys::{
     alive_key, channel_topic, envelope, member_value, open, open_member, presence_key, process_topic,
 };
 use crate::broker::Inbound;
+use crate::metrics::broker::BROKER;
 use crate::rooms::{ChannelKey, ConnId, Relay};
 
 /// The longest wait between two connection attempts.
@@ -54,6 +55,7 @@ impl State {
     fn set_connected(&mut self, now: bool, why: &str) {
         if self.connected != Some(now) {
             (self.inbound)(Relay::BrokerState { up: now });
+            BROKER.set_up(now);
             match now {
                 true => tracing::info!("rooms broker: connected to Redis"),
                 false => tracing::warn!("rooms broker: Redis unreachable ({why}); retrying with backoff"),
@@ -267,6 +269,7 @@ async fn execute(
     state: &mut State,
     batch: Vec<Command>,
 ) -> RedisResult<()> {
+    let started = std::time::Instant::now();
     let mut pipe = redis::pipe();
     let mut queued = 0usize;
     for command in batch {
@@ -307,6 +310,7 @@ async fn execute(
     if queued > 0 {
         pipe.exec_async(conn).await?;
     }
+    BROKER.round_trip(started.elapsed());
     Ok(())
 }
 
