@@ -373,3 +373,24 @@ async fn logged_publishes_have_one_order_and_join_since_works_on_the_other_node_
     );
     expect_room(&mut eve, "v1 recovered false").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stopped_following_a_channel_answers_false_rather_than_replay_a_gap() {
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "workers = 2"), node(&redis, "workers = 0"));
+    let (mut alice, mut bob) = (Peer::connect(&one).await, Peer::connect(&two).await);
+    assert_eq!(alice.ask("join lobby alice").await, "ok joined lobby");
+    assert_eq!(bob.ask("join lobby bob").await, "ok joined lobby");
+    alice.wait_names("lobby", &["alice", "bob"]).await;
+    assert!(alice.ask("lpub lobby m1 one").await.starts_with("ok published"));
+    expect_room(&mut bob, "v1 one").await;
+    assert_eq!(bob.ask("leave lobby").await, "ok left lobby true");
+    alice.wait_names("lobby", &["alice"]).await;
+    // Said while node two follows nothing of the channel: it never gets there.
+    assert!(alice.ask("lpub lobby m2 two").await.starts_with("ok published"));
+    expect_room(&mut alice, "v1 one").await;
+    expect_room(&mut alice, "v1 two").await;
+    let mut carol = Peer::connect(&two).await;
+    assert_eq!(carol.ask("since lobby m1 carol").await, "ok since false", "no replay across the gap");
+    expect_room(&mut carol, "v1 recovered false").await;
+}

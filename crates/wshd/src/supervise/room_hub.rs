@@ -334,8 +334,10 @@ impl Hub {
 
     /// After a worker's message was applied here: what the other nodes need of it goes to
     /// `remote` (a `send_to` only when the recipient is not on this node), and a channel
-    /// left without local members is no longer followed.
-    fn after_local(&self, remote: &dyn Remote, message: Relay) {
+    /// left without local members is no longer followed; its history is forgotten here and
+    /// in every worker (logged messages said while it is not followed never reach this
+    /// node, so what is kept would have a gap: `join_since` answers `false` instead).
+    fn after_local(&mut self, remote: &dyn Remote, message: Relay) {
         match message {
             Relay::SnapshotEnd | Relay::Forget { .. } | Relay::BrokerState { .. } => {}
             Relay::Hello { node } => remote.process(node, true),
@@ -346,6 +348,8 @@ impl Hub {
                 remote.send(message);
                 if unfollow {
                     remote.unsubscribe(&channel);
+                    self.history.remove(&channel);
+                    self.send_all(&Relay::Forget { channel }.encode(), None);
                 }
             }
             other => remote.send(other),
