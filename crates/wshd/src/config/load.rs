@@ -665,6 +665,23 @@ mod tests {
     }
 
     #[test]
+    fn the_broker_section_resolves_and_its_errors_name_line_and_key() {
+        assert_eq!(parse_str("", "d.toml").unwrap_or_else(|e| panic!("{e}")).broker, None);
+        let text = "[broker]\nurl = \"redis://:secret@10.0.0.5:6380/2\"\nheartbeat_ms = 1000\nnot_ready_while_down = false\n";
+        let c = parse_str(text, "b.toml").unwrap_or_else(|e| panic!("{e}"));
+        let broker = c.broker.unwrap_or_else(|| panic!("a broker"));
+        assert_eq!(broker.url, "redis://:secret@10.0.0.5:6380/2");
+        assert_eq!((broker.heartbeat, broker.not_ready_while_down), (Duration::from_millis(1000), false));
+        let e = parse_str("[broker]\n\nurl = \"http://x\"\n", "b.toml").expect_err("must be refused");
+        assert_eq!((e.line, e.key.as_str()), (3, "broker.url"), "{e}");
+        let e = parse_str("[broker]\nurl = \"rediss://x\"\n", "b.toml").expect_err("must be refused");
+        assert!(e.to_string().contains("not supported yet"), "{e}");
+        let e =
+            parse_str("[broker]\nurl = \"redis://x\"\nheartbeat_ms = 10\n", "b.toml").expect_err("too short");
+        assert_eq!(e.key, "broker.heartbeat_ms", "{e}");
+    }
+
+    #[test]
     fn operations_keys_resolve() {
         let text = "[server]\nadmin_listen = \"127.0.0.1:9990\"\nshutdown_grace_secs = 2\nmax_connections = 0\n\
                     [proxy]\ntrusted = [\"127.0.0.1/32\", \"::1\", \"10.0.0.0/8\"]\nclient_ip_header = \"forwarded\"\n\
