@@ -69,7 +69,12 @@ impl Rooms {
         ROOMS.relayed_in();
         match message {
             Relay::Hello { .. } | Relay::SnapshotEnd => {}
-            Relay::BrokerState { up } => self.broker_down.store(!up, std::sync::atomic::Ordering::Release),
+            Relay::BrokerState { up } => {
+                self.remote_nodes.store(true, std::sync::atomic::Ordering::Release);
+                self.broker_down.store(!up, std::sync::atomic::Ordering::Release);
+            }
+            Relay::Warm { .. } => {}
+            Relay::Followed { channel } => self.warming.followed(channel),
             Relay::Join { channel, id, presence } if id.node != node_id() => {
                 add_member(self.channels_mut().entry(channel).or_default(), id, presence, None);
             }
@@ -84,6 +89,7 @@ impl Rooms {
             Relay::Leave { .. } => {}
             Relay::Publish { channel, kind, data } => self.deliver_here(&channel, kind, &data),
             Relay::Forget { channel } => {
+                self.warming.unfollowed(&channel);
                 let mut channels = self.channels_mut();
                 if let Some(entry) = channels.get_mut(&channel) {
                     entry.history.clear();

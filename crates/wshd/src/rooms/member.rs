@@ -55,6 +55,7 @@ impl Member {
         since: &str,
     ) -> Result<bool, RoomError> {
         let mut found = false;
+        self.rooms.warm(channel, since);
         self.join_with(channel, presence, |rooms, presence| {
             found = rooms.subscribe_since(channel, self.id, presence, &self.mailbox, since);
         })?;

@@ -34,6 +34,7 @@ mod channel;
 mod history;
 mod id;
 mod member;
+mod warm;
 mod wire;
 
 #[cfg(test)]
@@ -127,6 +128,11 @@ pub(crate) struct Rooms {
     /// Set while the node's broker to the other nodes is down (`Relay::BrokerState`):
     /// publishes fail with [`RoomError::Unavailable`].
     broker_down: std::sync::atomic::AtomicBool,
+    /// Set once the node's hub said it has a broker to other nodes (a `BrokerState`): a
+    /// `join_since` this process cannot answer then waits for the channel's history.
+    remote_nodes: std::sync::atomic::AtomicBool,
+    /// The channels the node's hub follows, for `join_since` (see `warm`).
+    warming: warm::Warming,
     /// With a broker: this process's joins, and its `send_to`s routed through the relay,
     /// that the relay has not sent back yet. While any is on its way, a `send_to` a
     /// connection of this process goes through the relay too, behind them: so a message a
@@ -175,6 +181,8 @@ impl Rooms {
             sweeping: OnceLock::new(),
             broker: OnceLock::new(),
             broker_down: std::sync::atomic::AtomicBool::new(false),
+            remote_nodes: std::sync::atomic::AtomicBool::new(false),
+            warming: warm::Warming::default(),
             direct_in_flight: AtomicU32::new(0),
         }
     }

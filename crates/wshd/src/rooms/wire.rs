@@ -15,6 +15,8 @@
 //! | 8 | `Ordered` | channel, origin node: u64, data kind, data |
 //! | 9 | `Forget` | channel |
 //! | 10 | `BrokerState` | up: u8 (0 or 1) |
+//! | 11 | `Warm` | channel |
+//! | 12 | `Followed` | channel |
 //!
 //! A channel is its scope (0: a route's, then the route as u16 length + bytes; 1: shared)
 //! and its name (u16 length + bytes); a conn id is node and counter, u64 each. Integers are
@@ -109,6 +111,17 @@ pub(crate) enum Relay {
         /// Up.
         up: bool,
     },
+    /// A `join_since` that this process's history cannot answer: the node's hub is to
+    /// follow `channel` and bring its history from the other nodes.
+    Warm {
+        /// The channel.
+        channel: ChannelKey,
+    },
+    /// The node follows `channel`, and its history from the other nodes has been sent.
+    Followed {
+        /// The channel.
+        channel: ChannelKey,
+    },
     /// A message to the connection `id` alone.
     SendTo {
         /// The recipient.
@@ -177,6 +190,14 @@ impl Relay {
                 out.put_u8(10);
                 out.put_u8(u8::from(*up));
             }
+            Relay::Warm { channel } => {
+                out.put_u8(11);
+                put_channel(&mut out, channel);
+            }
+            Relay::Followed { channel } => {
+                out.put_u8(12);
+                put_channel(&mut out, channel);
+            }
             Relay::Ordered { channel, origin, kind, data } => {
                 out.put_u8(8);
                 put_channel(&mut out, channel);
@@ -220,6 +241,8 @@ impl Relay {
             7 => Relay::SnapshotEnd,
             9 => Relay::Forget { channel: get_channel(b)? },
             10 => Relay::BrokerState { up: get_u8(b)? == 1 },
+            11 => Relay::Warm { channel: get_channel(b)? },
+            12 => Relay::Followed { channel: get_channel(b)? },
             8 => Relay::Ordered {
                 channel: get_channel(b)?,
                 origin: get_u64(b)?,

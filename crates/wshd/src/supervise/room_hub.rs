@@ -19,7 +19,7 @@
 //! history as logged publishes with their age), queued on its link before anything else.
 //! Everything runs on the master's one runtime thread; the lock is never contended long.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,10 @@ struct Hub {
     history: HashMap<ChannelKey, VecDeque<Logged>>,
     /// Whether the broker to the other nodes is down (told to new workers in the snapshot).
     broker_down: bool,
+    /// Channels followed for a `join_since` (`Relay::Warm`) before any local member.
+    warmed: HashSet<ChannelKey>,
+    /// Channels whose history from the other nodes has come (`Relay::Followed`).
+    followed: HashSet<ChannelKey>,
 }
 
 /// The master's rooms relay; see the module docs.
@@ -166,12 +170,18 @@ impl RoomHub {
             Relay::Hello { .. } | Relay::SnapshotEnd => 0,
             Relay::Forget { channel } => {
                 hub.history.remove(&channel);
+                hub.followed.remove(&channel);
                 hub.send_all(&payload, None)
             }
             Relay::BrokerState { up } => {
                 hub.broker_down = !up;
                 hub.send_all(&payload, None)
             }
+            Relay::Followed { channel } => {
+                hub.followed.insert(channel);
+                hub.send_all(&payload, None)
+            }
+            Relay::Warm { .. } => 0,
             Relay::Join { channel, id, presence } => {
                 let members = hub.members.entry(channel).or_default();
                 match members.iter_mut().find(|h| h.id == id) {
@@ -282,7 +292,15 @@ impl Hub {
     /// is a broker (a `send_to` an unknown node goes there, not undeliverable).
     fn forward_local(&mut self, link: u64, message: &Relay, payload: &Bytes, remote: bool) -> Sent {
         let count = match message {
-            Relay::SnapshotEnd | Relay::Forget { .. } | Relay::BrokerState { .. } => 0,
+            Relay::SnapshotEnd
+            | Relay::Forget { .. }
+            | Relay::BrokerState { .. }
+            | Relay::Followed { .. } => 0,
+            // Without a broker to other nodes, this node's history is all there is.
+            Relay::Warm { channel } if !remote || self.followed.contains(channel) => {
+                self.send_to_link(link, &Relay::Followed { channel: channel.clone() }.encode())
+            }
+            Relay::Warm { .. } => 0,
             // With a broker, the other nodes' order is Redis's: applied when it comes back.
             Relay::Logged { .. } if remote => 0,
             Relay::Hello { node } => {
@@ -324,11 +342,20 @@ impl Hub {
 
     /// Before a worker's message is applied here: a first local member of a channel makes
     /// the node follow it.
-    fn before_local(&self, remote: &dyn Remote, message: &Relay) {
-        if let Relay::Join { channel, .. } = message
-            && !self.held_here(channel)
-        {
-            remote.subscribe(channel);
+    fn before_local(&mut self, remote: &dyn Remote, message: &Relay) {
+        match message {
+            Relay::Join { channel, .. } if !self.held_here(channel) && !self.warmed.contains(channel) => {
+                remote.subscribe(channel);
+            }
+            Relay::Warm { channel }
+                if !self.held_here(channel)
+                    && !self.warmed.contains(channel)
+                    && !self.followed.contains(channel) =>
+            {
+                self.warmed.insert(channel.clone());
+                remote.subscribe(channel);
+            }
+            _ => {}
         }
     }
 
@@ -339,7 +366,11 @@ impl Hub {
     /// node, so what is kept would have a gap: `join_since` answers `false` instead).
     fn after_local(&mut self, remote: &dyn Remote, message: Relay) {
         match message {
-            Relay::SnapshotEnd | Relay::Forget { .. } | Relay::BrokerState { .. } => {}
+            Relay::SnapshotEnd
+            | Relay::Forget { .. }
+            | Relay::BrokerState { .. }
+            | Relay::Warm { .. }
+            | Relay::Followed { .. } => {}
             Relay::Hello { node } => remote.process(node, true),
             Relay::SendTo { id, .. } if self.nodes.contains_key(&id.node) => {}
             Relay::Leave { ref channel, .. } => {
@@ -348,6 +379,8 @@ impl Hub {
                 remote.send(message);
                 if unfollow {
                     remote.unsubscribe(&channel);
+                    self.warmed.remove(&channel);
+                    self.followed.remove(&channel);
                     self.history.remove(&channel);
                     self.send_all(&Relay::Forget { channel }.encode(), None);
                 }

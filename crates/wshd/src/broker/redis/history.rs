@@ -4,10 +4,15 @@
 //! the key expires with its newest message's age); its epoch, a random value set by the first
 //! append, lives beside it and goes with it.
 
-use crate::rooms::{ChannelKey, HistoryLimits};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::keys::{channel_topic, epoch_key, stream_key};
-use super::session::draw_node_id;
+use redis::RedisResult;
+use redis::aio::MultiplexedConnection;
+
+use super::keys::{StreamId, channel_topic, epoch_key, open, stream_key};
+use super::session::{State, draw_node_id};
+use crate::rooms::{ChannelKey, HistoryLimits, Relay};
 
 /// KEYS: stream, epoch, topic. ARGV: envelope, max messages, max age (ms), a new epoch.
 const APPEND_AND_PUBLISH: &str = r"
@@ -15,7 +20,7 @@ local maxlen = tonumber(ARGV[2])
 local age = tonumber(ARGV[3])
 if maxlen > 0 then
   redis.call('SET', KEYS[2], ARGV[4], 'NX')
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'm', ARGV[1])
+  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'm', ARGV[1])
   local t = redis.call('TIME')
   local oldest = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - age
   if oldest > 0 then
@@ -23,8 +28,9 @@ if maxlen > 0 then
   end
   redis.call('PEXPIRE', KEYS[1], age)
   redis.call('PEXPIRE', KEYS[2], age)
+  return redis.call('PUBLISH', KEYS[3], '\1' .. string.char(#id) .. id .. ARGV[1])
 end
-return redis.call('PUBLISH', KEYS[3], ARGV[1])
+return redis.call('PUBLISH', KEYS[3], '\0' .. ARGV[1])
 ";
 
 /// The longest history age given to Redis (ten years, in ms).
@@ -50,4 +56,26 @@ pub(super) fn append_and_publish(
         .arg(age)
         .arg(epoch)
         .ignore();
+}
+
+/// Loads `channel`'s history from its stream and hands it in (as logged messages with
+/// their age, oldest first); remembers the last one's stream id.
+pub(super) async fn load(
+    conn: &mut MultiplexedConnection,
+    state: &mut State,
+    channel: &ChannelKey,
+) -> RedisResult<()> {
+    type Entries = Vec<(String, HashMap<String, Vec<u8>>)>;
+    let entries: Entries =
+        redis::cmd("XRANGE").arg(stream_key(channel)).arg("-").arg("+").query_async(conn).await?;
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    for (id, fields) in entries {
+        let Some(stream_id) = StreamId::parse(&id) else { continue };
+        let Some((_, mut relay)) = fields.get("m").and_then(|m| open(m)) else { continue };
+        let Relay::Logged { age, .. } = &mut relay else { continue };
+        *age = Duration::from_millis(now_ms.saturating_sub(stream_id.ms));
+        state.last_logged.insert(channel.clone(), stream_id);
+        (state.inbound)(relay);
+    }
+    Ok(())
 }

@@ -11,7 +11,9 @@
 //!
 //! `<channel>` is `r<route length>:<route>:<name>` for a route's channel, `s:<name>` for a
 //! shared one (the length keeps `/a:b` + `c` apart from `/a` + `b:c`). A message on a topic
-//! is the origin node (u64, big-endian) and the [`Relay`] encoding.
+//! is the origin node (u64, big-endian) and the [`Relay`] encoding (the "envelope"), after
+//! a kind byte: 0, or 1 for a logged message followed by its stream id (u8 length + ASCII),
+//! which the Lua script that appended it adds.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -71,6 +73,45 @@ pub(super) fn open(bytes: &[u8]) -> Option<(u64, Relay)> {
     Some((node, message))
 }
 
+/// A topic message: its stream id if it was logged, the origin node and the message.
+pub(super) fn open_topic(bytes: &[u8]) -> Option<(Option<StreamId>, u64, Relay)> {
+    match bytes.first()? {
+        0 => open(bytes.get(1..)?).map(|(node, relay)| (None, node, relay)),
+        1 => {
+            let len = usize::from(*bytes.get(1)?);
+            let id = StreamId::parse(std::str::from_utf8(bytes.get(2..2 + len)?).ok()?)?;
+            open(bytes.get(2 + len..)?).map(|(node, relay)| (Some(id), node, relay))
+        }
+        _ => None,
+    }
+}
+
+/// A plain topic message (kind 0) carrying `message` from `node`.
+pub(super) fn topic_message(node: u64, message: &Relay) -> Bytes {
+    let envelope = envelope(node, message);
+    let mut out = BytesMut::with_capacity(1 + envelope.len());
+    out.put_u8(0);
+    out.put_slice(&envelope);
+    out.freeze()
+}
+
+/// A Redis stream entry id, `<ms>-<seq>`: ordered by both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct StreamId {
+    /// Redis's time of the append, in ms since the epoch.
+    pub(super) ms: u64,
+    /// The sequence within that ms.
+    pub(super) seq: u64,
+}
+
+impl StreamId {
+    /// `<ms>-<seq>`.
+    pub(super) fn parse(text: &str) -> Option<StreamId> {
+        let (ms, seq) = text.split_once('-')?;
+        Some(StreamId { ms: ms.parse().ok()?, seq: seq.parse().ok()? })
+    }
+}
+
 /// A members-hash value: the member's node and its presence record.
 pub(super) fn member_value(node: u64, presence: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + presence.len());
@@ -97,7 +138,13 @@ mod tests {
         let shared = ChannelKey::new(Scope::Shared, "x").expect("valid");
         assert_eq!(presence_key(&shared), "wshd:p:s:x");
         let hello = Relay::Hello { node: 7 };
-        assert_eq!(open(&envelope(42, &hello)), Some((42, hello)));
+        assert_eq!(open(&envelope(42, &hello)), Some((42, hello.clone())));
+        assert_eq!(open_topic(&topic_message(42, &hello)), Some((None, 42, hello.clone())));
+        let mut logged = vec![1u8, 5];
+        logged.extend_from_slice(b"123-4");
+        logged.extend_from_slice(&envelope(42, &hello));
+        assert_eq!(open_topic(&logged), Some((Some(StreamId { ms: 123, seq: 4 }), 42, hello)));
+        assert!(StreamId { ms: 123, seq: 4 } < StreamId { ms: 123, seq: 10 });
         assert_eq!(open(b"short"), None);
         assert_eq!(open_member(&member_value(9, b"nick")), Some((9, Bytes::from_static(b"nick"))));
     }

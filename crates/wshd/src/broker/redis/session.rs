@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 
 use super::Command;
 use super::keys::{
-    alive_key, channel_topic, envelope, member_value, open, open_member, presence_key, process_topic,
+    StreamId, alive_key, channel_topic, envelope, member_value, open_member, open_topic, presence_key,
+    process_topic, topic_message,
 };
 use crate::broker::Inbound;
 use crate::metrics::broker::BROKER;
@@ -29,7 +30,7 @@ pub(super) struct State {
     /// This node's id in Redis (random per start).
     node: u64,
     heartbeat: Duration,
-    inbound: Inbound,
+    pub(super) inbound: Inbound,
     /// The channels this node has members of (subscribed while connected).
     channels: HashSet<ChannelKey>,
     /// This node's processes (their `send_to` topics).
@@ -39,6 +40,9 @@ pub(super) struct State {
     /// This node's members (registered again, and announced, after a reconnection: Redis
     /// may have restarted empty).
     local: HashMap<(ChannelKey, ConnId), Bytes>,
+    /// The last logged message handed in per followed channel (its stream id): a message
+    /// loaded with the history and then received live is handed in once.
+    pub(super) last_logged: HashMap<ChannelKey, StreamId>,
     /// Whether the last attempt reached Redis (`None` before the first).
     connected: Option<bool>,
 }
@@ -48,7 +52,8 @@ impl State {
     pub(super) fn new(node: u64, heartbeat: Duration, inbound: Inbound) -> State {
         let (channels, processes) = (HashSet::new(), HashSet::new());
         let (remote, local) = (HashMap::new(), HashMap::new());
-        State { node, heartbeat, inbound, channels, processes, remote, local, connected: None }
+        let last_logged = HashMap::new();
+        State { node, heartbeat, inbound, channels, processes, remote, local, last_logged, connected: None }
     }
 
     /// Logs a change of connection state (once per change).
@@ -146,6 +151,7 @@ fn remember(state: &mut State, command: Command) {
         Command::Unsubscribe(channel) => {
             state.channels.remove(&channel);
             state.drop_channel(&channel);
+            state.last_logged.remove(&channel);
         }
         Command::Process(process, true) => {
             state.processes.insert(process);
@@ -198,11 +204,13 @@ async fn session(
     }
     let resumed = state.connected.is_some();
     for channel in state.channels.clone() {
-        follow(&mut conn, &mut sink, state, &channel).await?;
         if resumed {
-            // Logged messages may have been missed meanwhile: no replay across the gap.
-            (state.inbound)(Relay::Forget { channel });
+            // Logged messages may have been missed meanwhile: no replay across the gap (the
+            // history is loaded again from Redis, which may have lost it).
+            state.last_logged.remove(&channel);
+            (state.inbound)(Relay::Forget { channel: channel.clone() });
         }
+        follow(&mut conn, &mut sink, state, &channel).await?;
     }
     state.set_connected(true, "");
     let mut tick = tokio::time::interval(state.heartbeat);
@@ -259,6 +267,8 @@ async fn follow(
     for (node, channel, id) in gone {
         state.remote_leave(node, channel, id);
     }
+    super::history::load(conn, state, channel).await?;
+    (state.inbound)(Relay::Followed { channel: channel.clone() });
     Ok(())
 }
 
@@ -292,6 +302,7 @@ async fn execute(
                 if state.channels.remove(&channel) {
                     sink.unsubscribe(channel_topic(&channel)).await?;
                     state.drop_channel(&channel);
+                    state.last_logged.remove(&channel);
                 }
             }
             Command::Process(process, true) => {
@@ -317,25 +328,29 @@ async fn execute(
 /// Adds the commands that carry `message` to `pipe`; how many.
 fn add_message(pipe: &mut redis::Pipeline, node: u64, message: &Relay) -> usize {
     let (topic, bytes) = match message {
-        Relay::Hello { .. } | Relay::SnapshotEnd | Relay::BrokerState { .. } => return 0,
+        Relay::Hello { .. }
+        | Relay::SnapshotEnd
+        | Relay::BrokerState { .. }
+        | Relay::Warm { .. }
+        | Relay::Followed { .. } => return 0,
         Relay::Join { channel, id, presence } => {
             let value = member_value(node, presence);
             pipe.cmd("HSET").arg(presence_key(channel)).arg(id.to_string()).arg(value).ignore();
-            (channel_topic(channel), envelope(node, message))
+            (channel_topic(channel), topic_message(node, message))
         }
         Relay::Leave { channel, id } => {
             pipe.cmd("HDEL").arg(presence_key(channel)).arg(id.to_string()).ignore();
-            (channel_topic(channel), envelope(node, message))
+            (channel_topic(channel), topic_message(node, message))
         }
         Relay::Publish { channel, .. } | Relay::Ordered { channel, .. } => {
-            (channel_topic(channel), envelope(node, message))
+            (channel_topic(channel), topic_message(node, message))
         }
         Relay::Logged { channel, limits, .. } => {
             super::history::append_and_publish(pipe, channel, *limits, &envelope(node, message));
             return 1;
         }
         Relay::Forget { .. } => return 0,
-        Relay::SendTo { id, .. } => (process_topic(id.node), envelope(node, message)),
+        Relay::SendTo { id, .. } => (process_topic(id.node), topic_message(node, message)),
     };
     pipe.cmd("PUBLISH").arg(topic).arg(&bytes[..]).ignore();
     1
@@ -343,7 +358,7 @@ fn add_message(pipe: &mut redis::Pipeline, node: u64, message: &Relay) -> usize 
 
 /// Hands in what another node published on a topic this node follows.
 fn take(state: &mut State, message: &Msg) {
-    let Some((node, relay)) = open(message.get_payload_bytes()) else {
+    let Some((stream_id, node, relay)) = open_topic(message.get_payload_bytes()) else {
         tracing::warn!(topic = message.get_channel_name(), "rooms broker: a message that is not wshd's");
         return;
     };
@@ -351,6 +366,12 @@ fn take(state: &mut State, message: &Msg) {
     // those, and every node (this one too) applies them when they come back.
     if node == state.node && !matches!(relay, Relay::Logged { .. }) {
         return;
+    }
+    if let (Some(stream_id), Relay::Logged { channel, .. }) = (stream_id, &relay) {
+        if state.last_logged.get(channel).is_some_and(|last| stream_id <= *last) {
+            return; // Loaded with the history already.
+        }
+        state.last_logged.insert(channel.clone(), stream_id);
     }
     match relay {
         Relay::Join { channel, id, presence } => state.remote_join(node, channel, id, presence),
