@@ -412,3 +412,57 @@ async fn join_since_on_a_node_that_does_not_follow_the_channel_loads_its_history
         expect_room(&mut erin, text).await;
     }
 }
+
+/// A node serving `chat_wsh` at `/chat`, linked to `redis`.
+fn chat_node(redis: &Redis, server_keys: &str) -> ServerProcess {
+    let broker = format!("[broker]\nurl = \"{}\"\nheartbeat_ms = 200\n", redis.url());
+    ServerProcess::start_with(
+        |dir| drop(dir.install("chat_wsh", "handlers/libchat_wsh.so")),
+        server_keys,
+        &format!("debounce_ms = 20\n\n{broker}"),
+    )
+}
+
+/// The next chat event of `client` that is a message or a recovery marker (join and leave
+/// events, whose `online` lists lag across nodes, are printed and skipped).
+async fn chat_event(who: &str, client: &mut Client) -> serde_json::Value {
+    loop {
+        let text = match next_message(client).await {
+            Some(Ok(Message::Text(text))) => text.to_string(),
+            other => panic!("{who}: expected a text message, got {other:?}"),
+        };
+        println!("{who:>6} << {text}");
+        let event: serde_json::Value = serde_json::from_str(&text).expect("chat events are JSON");
+        if matches!(event["type"].as_str(), Some("message" | "recovered")) {
+            return event;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_across_nodes_and_recovery_by_since_on_the_other_node() {
+    let redis = Redis::start();
+    let (one, two) = (chat_node(&redis, ""), chat_node(&redis, "workers = 0"));
+    let mut alice = connect(&one.ws_url("/chat?room=lobby&nick=alice")).await;
+    let mut bob = connect(&two.ws_url("/chat?room=lobby&nick=bob")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!(" alice >> hi bob (node one)");
+    alice.send(Message::text("hi bob")).await.expect("send");
+    let said = chat_event("bob", &mut bob).await;
+    assert_eq!((said["nick"].as_str(), said["text"].as_str()), (Some("alice"), Some("hi bob")));
+    let last_seen = said["id"].as_str().expect("an id").to_owned();
+    assert_eq!(chat_event("alice", &mut alice).await["id"], said["id"]);
+    println!("   bob :: disconnects from node two");
+    drop(bob);
+    for text in ["are you there?", "bob?"] {
+        println!(" alice >> {text}");
+        alice.send(Message::text(text)).await.expect("send");
+        assert_eq!(chat_event("alice", &mut alice).await["text"], text);
+    }
+    println!("   bob :: reconnects to node one with since={last_seen}");
+    let mut bob = connect(&one.ws_url(&format!("/chat?room=lobby&nick=bob&since={last_seen}"))).await;
+    for text in ["are you there?", "bob?"] {
+        assert_eq!(chat_event("bob", &mut bob).await["text"], text, "missed messages, in order");
+    }
+    assert_eq!(chat_event("bob", &mut bob).await, serde_json::json!({"type": "recovered", "ok": true}));
+}
