@@ -165,6 +165,8 @@ async fn publishes_presence_and_send_to_span_two_nodes() {
     let (mut alice, mut bob) = (Peer::connect(&one).await, Peer::connect(&two).await);
     assert_eq!(alice.ask("join lobby alice").await, "ok joined lobby");
     assert_eq!(bob.ask("join lobby bob").await, "ok joined lobby");
+    // The join waited for node two to load the channel's members: presence is whole at once.
+    assert_eq!(bob.ask("who lobby").await, "ok alice,bob", "other nodes' members first");
     let took = alice.wait_names("lobby", &["alice", "bob"]).await;
     bob.wait_names("lobby", &["alice", "bob"]).await;
     println!("presence across nodes after {took:?}");
@@ -444,8 +446,9 @@ async fn chat_across_nodes_and_recovery_by_since_on_the_other_node() {
     let redis = Redis::start();
     let (one, two) = (chat_node(&redis, ""), chat_node(&redis, "workers = 0"));
     let mut alice = connect(&one.ws_url("/chat?room=lobby&nick=alice")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut bob = connect(&two.ws_url("/chat?room=lobby&nick=bob")).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     println!(" alice >> hi bob (node one)");
     alice.send(Message::text("hi bob")).await.expect("send");
     let said = chat_event("bob", &mut bob).await;

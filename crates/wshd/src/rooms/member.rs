@@ -40,6 +40,7 @@ impl Member {
     /// Joins `channel` with `presence` (at most [`MAX_PRESENCE`] bytes), or replaces the
     /// presence record when already a member.
     pub(crate) fn join(&self, channel: &ChannelKey, presence: &[u8]) -> Result<(), RoomError> {
+        self.rooms.warm(channel, None);
         self.join_with(channel, presence, |rooms, presence| {
             rooms.subscribe(channel, self.id, presence, &self.mailbox);
         })
@@ -55,7 +56,7 @@ impl Member {
         since: &str,
     ) -> Result<bool, RoomError> {
         let mut found = false;
-        self.rooms.warm(channel, since);
+        self.rooms.warm(channel, Some(since));
         self.join_with(channel, presence, |rooms, presence| {
             found = rooms.subscribe_since(channel, self.id, presence, &self.mailbox, since);
         })?;

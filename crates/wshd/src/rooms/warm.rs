@@ -1,11 +1,11 @@
-//! Warming a channel's history for `join_since` on a node that does not follow the channel
-//! yet (rooms across nodes, `docs/decisions/0021-redis-broker.md`): when this process's
-//! history does not hold `since` and the node has a broker to other nodes, the join asks
-//! the node's hub to follow the channel ([`Relay::Warm`]); the hub loads the channel's
-//! history from the broker, sends it to every process, then says [`Relay::Followed`]. The
-//! join waits for that (at most [`WARM_WAIT`]) before it looks for `since`, so a client that
-//! reconnects to another node gets what it missed. Without such a broker nothing waits. The
-//! wait blocks the calling thread (`join_since` is synchronous), through
+//! Warming a channel for a join on a node that does not follow the channel yet (rooms
+//! across nodes, `docs/decisions/0021-redis-broker.md`): the join asks the node's hub to
+//! follow the channel ([`Relay::Warm`]); the hub loads the channel's members and history
+//! from the broker, sends them to every process, then says [`Relay::Followed`]. The join
+//! waits for that (at most [`WARM_WAIT`]), so `presence` right after it lists the other
+//! nodes' members, and a `join_since` of a client that reconnects to another node replays
+//! what it missed. Without a broker to other nodes, or while it is down, nothing waits. The
+//! wait blocks the calling thread (`join` is synchronous), through
 //! `tokio::task::block_in_place` on a runtime worker thread.
 
 use std::collections::HashSet;
@@ -52,14 +52,18 @@ impl Warming {
 }
 
 impl Rooms {
-    /// Before a `join_since`: with a broker to other nodes, when this process's history of
-    /// `channel` does not hold `since` and the node does not follow the channel, asks the
-    /// hub to follow it and waits (at most [`WARM_WAIT`]) until its history is here.
-    pub(super) fn warm(&self, channel: &ChannelKey, since: &str) {
-        if !self.remote_nodes.load(Ordering::Acquire) {
+    /// Before a join (`since`: of a `join_since`): with a broker to other nodes, unless
+    /// this process's history of `channel` holds `since`, when the node does not follow the
+    /// channel yet, asks the hub to follow it and waits (at most [`WARM_WAIT`]) until the
+    /// other nodes' members and history are here: so `presence` right after the join lists
+    /// them, and `join_since` can replay.
+    pub(super) fn warm(&self, channel: &ChannelKey, since: Option<&str>) {
+        if !self.remote_nodes.load(Ordering::Acquire) || self.broker_down.load(Ordering::Acquire) {
             return;
         }
-        if self.channels().get(channel).is_some_and(|entry| entry.history.holds(since)) {
+        if let Some(since) = since
+            && self.channels().get(channel).is_some_and(|entry| entry.history.holds(since))
+        {
             return;
         }
         if self.warming.followed.lock().unwrap_or_else(PoisonError::into_inner).contains(channel) {
