@@ -8,7 +8,8 @@
 //! publishes fail meanwhile (`RoomError::Unavailable`), `/readyz` answers 503 and
 //! `/metrics` says the broker is down, the nodes reconnect, register their members again and carry publishes again; logged
 //! publishes go through a Redis stream in one order, `join_since` recovers on the other node,
-//! and answers `false` once Redis lost the history.
+//! and answers `false` once Redis lost the history; one publish to 600 members on three
+//! nodes is one Redis command.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -468,4 +469,45 @@ async fn chat_across_nodes_and_recovery_by_since_on_the_other_node() {
         assert_eq!(chat_event("bob", &mut bob).await["text"], text, "missed messages, in order");
     }
     assert_eq!(chat_event("bob", &mut bob).await, serde_json::json!({"type": "recovered", "ok": true}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_message_to_600_members_on_three_nodes_is_one_redis_command() {
+    const MEMBERS: usize = 600;
+    let redis = Redis::start();
+    let nodes = [node(&redis, "workers = 2"), node(&redis, "workers = 0"), node(&redis, "workers = 2")];
+    let mut peers = Vec::with_capacity(MEMBERS);
+    for n in 0..MEMBERS {
+        let mut peer = Peer::connect(&nodes[n % 3]).await;
+        assert_eq!(peer.ask(&format!("join crowd m{n}")).await, "ok joined crowd");
+        peers.push(peer);
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let answer = peers[1].ask("who crowd").await;
+        if answer.split(',').count() == MEMBERS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "presence never reached {MEMBERS}: {} members",
+            answer.split(',').count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(redis.command("CONFIG RESETSTAT\r\n").starts_with("+OK"));
+    let sent = Instant::now();
+    let _ = peers[0].ask("pub crowd hello crowd").await;
+    for peer in &mut peers {
+        assert_eq!(peer.room_message().await, "v1 hello crowd");
+    }
+    let took = sent.elapsed();
+    let stats = redis.command("INFO commandstats\r\n");
+    let calls: Vec<&str> = stats.lines().filter(|l| l.starts_with("cmdstat_")).collect();
+    println!(
+        "one publish to {MEMBERS} members on 3 nodes: all received in {took:?}; Redis commands: {calls:?}"
+    );
+    assert_eq!(redis.calls("publish"), 1, "one broker message for {MEMBERS} members: {calls:?}");
+    let subscriptions = redis.command("PUBSUB NUMSUB wshd:c:r6:/rooms:crowd\r\n");
+    assert!(subscriptions.ends_with(":3\r\n"), "one subscription per node: {subscriptions:?}");
 }
