@@ -35,6 +35,10 @@ use crate::rooms::{ChannelKey, ConnId, HistoryLimits, Relay};
 /// How often the hub drops expired history.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
+/// How long a channel followed for a join (`Relay::Warm`) stays followed without a local
+/// member (the join it was for never came: its connection closed meanwhile).
+const WARM_KEPT: Duration = Duration::from_secs(5);
+
 /// A member and the link of the worker holding it.
 #[derive(Debug)]
 struct Held {
@@ -66,7 +70,8 @@ struct Hub {
     /// Whether the broker to the other nodes is down (told to new workers in the snapshot).
     broker_down: bool,
     /// Channels followed for a `join_since` (`Relay::Warm`) before any local member.
-    warmed: HashSet<ChannelKey>,
+    /// (When: a warmed channel no local member joined within [`WARM_KEPT`] is unfollowed.)
+    warmed: HashMap<ChannelKey, Instant>,
     /// Channels whose history from the other nodes has come (`Relay::Followed`).
     followed: HashSet<ChannelKey>,
 }
@@ -103,7 +108,11 @@ impl RoomHub {
             loop {
                 tokio::time::sleep(SWEEP_EVERY).await;
                 let Some(hub) = weak.upgrade() else { return };
-                hub.lock().sweep(Instant::now());
+                let mut locked = hub.lock();
+                locked.sweep(Instant::now());
+                if let Some(remote) = hub.remote.get() {
+                    locked.unfollow_idle(remote.as_ref(), Instant::now());
+                }
             }
         });
         hub
@@ -344,15 +353,15 @@ impl Hub {
     /// the node follow it.
     fn before_local(&mut self, remote: &dyn Remote, message: &Relay) {
         match message {
-            Relay::Join { channel, .. } if !self.held_here(channel) && !self.warmed.contains(channel) => {
+            Relay::Join { channel, .. } if !self.held_here(channel) && !self.warmed.contains_key(channel) => {
                 remote.subscribe(channel);
             }
             Relay::Warm { channel }
                 if !self.held_here(channel)
-                    && !self.warmed.contains(channel)
+                    && !self.warmed.contains_key(channel)
                     && !self.followed.contains(channel) =>
             {
-                self.warmed.insert(channel.clone());
+                self.warmed.insert(channel.clone(), Instant::now());
                 remote.subscribe(channel);
             }
             _ => {}
@@ -386,6 +395,25 @@ impl Hub {
                 }
             }
             other => remote.send(other),
+        }
+    }
+
+    /// Stops following the channels followed for a join that never came (see [`WARM_KEPT`]).
+    fn unfollow_idle(&mut self, remote: &dyn Remote, now: Instant) {
+        let idle: Vec<ChannelKey> = self
+            .warmed
+            .iter()
+            .filter(|(channel, at)| {
+                now.saturating_duration_since(**at) > WARM_KEPT && !self.held_here(channel)
+            })
+            .map(|(channel, _)| channel.clone())
+            .collect();
+        for channel in idle {
+            remote.unsubscribe(&channel);
+            self.warmed.remove(&channel);
+            self.followed.remove(&channel);
+            self.history.remove(&channel);
+            self.send_all(&Relay::Forget { channel }.encode(), None);
         }
     }
 
@@ -626,5 +654,25 @@ mod tests {
             recorder.take(),
             ["leave 1", "leave 2", "process 1 false", "leave 1", "unsubscribe lobby"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_channel_followed_for_a_join_that_never_came_is_unfollowed() {
+        let hub = RoomHub::start(Arc::new(FleetMetrics::default()));
+        let recorder = Arc::new(Recorder::default());
+        assert!(hub.set_remote(Arc::clone(&recorder) as Arc<dyn Remote>));
+        let mut w1 = hub.attach();
+        (w1.from_worker)(Relay::Warm { channel: channel() }.encode());
+        (w1.from_worker)(Relay::Warm { channel: channel() }.encode());
+        assert_eq!(recorder.take(), ["subscribe lobby"], "followed once, not answered before it loaded");
+        hub.take_remote(Relay::Followed { channel: channel() });
+        drain(&mut w1);
+        (w1.from_worker)(Relay::Warm { channel: channel() }.encode());
+        assert_eq!(drain(&mut w1), [Relay::Followed { channel: channel() }], "answered at once now");
+        hub.lock().unfollow_idle(recorder.as_ref(), Instant::now());
+        assert!(recorder.take().is_empty(), "still in its grace");
+        hub.lock().unfollow_idle(recorder.as_ref(), Instant::now() + WARM_KEPT * 2);
+        assert_eq!(recorder.take(), ["unsubscribe lobby"]);
+        assert_eq!(drain(&mut w1), [Relay::Forget { channel: channel() }]);
     }
 }
