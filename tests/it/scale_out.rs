@@ -21,6 +21,8 @@ use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use wshd_tests::*;
 
+mod cluster;
+
 const HANDLER: &str = "handlers/librooms_wsh.so";
 
 /// The longest any wait here lasts.
