@@ -353,6 +353,7 @@ async fn logged_publishes_have_one_order_and_join_since_works_on_the_other_node_
     }
     let stream = redis.command("XLEN wshd:s:r6:/rooms:lobby\r\n");
     assert_eq!(stream, ":3\r\n", "the three logged messages are in the Redis stream");
+    assert_eq!(redis.calls("evalsha"), 3, "one script call per logged publish");
     let mut carol = Peer::connect(&two).await;
     assert_eq!(carol.ask("since lobby m1 carol").await, "ok since true");
     for text in ["v1 two", "v1 three", "v1 recovered true"] {

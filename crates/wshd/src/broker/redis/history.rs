@@ -1,10 +1,12 @@
-//! Logged publishes: appended to the channel's stream and published in one Lua script, so a
+//! Logged publishes: appended to the channel's stream and published in one Lua script
+//! (loaded at each connection, run by `EVALSHA`), so a
 //! message is never published without being in the history (nor the reverse). The stream
 //! is bounded by the publisher's route's limits (`MAXLEN ~` by count, `MINID ~` by age, and
 //! the key expires with its newest message's age); its epoch, a random value set by the first
 //! append, lives beside it and goes with it.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::RedisResult;
@@ -36,6 +38,22 @@ return redis.call('PUBLISH', KEYS[3], '\0' .. ARGV[1])
 /// The longest history age given to Redis (ten years, in ms).
 const MAX_AGE_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
 
+/// The script's SHA-1, as Redis names it (`SCRIPT LOAD` answers the same).
+fn script_sha() -> &'static str {
+    static SHA: OnceLock<String> = OnceLock::new();
+    SHA.get_or_init(|| sha1_smol::Sha1::from(APPEND_AND_PUBLISH).digest().to_string())
+}
+
+/// Loads the script into Redis (at each connection: a restarted Redis has lost it), so that
+/// each logged publish sends its SHA-1 (`EVALSHA`), not its text.
+pub(super) async fn load_script(conn: &mut MultiplexedConnection) -> RedisResult<()> {
+    let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(APPEND_AND_PUBLISH).query_async(conn).await?;
+    if sha != script_sha() {
+        tracing::warn!("rooms broker: Redis named the script {sha}, not {}", script_sha());
+    }
+    Ok(())
+}
+
 /// Adds the script that logs and publishes `envelope` to `channel` to `pipe`.
 pub(super) fn append_and_publish(
     pipe: &mut redis::Pipeline,
@@ -45,8 +63,8 @@ pub(super) fn append_and_publish(
 ) {
     let age = u64::try_from(limits.max_age.as_millis()).unwrap_or(MAX_AGE_MS).clamp(1, MAX_AGE_MS);
     let epoch = format!("{:016x}", draw_node_id());
-    pipe.cmd("EVAL")
-        .arg(APPEND_AND_PUBLISH)
+    pipe.cmd("EVALSHA")
+        .arg(script_sha())
         .arg(3)
         .arg(stream_key(channel))
         .arg(epoch_key(channel))

@@ -198,6 +198,7 @@ async fn session(
     let mut conn = client.get_multiplexed_async_connection().await?;
     let (mut sink, mut stream) = client.get_async_pubsub().await?.split();
     renew(&mut conn, state).await?;
+    super::history::load_script(&mut conn).await?;
     register_local(&mut conn, state).await?;
     for process in state.processes.clone() {
         sink.subscribe(process_topic(process)).await?;
