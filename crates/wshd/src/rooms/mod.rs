@@ -27,7 +27,8 @@
 //!
 //! The modules: `id` (connection ids), `channel` (keys, bounds, errors), `member` (one
 //! connection's memberships), `history` (logged messages), `broker` (the seam to the other
-//! processes), `wire` (the relay messages' encoding).
+//! processes), `wire` (the relay messages' encoding), `warm` (a join waiting for a channel's
+//! members and history from other nodes, with a broker to them).
 
 mod broker;
 mod channel;
