@@ -71,6 +71,15 @@ impl Redis {
         line.and_then(|rest| rest.split(',').next()).and_then(|n| n.parse().ok()).unwrap_or(0)
     }
 
+    /// Waits until `key`'s hash has `n` fields (a node registered its members).
+    fn wait_hlen(&self, key: &str, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        while self.command(&format!("HLEN {key}\r\n")) != format!(":{n}\r\n") {
+            assert!(Instant::now() < deadline, "{key} never had {n} members");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
@@ -167,6 +176,8 @@ async fn publishes_presence_and_send_to_span_two_nodes() {
     let (one, two) = (node(&redis, "workers = 2"), node(&redis, "workers = 0"));
     let (mut alice, mut bob) = (Peer::connect(&one).await, Peer::connect(&two).await);
     assert_eq!(alice.ask("join lobby alice").await, "ok joined lobby");
+    // Node one registers alice in Redis right after her join (asynchronously).
+    redis.wait_hlen("wshd:p:r6:/rooms:lobby", 1);
     assert_eq!(bob.ask("join lobby bob").await, "ok joined lobby");
     // The join waited for node two to load the channel's members: presence is whole at once.
     assert_eq!(bob.ask("who lobby").await, "ok alice,bob", "other nodes' members first");
