@@ -21,7 +21,7 @@
 //   {command: 'finished', ok, stopped, error}  once per run
 'use strict';
 
-/** Ten mebibytes: the message size of the automated runs (below wshd's 16 MiB default limit). */
+/** Ten mebibytes: the message size of the automated runs (below the 16 MiB that config/server.toml allows; wshd's built-in default is 1 MiB). */
 const PERFORMANCE_TEST_SIZE = 10 * 1024 * 1024;
 
 /** benchmarkName -> action of benchmark.js (the long names are accepted too). */

@@ -73,6 +73,49 @@ describe('permessage-deflate with Chromium', { timeout: 60_000 }, () => {
     assert.match(line, /extensions="?permessage-deflate/);
   });
 
+  test('/echo: both sides reset per message (issue 16) and a run of messages echoes', async (t) => {
+    const page = await browser.context.newPage();
+    try {
+      await page.goto(`http://localhost:${PORT}/`);
+      const seen = await page.evaluate(
+        (url) =>
+          new Promise((resolve, reject) => {
+            const ws = new WebSocket(url);
+            // Similar JSON-like messages (what context takeover would have helped with), an
+            // empty one and a large one; each must come back exactly.
+            const messages = [];
+            for (let i = 0; i < 30; i += 1) {
+              messages.push(JSON.stringify({ type: 'update', seq: i, items: [{ id: i * 7, name: `item-${i}` }] }));
+            }
+            messages.push('', 'x'.repeat(100_000), messages[0]);
+            let next = 0;
+            let mismatches = 0;
+            ws.onopen = () => ws.send(messages[0]);
+            ws.onmessage = (event) => {
+              if (event.data !== messages[next]) mismatches += 1;
+              next += 1;
+              if (next < messages.length) {
+                ws.send(messages[next]);
+              } else {
+                resolve({ extensions: ws.extensions, echoed: next, mismatches });
+                ws.close(1000);
+              }
+            };
+            ws.onerror = () => reject(new Error(`WebSocket error on ${url}`));
+          }),
+        `ws://localhost:${PORT}/echo`,
+      );
+      t.diagnostic(`browser: extensions = ${JSON.stringify(seen.extensions)}, ${seen.echoed} echoes`);
+      assert.equal(
+        seen.extensions,
+        'permessage-deflate; server_no_context_takeover; client_no_context_takeover',
+      );
+      assert.deepEqual([seen.echoed, seen.mismatches], [33, 0]);
+    } finally {
+      await page.close();
+    }
+  });
+
   test('/echo_noext declines it', async (t) => {
     const seen = await handshake('/echo_noext');
     const line = await serverLine('/echo_noext');

@@ -100,7 +100,11 @@ async fn the_handshake_chooses_nothing_and_route_settings_apply() {
     let resp = raw_http(server.addr, &handshake_request("/_echo", offer)).await;
     assert_eq!(resp.status, 101, "{resp:?}");
     assert_eq!(resp.header("sec-websocket-protocol"), None, "no subprotocol is chosen");
-    assert_eq!(resp.header("sec-websocket-extensions"), Some("permessage-deflate"));
+    assert_eq!(
+        resp.header("sec-websocket-extensions"),
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+        "the defaults reset both ways (docs/decisions/0019-compression-memory.md)"
+    );
     let resp = raw_http(server.addr, &handshake_request("/_small", offer)).await;
     assert_eq!(resp.status, 101, "{resp:?}");
     assert_eq!(resp.header("sec-websocket-extensions"), None, "deflate = false on this route");
@@ -129,6 +133,8 @@ async fn sighup_adds_and_removes_it_and_handler_reloads_leave_it_alone() {
     // its open connection carry on.
     std::fs::copy(plugin_lib("echo_wsh"), server.dir().join("handlers/libecho_wsh.so"))
         .unwrap_or_else(|e| panic!("{e}"));
+    // Every worker, not just the first to answer: the last check below may reach either.
+    assert!(server.wait_log_everywhere("handler loaded resource=/echo", WAIT), "{}", server.logs());
     wait_status(&server, "/echo", 101).await;
     assert_eq!(round_trip(&mut open, Message::text("during")).await, Message::text("during"));
     let mut fresh = connect(&server.ws_url("/_echo")).await;
@@ -139,7 +145,8 @@ async fn sighup_adds_and_removes_it_and_handler_reloads_leave_it_alone() {
     server.signal("HUP");
     wait_status(&server, "/_echo", 404).await;
     assert_eq!(round_trip(&mut open, Message::text("after")).await, Message::text("after"));
-    assert_eq!(raw_http(server.addr, &handshake_request("/echo", "")).await.status, 101);
+    let status = raw_http(server.addr, &handshake_request("/echo", "")).await.status;
+    assert_eq!(status, 101, "{}", server.logs());
 }
 
 #[test]

@@ -8,6 +8,9 @@ use std::thread::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use wshd_tests::*;
 
+/// What wshd answers to the client's offer with the default `[websocket.deflate]`.
+const AGREED: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+
 fn client(args: &[&str]) -> Output {
     Command::new(wshd_bin()).arg("client").args(args).output().unwrap_or_else(|e| panic!("{e}"))
 }
@@ -62,13 +65,13 @@ fn permessage_deflate_compresses_both_ways_when_the_server_accepts_it() {
     assert_eq!(
         stdout(&out),
         format!(
-            "permessage-deflate: accepted (permessage-deflate)\nSend: Hello\nRecv: Hello\nSend: {long}\n\
+            "permessage-deflate: accepted ({AGREED})\nSend: Hello\nRecv: Hello\nSend: {long}\n\
              Recv: {long}\nSend: Goodbye\nRecv: Goodbye\nRecv close\nSend ack\n"
         )
     );
     let handshake =
         server.wait_log("handshake accepted", WAIT).unwrap_or_else(|| panic!("{}", server.logs()));
-    assert!(handshake.contains("extensions=\"permessage-deflate\""), "{handshake}");
+    assert!(handshake.contains(&format!("extensions=\"{AGREED}\"")), "{handshake}");
     let closed = server.wait_log("connection closed", WAIT).unwrap_or_else(|| panic!("{}", server.logs()));
     let (bytes_in, wire_in) = (log_number(&closed, "bytes_in"), log_number(&closed, "wire_in"));
     let (bytes_out, wire_out) = (log_number(&closed, "bytes_out"), log_number(&closed, "wire_out"));

@@ -95,7 +95,7 @@ async fn many_connections_are_served_concurrently() {
 async fn one_message_larger_than_the_send_queue_cap_is_not_a_slow_reader() {
     let server = ServerProcess::start(
         |dir| drop(dir.install("echo_wsh", "handlers/libecho_wsh.so")),
-        "[websocket]\nmax_send_queue_bytes = 65536\n",
+        "[websocket]\nmax_send_queue_bytes = 65536\nmax_message_bytes = 8388608\n",
     );
     let mut client = connect(&server.ws_url("/echo")).await;
     let big = vec![42u8; 4 << 20];

@@ -34,6 +34,18 @@ async fn a_head_over_max_header_bytes_in_one_piece_is_431() {
 }
 
 #[tokio::test]
+async fn a_head_over_the_default_64_kib_in_one_piece_is_431() {
+    // The HTTP parser reads in growing pieces and checks its limit only between them: with
+    // the default limit a 70 KiB head used to fit in its last read and get 101.
+    let server = ServerProcess::start(|dir| drop(dir.install("echo_wsh", "handlers/libecho_wsh.so")), "");
+    let filler = format!("X-Filler: {}\r\n", "a".repeat(70_000));
+    let resp = raw_http(server.addr, &handshake_request("/echo", &filler)).await;
+    assert_eq!(resp.status, 431, "{resp:?}");
+    let just_under = format!("X-Filler: {}\r\n", "a".repeat(65_000));
+    assert_eq!(raw_http(server.addr, &handshake_request("/echo", &just_under)).await.status, 101);
+}
+
+#[tokio::test]
 async fn offers_with_too_many_subprotocols_or_extensions_are_400() {
     let server = server();
     let protocols: Vec<String> = (0..1000).map(|n| format!("p{n}")).collect();

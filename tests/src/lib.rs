@@ -230,9 +230,15 @@ impl ServerProcess {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
         let sink = Arc::clone(&logs);
+        // Bytes, not `lines()`: one line that is not UTF-8 would end `lines()`, and the
+        // server would then block on a full stderr pipe.
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            let mut reader = BufReader::new(stderr);
+            let mut line = Vec::new();
+            while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                let text = String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_owned();
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(text);
+                line.clear();
             }
         });
         let mut server =

@@ -4,7 +4,8 @@
 //! the plugin boundary costs) with reference echo servers started in the same run — a default
 //! tokio-tungstenite echo, a fastwebsockets echo and a plain TCP echo (the floor) — all driven
 //! by the same hand-written load generator. `reload-soak` and
-//! `reload-latency` measure hot reload under load. See `docs/performance.md`.
+//! `reload-latency` measure hot reload under load; `soak` runs mixed traffic for an hour with
+//! the server's memory, fds and threads sampled. See `docs/performance.md`.
 //!
 //! ```text
 //! cargo build --release -p wshd -p echo_wsh -p wshd-bench -p fixture_version_one -p fixture_version_two
@@ -19,8 +20,11 @@
 //! - `reload-soak`, `reload-latency`: hot-reload benchmarks against `wshd`.
 //! - `raw-echo`, `fws-echo`, `tcp-echo`: the reference servers.
 //! - `load`: the load generator (a hand-written single-threaded WebSocket client).
+//! - `deflate-memory`: server memory per compressed connection and compressed throughput,
+//!   context takeover (before issue 16) against the defaults, in one run.
 
 mod cpu;
+mod deflate_mem;
 mod fanout;
 mod fanout_load;
 mod fanout_peers;
@@ -33,6 +37,7 @@ mod raw_echo;
 mod reload;
 mod run;
 mod serve;
+mod soak;
 mod tcp_echo;
 mod wsclient;
 
@@ -69,6 +74,9 @@ enum Command {
     TcpEcho(tcp_echo::TcpEchoArgs),
     /// The load generator.
     Load(load::LoadArgs),
+    /// permessage-deflate: server RSS per compressed connection and compressed echo
+    /// throughput, before (context takeover) and after (the defaults), in one run.
+    DeflateMemory(deflate_mem::DeflateArgs),
     /// The fan-out comparison: one publisher, N subscribers, wshd against Node ws, Python
     /// websockets and tokio-tungstenite; the table and `target/bench/fanout.json`.
     Fanout(fanout::FanoutArgs),
@@ -76,6 +84,9 @@ enum Command {
     FanoutTt(fanout_tt::FanoutTtArgs),
     /// The client of `fanout`: one publisher, N subscribers, one thread.
     FanoutLoad(fanout_load::FanoutLoadArgs),
+    /// Mixed traffic for an hour (echo, rooms, deflate, slow readers, dribblers, churn, a hot
+    /// reload every 10 s): RSS, fds and threads sampled, CSV + SVG in `target/soak/`.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,10 +98,12 @@ fn main() -> ExitCode {
         Command::RawEcho(args) => raw_echo::run(&args),
         Command::FwsEcho(args) => fws_echo::run(&args),
         Command::TcpEcho(args) => tcp_echo::run(&args),
+        Command::DeflateMemory(args) => deflate_mem::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Fanout(args) => fanout::run(&args),
         Command::FanoutTt(args) => fanout_tt::run(&args),
         Command::FanoutLoad(args) => fanout_load::run(&args),
+        Command::Soak(args) => soak::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use crate::BoxError;
 
 /// wshd's default `[websocket] max_message_bytes` (and `max_frame_bytes`).
-const WSHD_MAX_MESSAGE_BYTES: usize = 16 << 20;
+const WSHD_MAX_MESSAGE_BYTES: usize = 1 << 20;
 /// wshd's default `[websocket] read_buffer_bytes`.
 const WSHD_READ_BUFFER_BYTES: usize = 8 << 10;
 

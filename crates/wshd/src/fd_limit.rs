@@ -9,6 +9,15 @@ use nix::sys::resource::{Resource, getrlimit, setrlimit};
 /// and scoreboard links, plugin files, CGI and command pipes.
 const RESERVED: u64 = 64;
 
+/// The descriptor number from which an accepted connection means the process is near its
+/// limit (the soft limit less [`RESERVED`], or less a quarter of a limit under 256): the
+/// kernel gives the lowest free number, so descriptor `n` means `0..n` are all in use.
+/// `None` when the limit cannot be read.
+pub(crate) fn shed_from() -> Option<u64> {
+    let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    Some(soft.saturating_sub(RESERVED.min(soft / 4)))
+}
+
 /// Raises the soft descriptor limit to the hard one and logs the result, warning when
 /// `max_connections` cannot be reached under it.
 pub(crate) fn raise_and_log(max_connections: Option<usize>) {

@@ -21,17 +21,22 @@
 
 mod addrs;
 mod admin;
+pub mod allocator;
 mod broker;
+mod budget;
 mod child;
 pub mod cli;
 pub mod client;
 pub mod config;
 mod fd_limit;
+#[doc(hidden)]
+pub mod fuzz_api;
 mod http;
 mod lifecycle;
 pub mod log_file;
 pub mod logging;
 mod metrics;
+mod pending;
 pub mod plugin;
 pub mod reload;
 mod rooms;

@@ -13,6 +13,7 @@ use wshd::supervise::{self, Inherited, Sink};
 use wshd::{ConfigSource, logging};
 
 fn main() -> ExitCode {
+    wshd::allocator::fix_mmap_threshold();
     let cli = Cli::parse();
     let (check, options) = match cli.command {
         Some(Command::CheckPlugin { file }) => return check_plugin(&file),

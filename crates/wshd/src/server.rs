@@ -13,8 +13,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::http::first_head::FirstHead;
 use crate::http::service::{self, ConnAddrs};
 use crate::metrics::Metrics;
+use crate::pending::{ShedReason, Ticket};
 use crate::reload::{self, ConfigSource};
 pub use crate::state::ServerState;
 use crate::state::Snapshot;
@@ -171,6 +173,8 @@ impl Server {
         let metrics =
             Arc::new(Metrics::new(crate::plugin::live_generations).sharing(crate::scoreboard::local()));
         crate::plugin::blocking::configure(config.blocking_threads);
+        crate::budget::BUDGET.set_limit(config.websocket.inflight_budget_bytes);
+        crate::budget::warn_if_messages_cannot_fit(&config);
         let watchdog = config.watchdog;
         crate::watchdog::start(tokio::runtime::Handle::current(), watchdog, Arc::clone(&metrics));
         let (reload, config, routes) =
@@ -263,6 +267,7 @@ async fn accept_loop(
     gate: Option<AcceptGate>,
 ) {
     let mut failures = AcceptFailures::default();
+    let shed_from = crate::fd_limit::shed_from();
     loop {
         if let Some(gate) = &gate
             && gate(state.open_connections())
@@ -280,13 +285,60 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 failures.recovered();
-                state.lifecycle.tasks.spawn(serve_connection(stream, peer, Arc::clone(&state)));
+                make_room(&state, &stream, shed_from);
+                let ticket = state.pending.admit();
+                state.lifecycle.tasks.spawn(serve_connection(stream, peer, Arc::clone(&state), ticket));
+            }
+            Err(e) if out_of_descriptors(&e) && shed_silent(&state) > 0 => {
+                // Pending connections were closed to free descriptors: try again soon.
+                tracing::debug!("out of descriptors ({e}): pending connections shed");
+                tokio::time::sleep(SHED_PAUSE).await;
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 failures.failed(&e);
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
+        }
+    }
+}
+
+/// The pause after shedding pending connections on EMFILE, for their tasks to close them.
+const SHED_PAUSE: Duration = Duration::from_millis(2);
+
+/// Whether a failed `accept` means the process (EMFILE) or the system (ENFILE) is out of
+/// file descriptors.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Out of descriptors: closes pending connections that have sent nothing for
+/// [`SILENT_FOR`], an eighth of the pending, 1 to 32 (nginx's `ngx_drain_connections`).
+/// Returns how many.
+fn shed_silent(state: &ServerState) -> usize {
+    let batch = (state.pending.len() / 8).clamp(1, 32);
+    state.pending.shed_silent(batch, SILENT_FOR, ShedReason::FdLimit)
+}
+
+/// How long a connection that sent nothing since it was accepted counts as idle when
+/// `accept` fails for want of descriptors (a real client sends its head right after its
+/// connect completes).
+const SILENT_FOR: Duration = Duration::from_millis(100);
+
+/// Before a new connection is admitted: when its descriptor number says the process is near
+/// its limit (`shed_from`), or `[server] max_pending_connections` are pending, the oldest
+/// silent pending connection (else the oldest) is closed.
+fn make_room(state: &ServerState, stream: &TcpStream, shed_from: Option<u64>) {
+    use std::os::fd::AsRawFd;
+    let fd = u64::try_from(stream.as_raw_fd()).unwrap_or(0);
+    if shed_from.is_some_and(|from| fd >= from) {
+        state.pending.shed(1, ShedReason::FdLimit);
+        return;
+    }
+    if let Some(max) = state.snapshot().config.max_pending_connections {
+        let over = (state.pending.len() + 1).saturating_sub(max);
+        if over > 0 {
+            state.pending.shed(over, ShedReason::PendingLimit);
         }
     }
 }
@@ -330,7 +382,16 @@ struct ConnSettings {
     max_header_bytes: usize,
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<ServerState>) {
+/// Serves one accepted connection, unless it is shed while pending (dropped: closed).
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<ServerState>, ticket: Arc<Ticket>) {
+    let shed = Arc::clone(&ticket);
+    tokio::select! {
+        () = shed.shed() => tracing::debug!(%peer, "pending connection shed"),
+        () = serve_accepted(stream, peer, state, ticket) => {}
+    }
+}
+
+async fn serve_accepted(stream: TcpStream, peer: SocketAddr, state: Arc<ServerState>, ticket: Arc<Ticket>) {
     let _ = stream.set_nodelay(true);
     let Ok(local) = stream.local_addr() else { return };
     // One load of the snapshot; the connection keeps only what it needs, so an old route
@@ -345,29 +406,48 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<Server
         (settings, snapshot.tls.clone())
     };
     let timeout = settings.handshake_timeout;
+    let watch = Arc::clone(ticket.watch());
     let Some(acceptor) = acceptor else {
         let addrs = ConnAddrs { peer, socket: peer, local, secure: false };
-        serve_http(TokioIo::new(stream), addrs, state, settings).await;
+        let io = FirstHead::http(stream, watch, timeout, settings.max_header_bytes);
+        serve_http(TokioIo::new(io), addrs, state, settings, ticket).await;
         return;
     };
     // The TLS handshake shares the handshake timeout, so a silent client cannot hold a slot.
+    let stream = FirstHead::heard_only(stream, Arc::clone(&watch));
     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => {
             let addrs = ConnAddrs { peer, socket: peer, local, secure: true };
-            serve_http(TokioIo::new(tls), addrs, state, settings).await;
+            let io = FirstHead::http(tls, watch, timeout, settings.max_header_bytes);
+            serve_http(TokioIo::new(io), addrs, state, settings, ticket).await;
         }
         Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),
         Err(_) => tracing::info!(%peer, "TLS handshake timed out after {timeout:?}"),
     }
 }
 
-async fn serve_http<I>(io: I, addrs: ConnAddrs, state: Arc<ServerState>, settings: ConnSettings)
-where
+async fn serve_http<I>(
+    io: I,
+    addrs: ConnAddrs,
+    state: Arc<ServerState>,
+    settings: ConnSettings,
+    ticket: Arc<Ticket>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let peer = addrs.peer;
     let shutdown = state.lifecycle.shutdown.clone();
-    let svc = service_fn(move |req| service::handle(Arc::clone(&state), addrs, req));
+    let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        // Called as soon as the head is parsed: the connection is no longer pending, and the
+        // first head's fragment (if any) is reported once.
+        if !ticket.watch().is_complete() {
+            ticket.head_complete();
+            if ticket.watch().has_fragment() {
+                req.extensions_mut().insert(service::TargetFragment);
+            }
+        }
+        service::handle(Arc::clone(&state), addrs, req)
+    });
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::Config;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
+use crate::pending::Pending;
 use crate::plugin::RouteTable;
 
 /// What a connection works with, swapped whole on reload: the configuration, the route table
@@ -59,6 +60,8 @@ pub struct ServerState {
     pub(crate) metrics: Arc<Metrics>,
     /// The drain signal and the connection tasks.
     pub(crate) lifecycle: Lifecycle,
+    /// Connections still in their handshake.
+    pub(crate) pending: Arc<Pending>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -77,6 +80,7 @@ impl ServerState {
         ServerState {
             tls: first.tls.is_some(),
             snapshot: RwLock::new(Arc::new(first)),
+            pending: Arc::new(Pending::new(metrics.pending())),
             metrics,
             lifecycle: Lifecycle::default(),
         }

@@ -212,7 +212,7 @@ fn resolve_builtin(
 pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result<Config, ConfigError> {
     let at = Locator { text, file };
     let listen = server_listen(&raw.server, &at)?;
-    let websocket = websocket_section(&raw.websocket, &at)?;
+    let mut websocket = websocket_section(&raw.websocket, &at)?;
     let routes = route_sections(&raw.route, &at)?;
     let tls = tls_section(&raw.tls, &at)?;
     let auth = auth_section(&raw.auth, &at)?;
@@ -222,6 +222,10 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
     let workers = workers_section(&raw.server, &raw.workers, &at)?;
     let watchdog = watchdog_section(&raw.watchdog, &at)?;
     let broker = broker_section(&raw.broker, &at)?;
+    // Each serving process holds its share of the server's in-flight budget.
+    if websocket.inflight_budget_bytes > 0 {
+        websocket.inflight_budget_bytes = (websocket.inflight_budget_bytes / workers.count.max(1)).max(1);
+    }
     let (server, handlers, log) = (raw.server, raw.handlers, raw.log);
     Ok(Config {
         source: None,
@@ -246,6 +250,7 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
         shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
         max_connections: limits.max_connections,
         max_header_bytes: limits.max_header_bytes,
+        max_pending_connections: limits.max_pending_connections,
         blocking_threads: limits.blocking_threads,
         proxy,
         log_format: log.format,
@@ -380,6 +385,7 @@ struct ServerLimits {
     admin_listen: Option<SocketAddr>,
     max_connections: Option<usize>,
     max_header_bytes: usize,
+    max_pending_connections: Option<usize>,
     blocking_threads: usize,
 }
 
@@ -410,24 +416,35 @@ fn server_limits(server: &ServerSection, at: &Locator<'_>) -> Result<ServerLimit
         max => Some(at.usize_of(max, "server.max_connections")?),
     };
     let max_header_bytes = at.usize_of(server.max_header_bytes, "server.max_header_bytes")?;
+    let max_pending_connections = match server.max_pending_connections {
+        0 => None,
+        max => Some(at.usize_of(max, "server.max_pending_connections")?),
+    };
     let blocking = &server.blocking_threads;
     if !(1..=MAX_BLOCKING_THREADS).contains(blocking.get_ref()) {
         let message = format!("{} is out of range: 1 to {MAX_BLOCKING_THREADS}", blocking.get_ref());
         return Err(at.err(blocking.span(), "server.blocking_threads", message));
     }
     let blocking_threads = at.usize_of(*blocking.get_ref(), "server.blocking_threads")?;
-    Ok(ServerLimits { admin_listen, max_connections, max_header_bytes, blocking_threads })
+    Ok(ServerLimits {
+        admin_listen,
+        max_connections,
+        max_header_bytes,
+        max_pending_connections,
+        blocking_threads,
+    })
 }
 
 /// `[websocket]` and `[websocket.deflate]`: the default settings of every route.
 fn websocket_section(ws: &WebSocketSection, at: &Locator<'_>) -> Result<WsSettings, ConfigError> {
     let d = &ws.deflate;
-    if !(9..=15).contains(&d.server_max_window_bits) {
-        return Err(at.err(
-            0..0,
-            "websocket.deflate.server_max_window_bits",
-            "must be between 9 and 15".into(),
-        ));
+    for (bits, key) in [
+        (d.server_max_window_bits, "websocket.deflate.server_max_window_bits"),
+        (d.client_max_window_bits, "websocket.deflate.client_max_window_bits"),
+    ] {
+        if !(9..=15).contains(&bits) {
+            return Err(at.err(0..0, key, "must be between 9 and 15".into()));
+        }
     }
     if d.level > 9 {
         return Err(at.err(0..0, "websocket.deflate.level", "must be between 0 and 9".into()));
@@ -449,12 +466,16 @@ fn websocket_section(ws: &WebSocketSection, at: &Locator<'_>) -> Result<WsSettin
         pong_timeout: Duration::from_secs(ws.pong_timeout_secs),
         max_send_queue_bytes: at.usize_of(ws.max_send_queue_bytes, "websocket.max_send_queue_bytes")?,
         send_timeout: secs_or_off(ws.send_timeout_secs),
+        message_timeout: secs_or_off(ws.message_timeout_secs),
+        message_min_bytes: at.usize_of(ws.message_min_bytes, "websocket.message_min_bytes")?,
+        inflight_budget_bytes: at.usize_of(ws.inflight_budget_bytes, "websocket.inflight_budget_bytes")?,
         max_connections: None,
         deflate: DeflateSettings {
             enabled: d.enabled,
             server_max_window_bits: d.server_max_window_bits,
             server_no_context_takeover: d.server_no_context_takeover,
             client_no_context_takeover: d.client_no_context_takeover,
+            client_max_window_bits: d.client_max_window_bits,
             level: d.level,
             min_message_bytes: at.usize_of(d.min_message_bytes, "websocket.deflate.min_message_bytes")?,
         },
@@ -805,6 +826,25 @@ mod tests {
     }
 
     #[test]
+    fn the_inflight_budget_is_shared_out_over_the_workers() {
+        let c = parse_str("", "d.toml").unwrap_or_else(|e| panic!("{e}"));
+        let ws = &c.websocket;
+        assert_eq!(ws.inflight_budget_bytes, (256 << 20) / c.workers.count.max(1));
+        assert_eq!((ws.max_message_bytes, ws.message_min_bytes), (1 << 20, 1024));
+        assert_eq!(ws.message_timeout, Some(Duration::from_secs(30)));
+        let text =
+            "[server]\nworkers = 4\n[websocket]\ninflight_budget_bytes = 4000\nmessage_timeout_secs = 0\n";
+        let c = parse_str(text, "b.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.websocket.inflight_budget_bytes, c.websocket.message_timeout), (1000, None));
+        assert_eq!(c.route_settings("/any").inflight_budget_bytes, 1000);
+        let off =
+            parse_str("[websocket]\ninflight_budget_bytes = 0\n", "o.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(off.websocket.inflight_budget_bytes, 0, "0: no limit");
+        let e = parse_str("[websocket]\ninflight_budget_bytes = \"big\"\n", "e.toml").expect_err("a string");
+        assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
     fn builtin_routes_resolve_with_their_settings() {
         let text =
             "[[route]]\npath = \"/_echo\"\nbuiltin = \"echo\"\nmax_message_bytes = 100\ndeflate = false\n";
@@ -842,6 +882,11 @@ mod tests {
                 "[websocket.deflate]\nserver_max_window_bits = 8\n",
                 0,
                 "websocket.deflate.server_max_window_bits",
+            ),
+            (
+                "[websocket.deflate]\nclient_max_window_bits = 16\n",
+                0,
+                "websocket.deflate.client_max_window_bits",
             ),
             ("[[route]]\npath = \"x\"\n", 2, "route.path"),
             ("[[route]]\npath = \"/x\"\nhandler = \"y\"\n", 3, "route.handler"),

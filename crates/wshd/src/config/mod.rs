@@ -38,6 +38,15 @@ pub struct WsSettings {
     /// Time without write progress, while data waits, after which a peer is closed as a slow
     /// reader.
     pub send_timeout: Option<Duration>,
+    /// A message in progress that gains fewer than `message_min_bytes` in a window this long
+    /// is dropped and its connection closed (1008 "message too slow"); `None` = never.
+    pub message_timeout: Option<Duration>,
+    /// See `message_timeout`.
+    pub message_min_bytes: usize,
+    /// This process's in-flight budget: bytes held in partial messages and send queues over
+    /// all its connections (`[websocket] inflight_budget_bytes` shared out over the worker
+    /// processes); 0 = no limit.
+    pub inflight_budget_bytes: usize,
     /// Open connections allowed on the route (the global limit applies as well).
     pub max_connections: Option<usize>,
     /// permessage-deflate policy.
@@ -81,6 +90,8 @@ pub struct DeflateSettings {
     pub server_no_context_takeover: bool,
     /// Ask clients to reset theirs.
     pub client_no_context_takeover: bool,
+    /// Largest window answered to a client that offered `client_max_window_bits` (9–15).
+    pub client_max_window_bits: u8,
     /// Compression level (0–9).
     pub level: u32,
     /// Messages shorter than this are sent uncompressed.
@@ -283,6 +294,9 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// Largest HTTP request head.
     pub max_header_bytes: usize,
+    /// Connections in their handshake allowed at once per process before the oldest are
+    /// shed (`[server] max_pending_connections`; `None`: no limit).
+    pub max_pending_connections: Option<usize>,
     /// Jobs run with `wshd_sdk::blocking` at once (`[server] blocking_threads`).
     pub blocking_threads: usize,
     /// Trusted reverse proxies.

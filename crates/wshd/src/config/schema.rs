@@ -62,6 +62,11 @@ pub struct ServerSection {
     /// Largest HTTP request head (request line and headers) in bytes; a larger one is
     /// answered 431. At least 8192. Default 65536.
     pub max_header_bytes: u64,
+    /// Connections still in their handshake (accepted, request head not complete) allowed
+    /// at once per process; past it, and whenever the process nears its file descriptor
+    /// limit, the oldest that sent nothing (then the oldest) are closed to admit new clients.
+    /// 0 = no limit (the descriptor limit still sheds). Default 1024.
+    pub max_pending_connections: u64,
     /// Worker processes serving the listeners, supervised by a master process that replaces
     /// any that dies or hangs: `"auto"` (the number of CPUs, at least 2) or a number ≥ 1;
     /// `0` runs everything in one process without a master (for debugging, like nginx's
@@ -122,6 +127,7 @@ impl Default for ServerSection {
             shutdown_grace_secs: 30,
             max_connections: 10_000,
             max_header_bytes: 64 << 10,
+            max_pending_connections: 1024,
             workers: Spanned::new(0..0, WorkersValue::Name("auto".into())),
             blocking_threads: Spanned::new(0..0, super::DEFAULT_BLOCKING_THREADS as u64),
         }
@@ -170,9 +176,11 @@ impl Default for HandlersSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebSocketSection {
-    /// Largest message accepted, in bytes; a larger one closes with 1009. Default 16 MiB.
+    /// Largest message accepted, in bytes; a larger one closes with 1009. Default 1 MiB
+    /// (Python websockets' default; see `docs/decisions/0018-memory-budget.md`).
     pub max_message_bytes: u64,
-    /// Largest frame accepted, in bytes; a larger one closes with 1009. Default 16 MiB.
+    /// Largest frame accepted, in bytes (never more than `max_message_bytes`); a larger one
+    /// closes with 1009. Default 16 MiB.
     pub max_frame_bytes: u64,
     /// Time a client has to send its complete handshake request. Default 10 s.
     pub handshake_timeout_secs: u64,
@@ -197,6 +205,19 @@ pub struct WebSocketSection {
     /// A peer that accepts no byte for this long while data waits for it is closed as a slow
     /// reader (1008 "send timeout"); nginx's `send_timeout`. 0 = never. Default 60.
     pub send_timeout_secs: u64,
+    /// A message in progress (or a frame) that gains fewer than `message_min_bytes` of
+    /// payload in a window this long is dropped and its connection closed (1008 "message too
+    /// slow"): dribbling senders, like nginx's `client_body_timeout`. Idle connections
+    /// between messages are left to the keepalive. 0 = never. Default 30.
+    pub message_timeout_secs: u64,
+    /// See `message_timeout_secs`. Default 1024 (so at least ~34 B/s).
+    pub message_min_bytes: u64,
+    /// Bytes the server holds for clients in partially received messages and send queues,
+    /// over all connections, shared out evenly over the worker processes. A connection that
+    /// needs more than that whole share is closed with 1009, one that finds it used up by
+    /// others with 1013 ("try again later"), and its partial message is freed. 0 = no limit.
+    /// Default 256 MiB.
+    pub inflight_budget_bytes: u64,
     /// `[websocket.deflate]`: permessage-deflate (RFC 7692).
     pub deflate: DeflateSection,
 }
@@ -210,11 +231,21 @@ pub struct DeflateSection {
     /// Largest LZ77 window the server compresses with, 9–15 (memory: `2^(bits+2)` bytes).
     /// Default 15.
     pub server_max_window_bits: u8,
-    /// Reset the compressor after every message (less ratio and speed; saves no memory, the
-    /// compressor is kept). Default `false`.
+    /// Answer `server_no_context_takeover`: the compressor is reset after every message, so
+    /// it is borrowed from a per-thread pool for the message and an idle connection owns none
+    /// (with `false`: ~260 KiB per connection at window 15, kept). Default `true`
+    /// (see `docs/decisions/0019-compression-memory.md`).
     pub server_no_context_takeover: bool,
-    /// Ask clients not to keep compression context between messages. Default `false`.
+    /// Answer `client_no_context_takeover` (RFC 7692 §7.1.1.2 lets a server require it): the
+    /// client resets its compressor after every message, so our decompressor is borrowed per
+    /// message too (with `false`: ~40 KiB per connection, kept). Default `true`.
     pub client_no_context_takeover: bool,
+    /// When a client offers `client_max_window_bits` (browsers do), answer at most this, 9–15:
+    /// the client then compresses with a window of at most `2^bits` bytes, and a decompressor
+    /// kept per connection (`client_no_context_takeover = false`) needs only that window
+    /// instead of 32 KiB. Never answered to a client that did not offer the parameter (RFC
+    /// 7692 §7.1.2.2). Default 15.
+    pub client_max_window_bits: u8,
     /// Compression level 0–9. Default 6.
     pub level: u32,
     /// Messages shorter than this many bytes are sent uncompressed. Default 0.
@@ -226,8 +257,9 @@ impl Default for DeflateSection {
         DeflateSection {
             enabled: true,
             server_max_window_bits: 15,
-            server_no_context_takeover: false,
-            client_no_context_takeover: false,
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            client_max_window_bits: 15,
             level: 6,
             min_message_bytes: 0,
         }
@@ -237,7 +269,7 @@ impl Default for DeflateSection {
 impl Default for WebSocketSection {
     fn default() -> Self {
         WebSocketSection {
-            max_message_bytes: 16 << 20,
+            max_message_bytes: 1 << 20,
             max_frame_bytes: 16 << 20,
             handshake_timeout_secs: 10,
             close_timeout_secs: 5,
@@ -247,6 +279,9 @@ impl Default for WebSocketSection {
             pong_timeout_secs: 20,
             max_send_queue_bytes: 1 << 20,
             send_timeout_secs: 60,
+            message_timeout_secs: 30,
+            message_min_bytes: 1024,
+            inflight_budget_bytes: 256 << 20,
             deflate: DeflateSection::default(),
         }
     }

@@ -2,6 +2,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod cgi;
+pub(crate) mod first_head;
 pub(crate) mod forwarded;
 pub(crate) mod handshake;
 pub(crate) mod response;

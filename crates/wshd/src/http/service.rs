@@ -89,10 +89,20 @@ pub(crate) async fn handle(
     }
 }
 
+/// Put in a request's extensions when its request line had a `#` (seen by
+/// [`super::first_head::FirstHead`]; the parsed URI has lost it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TargetFragment;
+
 /// What HTTP/1.1 forbids in a request head that the parser lets through: more than one
 /// `Host` line (RFC 9112 §3.2: 400, as for a missing one; a proxy and the server could
-/// otherwise disagree on the target host). The answer, or `None`.
-fn malformed_head<B>(req: &Request<B>) -> Option<Response<Full<Bytes>>> {
+/// otherwise disagree on the target host), and a fragment in the request target (RFC 9112
+/// §3.2 has none in its grammar; RFC 6455 §3: WebSocket URIs have none). The answer, or
+/// `None`.
+pub(crate) fn malformed_head<B>(req: &Request<B>) -> Option<Response<Full<Bytes>>> {
+    if req.extensions().get::<TargetFragment>().is_some() {
+        return Some(plain(StatusCode::BAD_REQUEST, "a request target may not have a #fragment\n"));
+    }
     let hosts = req.headers().get_all(hyper::header::HOST).iter().count();
     if hosts > 1 {
         return Some(plain(StatusCode::BAD_REQUEST, "more than one Host header\n"));

@@ -55,6 +55,32 @@ struct CloseLabels {
     initiator: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// The pending-connection gauge and shed counter (kept by the pending-connection registry).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PendingMetrics {
+    pending: Gauge,
+    shed: Family<ReasonLabel, Counter>,
+}
+
+impl PendingMetrics {
+    /// Sets the number of pending connections.
+    pub(crate) fn set_pending(&self, n: usize) {
+        self.pending.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Counts `n` connections shed for `reason` (the label value).
+    pub(crate) fn shed(&self, reason: &'static str, n: usize) {
+        if n > 0 {
+            self.shed.get_or_create(&ReasonLabel { reason }).inc_by(n as u64);
+        }
+    }
+}
+
 type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
 
 fn handshake_histogram() -> Histogram {
@@ -76,6 +102,8 @@ pub(crate) struct Metrics {
     blocked: Family<RouteLabel, Counter>,
     /// Threads inside such a call now.
     blocked_threads: Gauge,
+    /// Connections in their handshake, and those shed.
+    pending: PendingMetrics,
     /// Shared with the [`TrafficCollector`].
     routes: Arc<Mutex<HashMap<String, Arc<RouteMetrics>>>>,
     /// Plugin loads and refusals, counted by the reloader.
@@ -289,6 +317,17 @@ impl Metrics {
             "Threads held by a handler call past [watchdog] blocked_warn_ms now",
             blocked_threads.clone(),
         );
+        let pending = PendingMetrics::default();
+        registry.register(
+            "wshd_pending_connections",
+            "Connections accepted whose first request head is not complete yet (this process)",
+            pending.pending.clone(),
+        );
+        registry.register(
+            "wshd_pending_shed",
+            "Pending connections closed to admit new ones (near the fd limit, or over max_pending_connections)",
+            pending.shed.clone(),
+        );
         let routes = Arc::new(Mutex::new(HashMap::new()));
         registry.register_collector(Box::new(TrafficCollector { routes: Arc::clone(&routes) }));
         let plugins = Arc::new(PluginCounters::default());
@@ -296,6 +335,7 @@ impl Metrics {
         registry.register_collector(Box::new(PluginCollector { counters, live_generations }));
         registry.register_collector(Box::new(rooms::RoomCollector));
         registry.register_collector(Box::new(broker::BrokerCollector));
+        registry.register_collector(Box::new(crate::budget::Collector));
         Metrics {
             registry,
             open,
@@ -307,6 +347,7 @@ impl Metrics {
             draining,
             blocked,
             blocked_threads,
+            pending,
             routes,
             plugins,
             counts: leak_zeroed(),
@@ -318,6 +359,11 @@ impl Metrics {
     /// The plugin load and refusal counters, for the reloader to count into.
     pub(crate) fn plugin_counters(&self) -> Arc<PluginCounters> {
         Arc::clone(&self.plugins)
+    }
+
+    /// The pending-connection gauge and shed counter.
+    pub(crate) fn pending(&self) -> PendingMetrics {
+        self.pending.clone()
     }
 
     /// The counters of `route` (made on first use, kept across reloads).
@@ -458,6 +504,8 @@ mod tests {
         metrics.close("/echo", 1000, "client");
         metrics.handler_blocked("/echo");
         metrics.set_blocked_threads(1);
+        metrics.pending().set_pending(2);
+        metrics.pending().shed("fd_limit", 3);
         let text = metrics.encode();
         for needle in [
             "wshd_connections_open{route=\"/echo\"} 1",
@@ -475,6 +523,8 @@ mod tests {
             "wshd_plugin_live_generations 2",
             "wshd_handler_blocked_total{route=\"/echo\"} 1",
             "wshd_handler_blocked_threads 1",
+            "wshd_pending_connections 2",
+            "wshd_pending_shed_total{reason=\"fd_limit\"} 3",
             "# EOF",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");

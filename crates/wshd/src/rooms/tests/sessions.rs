@@ -27,6 +27,8 @@ fn settings() -> SessionSettings {
         pong_timeout: Duration::from_secs(10),
         max_send_queue_bytes: 16 << 20,
         send_timeout: None,
+        message_timeout: None,
+        message_min_bytes: 0,
         metrics: None,
         wire: None,
         rooms: crate::config::RoomSettings::default(),

@@ -79,6 +79,8 @@ pub(crate) struct Decoder {
     control: Vec<u8>,
     /// A compressed piece, unmasked before it is inflated.
     inflate_input: Vec<u8>,
+    /// Payload bytes of data frames taken so far: how far messages in progress advance.
+    data_bytes: u64,
 }
 
 impl Decoder {
@@ -94,7 +96,31 @@ impl Decoder {
             message: None,
             control: Vec::new(),
             inflate_input: Vec::new(),
+            data_bytes: 0,
         }
+    }
+
+    /// Bytes allocated for the message being assembled (0 between messages).
+    #[inline]
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.message.as_ref().map_or(0, |m| m.data.capacity())
+    }
+
+    /// While a message or a frame is incomplete, the data payload bytes taken so far (it
+    /// grows as the message does); `None` between frames outside a message.
+    pub(crate) fn partial_progress(&self) -> Option<u64> {
+        let between_frames = matches!(self.frame, FrameState::Header { len: 0, .. });
+        (self.mode == Mode::Frames && (self.message.is_some() || !between_frames)).then_some(self.data_bytes)
+    }
+
+    /// Gives up on the message in progress (its memory is freed) and fails the connection
+    /// with `failure`, as if the peer had broken the protocol; `None` when it already failed.
+    pub(crate) fn abandon(&mut self, failure: Failure) -> Option<Event> {
+        if self.mode != Mode::Frames {
+            return None;
+        }
+        self.skip_rest_of_frame();
+        Some(self.failed(failure))
     }
 
     /// Whether decoding is over: the peer's close frame arrived, or the stream became
@@ -284,6 +310,7 @@ impl Decoder {
             return Ok(());
         }
         let Some(message) = self.message.as_mut() else { return Ok(()) };
+        self.data_bytes += piece.len() as u64;
         let new_from = message.data.len();
         if message.compressed {
             self.inflate_input.clear();

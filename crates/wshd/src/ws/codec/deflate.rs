@@ -1,14 +1,31 @@
 //! permessage-deflate (RFC 7692): negotiating it (the server answering an offer, the client
 //! checking the answer to its own), and compressing/decompressing messages.
 //!
-//! Memory: a compressor costs about `2^(window+2) + 2^17` bytes plus ~6 KiB (zlib's default
-//! memory level 8, which flate2 does not let us change: 256 KiB for window 15); a decompressor about 7 KiB plus `2^window` (39 KiB for
-//! window 15). Both are created on first use, so a connection that negotiated the extension
-//! but sends nothing compressed costs nothing extra.
+//! Memory (zlib-rs, measured in `docs/decisions/0019-compression-memory.md`): a compressor
+//! costs `2^(window+2)` bytes of window and chains plus a 128 KiB hash table and ~112 KiB of
+//! symbol buffers that zlib-rs does not shrink (its hash is fixed at 2^16 entries; memory
+//! level changes only the buffers), so ~260 KiB at window 15 and still ~140 KiB at window 9;
+//! a decompressor ~7 KiB plus `2^window` (39 KiB for window 15). Kept per connection, that
+//! was ~340 KiB per compressed connection.
+//!
+//! So by default the server answers every offer with `server_no_context_takeover` and
+//! `client_no_context_takeover` (§7.1.1.1 and §7.1.1.2 let a server add both unasked): each
+//! message is then its own deflate stream both ways, and a direction that resets borrows its
+//! context from a per-thread pool (`deflate_pool`) when a message starts and gives it back,
+//! reset, when it ends. An idle compressed connection owns no zlib state at all; the cost is
+//! the ratio that context takeover would have gained across messages and a reset (a 128 KiB
+//! memset) per compressed message. With either `*_no_context_takeover = false` in
+//! `[websocket.deflate]` the connection keeps that direction's context, created on first use
+//! (a connection that never sends compressed data costs nothing extra either way).
+//!
+//! Decompressors always have a 15-bit window, which reads any window a client may use, so
+//! nothing RFC-valid is refused. `[websocket.deflate] client_max_window_bits` limits a client
+//! that offered the parameter (§7.1.2.2) — its memory and ratio, not ours: zlib-rs allocates
+//! a 32 KiB inflate window whatever the window bits.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use super::Role;
+use super::{Role, deflate_pool};
 
 /// The extension's name.
 const NAME: &str = "permessage-deflate";
@@ -116,17 +133,22 @@ pub(crate) fn negotiate(header_values: &[&str], policy: &DeflatePolicy) -> Optio
             server_window_bits = server_window_bits.min(bits);
             response.push_str(&format!("; server_max_window_bits={server_window_bits}"));
         }
-        // Our decompressor always uses a 15-bit window, which reads any smaller window, so we
-        // never need to limit the client's; we only echo a value the client chose.
-        if let Some(Some(bits)) = offer.client_max_window_bits {
-            response.push_str(&format!("; client_max_window_bits={bits}"));
+        // Only a client that offered the parameter may be limited (§7.1.2.2): to its own
+        // value or ours, whichever is smaller; without a value in the offer, we answer only
+        // when ours is below the default 15.
+        let mut client_window_bits = 15;
+        if let Some(offered) = offer.client_max_window_bits {
+            client_window_bits = offered.unwrap_or(15).min(policy.client_max_window_bits.clamp(9, 15));
+            if offered.is_some() || client_window_bits < 15 {
+                response.push_str(&format!("; client_max_window_bits={client_window_bits}"));
+            }
         }
         return Some(Agreement {
             response,
             server_window_bits,
             server_no_context_takeover,
             client_no_context_takeover,
-            client_window_bits: offer.client_max_window_bits.flatten().unwrap_or(15),
+            client_window_bits,
             level: policy.level.min(9),
             min_message_bytes: policy.min_message_bytes,
         });
@@ -296,8 +318,13 @@ impl DeflateCodec {
     /// Compresses one message (or one fragment, `last` = final fragment).
     pub(crate) fn compress(&mut self, data: &[u8], last: bool) -> Vec<u8> {
         let (level, window_bits) = (self.agreement.level, self.own.window_bits);
+        let pooled = self.own.compressor_resets;
         let compressor = self.compressor.get_or_insert_with(|| {
-            Compress::new_with_window_bits(Compression::new(level), false, window_bits)
+            if pooled {
+                deflate_pool::take_compressor(level, window_bits)
+            } else {
+                Compress::new_with_window_bits(Compression::new(level), false, window_bits)
+            }
         });
         let mut out = Vec::with_capacity(data.len() / 2 + 64);
         let start_in = compressor.total_in();
@@ -326,8 +353,11 @@ impl DeflateCodec {
             if out.is_empty() {
                 out.push(0x00); // §7.2.3.6: an empty message as one empty stored-block byte
             }
-            if self.own.compressor_resets {
+            if pooled {
                 compressor.reset();
+                if let Some(idle) = self.compressor.take() {
+                    deflate_pool::give_compressor(level, window_bits, idle);
+                }
             }
         }
         out
@@ -342,8 +372,16 @@ impl DeflateCodec {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), InflateError> {
-        let decompressor =
-            self.decompressor.get_or_insert_with(|| Decompress::new_with_window_bits(false, 15));
+        let pooled = self.own.decompressor_resets;
+        // Always a 15-bit window: it reads whatever window the peer uses (zlib-rs allocates
+        // 32 KiB for any window size, so a smaller one would save nothing).
+        let decompressor = self.decompressor.get_or_insert_with(|| {
+            if pooled {
+                deflate_pool::take_decompressor()
+            } else {
+                Decompress::new_with_window_bits(false, 15)
+            }
+        });
         // A message may end its deflate stream with a final block (BFINAL); what follows it
         // is ignored and the next message starts a fresh stream.
         let mut ended = self::inflate(decompressor, input, out, limit)?;
@@ -351,8 +389,11 @@ impl DeflateCodec {
             if !ended {
                 ended = self::inflate(decompressor, &TRAILER, out, limit)?;
             }
-            if ended || self.own.decompressor_resets {
+            if ended || pooled {
                 decompressor.reset(false);
+            }
+            if pooled && let Some(idle) = self.decompressor.take() {
+                deflate_pool::give_decompressor(idle);
             }
         }
         Ok(())
@@ -393,8 +434,85 @@ fn inflate(d: &mut Decompress, input: &[u8], out: &mut Vec<u8>, limit: usize) ->
 mod tests {
     use super::*;
 
+    /// The policy before issue 16 (context takeover both ways), which echoes the offer.
+    fn takeover() -> DeflatePolicy {
+        DeflatePolicy {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            ..Default::default()
+        }
+    }
+
     fn agree(offer: &str) -> Option<Agreement> {
-        negotiate(&[offer], &DeflatePolicy::default())
+        negotiate(&[offer], &takeover())
+    }
+
+    #[test]
+    fn by_default_both_directions_reset_after_every_message_whatever_the_offer() {
+        let both = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+        for (offer, response) in [
+            ("permessage-deflate", both.to_owned()),
+            ("permessage-deflate; client_max_window_bits", both.to_owned()),
+            ("permessage-deflate; server_no_context_takeover", both.to_owned()),
+            ("permessage-deflate; client_max_window_bits=10", format!("{both}; client_max_window_bits=10")),
+            ("permessage-deflate; server_max_window_bits=9", format!("{both}; server_max_window_bits=9")),
+        ] {
+            let a = negotiate(&[offer], &DeflatePolicy::default());
+            assert_eq!(a.as_ref().map(|a| a.response.as_str()), Some(response.as_str()), "{offer}");
+            assert!(a.is_some_and(|a| a.server_no_context_takeover && a.client_no_context_takeover));
+        }
+    }
+
+    #[test]
+    fn the_client_window_is_limited_only_when_the_client_offered_the_parameter() {
+        let policy = DeflatePolicy { client_max_window_bits: 10, ..takeover() };
+        let answer = |offer: &str| negotiate(&[offer], &policy).map(|a| (a.response, a.client_window_bits));
+        assert_eq!(answer("permessage-deflate"), Some(("permessage-deflate".into(), 15)), "§7.1.2.2");
+        assert_eq!(
+            answer("permessage-deflate; client_max_window_bits"),
+            Some(("permessage-deflate; client_max_window_bits=10".into(), 10)),
+            "Chromium's offer"
+        );
+        assert_eq!(
+            answer("permessage-deflate; client_max_window_bits=12"),
+            Some(("permessage-deflate; client_max_window_bits=10".into(), 10))
+        );
+        assert_eq!(
+            answer("permessage-deflate; client_max_window_bits=9"),
+            Some(("permessage-deflate; client_max_window_bits=9".into(), 9)),
+            "the client's smaller value stands"
+        );
+        // The client compresses with the agreed window; we read it.
+        let a = negotiate(&["permessage-deflate; client_max_window_bits"], &policy).expect("agreed");
+        let mut server = DeflateCodec::new(a.clone(), Role::Server);
+        let mut client = DeflateCodec::new(a, Role::Client);
+        assert_eq!(client.own.window_bits, 10);
+        let text: Vec<u8> = (0..20_000u32).map(|i| b"abcdefghij"[(i * i % 7) as usize]).collect();
+        for _ in 0..3 {
+            pass(&mut client, &mut server, &text);
+        }
+        assert!(server.decompressor.is_some(), "kept: context takeover");
+    }
+
+    #[test]
+    fn without_context_takeover_an_idle_connection_owns_no_context() {
+        let policy = DeflatePolicy::default();
+        let a = negotiate(&["permessage-deflate; client_max_window_bits"], &policy).expect("agreed");
+        let mut server = DeflateCodec::new(a.clone(), Role::Server);
+        let mut client = DeflateCodec::new(a, Role::Client);
+        for message in [&br#"{"type":"chat","text":"hello hello hello"}"#[..], b"", &[7u8; 100_000]] {
+            pass(&mut server, &mut client, message);
+            pass(&mut client, &mut server, message);
+            assert!(server.compressor.is_none() && server.decompressor.is_none(), "released");
+        }
+        // A fragmented message keeps its context until its last fragment.
+        let mut wire = server.compress(b"first half, ", false);
+        assert!(server.compressor.is_some(), "held between fragments");
+        wire.extend(server.compress(b"second half", true));
+        assert!(server.compressor.is_none());
+        let mut out = Vec::new();
+        client.decompress(&wire, true, &mut out, 1 << 20).expect("inflates");
+        assert_eq!(out, b"first half, second half");
     }
 
     #[test]
@@ -432,10 +550,7 @@ mod tests {
         assert_eq!(agree("x-webkit-deflate-frame"), None);
         let a = agree("permessage-deflate; bogus, permessage-deflate; client_max_window_bits");
         assert_eq!(a.map(|a| a.response), Some("permessage-deflate".into()));
-        assert_eq!(
-            negotiate(&["permessage-deflate"], &DeflatePolicy { enabled: false, ..Default::default() }),
-            None
-        );
+        assert_eq!(negotiate(&["permessage-deflate"], &DeflatePolicy { enabled: false, ..takeover() }), None);
     }
 
     /// Compresses `message` with `from` and checks that `to` inflates it back.

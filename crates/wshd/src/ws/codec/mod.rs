@@ -25,8 +25,9 @@
 
 mod decoder;
 pub(crate) mod deflate;
+mod deflate_pool;
 mod encoder;
-mod frame;
+pub(crate) mod frame;
 mod mask;
 mod utf8;
 

@@ -490,3 +490,27 @@ fn any_bytes_in_any_pieces_decode_to_the_same_events_without_panicking() {
         }
     }
 }
+
+#[test]
+fn a_partial_message_is_held_measured_and_can_be_abandoned() {
+    let mut decoder = server_decoder();
+    assert_eq!((decoder.held_bytes(), decoder.partial_progress()), (0, None), "between messages");
+    let frame = client(OP_BINARY, &[7; 100]);
+    assert!(decode_all(&mut decoder, &frame[..2]).is_empty(), "a split header");
+    assert_eq!(decoder.partial_progress(), Some(0), "a frame in progress counts, with no data yet");
+    assert!(decode_all(&mut decoder, &frame[2..6 + 40]).is_empty());
+    assert!(decoder.held_bytes() >= 40, "the message's buffer");
+    assert_eq!(decoder.partial_progress(), Some(40));
+    let failure = Failure { code: CloseCode::TRY_AGAIN_LATER, reason: "memory budget exhausted" };
+    assert_eq!(decoder.abandon(failure), Some(Event::Failure(failure)));
+    assert_eq!((decoder.held_bytes(), decoder.partial_progress()), (0, None), "freed; decoding failed");
+    assert_eq!(decoder.abandon(failure), None, "only once");
+    // The rest of the frame is skipped; the peer's close is still found.
+    let mut rest = frame[6 + 40..].to_vec();
+    rest.extend(client(OP_CLOSE, &1000u16.to_be_bytes()));
+    assert_eq!(decode_all(&mut decoder, &rest), vec![Event::Close(CloseCode::NORMAL, Bytes::new())]);
+
+    let mut whole = server_decoder();
+    assert_eq!(decode_all(&mut whole, &frame), vec![Event::Binary(vec![7; 100])]);
+    assert_eq!((whole.held_bytes(), whole.partial_progress()), (0, None), "a complete message is not held");
+}

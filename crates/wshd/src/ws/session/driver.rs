@@ -133,6 +133,9 @@ impl Driver {
         }
         self.timers.check(&mut st, settings, cx);
         let tcp_closed = close_step(&mut self.close_timer, &mut st, cx);
+        if st.close_if_write_refused(settings) {
+            cx.waker().wake_by_ref(); // another poll writes the close
+        }
         if st.room.is_some() && st.mail_fits() {
             // Room frames wait and the write queue has room again: another poll takes them.
             cx.waker().wake_by_ref();

@@ -102,6 +102,11 @@ pub(crate) struct SessionSettings {
     pub(crate) max_send_queue_bytes: usize,
     /// Time without write progress that closes a slow reader (1008).
     pub(crate) send_timeout: Option<Duration>,
+    /// A message in progress must advance by `message_min_bytes` in each window this long
+    /// (1008 "message too slow").
+    pub(crate) message_timeout: Option<Duration>,
+    /// See `message_timeout`.
+    pub(crate) message_min_bytes: u64,
     /// The route's counters.
     pub(crate) metrics: Option<Arc<RouteMetrics>>,
     /// The socket's byte counts.
@@ -125,6 +130,8 @@ impl SessionSettings {
             pong_timeout: route.pong_timeout,
             max_send_queue_bytes: route.max_send_queue_bytes,
             send_timeout: route.send_timeout,
+            message_timeout: route.message_timeout,
+            message_min_bytes: route.message_min_bytes as u64,
             metrics: Some(metrics),
             wire: Some(wire),
             rooms: route.rooms,

@@ -10,6 +10,8 @@
 //! | idle timeout | close 1001 "idle", then the closing handshake | the peer's close |
 //! | send queue over `max_send_queue_bytes` | close 1008 "send queue full", then the closing handshake; TCP is dropped after `close_timeout` if the peer does not read | the peer's close, or 1006 |
 //! | no write progress for `send_timeout` | close 1008 "send timeout", as above | the peer's close, or 1006 |
+//! | a message in progress gained less than `message_min_bytes` in `message_timeout` | close 1008 "message too slow" (the message is freed), then the closing handshake | 1008 |
+//! | the write queue grew past the in-flight budget | close 1013 "memory budget exhausted", then the closing handshake | the peer's close, or 1006 |
 //! | no byte from the peer for `pong_timeout` after a keepalive ping | a best-effort close 1011 "pong timeout", and TCP is dropped at once | 1006 |
 //!
 //! Cost: one timer per connection, re-armed only when a deadline moves earlier (activity only
@@ -31,8 +33,9 @@ use wshd_sdk::CloseCode;
 use super::phase::CloseOutcome;
 use super::state::ConnState;
 use super::{SessionSettings, poll_time};
+use crate::budget::BUDGET;
 use crate::metrics::traffic::TrafficHandle;
-use crate::ws::transport::Wire;
+use crate::ws::transport::{Event, Failure, Wire};
 
 /// The payload of wshd's keepalive pings; their pongs are not shown to handlers.
 pub(super) const KEEPALIVE: &[u8] = b"wshd-keepalive";
@@ -55,6 +58,9 @@ pub(super) struct Upkeep {
     written_seen: u64,
     /// Since when data has waited without the socket taking any of it.
     stall_since: Option<Instant>,
+    /// While a message is in progress: when its current `message_timeout` window started,
+    /// and the decoder's progress then.
+    message_window: Option<(Instant, u64)>,
     /// Arrival times of the items in the inbound queue, for the delivery-latency histogram:
     /// `None` for an item that arrived during the current driver poll (stamped only if it is
     /// still queued when the poll ends, so the usual message costs no clock read).
@@ -99,12 +105,16 @@ struct Watch {
     keepalive: Option<Instant>,
     /// When the send timeout closes a slow reader.
     stall: Option<Instant>,
+    /// When the message in progress must have advanced by `message_min_bytes`.
+    message: Option<Instant>,
+    /// The decoder's progress in the message in progress, if one is.
+    progress: Option<u64>,
 }
 
 impl Watch {
     /// The earliest deadline.
     fn next(&self) -> Option<Instant> {
-        [self.idle, self.keepalive, self.stall].into_iter().flatten().min()
+        [self.idle, self.keepalive, self.stall, self.message].into_iter().flatten().min()
     }
 }
 
@@ -122,6 +132,7 @@ impl Upkeep {
             backlog_written_at_ping: None,
             written_seen: 0,
             stall_since: None,
+            message_window: None,
             arrivals: VecDeque::new(),
         }
     }
@@ -195,6 +206,7 @@ impl Upkeep {
     fn watch(
         &mut self,
         queued: usize,
+        progress: Option<u64>,
         settings: &SessionSettings,
         mut now: impl FnMut() -> Instant,
     ) -> Watch {
@@ -212,6 +224,11 @@ impl Upkeep {
             self.written_seen = written;
             self.stall_since = Some(now());
         }
+        match (progress, settings.message_timeout) {
+            (Some(at), Some(_)) if self.message_window.is_none() => self.message_window = Some((now(), at)),
+            (Some(_), Some(_)) => {}
+            _ => self.message_window = None,
+        }
         if self.ping_outstanding
             && (read != self.read_at_ping || self.backlog_written_at_ping.is_some_and(|w| written != w))
         {
@@ -228,6 +245,8 @@ impl Upkeep {
                 None => None,
             },
             stall: settings.send_timeout.zip(self.stall_since).map(|(t, since)| since + t),
+            message: settings.message_timeout.zip(self.message_window).map(|(t, (since, _))| since + t),
+            progress,
         }
     }
 
@@ -251,6 +270,42 @@ impl ConnState {
         self.server_close(CloseCode::POLICY_VIOLATION, "send queue full", settings);
         self.wake_driver();
         false
+    }
+
+    /// A `message_timeout` window of the message in progress ended at `now`: a new window
+    /// when it advanced by `message_min_bytes`, else the message is freed and the connection
+    /// failed with 1008 "message too slow" (nginx's `client_body_timeout`).
+    fn message_window_ended(&mut self, now: Instant, watch: &Watch, settings: &SessionSettings) {
+        let Some((_, start)) = self.upkeep.message_window else { return };
+        let progress = watch.progress.unwrap_or(start);
+        if progress.saturating_sub(start) >= settings.message_min_bytes {
+            self.upkeep.message_window = Some((now, progress));
+            return;
+        }
+        self.upkeep.message_window = None;
+        BUDGET.message_timed_out();
+        tracing::debug!("a message in progress stalled; closing the connection");
+        let failure = Failure { code: CloseCode::POLICY_VIOLATION, reason: "message too slow" };
+        let timeout = settings.close_timeout;
+        let ConnState { io, lifecycle, .. } = self;
+        if let Some(io) = io.as_mut() {
+            io.abandon_message(failure, |_, event| {
+                if let Event::Failure(failure) = event {
+                    lifecycle.failed(failure, || Instant::now() + timeout);
+                }
+            });
+        }
+        self.send_due_failure_close(false, timeout);
+    }
+
+    /// Closes with 1013 when the write queue grew past the in-flight budget (it stays
+    /// bounded by `max_send_queue_bytes`; the close frame goes behind it); whether it did.
+    pub(super) fn close_if_write_refused(&mut self, settings: &SessionSettings) -> bool {
+        if !self.io.as_mut().is_some_and(|io| io.take_write_refused()) {
+            return false;
+        }
+        self.server_close(CloseCode::TRY_AGAIN_LATER, "memory budget exhausted", settings);
+        true
     }
 }
 
@@ -307,14 +362,14 @@ impl Timers {
                 return; // the close deadline takes over
             }
             let Some(io) = st.io.as_ref() else { return };
-            let queued = io.queued_bytes();
+            let (queued, progress) = (io.queued_bytes(), io.partial_progress());
             if io.queued_behind_front() > settings.max_send_queue_bytes {
                 // Frames queued on the handler's behalf (pongs) piled up: the peer does not read.
                 st.server_close(CloseCode::POLICY_VIOLATION, "send queue full", settings);
                 return;
             }
             let ConnState { upkeep, poll_now, .. } = &mut *st;
-            let watch = upkeep.watch(queued, settings, || poll_time(poll_now));
+            let watch = upkeep.watch(queued, progress, settings, || poll_time(poll_now));
             let Some(next) = watch.next() else { return };
             if !self.poll_timer(next, cx) {
                 return;
@@ -371,6 +426,8 @@ impl Timers {
             st.server_close(CloseCode::GOING_AWAY, "idle", settings);
         } else if passed(watch.stall) {
             st.server_close(CloseCode::POLICY_VIOLATION, "send timeout", settings);
+        } else if passed(watch.message) {
+            st.message_window_ended(now, watch, settings);
         } else if passed(watch.keepalive) {
             if st.upkeep.ping_outstanding {
                 st.drop_dead_peer(cx);

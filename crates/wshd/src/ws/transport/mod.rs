@@ -48,7 +48,8 @@ pub(crate) fn accept(
         max_message: settings.max_message_bytes,
         max_frame: settings.max_frame_bytes.min(settings.max_message_bytes),
     };
-    over(Socket::Upgraded(TokioIo::new(io)), limits, deflate)
+    let (stream, wire) = over(Socket::Upgraded(TokioIo::new(io)), limits, deflate);
+    (stream.with_budget(settings.inflight_budget_bytes), wire)
 }
 
 /// The server end of a WebSocket over `socket`, and its byte counts.

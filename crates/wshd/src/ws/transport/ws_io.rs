@@ -9,8 +9,11 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use wshd_sdk::CloseCode;
+
+use crate::budget::{BUDGET, Charge, Refusal};
 use crate::ws::codec::deflate::Agreement;
-use crate::ws::codec::{DataKind, Decoder, Encoder, Event, Frame, InvalidFrame, Limits, Role};
+use crate::ws::codec::{DataKind, Decoder, Encoder, Event, Failure, Frame, InvalidFrame, Limits, Role};
 
 /// Size of the per-thread read scratch buffer: the most one read takes from a socket.
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -44,6 +47,12 @@ pub(crate) struct WsIo<IO> {
     io: IO,
     decoder: Decoder,
     encoder: Encoder,
+    /// What the decoder and the write queue hold, charged to the in-flight budget.
+    charge: Charge,
+    /// The budget refused this connection once (it is counted once, and closed).
+    over_budget: bool,
+    /// The write queue grew past the budget: the session closes the connection (1013).
+    write_refused: bool,
 }
 
 impl<IO> std::fmt::Debug for WsIo<IO> {
@@ -57,7 +66,74 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsIo<IO> {
     /// permessage-deflate was agreed.
     pub(crate) fn new(io: IO, role: Role, limits: Limits, deflate: Option<Agreement>) -> WsIo<IO> {
         let encoder = Encoder::new(role, deflate.clone());
-        WsIo { io, decoder: Decoder::new(role, limits, deflate), encoder }
+        let decoder = Decoder::new(role, limits, deflate);
+        WsIo { io, decoder, encoder, charge: Charge::none(), over_budget: false, write_refused: false }
+    }
+
+    /// Charges what this connection holds to the process's in-flight budget of `limit`
+    /// bytes (0: counted, never refused).
+    pub(crate) fn with_budget(mut self, limit: usize) -> WsIo<IO> {
+        self.charge = Charge::new(limit);
+        self
+    }
+
+    /// See [`Decoder::partial_progress`].
+    pub(crate) fn partial_progress(&self) -> Option<u64> {
+        self.decoder.partial_progress()
+    }
+
+    /// Fails the connection with `failure`, freeing the message in progress; the failure is
+    /// handed to `on_event` like the decoder's own.
+    pub(crate) fn abandon_message(
+        &mut self,
+        failure: Failure,
+        mut on_event: impl FnMut(&mut Encoder, Event),
+    ) {
+        if let Some(event) = self.decoder.abandon(failure) {
+            on_event(&mut self.encoder, event);
+        }
+        // Gives back what was freed; growth of the write queue is refused by its own path.
+        let _ = self.settle_budget();
+    }
+
+    /// Whether the write queue was refused by the budget (the session closes with 1013).
+    pub(crate) fn take_write_refused(&mut self) -> bool {
+        std::mem::take(&mut self.write_refused)
+    }
+
+    /// The first refusal is counted; later ones are not (the connection is closing).
+    fn first_refusal(&mut self, refusal: Refusal) -> bool {
+        if self.over_budget {
+            return false;
+        }
+        self.over_budget = true;
+        BUDGET.refused(refusal);
+        true
+    }
+
+    /// Charges what the decoder and the write queue hold now.
+    #[inline]
+    fn settle_budget(&mut self) -> Result<(), Refusal> {
+        self.charge.settle(self.decoder.held_bytes() + self.encoder.queued_bytes())
+    }
+
+    /// After a read: a message that the budget cannot hold is given up (its memory freed)
+    /// and the connection failed with 1009 or 1013.
+    fn settle_read(&mut self, on_event: &mut impl FnMut(&mut Encoder, Event)) {
+        let Err(refusal) = self.settle_budget() else { return };
+        if !self.first_refusal(refusal) {
+            return;
+        }
+        let failure = match refusal {
+            Refusal::TooBig => {
+                Failure { code: CloseCode::MESSAGE_TOO_BIG, reason: "message too big for the memory budget" }
+            }
+            Refusal::Exhausted => {
+                Failure { code: CloseCode::TRY_AGAIN_LATER, reason: "memory budget exhausted" }
+            }
+        };
+        tracing::debug!(code = failure.code.as_u16(), "in-flight budget refused a message");
+        self.abandon_message(failure, on_event);
     }
 
     /// The write queue, to queue frames on (they go out with [`poll_flush`](Self::poll_flush)).
@@ -102,6 +178,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsIo<IO> {
                     while let Some(event) = self.decoder.decode(&mut input) {
                         on_event(&mut self.encoder, event);
                     }
+                    self.settle_read(&mut on_event);
                     Poll::Ready(if self.decoder.is_ended() { ReadStatus::Ended } else { ReadStatus::Data })
                 }
             }
@@ -146,6 +223,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsIo<IO> {
         WRITE_SCRATCH.with(|cell| cell.replace(buf));
     }
 
+    /// Charges the write queue after a flush; growth past the budget marks the connection
+    /// for a close (the queue is already bounded by `max_send_queue_bytes`).
+    fn settle_write(&mut self) {
+        if let Err(refusal) = self.settle_budget()
+            && self.first_refusal(refusal)
+        {
+            self.write_refused = true;
+        }
+    }
+
     /// Writes the queue to the socket: small queues copied into one buffer and written with
     /// `send`, larger ones with `writev`, without a copy.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -164,12 +251,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsIo<IO> {
                 Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count])
             };
             match polled {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    self.settle_write();
+                    return Poll::Pending;
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => self.encoder.consume(n),
             }
         }
+        self.settle_write();
         Pin::new(&mut self.io).poll_flush(cx)
     }
 }
