@@ -236,6 +236,38 @@ async fn the_members_of_a_killed_node_leave_within_30_seconds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_will_of_a_member_of_a_killed_node_reaches_each_other_member_once() {
+    let redis = Redis::start();
+    let (one, two) = (chat_node(&redis, "workers = 2"), chat_node(&redis, "workers = 0"));
+    let mut here = Vec::new();
+    for nick in ["alice", "carol", "dave"] {
+        here.push((nick, connect(&one.ws_url(&format!("/chat?room=lobby&nick={nick}"))).await));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut bob = connect(&two.ws_url("/chat?room=lobby&nick=bob")).await;
+    bob.send(Message::text("hi from node two")).await.expect("send");
+    for (nick, client) in &mut here {
+        assert_eq!(chat_event(nick, client).await["text"], "hi from node two");
+    }
+    let killed = Instant::now();
+    two.signal("KILL");
+    for (nick, client) in &mut here {
+        let event = chat_event(nick, client).await;
+        assert_eq!(event, serde_json::json!({"type": "gone", "nick": "bob"}), "{nick}");
+    }
+    let took = killed.elapsed();
+    println!(
+        "bob's will (chat's `gone`) reached the 3 members on node one {took:?} after node two was SIGKILLed"
+    );
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    // Once: the next event of each is a message said afterwards.
+    here[0].1.send(Message::text("still here")).await.expect("send");
+    for (nick, client) in &mut here {
+        assert_eq!(chat_event(nick, client).await["text"], "still here", "{nick}: no second will");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_work_again_after_redis_restarted_empty() {
     let redis = Redis::start();
     let (one, two) = (node(&redis, "workers = 2"), node(&redis, "workers = 0"));
@@ -440,8 +472,8 @@ fn chat_node(redis: &Redis, server_keys: &str) -> ServerProcess {
     )
 }
 
-/// The next chat event of `client` that is a message or a recovery marker (join and leave
-/// events, whose `online` lists lag across nodes, are printed and skipped).
+/// The next chat event of `client` that is a message, a recovery marker or a member's will
+/// (join and leave events, whose `online` lists lag across nodes, are printed and skipped).
 async fn chat_event(who: &str, client: &mut Client) -> serde_json::Value {
     loop {
         let text = match next_message(client).await {
@@ -450,7 +482,7 @@ async fn chat_event(who: &str, client: &mut Client) -> serde_json::Value {
         };
         println!("{who:>6} << {text}");
         let event: serde_json::Value = serde_json::from_str(&text).expect("chat events are JSON");
-        if matches!(event["type"].as_str(), Some("message" | "recovered")) {
+        if matches!(event["type"].as_str(), Some("message" | "recovered" | "gone")) {
             return event;
         }
     }

@@ -491,6 +491,21 @@ pub struct RoomsVTable {
         since: RStr,
         found: *mut u8,
     ) -> u32,
+    /// Appended after `join_since`: joins `channel` like `join_since` (like `join` when
+    /// `since` is empty) and gives the membership a will: `will` (`will_kind` `MSG_TEXT` or
+    /// `MSG_BINARY`; 0 for none), queued by the host to the channel's other members if the
+    /// connection stops being a member without `leave` (its connection ends while a member,
+    /// its worker process or node dies). `ROOM_PRESENCE_TOO_LARGE` for a will over 4,096
+    /// bytes. Writes to `found` as `join_since` does (0 when `since` is empty).
+    pub join_with_will: unsafe extern "C" fn(
+        conn: *const c_void,
+        channel: RStr,
+        presence: RStr,
+        since: RStr,
+        will_kind: u8,
+        will: RStr,
+        found: *mut u8,
+    ) -> u32,
 }
 
 /// The size of [`RoomsVTable`] up to and including `presence`: the table of the first hosts

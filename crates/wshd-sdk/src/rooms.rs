@@ -94,6 +94,16 @@ impl FromStr for ConnId {
     }
 }
 
+/// What a member leaves behind when it goes without leaving: see
+/// [`Connection::join_with_will`](crate::Connection::join_with_will).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Will<'a> {
+    /// A text message.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
 /// Why a room operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -286,6 +296,39 @@ impl Connection {
     /// ```
     pub fn join_since(&self, channel: &str, presence: &[u8], since: &str) -> Result<bool, RoomError> {
         self.raw().room_join_since(channel, presence, since).map_err(room_error)
+    }
+
+    /// Joins `channel` like [`join`](Self::join) (or like [`join_since`](Self::join_since)
+    /// with `since`: then the result says whether `since` was found; else it is `false`),
+    /// and leaves a [`Will`] there: a message the host queues to the channel's other members
+    /// if this connection stops being a member without [`leave`](Self::leave) — its
+    /// connection ends while still a member (a crash of the handler, a close it did not
+    /// handle), or its worker process or node dies (with `[broker]`: when the node's
+    /// liveness key expires in Redis, 3 heartbeats). Each remaining member gets it once.
+    /// Joining again replaces the will; [`leave`](Self::leave) discards it (say goodbye
+    /// yourself then). A will is at most 4,096 bytes ([`RoomError::PresenceTooLarge`]);
+    /// [`RoomError::Unsupported`] from a host older than this call.
+    ///
+    /// ```no_run
+    /// # use wshd_sdk::{Connection, RoomError, Will};
+    /// # fn enter(conn: &Connection) -> Result<(), RoomError> {
+    /// conn.join_with_will("lobby", b"alice", None, Will::Text(r#"{"left":"alice"}"#))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn join_with_will(
+        &self,
+        channel: &str,
+        presence: &[u8],
+        since: Option<&str>,
+        will: Will<'_>,
+    ) -> Result<bool, RoomError> {
+        let (kind, data) = match will {
+            Will::Text(text) => (MSG_TEXT, text.as_bytes()),
+            Will::Binary(data) => (MSG_BINARY, data),
+        };
+        let since = since.unwrap_or("");
+        self.raw().room_join_with_will(channel, presence, since, kind, data).map_err(room_error)
     }
 
     /// Leaves `channel`; whether the connection was a member. (The host leaves every channel

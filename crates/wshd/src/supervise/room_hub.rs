@@ -30,7 +30,7 @@ use super::control::MasterRooms;
 use super::fleet_metrics::FleetMetrics;
 use crate::broker::{Inbound, Remote};
 use crate::config::BrokerSettings;
-use crate::rooms::{ChannelKey, ConnId, HistoryLimits, Relay};
+use crate::rooms::{ChannelKey, ConnId, HistoryLimits, Record, Relay};
 
 /// How often the hub drops expired history.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
@@ -43,7 +43,7 @@ const WARM_KEPT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 struct Held {
     id: ConnId,
-    presence: Bytes,
+    record: Record,
     link: u64,
 }
 
@@ -191,15 +191,11 @@ impl RoomHub {
                 hub.send_all(&payload, None)
             }
             Relay::Warm { .. } => 0,
-            Relay::Join { channel, id, presence } => {
-                let members = hub.members.entry(channel).or_default();
-                match members.iter_mut().find(|h| h.id == id) {
-                    Some(held) => held.presence = presence,
-                    None => members.push(Held { id, presence, link: REMOTE }),
-                }
+            Relay::Join { channel, id, presence, will } => {
+                hub.hold(channel, id, Record { presence, will }, REMOTE);
                 hub.send_all(&payload, None)
             }
-            Relay::Leave { channel, id } => {
+            Relay::Leave { channel, id, .. } => {
                 hub.remove(&channel, id);
                 hub.send_all(&payload, None)
             }
@@ -278,7 +274,7 @@ impl RoomHub {
             members.retain(|held| {
                 let stays = held.link != link;
                 if !stays {
-                    leaves.push(Relay::Leave { channel: channel.clone(), id: held.id });
+                    leaves.push(Relay::Leave { channel: channel.clone(), id: held.id, farewell: true });
                 }
                 stays
             });
@@ -316,17 +312,18 @@ impl Hub {
                 self.nodes.insert(*node, link);
                 0
             }
-            Relay::Join { channel, id, presence } => {
+            Relay::Join { channel, id, presence, will } => {
                 self.nodes.insert(id.node, link);
-                let members = self.members.entry(channel.clone()).or_default();
-                match members.iter_mut().find(|h| h.id == *id) {
-                    Some(held) => held.presence = presence.clone(),
-                    None => members.push(Held { id: *id, presence: presence.clone(), link }),
-                }
+                self.hold(
+                    channel.clone(),
+                    *id,
+                    Record { presence: presence.clone(), will: will.clone() },
+                    link,
+                );
                 // Back to its origin too: the join is known everywhere once that comes.
                 self.send_all(payload, None)
             }
-            Relay::Leave { channel, id } => {
+            Relay::Leave { channel, id, .. } => {
                 self.remove(channel, *id);
                 self.send_all(payload, Some(link))
             }
@@ -443,6 +440,15 @@ impl Hub {
         to.filter(|tx| tx.send(payload.clone()).is_ok()).count()
     }
 
+    /// Adds `id` to `channel`'s members, held by `link` (or replaces its record).
+    fn hold(&mut self, channel: ChannelKey, id: ConnId, record: Record, link: u64) {
+        let members = self.members.entry(channel).or_default();
+        match members.iter_mut().find(|h| h.id == id) {
+            Some(held) => held.record = record,
+            None => members.push(Held { id, record, link }),
+        }
+    }
+
     /// Takes `id` out of `channel`.
     fn remove(&mut self, channel: &ChannelKey, id: ConnId) {
         let Some(members) = self.members.get_mut(channel) else { return };
@@ -484,8 +490,8 @@ impl Hub {
         }
         for (channel, members) in &self.members {
             for held in members {
-                let join =
-                    Relay::Join { channel: channel.clone(), id: held.id, presence: held.presence.clone() };
+                let Record { presence, will } = held.record.clone();
+                let join = Relay::Join { channel: channel.clone(), id: held.id, presence, will };
                 sent += usize::from(to.send(join.encode()).is_ok());
             }
         }
@@ -525,7 +531,8 @@ mod tests {
     }
 
     fn join(node: u64, seq: u64, who: &'static [u8]) -> Bytes {
-        Relay::Join { channel: channel(), id: id(node, seq), presence: Bytes::from_static(who) }.encode()
+        Relay::Join { channel: channel(), id: id(node, seq), presence: Bytes::from_static(who), will: None }
+            .encode()
     }
 
     #[tokio::test]
@@ -639,7 +646,12 @@ mod tests {
         assert_eq!(recorder.take(), ["send_to 9"], "only the id of no local process goes out");
         drain(&mut w1);
         drain(&mut w2);
-        hub.take_remote(Relay::Join { channel: channel(), id: id(9, 5), presence: Bytes::from_static(b"z") });
+        hub.take_remote(Relay::Join {
+            channel: channel(),
+            id: id(9, 5),
+            presence: Bytes::from_static(b"z"),
+            will: None,
+        });
         hub.take_remote(publish.clone());
         assert_eq!(drain(&mut w1).len(), 2, "the remote join and the publish");
         assert_eq!(drain(&mut w2).len(), 2);
@@ -647,7 +659,7 @@ mod tests {
         assert_eq!(snapshot.len(), 6, "the broker state, the remote member too: {snapshot:?}");
         assert_eq!(snapshot[0], Relay::BrokerState { up: false }, "no session said it is connected");
         for seq in [1, 2] {
-            (w2.from_worker)(Relay::Leave { channel: channel(), id: id(2, seq) }.encode());
+            (w2.from_worker)(Relay::Leave { channel: channel(), id: id(2, seq), farewell: false }.encode());
         }
         (w1.gone)();
         assert_eq!(

@@ -17,7 +17,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::rooms::{ChannelKey, Relay, Scope};
+use crate::rooms::{ChannelKey, Record, Relay, Scope, get_will, put_will};
 
 /// The channel's part of its names.
 fn channel_part(channel: &ChannelKey) -> String {
@@ -112,18 +112,25 @@ impl StreamId {
     }
 }
 
-/// A members-hash value: the member's node and its presence record.
-pub(super) fn member_value(node: u64, presence: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + presence.len());
-    out.extend_from_slice(&node.to_be_bytes());
-    out.extend_from_slice(presence);
-    out
+/// A members-hash value: the member's node (u64), its presence record (u32 length +
+/// bytes) and its will (as in the relay's `Join`).
+pub(super) fn member_value(node: u64, record: &Record) -> Vec<u8> {
+    let mut out = BytesMut::with_capacity(13 + record.presence.len());
+    out.put_u64(node);
+    out.put_u32(u32::try_from(record.presence.len()).unwrap_or(u32::MAX));
+    out.put_slice(&record.presence);
+    put_will(&mut out, record.will.as_ref());
+    out.to_vec()
 }
 
-/// The node and presence of a members-hash value (`None`: not one).
-pub(super) fn open_member(value: &[u8]) -> Option<(u64, Bytes)> {
+/// The node and record of a members-hash value (`None`: not one).
+pub(super) fn open_member(value: &[u8]) -> Option<(u64, Record)> {
     let node = u64::from_be_bytes(value.get(..8)?.try_into().ok()?);
-    Some((node, Bytes::copy_from_slice(value.get(8..)?)))
+    let len = usize::try_from(u32::from_be_bytes(value.get(8..12)?.try_into().ok()?)).ok()?;
+    let presence = Bytes::copy_from_slice(value.get(12..12usize.checked_add(len)?)?);
+    let mut rest = Bytes::copy_from_slice(value.get(12 + len..)?);
+    let will = get_will(&mut rest).ok()?;
+    Some((node, Record { presence, will }))
 }
 
 #[cfg(test)]
@@ -146,6 +153,16 @@ mod tests {
         assert_eq!(open_topic(&logged), Some((Some(StreamId { ms: 123, seq: 4 }), 42, hello)));
         assert!(StreamId { ms: 123, seq: 4 } < StreamId { ms: 123, seq: 10 });
         assert_eq!(open(b"short"), None);
-        assert_eq!(open_member(&member_value(9, b"nick")), Some((9, Bytes::from_static(b"nick"))));
+        let record = Record { presence: Bytes::from_static(b"nick"), will: None };
+        let opened = open_member(&member_value(9, &record)).map(|(node, r)| (node, r.presence, r.will));
+        assert_eq!(opened, Some((9, Bytes::from_static(b"nick"), None)));
+        let will = Some(crate::rooms::Will {
+            kind: crate::ws::transport::DataKind::Text,
+            data: Bytes::from_static(b"bye"),
+        });
+        let record = Record { presence: Bytes::new(), will: will.clone() };
+        let opened = open_member(&member_value(1, &record)).map(|(node, r)| (node, r.presence, r.will));
+        assert_eq!(opened, Some((1, Bytes::new(), will)));
+        assert!(open_member(b"short").is_none());
     }
 }

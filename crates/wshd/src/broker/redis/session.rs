@@ -7,7 +7,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink};
 use redis::{Msg, RedisResult};
@@ -20,7 +19,7 @@ use super::keys::{
 };
 use crate::broker::Inbound;
 use crate::metrics::broker::BROKER;
-use crate::rooms::{ChannelKey, ConnId, Relay};
+use crate::rooms::{ChannelKey, ConnId, Record, Relay};
 
 /// The longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -39,7 +38,7 @@ pub(super) struct State {
     remote: HashMap<u64, HashSet<(ChannelKey, ConnId)>>,
     /// This node's members (registered again, and announced, after a reconnection: Redis
     /// may have restarted empty).
-    local: HashMap<(ChannelKey, ConnId), Bytes>,
+    local: HashMap<(ChannelKey, ConnId), Record>,
     /// The last logged message handed in per followed channel (its stream id): a message
     /// loaded with the history and then received live is handed in once.
     pub(super) last_logged: HashMap<ChannelKey, StreamId>,
@@ -70,20 +69,22 @@ impl State {
     }
 
     /// A member of `node` joined: remembered, handed in.
-    fn remote_join(&mut self, node: u64, channel: ChannelKey, id: ConnId, presence: Bytes) {
+    fn remote_join(&mut self, node: u64, channel: ChannelKey, id: ConnId, record: Record) {
         self.remote.entry(node).or_default().insert((channel.clone(), id));
-        (self.inbound)(Relay::Join { channel, id, presence });
+        let Record { presence, will } = record;
+        (self.inbound)(Relay::Join { channel, id, presence, will });
     }
 
-    /// A member of `node` left: forgotten, handed in.
-    fn remote_leave(&mut self, node: u64, channel: ChannelKey, id: ConnId) {
+    /// A member of `node` left (`farewell`: without leaving, so its will is said):
+    /// forgotten, handed in.
+    fn remote_leave(&mut self, node: u64, channel: ChannelKey, id: ConnId, farewell: bool) {
         if let Some(members) = self.remote.get_mut(&node) {
             members.remove(&(channel.clone(), id));
             if members.is_empty() {
                 self.remote.remove(&node);
             }
         }
-        (self.inbound)(Relay::Leave { channel, id });
+        (self.inbound)(Relay::Leave { channel, id, farewell });
     }
 
     /// Every remote member of `channel` leaves (this node no longer follows it).
@@ -93,7 +94,7 @@ impl State {
             gone.extend(members.iter().filter(|(c, _)| c == channel).map(|(c, id)| (*node, c.clone(), *id)));
         }
         for (node, channel, id) in gone {
-            self.remote_leave(node, channel, id);
+            self.remote_leave(node, channel, id, false);
         }
     }
 }
@@ -166,10 +167,11 @@ fn remember(state: &mut State, command: Command) {
 /// Keeps this node's own members up to date from a message it sends.
 fn track_local(state: &mut State, message: &Relay) {
     match message {
-        Relay::Join { channel, id, presence } => {
-            state.local.insert((channel.clone(), *id), presence.clone());
+        Relay::Join { channel, id, presence, will } => {
+            let record = Record { presence: presence.clone(), will: will.clone() };
+            state.local.insert((channel.clone(), *id), record);
         }
-        Relay::Leave { channel, id } => {
+        Relay::Leave { channel, id, .. } => {
             state.local.remove(&(channel.clone(), *id));
         }
         _ => {}
@@ -182,8 +184,9 @@ async fn register_local(conn: &mut MultiplexedConnection, state: &State) -> Redi
         return Ok(());
     }
     let mut pipe = redis::pipe();
-    for ((channel, id), presence) in &state.local {
-        let join = Relay::Join { channel: channel.clone(), id: *id, presence: presence.clone() };
+    for ((channel, id), record) in &state.local {
+        let Record { presence, will } = record.clone();
+        let join = Relay::Join { channel: channel.clone(), id: *id, presence, will };
         add_message(&mut pipe, state.node, &join);
     }
     pipe.exec_async(conn).await
@@ -251,12 +254,12 @@ async fn follow(
         redis::cmd("HGETALL").arg(presence_key(channel)).query_async(conn).await?;
     let mut present = HashSet::new();
     for (field, value) in members {
-        let (Ok(id), Some((node, presence))) = (field.parse::<ConnId>(), open_member(&value)) else {
+        let (Ok(id), Some((node, record))) = (field.parse::<ConnId>(), open_member(&value)) else {
             continue;
         };
         if node != state.node {
             present.insert(id);
-            state.remote_join(node, channel.clone(), id, presence);
+            state.remote_join(node, channel.clone(), id, record);
         }
     }
     // Known before a reconnection but no longer registered: gone meanwhile.
@@ -265,8 +268,9 @@ async fn follow(
         let stale = members.iter().filter(|(c, id)| c == channel && !present.contains(id));
         gone.extend(stale.map(|(c, id)| (*node, c.clone(), *id)));
     }
+    // (Whether they left or died is not known: no will is said for them.)
     for (node, channel, id) in gone {
-        state.remote_leave(node, channel, id);
+        state.remote_leave(node, channel, id, false);
     }
     super::history::load(conn, state, channel).await?;
     (state.inbound)(Relay::Followed { channel: channel.clone() });
@@ -334,12 +338,12 @@ fn add_message(pipe: &mut redis::Pipeline, node: u64, message: &Relay) -> usize 
         | Relay::BrokerState { .. }
         | Relay::Warm { .. }
         | Relay::Followed { .. } => return 0,
-        Relay::Join { channel, id, presence } => {
-            let value = member_value(node, presence);
+        Relay::Join { channel, id, presence, will } => {
+            let value = member_value(node, &Record { presence: presence.clone(), will: will.clone() });
             pipe.cmd("HSET").arg(presence_key(channel)).arg(id.to_string()).arg(value).ignore();
             (channel_topic(channel), topic_message(node, message))
         }
-        Relay::Leave { channel, id } => {
+        Relay::Leave { channel, id, .. } => {
             pipe.cmd("HDEL").arg(presence_key(channel)).arg(id.to_string()).ignore();
             (channel_topic(channel), topic_message(node, message))
         }
@@ -375,8 +379,10 @@ fn take(state: &mut State, message: &Msg) {
         state.last_logged.insert(channel.clone(), stream_id);
     }
     match relay {
-        Relay::Join { channel, id, presence } => state.remote_join(node, channel, id, presence),
-        Relay::Leave { channel, id } => state.remote_leave(node, channel, id),
+        Relay::Join { channel, id, presence, will } => {
+            state.remote_join(node, channel, id, Record { presence, will })
+        }
+        Relay::Leave { channel, id, farewell } => state.remote_leave(node, channel, id, farewell),
         other => (state.inbound)(other),
     }
 }
@@ -410,7 +416,7 @@ async fn sweep_dead(conn: &mut MultiplexedConnection, state: &mut State) -> Redi
         for (channel, id) in members {
             cleanup.cmd("HDEL").arg(presence_key(&channel)).arg(id.to_string()).ignore();
             removed += 1;
-            state.remote_leave(*node, channel, id);
+            state.remote_leave(*node, channel, id, true);
         }
     }
     if removed == 0 {
