@@ -518,6 +518,42 @@ async fn chat_across_nodes_and_recovery_by_since_on_the_other_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_after_redis_restarted_empty_recovery_says_false_and_the_room_works_again() {
+    let redis = Redis::start();
+    let (one, two) = (chat_node(&redis, ""), chat_node(&redis, "workers = 0"));
+    let mut alice = connect(&one.ws_url("/chat?room=lobby&nick=alice")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut bob = connect(&two.ws_url("/chat?room=lobby&nick=bob")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    println!(" alice >> before the restart (node one)");
+    alice.send(Message::text("before the restart")).await.expect("send");
+    let last_seen = chat_event("bob", &mut bob).await["id"].as_str().expect("an id").to_owned();
+    println!("   bob :: disconnects; Redis is restarted empty on the same port");
+    drop(bob);
+    let _redis = redis.restart_empty();
+    for node in [&one, &two] {
+        let deadline = Instant::now() + WAIT;
+        while node.count_log("rooms broker: connected to Redis") < 2 {
+            assert!(Instant::now() < deadline, "a node did not reconnect:\n{}", node.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    println!("   bob :: reconnects to node one with since={last_seen}");
+    let mut bob = connect(&one.ws_url(&format!("/chat?room=lobby&nick=bob&since={last_seen}"))).await;
+    let recovered = chat_event("bob", &mut bob).await;
+    assert_eq!(recovered, serde_json::json!({"type": "recovered", "ok": false}), "Redis lost the history");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    println!(" alice >> after the restart");
+    alice.send(Message::text("after the restart")).await.expect("send");
+    assert_eq!(chat_event("bob", &mut bob).await["text"], "after the restart", "the room works again");
+    let mut carol = connect(&two.ws_url("/chat?room=lobby&nick=carol")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    println!("   bob >> and across nodes (carol on node two)");
+    bob.send(Message::text("and across nodes")).await.expect("send");
+    assert_eq!(chat_event("carol", &mut carol).await["text"], "and across nodes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_message_to_600_members_on_three_nodes_is_one_redis_command() {
     const MEMBERS: usize = 600;
     let redis = Redis::start();
