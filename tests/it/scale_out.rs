@@ -221,6 +221,20 @@ async fn publishes_presence_and_send_to_span_two_nodes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_of_a_channel_with_no_member_on_this_node_lists_the_other_nodes_members() {
+    let redis = Redis::start();
+    let (one, two) = (node(&redis, "workers = 2"), node(&redis, "workers = 0"));
+    let mut alice = Peer::connect(&one).await;
+    assert_eq!(alice.ask("join lobby alice").await, "ok joined lobby");
+    let mut bystander = Peer::connect(&two).await;
+    let started = Instant::now();
+    assert_eq!(bystander.ask("who lobby").await, "ok alice", "the first answer is whole");
+    println!("presence of a channel node two does not follow: answered in {:?}", started.elapsed());
+    assert_eq!(alice.ask("leave lobby").await, "ok left lobby true");
+    bystander.wait_names("lobby", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_members_of_a_killed_node_leave_within_30_seconds() {
     let redis = Redis::start();
     let (one, two) = (node(&redis, "workers = 2"), node(&redis, "workers = 0"));

@@ -315,6 +315,15 @@ impl Rooms {
         self.conns_mut().remove(&id);
     }
 
+    /// [`presence`](Self::presence) as a handler asks it: with a broker to other nodes, a
+    /// channel this node does not follow is followed first (the call waits for its members,
+    /// at most [`warm::WARM_WAIT`]; the node keeps following it a few seconds), so the other
+    /// nodes' members are listed too.
+    pub(crate) fn presence_everywhere(&self, channel: &ChannelKey) -> Vec<(ConnId, Bytes)> {
+        self.warm(channel, None);
+        self.presence(channel)
+    }
+
     /// The members of `channel` (id and presence record), in the order they joined.
     pub(crate) fn presence(&self, channel: &ChannelKey) -> Vec<(ConnId, Bytes)> {
         let channels = self.channels();

@@ -149,7 +149,7 @@ host_fn! {
             Ok(key) => key,
             Err(e) => return room_code(Err(e)),
         };
-        for (id, presence) in rooms::global().presence(&key) {
+        for (id, presence) in rooms::global().presence_everywhere(&key) {
             let id = RConnId { node: id.node, seq: id.seq };
             // SAFETY: the plugin's callback with its own `out`; the record outlives the call.
             unsafe { push(out, id, RStr::from_bytes(&presence)) };
