@@ -173,6 +173,10 @@ fn a_missing_or_bad_ca_file_stops_the_start_with_its_path() {
         assert_ne!(code, 0, "{file}: the server must not start:\n{stdout}{stderr}");
         assert!(stderr.contains(expected), "{file}: {stderr}");
         assert!(!stderr.contains("s3cret") && !stdout.contains("s3cret"), "{stderr}");
+        let (code, stdout, stderr) = run_wshd(&["-c", "bad.toml", "check-config"], dir.path());
+        assert!(code != 0 && stderr.contains(expected), "check-config {file}: {stdout}{stderr}");
+        assert!(stdout.contains("rooms broker: rediss://:***@127.0.0.1:1/0"), "{stdout}");
+        assert!(!stderr.contains("s3cret") && !stdout.contains("s3cret"), "{stdout}{stderr}");
     }
 }
 
