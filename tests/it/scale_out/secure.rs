@@ -78,15 +78,32 @@ fn tls_redis(certs: &Certs, auth_clients: bool) -> Redis {
 /// A node serving the rooms fixture, linked to `url`, with `files` (name, PEM) in its
 /// directory and `broker_keys` added to `[broker]`.
 fn secure_node(url: &str, files: &[(&str, &str)], broker_keys: &str, server_keys: &str) -> ServerProcess {
+    node_with_flags(url, files, broker_keys, server_keys, &[])
+}
+
+/// Like [`secure_node`], with command-line `flags` after `-c server.toml`.
+fn node_with_flags(
+    url: &str,
+    files: &[(&str, &str)],
+    broker_keys: &str,
+    server_keys: &str,
+    flags: &[&str],
+) -> ServerProcess {
     let broker = format!("[broker]\nurl = \"{url}\"\nheartbeat_ms = 200\n{broker_keys}\n");
     let server_keys = format!("{server_keys}\nadmin_listen = \"127.0.0.1:0\"");
-    let setup = |dir: &TempDir| {
-        dir.install("fixture_rooms_one", HANDLER);
-        for (name, text) in files {
-            dir.write(name, text);
-        }
-    };
-    ServerProcess::start_with(setup, &server_keys, &format!("debounce_ms = 20\n\n{broker}"))
+    let dir = TempDir::new();
+    let handlers = dir.path().join("handlers");
+    std::fs::create_dir_all(&handlers).expect("mkdir handlers");
+    dir.install("fixture_rooms_one", HANDLER);
+    for (name, text) in files {
+        dir.write(name, text);
+    }
+    let config = dir.write(
+        "server.toml",
+        &config_with(&handlers, &server_keys, &format!("debounce_ms = 20\n\n{broker}")),
+    );
+    let config = config.display().to_string();
+    ServerProcess::spawn(&[&["-c", config.as_str()], flags].concat(), dir)
 }
 
 /// Alice on `one` and Bob on `two` join `lobby`; Bob's publish reaches Alice across nodes.
@@ -146,8 +163,9 @@ async fn rediss_with_a_client_certificate_when_redis_requires_one() {
         ("node.key", certs.client.key_pem.as_str()),
     ];
     let keys = "tls_ca_file = \"ca.pem\"\ntls_cert_file = \"node.pem\"\ntls_key_file = \"node.key\"";
-    let (one, two) =
-        (secure_node(&url, &files, keys, "workers = 0"), secure_node(&url, &files, keys, "workers = 0"));
+    let one = secure_node(&url, &files, keys, "workers = 0");
+    // `--broker` replaces the file's URL and keeps its TLS keys.
+    let two = node_with_flags("rediss://127.0.0.1:1/0", &files, keys, "workers = 0", &["--broker", &url]);
     publish_across(&one, &two).await;
     // Without a client certificate Redis ends the handshake.
     let bare = secure_node(&url, &files, "tls_ca_file = \"ca.pem\"", "workers = 0");
