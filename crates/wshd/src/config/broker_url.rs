@@ -38,7 +38,7 @@ pub(super) fn is_tls(url: &str) -> bool {
 /// part without a colon is replaced whole (it may be a password put in the wrong place).
 /// Everything up to the last `@` counts as user-info, so a password with an unescaped `/`,
 /// `#` or `@` is hidden too (at worst, more is hidden than needed).
-pub fn redact(url: &str) -> String {
+pub(super) fn redact(url: &str) -> String {
     // Not a URL: the whole text may be a secret.
     let Some((scheme, rest)) = url.split_once("://") else { return HIDDEN.to_owned() };
     let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_owned() };

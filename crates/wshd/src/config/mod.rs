@@ -6,7 +6,7 @@ mod handler_map;
 mod load;
 mod schema;
 
-pub use broker_url::{redact as redact_broker_url, scrub as scrub_secret};
+pub use broker_url::scrub as scrub_secret;
 pub use handler_map::parse_handler_map;
 pub use load::{ConfigError, load_file, parse_str};
 pub use schema::{ClientAuthMode as ClientAuth, ClientIpHeader, FileConfig, LogFormat};
