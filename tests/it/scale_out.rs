@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 use wshd_tests::*;
 
 mod cluster;
+mod secure;
 
 const HANDLER: &str = "handlers/librooms_wsh.so";
 

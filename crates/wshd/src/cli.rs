@@ -294,11 +294,15 @@ impl Options {
     fn apply_broker_flag(&self, config: &mut Config) -> Result<(), OptionsError> {
         let Some(url) = &self.broker else { return Ok(()) };
         config::BrokerSettings::check_url(url).map_err(|e| OptionsError::Flag(format!("--broker: {e}")))?;
-        let (heartbeat, not_ready_while_down) =
-            config.broker.as_ref().map_or((config::BrokerSettings::DEFAULT_HEARTBEAT, true), |b| {
-                (b.heartbeat, b.not_ready_while_down)
-            });
-        config.broker = Some(config::BrokerSettings { url: url.clone(), heartbeat, not_ready_while_down });
+        let (heartbeat, not_ready_while_down, tls) =
+            config.broker.take().map_or(
+                (config::BrokerSettings::DEFAULT_HEARTBEAT, true, config::BrokerTls::default()),
+                |b| (b.heartbeat, b.not_ready_while_down, b.tls),
+            );
+        config::BrokerSettings::check_tls(url, &tls)
+            .map_err(|(key, why)| OptionsError::Flag(format!("--broker with the file's {key}: {why}")))?;
+        config.broker =
+            Some(config::BrokerSettings { url: url.clone(), heartbeat, not_ready_while_down, tls });
         Ok(())
     }
 

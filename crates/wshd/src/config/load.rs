@@ -14,9 +14,9 @@ use super::schema::{
     ServerSection, TlsSection, WatchdogSection, WebSocketSection, WorkersSection, WorkersValue,
 };
 use super::{
-    AuthSettings, BrokerSettings, Builtin, CgiSettings, Config, Credential, DeflateSettings, ProxySettings,
-    RoomSettings, RouteConfig, RouteHandler, RouteOverrides, TlsProblem, TlsSettings, WatchdogSettings,
-    WorkerSettings, WsSettings, check_realm, normalize_cgi_path,
+    AuthSettings, BrokerSettings, BrokerTls, Builtin, CgiSettings, Config, Credential, DeflateSettings,
+    ProxySettings, RoomSettings, RouteConfig, RouteHandler, RouteOverrides, TlsProblem, TlsSettings,
+    WatchdogSettings, WorkerSettings, WsSettings, check_realm, normalize_cgi_path,
 };
 
 /// The smallest `max_header_bytes` (the HTTP parser's minimum buffer).
@@ -263,17 +263,37 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
     })
 }
 
-/// `[broker]`: the Redis URL and the heartbeat.
+/// `[broker]`: the Redis URL, the heartbeat and the TLS files.
 fn broker_section(raw: &BrokerSection, at: &Locator<'_>) -> Result<Option<BrokerSettings>, ConfigError> {
     if raw.heartbeat_ms < 50 {
         let message = format!("{} is too small: the least is 50", raw.heartbeat_ms);
         return Err(at.err(0..0, "broker.heartbeat_ms", message));
     }
-    let Some(url) = &raw.url else { return Ok(None) };
+    let Some(url) = &raw.url else {
+        if let Some(file) =
+            [&raw.tls_ca_file, &raw.tls_cert_file, &raw.tls_key_file].into_iter().flatten().next()
+        {
+            return Err(at.err(file.span(), "broker.url", "TLS files without a rediss:// url".into()));
+        }
+        return Ok(None);
+    };
     BrokerSettings::check_url(url.get_ref()).map_err(|m| at.err(url.span(), "broker.url", m))?;
+    let tls = BrokerTls {
+        ca_file: path_of(&raw.tls_ca_file),
+        cert_file: path_of(&raw.tls_cert_file),
+        key_file: path_of(&raw.tls_key_file),
+    };
+    BrokerSettings::check_tls(url.get_ref(), &tls).map_err(|(key, why)| {
+        let field = match key {
+            "broker.tls_ca_file" => &raw.tls_ca_file,
+            "broker.tls_key_file" => &raw.tls_key_file,
+            _ => &raw.tls_cert_file,
+        };
+        at.err(field.as_ref().map_or(url.span(), Spanned::span), key, why)
+    })?;
     let heartbeat = Duration::from_millis(raw.heartbeat_ms);
     let not_ready_while_down = raw.not_ready_while_down;
-    Ok(Some(BrokerSettings { url: url.get_ref().clone(), heartbeat, not_ready_while_down }))
+    Ok(Some(BrokerSettings { url: url.get_ref().clone(), heartbeat, not_ready_while_down, tls }))
 }
 
 /// `[server] workers` and `[workers]`: how many worker processes, their threads, and the
@@ -695,11 +715,34 @@ mod tests {
         assert_eq!((broker.heartbeat, broker.not_ready_while_down), (Duration::from_millis(1000), false));
         let e = parse_str("[broker]\n\nurl = \"http://x\"\n", "b.toml").expect_err("must be refused");
         assert_eq!((e.line, e.key.as_str()), (3, "broker.url"), "{e}");
-        let e = parse_str("[broker]\nurl = \"rediss://x\"\n", "b.toml").expect_err("must be refused");
-        assert!(e.to_string().contains("not supported yet"), "{e}");
+        let e =
+            parse_str("[broker]\nurl = \"rediss://:s3cret@x/#insecure\"\n", "b.toml").expect_err("refused");
+        assert!(e.to_string().contains("#insecure") && !e.to_string().contains("s3cret"), "{e}");
+        let e = parse_str("[broker]\nurl = \"http://:s3cret@x\"\n", "b.toml").expect_err("must be refused");
+        assert!(!e.to_string().contains("s3cret") && !format!("{e:?}").contains("s3cret"), "{e}");
         let e =
             parse_str("[broker]\nurl = \"redis://x\"\nheartbeat_ms = 10\n", "b.toml").expect_err("too short");
         assert_eq!(e.key, "broker.heartbeat_ms", "{e}");
+    }
+
+    #[test]
+    fn the_broker_tls_keys_resolve_and_go_with_rediss_only() {
+        let text = "[broker]\nurl = \"rediss://app:s3cret@r:6380/0\"\ntls_ca_file = \"ca.pem\"\n\
+                    tls_cert_file = \"node.pem\"\ntls_key_file = \"node.key\"\n";
+        let broker = parse_str(text, "b.toml").unwrap_or_else(|e| panic!("{e}")).broker;
+        let broker = broker.unwrap_or_else(|| panic!("a broker"));
+        assert_eq!(broker.tls.ca_file.as_deref(), Some(Path::new("ca.pem")));
+        assert_eq!(broker.tls.key_file.as_deref(), Some(Path::new("node.key")));
+        assert!(!format!("{broker:?}").contains("s3cret"), "Debug redacts the URL: {broker:?}");
+        assert_eq!(broker.redacted_url(), "rediss://app:***@r:6380/0");
+        let e = parse_str("[broker]\nurl = \"redis://r\"\n\ntls_ca_file = \"ca.pem\"\n", "b.toml")
+            .expect_err("plain redis:// with a CA");
+        assert_eq!((e.line, e.key.as_str()), (4, "broker.tls_ca_file"), "{e}");
+        let e = parse_str("[broker]\nurl = \"rediss://r\"\ntls_cert_file = \"n.pem\"\n", "b.toml")
+            .expect_err("a certificate without its key");
+        assert_eq!(e.key, "broker.tls_key_file", "{e}");
+        let e = parse_str("[broker]\ntls_ca_file = \"ca.pem\"\n", "b.toml").expect_err("no url");
+        assert_eq!((e.line, e.key.as_str()), (2, "broker.url"), "{e}");
     }
 
     #[test]

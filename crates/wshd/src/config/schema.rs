@@ -384,7 +384,7 @@ impl Default for WatchdogSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerSection {
-    /// `redis://[:PASSWORD@]HOST[:PORT][/DB]`. Unset: no broker.
+    /// `redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB]` (`rediss`: TLS). Unset: no broker.
     pub url: Option<Spanned<String>>,
     /// How often this node renews its liveness key in Redis; a node silent for three
     /// heartbeats is dead and its members leave. At least 50. Default 5,000.
@@ -392,11 +392,27 @@ pub struct BrokerSection {
     /// `/readyz` answers 503 while Redis is unreachable (a load balancer sends new clients
     /// to the nodes that have it). Default true.
     pub not_ready_while_down: bool,
+    /// PEM bundle of the CAs that sign Redis's certificate (`rediss://` only), used instead
+    /// of the system's roots. Unset: the system's roots.
+    pub tls_ca_file: Option<Spanned<String>>,
+    /// PEM certificate chain of this node, for Redis's `tls-auth-clients yes` (with
+    /// `tls_key_file`).
+    pub tls_cert_file: Option<Spanned<String>>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<Spanned<String>>,
 }
 
 impl Default for BrokerSection {
     fn default() -> Self {
-        BrokerSection { url: None, heartbeat_ms: 5000, not_ready_while_down: true }
+        let (tls_ca_file, tls_cert_file, tls_key_file) = (None, None, None);
+        BrokerSection {
+            url: None,
+            heartbeat_ms: 5000,
+            not_ready_while_down: true,
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
+        }
     }
 }
 

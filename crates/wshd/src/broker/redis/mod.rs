@@ -3,6 +3,7 @@
 //! connection for commands, a liveness key renewed every heartbeat. Everything runs on one
 //! task ([`session`]); the hub's calls are queued to it in order.
 
+mod client;
 mod history;
 mod keys;
 mod session;
@@ -33,11 +34,12 @@ pub(super) struct RedisRemote {
 impl RedisRemote {
     /// Starts the session task (on the current runtime) for `settings.url`.
     pub(super) fn start(settings: &BrokerSettings, inbound: Inbound) -> Result<RedisRemote, String> {
-        let client = ::redis::Client::open(settings.url.as_str()).map_err(|e| format!("broker url: {e}"))?;
+        let client = client::build(settings)?;
         let (to_session, commands) = mpsc::unbounded_channel();
         let node = session::draw_node_id();
         let heartbeat = settings.heartbeat.max(Duration::from_millis(50));
-        tracing::info!(node = format_args!("{node:016x}"), "rooms broker: Redis, connecting");
+        let url = settings.redacted_url();
+        tracing::info!(node = format_args!("{node:016x}"), "rooms broker: Redis at {url}, connecting");
         crate::metrics::broker::BROKER.configured(settings.not_ready_while_down);
         tokio::spawn(session::run(client, commands, session::State::new(node, heartbeat, inbound)));
         Ok(RedisRemote { to_session })

@@ -117,6 +117,8 @@ pub(super) async fn run(
     mut state: State,
 ) {
     let mut backoff = Duration::from_millis(100);
+    // Redis's errors should not quote the password; scrubbed in case one does.
+    let password = client.get_connection_info().redis_settings().password().unwrap_or_default().to_owned();
     loop {
         match session(&client, &mut commands, &mut state).await {
             Ok(()) => return,
@@ -124,7 +126,7 @@ pub(super) async fn run(
                 if state.connected == Some(true) {
                     backoff = Duration::from_millis(100);
                 }
-                state.set_connected(false, &e.to_string());
+                state.set_connected(false, &crate::config::scrub_secret(&e.to_string(), &password));
             }
         }
         // Meanwhile: subscriptions are remembered for the next session, messages dropped.
