@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::fanout::{Outcome, collect};
-use crate::fanout_load::Phases;
+use crate::cluster_layout::{ClusterArgs, LAYOUTS, Layout, Measured};
+use crate::fanout::collect;
 use crate::run::{Guard, free_port, quoted, wait_for_listener};
 use crate::{BoxError, cpu, redis_info};
 
@@ -38,61 +38,6 @@ pub(crate) const BUILD_COMMAND: &str = "cargo build --release -p wshd -p wshd-be
 
 /// The longest a server may take to start (listen, be ready, answer `PING`).
 const START_LIMIT: Duration = Duration::from_secs(15);
-
-/// Options of `cluster`.
-#[derive(Debug, Clone, clap::Args)]
-pub(crate) struct ClusterArgs {
-    /// Subscribers in every layout (spread evenly over the nodes that have subscribers).
-    #[arg(long, default_value_t = 100)]
-    pub(crate) subscribers: usize,
-    /// The fixed offered rate, in deliveries/s (publishes/s × subscribers).
-    #[arg(long, default_value_t = 10_000.0)]
-    pub(crate) rate: f64,
-    /// Max throughput: messages in flight beyond one designated subscriber's receipts.
-    #[arg(long, default_value_t = 256)]
-    pub(crate) window: u64,
-    /// Message bytes (at least 32).
-    #[arg(long, default_value_t = 64)]
-    pub(crate) size: usize,
-    /// Warm-up before each measured window, in seconds.
-    #[arg(long, default_value_t = 1.0)]
-    pub(crate) warmup: f64,
-    /// Measured window of each phase, in seconds.
-    #[arg(long, default_value_t = 5.0)]
-    pub(crate) seconds: f64,
-    /// wshd's `workers` on every node (0: one process per node; the machine has few CPUs).
-    #[arg(long, default_value_t = 0)]
-    pub(crate) workers: u32,
-    /// Where `wshd`, `libfanout_wsh.so` and `wshd-bench` are.
-    #[arg(long, default_value = "target/release")]
-    pub(crate) release_dir: PathBuf,
-    /// Where the JSON is written.
-    #[arg(long, default_value = "target/bench")]
-    pub(crate) bench_dir: PathBuf,
-}
-
-impl ClusterArgs {
-    fn phases(&self) -> Phases {
-        Phases {
-            size: self.size,
-            binary: false,
-            rates: vec![self.rate],
-            window: self.window,
-            warmup: self.warmup,
-            seconds: self.seconds,
-        }
-    }
-
-    fn check(&self) -> Result<(), BoxError> {
-        if self.subscribers < 2 || self.size < 32 || self.window == 0 {
-            return Err("--subscribers must be at least 2, --size at least 32, --window at least 1".into());
-        }
-        if !(self.rate > 0.0 && self.seconds > 0.0 && self.warmup >= 0.0) {
-            return Err("--rate and --seconds must be positive, --warmup not negative".into());
-        }
-        Ok(())
-    }
-}
 
 /// A private `redis-server` on a free loopback port, killed when dropped.
 pub(crate) struct RedisServer {
@@ -213,71 +158,12 @@ fn http_status(addr: SocketAddr, path: &str) -> Result<u16, BoxError> {
     text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| "not an HTTP answer".into())
 }
 
-/// Where a layout puts the publisher and the subscribers.
-pub(crate) struct Layout {
-    pub(crate) key: &'static str,
-    pub(crate) label: &'static str,
-    /// Index into the nodes of the publisher's node (3: the node without a broker).
-    publisher: usize,
-    /// The subscribers' nodes, round robin.
-    subscribers: &'static [usize],
-    /// The group of each entry of `subscribers`.
-    pub(crate) groups: &'static [usize],
-    /// The label of each group.
-    pub(crate) group_labels: &'static [&'static str],
-}
-
-/// The layouts, in the order they run.
-pub(crate) const LAYOUTS: [Layout; 4] = [
-    Layout {
-        key: "one-node-no-broker",
-        label: "one node, no broker",
-        publisher: 3,
-        subscribers: &[3],
-        groups: &[0],
-        group_labels: &["all (same node)"],
-    },
-    Layout {
-        key: "one-node-redis",
-        label: "one node, Redis broker",
-        publisher: 0,
-        subscribers: &[0],
-        groups: &[0],
-        group_labels: &["all (same node)"],
-    },
-    Layout {
-        key: "three-nodes-spread",
-        label: "three nodes, subscribers spread",
-        publisher: 0,
-        // Node 1 last: the subscriber that paces the max-throughput window (the last of the
-        // highest group) is then a cross-node one, so the window bounds the slowest path.
-        subscribers: &[1, 2, 0],
-        groups: &[1, 1, 0],
-        group_labels: &["same-node (node 1)", "cross-node (nodes 2, 3)"],
-    },
-    Layout {
-        key: "three-nodes-all-cross",
-        label: "three nodes, all subscribers cross-node",
-        publisher: 0,
-        subscribers: &[1, 2],
-        groups: &[0, 0],
-        group_labels: &["cross-node (nodes 2, 3)"],
-    },
-];
-
 /// Everything running, and where.
 struct Rig {
     me: PathBuf,
     wshd_bin: PathBuf,
     temp: PathBuf,
     handlers: PathBuf,
-}
-
-/// What one layout gave: the client's outcome and the CPU seconds each process used.
-pub(crate) struct Measured {
-    pub(crate) outcome: Outcome,
-    /// (process, CPU seconds during the layout's client run).
-    pub(crate) cpu: Vec<(String, f64)>,
 }
 
 /// CPU time so far of each (name, pid).
@@ -379,7 +265,14 @@ fn measure(rig: &Rig, args: &ClusterArgs, bench_dir: &Path) -> Result<(), BoxErr
         }
         results.push(measured);
     }
-    let context = crate::cluster_report::Context { args, redis_version: redis.version.clone() };
+    // The floor under a cross-node delivery: Redis pub/sub alone, at the fixed-rate phase's
+    // publishes/s for as long.
+    let per_s = args.rate / args.subscribers as f64;
+    let count = (per_s * args.seconds).ceil().clamp(10.0, 100_000.0) as u32;
+    eprintln!("[cluster] Redis pub/sub alone: {count} messages at {per_s:.0}/s");
+    let mut probe = redis_info::pubsub_latencies(redis.port, count, per_s)?;
+    let redis_probe = crate::fanout_load::quantiles_us(&mut probe);
+    let context = crate::cluster_report::Context { args, redis_version: redis.version.clone(), redis_probe };
     drop(nodes);
     drop(redis);
     println!("{}", crate::cluster_report::table(&context, &results));

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cluster::{ClusterArgs, LAYOUTS, Layout, Measured};
+use crate::cluster_layout::{ClusterArgs, LAYOUTS, Layout, Measured};
 use crate::fanout::{Fields, Outcome, get};
 use crate::fanout_report::{fields_json, fmt};
 use crate::run::{group, num, quoted};
@@ -18,6 +18,8 @@ pub(crate) const RATIO_GOAL: f64 = 0.7;
 pub(crate) struct Context<'a> {
     pub(crate) args: &'a ClusterArgs,
     pub(crate) redis_version: String,
+    /// Redis pub/sub alone in the same run: p50, p99, p99.9, max (µs).
+    pub(crate) redis_probe: [f64; 4],
 }
 
 /// The phase line of group `g` of `layout` (`PHASE` when it has one group, else `GROUP`).
@@ -179,6 +181,13 @@ pub(crate) fn table(context: &Context<'_>, results: &[Measured]) -> String {
     latency_table(&mut t, args, results, 1);
     let _ = writeln!(t, "\nRedis commands per publish (measured windows)\n");
     redis_table(&mut t, args, results);
+    let [p50, p99, _, max] = context.redis_probe;
+    let _ = writeln!(
+        t,
+        "\nRedis pub/sub alone (`PUBLISH` → a `SUBSCRIBE`d connection, raw RESP, {:.0} messages/s for {} s, same run): p50 {p50:.0} µs, p99 {p99:.0} µs, max {max:.0} µs.",
+        args.rate / args.subscribers as f64,
+        args.seconds
+    );
     let _ = writeln!(
         t,
         "\nServers' CPU: every node and Redis, over the measured window. CPU seconds per layout (whole client run: connect, both phases, drain)\n"
@@ -189,9 +198,10 @@ pub(crate) fn table(context: &Context<'_>, results: &[Measured]) -> String {
             m.outcome.saturation().map_or(f64::NAN, |p| get(p, "loadgen_cpu_s") / args.seconds * 100.0);
         let _ = writeln!(
             t,
-            "- {}: {}; the client {client:.0} % of a CPU in the max window",
+            "- {}: {}; the client {client:.0} % of a CPU in the max window; load average (1 min) {}",
             layout.label,
-            cpu.join(", ")
+            cpu.join(", "),
+            m.outcome.result.get("loadavg1").map_or("?", String::as_str)
         );
     }
     let _ = writeln!(t);
@@ -229,7 +239,7 @@ pub(crate) fn json(context: &Context<'_>, results: &[Measured]) -> String {
     format!(
         "{{\n  \"benchmark\": \"wshd scale-out through Redis (wshd-bench cluster)\",\n  \"unix_time\": {unix},\n  \"cpus\": {},\n  \
          \"redis_version\": {},\n  \"workers\": {},\n  \"subscribers\": {},\n  \"message_bytes\": {},\n  \"rate_deliveries_per_s\": {},\n  \
-         \"window\": {},\n  \"warmup_s\": {},\n  \"seconds\": {},\n  \"goals\": [{}],\n  \"layouts\": [\n{}\n  ]\n}}\n",
+         \"window\": {},\n  \"warmup_s\": {},\n  \"seconds\": {},\n  \"redis_pubsub_alone_us\": {{\"p50\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}},\n  \"goals\": [{}],\n  \"layouts\": [\n{}\n  ]\n}}\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         quoted(&context.redis_version),
         args.workers,
@@ -239,6 +249,10 @@ pub(crate) fn json(context: &Context<'_>, results: &[Measured]) -> String {
         args.window,
         args.warmup,
         args.seconds,
+        num(context.redis_probe[0]),
+        num(context.redis_probe[1]),
+        num(context.redis_probe[2]),
+        num(context.redis_probe[3]),
         goals.join(", "),
         entries.join(",\n")
     )

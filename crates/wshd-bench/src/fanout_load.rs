@@ -243,16 +243,12 @@ fn on_message(
         shared.progress.notify_one();
     }
     let (from, to) = shared.count_window.get();
-    if (from..to).contains(&now) {
-        if let Some(counted) = shared.counted.get(stats.group) {
-            counted.set(counted.get() + 1);
-        }
+    if let (true, Some(counted)) = ((from..to).contains(&now), shared.counted.get(stats.group)) {
+        counted.set(counted.get() + 1);
     }
     let (from, to) = shared.latency_window.get();
-    if (from..to).contains(&sent_ns) {
-        if let Some(latencies) = shared.latencies.get(stats.group) {
-            latencies.borrow_mut().push(now.saturating_sub(sent_ns));
-        }
+    if let (true, Some(latencies)) = ((from..to).contains(&sent_ns), shared.latencies.get(stats.group)) {
+        latencies.borrow_mut().push(now.saturating_sub(sent_ns));
     }
     Ok(())
 }
@@ -459,7 +455,7 @@ impl Run {
 }
 
 /// p50, p99, p99.9 and max (µs) of nanosecond latencies.
-fn quantiles_us(latencies: &mut [u64]) -> [f64; 4] {
+pub(crate) fn quantiles_us(latencies: &mut [u64]) -> [f64; 4] {
     let max = latencies.iter().max().map_or(f64::NAN, |m| *m as f64 / 1000.0);
     [percentile_us(latencies, 0.50), percentile_us(latencies, 0.99), percentile_us(latencies, 0.999), max]
 }

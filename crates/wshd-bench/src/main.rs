@@ -27,6 +27,7 @@
 //!   context takeover (before issue 16) against the defaults, in one run.
 
 mod cluster;
+mod cluster_layout;
 mod cluster_report;
 mod cpu;
 mod deflate_mem;
@@ -93,7 +94,7 @@ enum Command {
     /// Scale-out through Redis: three nodes and a private redis-server; same-node and
     /// cross-node deliveries/s and publish→receive latency, Redis commands per publish; the
     /// table and `target/bench/cluster.json`.
-    Cluster(cluster::ClusterArgs),
+    Cluster(cluster_layout::ClusterArgs),
     /// Mixed traffic for an hour (echo, rooms, deflate, slow readers, dribblers, churn, a hot
     /// reload every 10 s): RSS, fds and threads sampled, CSV + SVG in `target/soak/`.
     Soak(soak::SoakArgs),

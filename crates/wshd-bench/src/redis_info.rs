@@ -108,6 +108,83 @@ pub(crate) fn delta(before: &Calls, after: &Calls) -> Calls {
         .collect()
 }
 
+/// The publish→receive latencies (ns) of Redis pub/sub alone on this machine: `count`
+/// messages at `rate` per second `PUBLISH`ed on one connection, received on another
+/// `SUBSCRIBE`d one, each carrying its send time (blocking; at most [`LIMIT`] per read).
+/// The floor under a cross-node delivery, measured in the same run.
+pub(crate) fn pubsub_latencies(port: u16, count: u32, rate: f64) -> Result<Vec<u64>, BoxError> {
+    let mut sub = TcpStream::connect(("127.0.0.1", port))?;
+    sub.set_read_timeout(Some(LIMIT))?;
+    sub.write_all(b"SUBSCRIBE wshd-bench:probe\r\n")?;
+    let mut pending = Vec::new();
+    read_pushes(&mut sub, &mut pending, 1)?; // The subscription's confirmation.
+    let base = std::time::Instant::now();
+    let publisher = std::thread::spawn(move || -> Result<(), String> {
+        let mut conn = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        for i in 0..count {
+            let due = base + interval * i;
+            std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+            let sent = base.elapsed().as_nanos();
+            conn.write_all(format!("PUBLISH wshd-bench:probe {sent}\r\n").as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    });
+    let mut latencies = Vec::new();
+    while latencies.len() < count as usize {
+        for payload in read_pushes(&mut sub, &mut pending, 1)? {
+            let received = base.elapsed().as_nanos();
+            let sent: u128 = payload.trim().parse().map_err(|_| format!("probe payload {payload:?}"))?;
+            latencies.push(u64::try_from(received.saturating_sub(sent)).unwrap_or(u64::MAX));
+        }
+    }
+    publisher.join().map_err(|_| "the probe's publisher panicked")??;
+    Ok(latencies)
+}
+
+/// Reads until at least `at_least` whole pushes (`*3` arrays) are in `pending`; returns
+/// their last elements (a message's payload) and keeps any partial rest in `pending`.
+fn read_pushes(
+    stream: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    at_least: usize,
+) -> Result<Vec<String>, BoxError> {
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        while let Some((len, last)) = push(pending) {
+            out.push(last);
+            pending.drain(..len);
+        }
+        if out.len() >= at_least {
+            return Ok(out);
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err("Redis closed the subscription".into());
+        }
+        pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The length and last element (as text) of the RESP array of three at the start of
+/// `buf`, if it is whole.
+fn push(buf: &[u8]) -> Option<(usize, String)> {
+    let mut at = buf.strip_prefix(b"*3\r\n").map(|_| 4)?;
+    let mut last = String::new();
+    for _ in 0..3 {
+        let n = complete(&buf[at..])?;
+        let element = &buf[at..at + n];
+        last = match element.first() {
+            Some(b'$') => reply_text(element).ok()?,
+            _ => String::from_utf8_lossy(element.get(1..n - 2)?).into_owned(),
+        };
+        at += n;
+    }
+    Some((at, last))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +199,15 @@ mod tests {
         assert_eq!(reply_text(b"$5\r\nhello\r\n").expect("bulk"), "hello");
         assert_eq!(reply_text(b"+PONG\r\n").expect("simple"), "PONG");
         assert!(reply_text(b"-ERR unknown\r\n").is_err());
+    }
+
+    #[test]
+    fn pushes_are_taken_whole_with_their_payload() {
+        let confirm = b"*3\r\n$9\r\nsubscribe\r\n$5\r\nprobe\r\n:1\r\n";
+        assert_eq!(push(confirm), Some((confirm.len(), "1".to_owned())));
+        let message = b"*3\r\n$7\r\nmessage\r\n$5\r\nprobe\r\n$4\r\n1234\r\n";
+        assert_eq!(push(message), Some((message.len(), "1234".to_owned())));
+        assert_eq!(push(&message[..message.len() - 3]), None, "partial");
     }
 
     #[test]
