@@ -9,7 +9,10 @@
 //! 3. three nodes, subscribers spread evenly, the publisher on node 1: same-node (node 1)
 //!    and cross-node (nodes 2 and 3) deliveries reported apart;
 //! 4. every subscriber cross-node (nodes 2 and 3), the publisher on node 1: the cross-node
-//!    throughput compared with the single node's.
+//!    throughput compared with the single node's;
+//! 5. as 3, with logged publishes (`publish_text_with_id`: one `EVALSHA` per publish
+//!    appends to the channel's Redis stream and publishes; the origin node delivers them
+//!    when they come back from Redis, like the others).
 //!
 //! Each layout has a fixed offered rate phase (`--rate` deliveries/s) and a max-throughput
 //! phase (the publisher keeps `--window` messages in flight beyond one subscriber's
@@ -192,6 +195,9 @@ fn run_layout(
         .args(["--subscribers", &args.subscribers.to_string()])
         .args(args.phases().to_args())
         .args(["--redis-port", &redis.port.to_string()]);
+    if layout.logged {
+        cmd.arg("--logged");
+    }
     let mut pids: Vec<(String, u32)> =
         nodes.iter().enumerate().map(|(i, n)| (format!("node {}", i + 1), n.pid())).collect();
     if let Some(last) = pids.last_mut() {

@@ -77,10 +77,14 @@ pub(crate) struct Layout {
     pub(crate) groups: &'static [usize],
     /// The label of each group.
     pub(crate) group_labels: &'static [&'static str],
+    /// Publishes with ids (history: with the broker, `EVALSHA` of the script that appends
+    /// to the channel's Redis stream and publishes; delivered on the way back, same node
+    /// too).
+    pub(crate) logged: bool,
 }
 
 /// The layouts, in the order they run.
-pub(crate) const LAYOUTS: [Layout; 4] = [
+pub(crate) const LAYOUTS: [Layout; 5] = [
     Layout {
         key: "one-node-no-broker",
         label: "one node, no broker",
@@ -88,6 +92,7 @@ pub(crate) const LAYOUTS: [Layout; 4] = [
         subscribers: &[3],
         groups: &[0],
         group_labels: &["all (same node)"],
+        logged: false,
     },
     Layout {
         key: "one-node-redis",
@@ -96,6 +101,7 @@ pub(crate) const LAYOUTS: [Layout; 4] = [
         subscribers: &[0],
         groups: &[0],
         group_labels: &["all (same node)"],
+        logged: false,
     },
     Layout {
         key: "three-nodes-spread",
@@ -106,6 +112,7 @@ pub(crate) const LAYOUTS: [Layout; 4] = [
         subscribers: &[1, 2, 0],
         groups: &[1, 1, 0],
         group_labels: &["same-node (node 1)", "cross-node (nodes 2, 3)"],
+        logged: false,
     },
     Layout {
         key: "three-nodes-all-cross",
@@ -114,6 +121,16 @@ pub(crate) const LAYOUTS: [Layout; 4] = [
         subscribers: &[1, 2],
         groups: &[0, 0],
         group_labels: &["cross-node (nodes 2, 3)"],
+        logged: false,
+    },
+    Layout {
+        key: "three-nodes-spread-logged",
+        label: "three nodes, spread, logged publishes",
+        publisher: 0,
+        subscribers: &[1, 2, 0],
+        groups: &[1, 1, 0],
+        group_labels: &["same-node (node 1)", "cross-node (nodes 2, 3)"],
+        logged: true,
     },
 ];
 

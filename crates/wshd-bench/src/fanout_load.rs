@@ -119,6 +119,10 @@ pub(crate) struct FanoutLoadArgs {
     /// (`cluster_cpu_s=` of the `PHASE` lines).
     #[arg(long, value_delimiter = ',')]
     pub(crate) cpu_pids: Vec<u32>,
+    /// Publish with ids (`?role=pub&logged=1`: `fanout_wsh` then uses
+    /// `publish_text_with_id`, so every message goes to the channel's history).
+    #[arg(long)]
+    pub(crate) logged: bool,
     /// A Redis on 127.0.0.1 at this port: its `INFO commandstats` calls over each measured
     /// window are reported (`redis_<command>=` fields of the `PHASE` lines).
     #[arg(long)]
@@ -624,7 +628,8 @@ async fn fan_out(args: FanoutLoadArgs) -> Result<(), BoxError> {
     let limit = Duration::from_secs_f64(args.timeout);
     let opcode = if args.phases.binary { OP_BINARY } else { OP_TEXT };
     let shared = Rc::new(Shared::new(args.phases.size, opcode, u64::MAX, args.groups()));
-    let pub_target = Target::parse(&format!("{}?role=pub", args.url))?;
+    let logged = if args.logged { "&logged=1" } else { "" };
+    let pub_target = Target::parse(&format!("{}?role=pub{logged}", args.url))?;
     let options = ClientOptions { offer_deflate: false, deflate_level: 0, seed: 0 };
     let WsClient { reader: pub_reader, writer, .. } =
         WsClient::open(&pub_target, None, options, limit).await?;
