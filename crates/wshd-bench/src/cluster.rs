@@ -15,8 +15,8 @@
 //!    when they come back from Redis, like the others).
 //!
 //! Each layout has a fixed offered rate phase (`--rate` deliveries/s) and a max-throughput
-//! phase (the publisher keeps `--window` messages in flight beyond one subscriber's
-//! receipts). The publisher writes its send time (this machine's monotonic clock) into each
+//! phase (the publisher keeps at most `--window` messages in flight beyond the slowest
+//! subscriber's receipts: as fast as delivery to every subscriber keeps up). The publisher writes its send time (this machine's monotonic clock) into each
 //! message and the subscribers, in the same process, compare it with their receive time.
 //! Redis commands per publish come from Redis's `INFO commandstats` over each measured
 //! window (`fanout-load --redis-port`). Prints a markdown table ([`crate::cluster_report`])
@@ -194,7 +194,8 @@ fn run_layout(
         .args(["--sub-groups", &groups.join(",")])
         .args(["--subscribers", &args.subscribers.to_string()])
         .args(args.phases().to_args())
-        .args(["--redis-port", &redis.port.to_string()]);
+        .args(["--redis-port", &redis.port.to_string()])
+        .arg("--pace-slowest");
     if layout.logged {
         cmd.arg("--logged");
     }

@@ -17,7 +17,7 @@ pub(crate) struct ClusterArgs {
     /// The fixed offered rate, in deliveries/s (publishes/s × subscribers).
     #[arg(long, default_value_t = 10_000.0)]
     pub(crate) rate: f64,
-    /// Max throughput: messages in flight beyond one designated subscriber's receipts.
+    /// Max throughput: messages in flight beyond the slowest subscriber's receipts.
     #[arg(long, default_value_t = 64)]
     pub(crate) window: u64,
     /// Message bytes (at least 32).
@@ -107,8 +107,8 @@ pub(crate) const LAYOUTS: [Layout; 5] = [
         key: "three-nodes-spread",
         label: "three nodes, subscribers spread",
         publisher: 0,
-        // Node 1 last: the subscriber that paces the max-throughput window (the last of the
-        // highest group) is then a cross-node one, so the window bounds the slowest path.
+        // Node 1 last: `fanout-load`'s designated subscriber (the last of the highest group)
+        // is a cross-node one (the window itself is paced on the slowest: --pace-slowest).
         subscribers: &[1, 2, 0],
         groups: &[1, 1, 0],
         group_labels: &["same-node (node 1)", "cross-node (nodes 2, 3)"],

@@ -186,7 +186,7 @@ pub(crate) fn table(context: &Context<'_>, results: &[Measured]) -> String {
     latency_table(&mut t, args, results, 0);
     let _ = writeln!(
         t,
-        "\nMax throughput ({} messages in flight beyond one subscriber's receipts)\n",
+        "\nMax throughput ({} messages in flight beyond the slowest subscriber's receipts)\n",
         args.window
     );
     latency_table(&mut t, args, results, 1);

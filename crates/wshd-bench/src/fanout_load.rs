@@ -119,6 +119,11 @@ pub(crate) struct FanoutLoadArgs {
     /// (`cluster_cpu_s=` of the `PHASE` lines).
     #[arg(long, value_delimiter = ',')]
     pub(crate) cpu_pids: Vec<u32>,
+    /// Saturation is paced on the slowest live subscriber, not on the designated one: the
+    /// publisher is never more than `--window` messages ahead of any subscriber (`cluster`:
+    /// as fast as delivery to every subscriber keeps up).
+    #[arg(long)]
+    pub(crate) pace_slowest: bool,
     /// Publish with ids (`?role=pub&logged=1`: `fanout_wsh` then uses
     /// `publish_text_with_id`, so every message goes to the channel's history).
     #[arg(long)]
@@ -165,6 +170,8 @@ struct Shared {
     seen: Cell<usize>,
     /// Next sequence number the designated subscriber expects.
     designated_next: Cell<u64>,
+    /// Every receipt wakes the publisher (`--pace-slowest`), not only the designated's.
+    every_receipt_notifies: Cell<bool>,
     progress: Notify,
     /// Receipts in `[count_from, count_to)` (ns since `base`) are counted, per group.
     count_window: Cell<(u64, u64)>,
@@ -244,6 +251,8 @@ fn on_message(
     }
     if designated {
         shared.designated_next.set(shared.designated_next.get().max(seq + 1));
+        shared.progress.notify_one();
+    } else if shared.every_receipt_notifies.get() {
         shared.progress.notify_one();
     }
     let (from, to) = shared.count_window.get();
@@ -370,6 +379,17 @@ impl Run {
         }
     }
 
+    /// The next sequence number of the subscriber that paces saturation: the designated
+    /// one, or with `--pace-slowest` the slowest live one.
+    fn paced_next(&self) -> u64 {
+        let designated = self.shared.designated_next.get();
+        if !self.args.pace_slowest {
+            return designated;
+        }
+        let live = self.stats.iter().filter(|s| s.error.borrow().is_none());
+        live.map(|s| s.last.get().map_or(0, |l| l + 1)).min().unwrap_or(designated)
+    }
+
     /// Publishes with `pace` until `until`.
     async fn publish_until(&mut self, pace: Pace, until: Instant) -> Result<(), BoxError> {
         let mut next_at = Instant::now();
@@ -380,7 +400,7 @@ impl Run {
                     next_at += interval;
                 }
                 Pace::Window(window) => {
-                    while self.publisher.seq >= self.shared.designated_next.get() + window {
+                    while self.publisher.seq >= self.paced_next() + window {
                         if self.stats.get(self.args.designated()).is_some_and(|s| s.error.borrow().is_some())
                         {
                             return Err("the designated subscriber is gone".into());
@@ -615,6 +635,7 @@ impl Shared {
             check_from: Cell::new(check_from),
             seen: Cell::new(0),
             designated_next: Cell::new(0),
+            every_receipt_notifies: Cell::new(false),
             progress: Notify::new(),
             count_window: Cell::new((0, 0)),
             counted: (0..groups).map(|_| Cell::new(0)).collect(),
@@ -628,6 +649,7 @@ async fn fan_out(args: FanoutLoadArgs) -> Result<(), BoxError> {
     let limit = Duration::from_secs_f64(args.timeout);
     let opcode = if args.phases.binary { OP_BINARY } else { OP_TEXT };
     let shared = Rc::new(Shared::new(args.phases.size, opcode, u64::MAX, args.groups()));
+    shared.every_receipt_notifies.set(args.pace_slowest);
     let logged = if args.logged { "&logged=1" } else { "" };
     let pub_target = Target::parse(&format!("{}?role=pub{logged}", args.url))?;
     let options = ClientOptions { offer_deflate: false, deflate_level: 0, seed: 0 };
