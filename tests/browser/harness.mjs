@@ -111,19 +111,37 @@ export async function waitForFreePort({ port = PORT, timeoutMs = 90_000 } = {}) 
   }
 }
 
+/** A TCP port that was free on 127.0.0.1 a moment ago (the kernel's pick). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen({ host: '127.0.0.1', port: 0 }, () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:`port`; throws after `timeoutMs`. */
+export async function waitForListener(port, { timeoutMs = 10_000, what = `a listener on port ${port}` } = {}) {
+  await waitUntil(() => canConnect('127.0.0.1', port), { timeoutMs, intervalMs: 50, what });
+}
+
 /**
  * Starts `target/debug/wshd` with no flags (or with `args`) in the repository root and waits
- * (bounded) until 127.0.0.1:9998 accepts connections. Returns a handle with `log()`
+ * (bounded) until 127.0.0.1:`port` (9998 unless given: `args` must then make wshd listen
+ * there) accepts connections. Returns a handle with `log()`
  * (stdout+stderr so far) and `stop()` (bounded; safe to call twice).
  */
-export async function startServer({ readyTimeoutMs = 15_000, args = [] } = {}) {
+export async function startServer({ readyTimeoutMs = 15_000, args = [], port = PORT } = {}) {
   if (!existsSync(WSHD_BIN)) {
     throw new Error(
       `${WSHD_BIN} does not exist: build it first with \`cargo build --workspace\` ` +
         `in ${REPO_ROOT} (the browser tests do not build anything).`,
     );
   }
-  await assertPortFree(PORT);
+  await assertPortFree(port);
 
   const child = spawn(WSHD_BIN, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -168,9 +186,9 @@ export async function startServer({ readyTimeoutMs = 15_000, args = [] } = {}) {
         if (exit) {
           throw new Error(`wshd exited before it was ready (${JSON.stringify(exit)})`);
         }
-        return canConnect('127.0.0.1', PORT);
+        return canConnect('127.0.0.1', port);
       },
-      { timeoutMs: readyTimeoutMs, intervalMs: 100, what: `wshd to accept connections on 127.0.0.1:${PORT}` },
+      { timeoutMs: readyTimeoutMs, intervalMs: 100, what: `wshd to accept connections on 127.0.0.1:${port}` },
     );
   } catch (err) {
     await server.stop().catch(() => {});

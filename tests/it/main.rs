@@ -33,6 +33,7 @@ mod quarantine;
 mod reload;
 mod rooms;
 mod routes;
+mod scale_out;
 mod shutdown;
 mod static_files;
 mod strict;

@@ -22,10 +22,10 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use wshd_tests::*;
 
-/// A certificate and its key, as PEM and DER.
-struct Pair {
-    cert_pem: String,
-    key_pem: String,
+/// A certificate and its key, as PEM and DER (also used by `scale_out::secure`).
+pub(crate) struct Pair {
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: String,
     cert_der: CertificateDer<'static>,
     key_der: Vec<u8>,
 }
@@ -45,7 +45,7 @@ struct Pki {
     stranger: Pair,
 }
 
-fn ca(name: &str) -> (Pair, Issuer<'static, KeyPair>) {
+pub(crate) fn ca(name: &str) -> (Pair, Issuer<'static, KeyPair>) {
     let key = KeyPair::generate().unwrap_or_else(|e| panic!("key: {e}"));
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("params: {e}"));
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -62,7 +62,11 @@ fn ca(name: &str) -> (Pair, Issuer<'static, KeyPair>) {
     (pair, Issuer::new(params, key))
 }
 
-fn leaf(names: &[&str], usage: ExtendedKeyUsagePurpose, issuer: &Issuer<'static, KeyPair>) -> Pair {
+pub(crate) fn leaf(
+    names: &[&str],
+    usage: ExtendedKeyUsagePurpose,
+    issuer: &Issuer<'static, KeyPair>,
+) -> Pair {
     let key = KeyPair::generate().unwrap_or_else(|e| panic!("key: {e}"));
     let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
         .unwrap_or_else(|e| panic!("params: {e}"));

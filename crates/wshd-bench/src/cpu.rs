@@ -19,6 +19,17 @@ pub(crate) fn process_cpu(pid: &str) -> Option<Duration> {
     Some(total)
 }
 
+/// CPU time (user + system) of process `pid` and the processes under it from `stat` (10 ms
+/// ticks), which — unlike the per-thread `schedstat` sum — keeps the time of threads that
+/// have exited (a wshd node's runtime may retire threads during a measurement).
+pub(crate) fn process_cpu_with_exited(pid: u32) -> Option<Duration> {
+    let mut total = stat_cpu(&pid.to_string())?;
+    for child in crate::procinfo::descendants(pid) {
+        total += stat_cpu(&child.to_string()).unwrap_or_default();
+    }
+    Some(total)
+}
+
 fn own_cpu(pid: &str) -> Option<Duration> {
     schedstat_cpu(pid).or_else(|| stat_cpu(pid))
 }

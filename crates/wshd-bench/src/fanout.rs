@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::fanout_load::Phases;
@@ -219,6 +219,8 @@ pub(crate) fn get(f: &Fields, key: &str) -> f64 {
 pub(crate) struct Outcome {
     /// `PHASE` lines: the fixed rates, then saturation.
     pub(crate) phases: Vec<Fields>,
+    /// `GROUP` lines (several subscriber groups: `cluster`).
+    pub(crate) groups: Vec<Fields>,
     /// The `RESULT` line.
     pub(crate) result: Fields,
     /// Why the measurement failed, if it did.
@@ -269,17 +271,22 @@ fn run_load(setup: &Setup, args: &FanoutArgs, server: &Server, n: usize) -> Resu
         .args(args.phases.to_args())
         .arg("--server-pid")
         .arg(server.guard.child.id().to_string());
-    let stdout_path = setup.temp.join("fanout-load.out");
-    let stderr_path = setup.temp.join("fanout-load.err");
+    let phases = args.phases.rates.len() as f64 + 1.0;
+    let bound = Duration::from_secs_f64(
+        120.0 + n as f64 / 100.0 + phases * (args.phases.warmup + args.phases.seconds + 25.0),
+    );
+    collect(cmd, &setup.temp, bound)
+}
+
+/// Runs the load client `cmd` (at most `bound`, its output in `temp`) and parses its lines.
+pub(crate) fn collect(mut cmd: Command, temp: &Path, bound: Duration) -> Result<Outcome, BoxError> {
+    let stdout_path = temp.join("fanout-load.out");
+    let stderr_path = temp.join("fanout-load.err");
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(fs::File::create(&stdout_path)?)
         .stderr(fs::File::create(&stderr_path)?)
         .spawn()?;
-    let phases = args.phases.rates.len() as f64 + 1.0;
-    let bound = Duration::from_secs_f64(
-        120.0 + n as f64 / 100.0 + phases * (args.phases.warmup + args.phases.seconds + 25.0),
-    );
     let deadline = Instant::now() + bound;
     let status = loop {
         if let Some(status) = child.try_wait()? {
@@ -297,6 +304,8 @@ fn run_load(setup: &Setup, args: &FanoutArgs, server: &Server, n: usize) -> Resu
     for line in stdout.lines() {
         if let Some(rest) = line.strip_prefix("PHASE ") {
             outcome.phases.push(fields(rest));
+        } else if let Some(rest) = line.strip_prefix("GROUP ") {
+            outcome.groups.push(fields(rest));
         } else if let Some(rest) = line.strip_prefix("RESULT ") {
             outcome.result = fields(rest);
         }

@@ -15,10 +15,17 @@
 //! for every `--rates` step, publish at that fixed rate (deliveries/s = messages/s × N):
 //! warm-up, then a measured window (publish→receive latencies of the messages sent in it);
 //! then saturation: the publisher keeps at most `--window` messages beyond what one
-//! designated subscriber (the last to connect) has received, warm-up, measured window
+//! designated subscriber (the last to connect; with groups, the last of the highest group) has received, warm-up, measured window
 //! (deliveries received by all subscribers per second); drain; read the RSS again.
 //!
-//! Prints `PHASE ...` lines and one `RESULT ...` line to stdout (read by `fanout`).
+//! Subscribers may be spread over several URLs (`--sub-urls`, round robin: `cluster` puts
+//! them on several nodes), each URL in a group (`--sub-groups`): then every phase has a
+//! `GROUP ...` line per group besides its `PHASE ...` line (all groups). With
+//! `--redis-port`, Redis's `INFO commandstats` calls over each measured window are added to
+//! the `PHASE` line (`redis_publish=…`).
+//!
+//! Prints `PHASE ...` (and `GROUP ...`) lines and one `RESULT ...` line to stdout (read by
+//! `fanout` and `cluster`).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -26,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::redis_info::{self, Calls};
 use crate::wsclient::{ClientOptions, OP_BINARY, OP_CLOSE, OP_TEXT, Reader, Target, Writer, WsClient};
 use crate::{BoxError, cpu, procinfo};
 
@@ -98,6 +106,57 @@ pub(crate) struct FanoutLoadArgs {
     /// The server's process (its tree: CPU time and RSS).
     #[arg(long)]
     pub(crate) server_pid: Option<u32>,
+    /// The subscribers' URLs (without the query), comma-separated: subscriber `i` connects
+    /// to URL `i % count` (default: `--url`; `cluster` spreads them over nodes).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) sub_urls: Vec<String>,
+    /// The group of each `--sub-urls` entry (default: 0 for all), comma-separated: latencies
+    /// and deliveries are reported per group too (`GROUP` lines) when there are several.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) sub_groups: Vec<usize>,
+    /// More server processes (comma-separated: `cluster`'s nodes and Redis): their CPU time
+    /// over each measured window (`stat`, threads that exited included) is reported
+    /// (`cluster_cpu_s=` of the `PHASE` lines).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) cpu_pids: Vec<u32>,
+    /// Saturation is paced on the slowest live subscriber, not on the designated one: the
+    /// publisher is never more than `--window` messages ahead of any subscriber (`cluster`:
+    /// as fast as delivery to every subscriber keeps up).
+    #[arg(long)]
+    pub(crate) pace_slowest: bool,
+    /// Publish with ids (`?role=pub&logged=1`: `fanout_wsh` then uses
+    /// `publish_text_with_id`, so every message goes to the channel's history).
+    #[arg(long)]
+    pub(crate) logged: bool,
+    /// A Redis on 127.0.0.1 at this port: its `INFO commandstats` calls over each measured
+    /// window are reported (`redis_<command>=` fields of the `PHASE` lines).
+    #[arg(long)]
+    pub(crate) redis_port: Option<u16>,
+}
+
+impl FanoutLoadArgs {
+    /// How many subscriber groups there are.
+    fn groups(&self) -> usize {
+        self.sub_groups.iter().max().map_or(1, |g| g + 1)
+    }
+
+    /// The URL (without the query) and group of subscriber `i`.
+    fn subscriber_url(&self, i: usize) -> (&str, usize) {
+        let url = match self.sub_urls.len() {
+            0 => self.url.as_str(),
+            n => self.sub_urls[i % n].as_str(),
+        };
+        let group = self.sub_groups.get(i % self.sub_urls.len().max(1)).copied().unwrap_or(0);
+        (url, group)
+    }
+
+    /// The designated subscriber (whose receipts pace saturation): the last to connect of
+    /// the highest group (`cluster` numbers its cross-node group last, so the window bounds
+    /// the slowest path).
+    fn designated(&self) -> usize {
+        let last = self.groups() - 1;
+        (0..self.subscribers).rev().find(|&i| self.subscriber_url(i).1 == last).unwrap_or(0)
+    }
 }
 
 /// What every subscriber shares with the publisher (one thread: cells, no atomics).
@@ -111,13 +170,16 @@ struct Shared {
     seen: Cell<usize>,
     /// Next sequence number the designated subscriber expects.
     designated_next: Cell<u64>,
+    /// Every receipt wakes the publisher (`--pace-slowest`), not only the designated's.
+    every_receipt_notifies: Cell<bool>,
     progress: Notify,
-    /// Receipts in `[count_from, count_to)` (ns since `base`) are counted.
+    /// Receipts in `[count_from, count_to)` (ns since `base`) are counted, per group.
     count_window: Cell<(u64, u64)>,
-    counted: Cell<u64>,
+    counted: Vec<Cell<u64>>,
     /// Latencies of messages sent in `[lat_from, lat_to)` are recorded.
     latency_window: Cell<(u64, u64)>,
-    latencies: RefCell<Vec<u64>>,
+    /// Per group.
+    latencies: Vec<RefCell<Vec<u64>>>,
 }
 
 impl Shared {
@@ -137,6 +199,8 @@ struct SubStats {
     lost: Cell<u64>,
     misordered: Cell<u64>,
     error: RefCell<Option<String>>,
+    /// The subscriber's group (`--sub-groups`).
+    group: usize,
 }
 
 /// Writes message `seq` sent at `t_ns` into `out` (`size` bytes of ASCII).
@@ -188,14 +252,16 @@ fn on_message(
     if designated {
         shared.designated_next.set(shared.designated_next.get().max(seq + 1));
         shared.progress.notify_one();
+    } else if shared.every_receipt_notifies.get() {
+        shared.progress.notify_one();
     }
     let (from, to) = shared.count_window.get();
-    if (from..to).contains(&now) {
-        shared.counted.set(shared.counted.get() + 1);
+    if let (true, Some(counted)) = ((from..to).contains(&now), shared.counted.get(stats.group)) {
+        counted.set(counted.get() + 1);
     }
     let (from, to) = shared.latency_window.get();
-    if (from..to).contains(&sent_ns) {
-        shared.latencies.borrow_mut().push(now.saturating_sub(sent_ns));
+    if let (true, Some(latencies)) = ((from..to).contains(&sent_ns), shared.latencies.get(stats.group)) {
+        latencies.borrow_mut().push(now.saturating_sub(sent_ns));
     }
     Ok(())
 }
@@ -262,10 +328,16 @@ struct Phase {
     name: &'static str,
     /// Deliveries/s asked for (0 for saturation).
     target: f64,
-    deliveries: u64,
+    /// Per group.
+    deliveries: Vec<u64>,
     messages: u64,
-    latencies: Vec<u64>,
+    /// Per group.
+    latencies: Vec<Vec<u64>>,
+    /// Redis's calls per command over the measured window (empty without `--redis-port`).
+    redis: Calls,
     server_cpu_s: f64,
+    /// CPU seconds of the `--cpu-pids` processes.
+    cluster_cpu_s: f64,
     loadgen_cpu_s: f64,
     drained: bool,
 }
@@ -294,6 +366,30 @@ impl Run {
         self.args.server_pid.and_then(|p| cpu::process_cpu(&p.to_string()))
     }
 
+    /// The CPU time of the `--cpu-pids` processes so far.
+    fn cluster_cpu(&self) -> Duration {
+        self.args.cpu_pids.iter().filter_map(|&p| cpu::process_cpu_with_exited(p)).sum()
+    }
+
+    /// Redis's call counts now (empty without `--redis-port`).
+    async fn redis_calls(&self) -> Result<Calls, BoxError> {
+        match self.args.redis_port {
+            Some(port) => redis_info::calls(port).await,
+            None => Ok(Calls::new()),
+        }
+    }
+
+    /// The next sequence number of the subscriber that paces saturation: the designated
+    /// one, or with `--pace-slowest` the slowest live one.
+    fn paced_next(&self) -> u64 {
+        let designated = self.shared.designated_next.get();
+        if !self.args.pace_slowest {
+            return designated;
+        }
+        let live = self.stats.iter().filter(|s| s.error.borrow().is_none());
+        live.map(|s| s.last.get().map_or(0, |l| l + 1)).min().unwrap_or(designated)
+    }
+
     /// Publishes with `pace` until `until`.
     async fn publish_until(&mut self, pace: Pace, until: Instant) -> Result<(), BoxError> {
         let mut next_at = Instant::now();
@@ -304,8 +400,9 @@ impl Run {
                     next_at += interval;
                 }
                 Pace::Window(window) => {
-                    while self.publisher.seq >= self.shared.designated_next.get() + window {
-                        if self.stats.last().is_some_and(|s| s.error.borrow().is_some()) {
+                    while self.publisher.seq >= self.paced_next() + window {
+                        if self.stats.get(self.args.designated()).is_some_and(|s| s.error.borrow().is_some())
+                        {
                             return Err("the designated subscriber is gone".into());
                         }
                         tokio::time::timeout(self.limit, self.shared.progress.notified()).await.map_err(
@@ -345,16 +442,18 @@ impl Run {
     async fn phase(&mut self, name: &'static str, target: f64, pace: Pace) -> Result<Phase, BoxError> {
         let warm_end = Instant::now() + Duration::from_secs_f64(self.args.phases.warmup);
         self.publish_until(pace, warm_end).await?;
-        let (cpu0, self0) = (self.server_cpu(), cpu::process_cpu("self"));
+        let redis0 = self.redis_calls().await?;
+        let (cpu0, self0, cluster0) = (self.server_cpu(), cpu::process_cpu("self"), self.cluster_cpu());
         let (seq0, from) = (self.publisher.seq, self.shared.now_ns());
         let to = from
             + u64::try_from(Duration::from_secs_f64(self.args.phases.seconds).as_nanos()).unwrap_or(u64::MAX);
         self.shared.count_window.set((from, to));
         self.shared.latency_window.set((from, to));
-        self.shared.counted.set(0);
-        self.shared.latencies.borrow_mut().clear();
+        self.shared.counted.iter().for_each(|c| c.set(0));
+        self.shared.latencies.iter().for_each(|l| l.borrow_mut().clear());
         self.publish_until(pace, self.shared.base + Duration::from_nanos(to)).await?;
-        let (cpu1, self1) = (self.server_cpu(), cpu::process_cpu("self"));
+        let (cpu1, self1, cluster1) = (self.server_cpu(), cpu::process_cpu("self"), self.cluster_cpu());
+        let redis = redis_info::delta(&redis0, &self.redis_calls().await?);
         let messages = self.publisher.seq - seq0;
         let drained = self.drain().await;
         let secs = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
@@ -364,10 +463,12 @@ impl Run {
         let phase = Phase {
             name,
             target,
-            deliveries: self.shared.counted.get(),
+            deliveries: self.shared.counted.iter().map(Cell::get).collect(),
             messages,
-            latencies: std::mem::take(&mut *self.shared.latencies.borrow_mut()),
+            latencies: self.shared.latencies.iter().map(|l| std::mem::take(&mut *l.borrow_mut())).collect(),
+            redis,
             server_cpu_s: secs(cpu0, cpu1),
+            cluster_cpu_s: cluster1.saturating_sub(cluster0).as_secs_f64(),
             loadgen_cpu_s: secs(self0, self1),
             drained,
         };
@@ -377,16 +478,20 @@ impl Run {
     }
 }
 
+/// p50, p99, p99.9 and max (µs) of nanosecond latencies.
+pub(crate) fn quantiles_us(latencies: &mut [u64]) -> [f64; 4] {
+    let max = latencies.iter().max().map_or(f64::NAN, |m| *m as f64 / 1000.0);
+    [percentile_us(latencies, 0.50), percentile_us(latencies, 0.99), percentile_us(latencies, 0.999), max]
+}
+
 impl Phase {
-    fn print(mut self, seconds: f64) {
-        let (p50, p99, p999) = (
-            percentile_us(&mut self.latencies, 0.50),
-            percentile_us(&mut self.latencies, 0.99),
-            percentile_us(&mut self.latencies, 0.999),
-        );
-        let per_s = self.deliveries as f64 / seconds;
+    fn print(self, seconds: f64) {
+        let mut all = self.latencies.concat();
+        let deliveries: u64 = self.deliveries.iter().sum();
+        let [p50, p99, p999, max] = quantiles_us(&mut all);
+        let per_s = deliveries as f64 / seconds;
         eprintln!(
-            "fanout-load: {} {:.0}: {:.0} deliveries/s ({} messages), p50 {p50:.0} µs, p99 {p99:.0} µs, server CPU {:.2} s, load CPU {:.2} s{}",
+            "fanout-load: {} {:.0}: {:.0} deliveries/s ({} messages), p50 {p50:.0} µs, p99 {p99:.0} µs, max {max:.0} µs, server CPU {:.2} s, load CPU {:.2} s{}",
             self.name,
             self.target,
             per_s,
@@ -395,16 +500,29 @@ impl Phase {
             self.loadgen_cpu_s,
             if self.drained { "" } else { " (NOT drained)" }
         );
+        let redis: String = self.redis.iter().map(|(name, n)| format!(" redis_{name}={n}")).collect();
         println!(
-            "PHASE name={} target={:.0} deliveries={} per_s={per_s:.1} messages={} p50_us={p50:.1} p99_us={p99:.1} p999_us={p999:.1} server_cpu_s={:.4} loadgen_cpu_s={:.4} drained={}",
+            "PHASE name={} target={:.0} deliveries={deliveries} per_s={per_s:.1} messages={} p50_us={p50:.1} p99_us={p99:.1} p999_us={p999:.1} max_us={max:.1} server_cpu_s={:.4} cluster_cpu_s={:.2} loadgen_cpu_s={:.4} drained={}{redis}",
             self.name,
             self.target,
-            self.deliveries,
             self.messages,
             self.server_cpu_s,
+            self.cluster_cpu_s,
             self.loadgen_cpu_s,
             u8::from(self.drained)
         );
+        if self.deliveries.len() < 2 {
+            return;
+        }
+        for (group, (n, mut latencies)) in self.deliveries.into_iter().zip(self.latencies).enumerate() {
+            let [p50, p99, p999, max] = quantiles_us(&mut latencies);
+            println!(
+                "GROUP name={} target={:.0} group={group} deliveries={n} per_s={:.1} p50_us={p50:.1} p99_us={p99:.1} p999_us={p999:.1} max_us={max:.1}",
+                self.name,
+                self.target,
+                n as f64 / seconds
+            );
+        }
     }
 }
 
@@ -423,6 +541,9 @@ pub(crate) fn run(args: &FanoutLoadArgs) -> Result<(), BoxError> {
         || args.phases.rates.iter().any(|r| r.is_nan() || *r <= 0.0)
     {
         return Err("--seconds, --timeout and --rates must be positive".into());
+    }
+    if !args.sub_groups.is_empty() && args.sub_groups.len() != args.sub_urls.len() {
+        return Err("--sub-groups needs one group per --sub-urls entry".into());
     }
     let ((soft, hard), note) = procinfo::raise_nofile(args.subscribers as u64 + 256);
     eprintln!(
@@ -444,7 +565,10 @@ async fn connect_subscribers(
     shared: &Rc<Shared>,
     limit: Duration,
 ) -> Result<(Vec<Rc<SubStats>>, Vec<SubWriter>), BoxError> {
-    let target = Target::parse(&format!("{}?role=sub", args.url))?;
+    let mut targets = Vec::new();
+    for i in 0..args.sub_urls.len().max(1) {
+        targets.push(Target::parse(&format!("{}?role=sub", args.subscriber_url(i).0))?);
+    }
     let mut stats = Vec::with_capacity(args.subscribers);
     let mut writers = Vec::with_capacity(args.subscribers);
     let mut id = 0;
@@ -452,13 +576,13 @@ async fn connect_subscribers(
         let batch: Vec<usize> = (id..args.subscribers.min(id + args.connect_concurrency)).collect();
         let opened = futures_util::future::join_all(batch.iter().map(|&i| {
             let options = ClientOptions { offer_deflate: false, deflate_level: 0, seed: i as u64 + 1 };
-            WsClient::open(&target, None, options, limit)
+            WsClient::open(&targets[i % targets.len()], None, options, limit)
         }))
         .await;
         for (i, client) in batch.into_iter().zip(opened) {
             let client = client.map_err(|e| format!("subscriber {i}: {e}"))?;
-            let s = Rc::new(SubStats::default());
-            let designated = i + 1 == args.subscribers;
+            let s = Rc::new(SubStats { group: args.subscriber_url(i).1, ..SubStats::default() });
+            let designated = i == args.designated();
             // The write halves are kept (unused) until the end, so the connections stay open.
             let WsClient { reader, writer, .. } = client;
             tokio::task::spawn_local(subscriber(Rc::clone(shared), Rc::clone(&s), designated, reader));
@@ -502,7 +626,8 @@ async fn join_warmup(run: &mut Run) -> Result<(), BoxError> {
 impl Shared {
     /// Nothing received yet; messages of `size` bytes with `opcode`, checked for order and
     /// loss from sequence number `check_from` on.
-    fn new(size: usize, opcode: u8, check_from: u64) -> Shared {
+    /// Receipts are counted in `groups` groups.
+    fn new(size: usize, opcode: u8, check_from: u64, groups: usize) -> Shared {
         Shared {
             base: Instant::now(),
             size,
@@ -510,11 +635,12 @@ impl Shared {
             check_from: Cell::new(check_from),
             seen: Cell::new(0),
             designated_next: Cell::new(0),
+            every_receipt_notifies: Cell::new(false),
             progress: Notify::new(),
             count_window: Cell::new((0, 0)),
-            counted: Cell::new(0),
+            counted: (0..groups).map(|_| Cell::new(0)).collect(),
             latency_window: Cell::new((0, 0)),
-            latencies: RefCell::new(Vec::new()),
+            latencies: (0..groups).map(|_| RefCell::new(Vec::new())).collect(),
         }
     }
 }
@@ -522,8 +648,10 @@ impl Shared {
 async fn fan_out(args: FanoutLoadArgs) -> Result<(), BoxError> {
     let limit = Duration::from_secs_f64(args.timeout);
     let opcode = if args.phases.binary { OP_BINARY } else { OP_TEXT };
-    let shared = Rc::new(Shared::new(args.phases.size, opcode, u64::MAX));
-    let pub_target = Target::parse(&format!("{}?role=pub", args.url))?;
+    let shared = Rc::new(Shared::new(args.phases.size, opcode, u64::MAX, args.groups()));
+    shared.every_receipt_notifies.set(args.pace_slowest);
+    let logged = if args.logged { "&logged=1" } else { "" };
+    let pub_target = Target::parse(&format!("{}?role=pub{logged}", args.url))?;
     let options = ClientOptions { offer_deflate: false, deflate_level: 0, seed: 0 };
     let WsClient { reader: pub_reader, writer, .. } =
         WsClient::open(&pub_target, None, options, limit).await?;
@@ -574,7 +702,7 @@ fn report(run: &Run, drained: bool, connect_s: f64, [rss_idle, rss_joined, rss_a
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let loadavg1 = loadavg.split_whitespace().next().unwrap_or("-");
     println!(
-        "RESULT loadavg1={loadavg1} subscribers={} connect_s={connect_s:.2} rss_idle_kib={rss_idle} rss_joined_kib={rss_joined} rss_after_kib={rss_after} checked={checked} lost={lost} misordered={misordered} errors={errors} drained={} first_error={}",
+        "RESULT loadavg1={loadavg1} subscribers={} sent={sent} connect_s={connect_s:.2} rss_idle_kib={rss_idle} rss_joined_kib={rss_joined} rss_after_kib={rss_after} checked={checked} lost={lost} misordered={misordered} errors={errors} drained={} first_error={}",
         run.stats.len(),
         u8::from(drained),
         first_error.map_or("-".into(), |e| e.replace(char::is_whitespace, "_"))
@@ -597,7 +725,7 @@ mod tests {
 
     #[test]
     fn gaps_count_as_lost_and_steps_back_as_misordered() {
-        let shared = Shared::new(40, OP_TEXT, 10);
+        let shared = Shared::new(40, OP_TEXT, 10, 1);
         let stats = SubStats::default();
         let mut msg = Vec::new();
         for seq in [9, 10, 11, 14, 12, 15] {

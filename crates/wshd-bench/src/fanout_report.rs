@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::fanout::{Family, FanoutArgs, Fields, Outcome, Subject, get};
 use crate::run::{group, num, quoted};
 
-fn fmt(x: f64, decimals: usize) -> String {
+/// A figure: grouped thousands with no decimals, else `decimals` decimals; "—" if unknown.
+pub(crate) fn fmt(x: f64, decimals: usize) -> String {
     if !x.is_finite() {
         "—".into()
     } else if decimals == 0 {
@@ -170,7 +171,7 @@ pub(crate) fn table(
 }
 
 /// A JSON object of `key=value` fields (numbers as numbers).
-fn fields_json(f: &Fields) -> String {
+pub(crate) fn fields_json(f: &Fields) -> String {
     let items: Vec<String> = f
         .iter()
         .map(|(k, v)| match v.parse::<f64>() {

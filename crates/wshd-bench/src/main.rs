@@ -20,9 +20,15 @@
 //! - `reload-soak`, `reload-latency`: hot-reload benchmarks against `wshd`.
 //! - `raw-echo`, `fws-echo`, `tcp-echo`: the reference servers.
 //! - `load`: the load generator (a hand-written single-threaded WebSocket client).
+//! - `cluster`: scale-out through Redis (issue 17): three nodes and a private
+//!   `redis-server`, same-node and cross-node deliveries, Redis commands per publish
+//!   (build: `cargo build --release -p wshd -p wshd-bench -p fanout_wsh`).
 //! - `deflate-memory`: server memory per compressed connection and compressed throughput,
 //!   context takeover (before issue 16) against the defaults, in one run.
 
+mod cluster;
+mod cluster_layout;
+mod cluster_report;
 mod cpu;
 mod deflate_mem;
 mod fanout;
@@ -34,6 +40,7 @@ mod fws_echo;
 mod load;
 mod procinfo;
 mod raw_echo;
+mod redis_info;
 mod reload;
 mod run;
 mod serve;
@@ -84,6 +91,10 @@ enum Command {
     FanoutTt(fanout_tt::FanoutTtArgs),
     /// The client of `fanout`: one publisher, N subscribers, one thread.
     FanoutLoad(fanout_load::FanoutLoadArgs),
+    /// Scale-out through Redis: three nodes and a private redis-server; same-node and
+    /// cross-node deliveries/s and publish→receive latency, Redis commands per publish; the
+    /// table and `target/bench/cluster.json`.
+    Cluster(cluster_layout::ClusterArgs),
     /// Mixed traffic for an hour (echo, rooms, deflate, slow readers, dribblers, churn, a hot
     /// reload every 10 s): RSS, fds and threads sampled, CSV + SVG in `target/soak/`.
     Soak(soak::SoakArgs),
@@ -104,6 +115,7 @@ fn main() -> ExitCode {
         Command::FanoutTt(args) => fanout_tt::run(&args),
         Command::FanoutLoad(args) => fanout_load::run(&args),
         Command::Soak(args) => soak::run(&args),
+        Command::Cluster(args) => cluster::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -435,6 +435,8 @@ pub const ROOM_NOT_MEMBER: u32 = 6;
 pub const ROOM_INVALID: u32 = 7;
 /// A message id that is empty or over 64 bytes.
 pub const ROOM_BAD_ID: u32 = 8;
+/// The broker to the other nodes (Redis) is down: the publish was not made.
+pub const ROOM_UNAVAILABLE: u32 = 9;
 
 /// Rooms owned by the host (channels with presence, publish, send to a connection by id).
 /// `conn` is an [`RConn`]'s `ctx` (a reference the caller holds); channel names are looked up
@@ -487,6 +489,21 @@ pub struct RoomsVTable {
         channel: RStr,
         presence: RStr,
         since: RStr,
+        found: *mut u8,
+    ) -> u32,
+    /// Appended after `join_since`: joins `channel` like `join_since` (like `join` when
+    /// `since` is empty) and gives the membership a will: `will` (`will_kind` `MSG_TEXT` or
+    /// `MSG_BINARY`; 0 for none), queued by the host to the channel's other members if the
+    /// connection stops being a member without `leave` (its connection ends while a member,
+    /// its worker process or node dies). `ROOM_PRESENCE_TOO_LARGE` for a will over 4,096
+    /// bytes. Writes to `found` as `join_since` does (0 when `since` is empty).
+    pub join_with_will: unsafe extern "C" fn(
+        conn: *const c_void,
+        channel: RStr,
+        presence: RStr,
+        since: RStr,
+        will_kind: u8,
+        will: RStr,
         found: *mut u8,
     ) -> u32,
 }

@@ -132,7 +132,7 @@ pub use connection::{CloseReply, CloseStatus, Connection, ConnectionInfo, SendEr
 pub use handler::{Accept, Error, Handler, Reject};
 pub use message::{Event, Message, MessageKind, Payload, Text};
 pub use request::{Header, Request};
-pub use rooms::{ConnId, Member, RoomError, Rooms};
+pub use rooms::{ConnId, Member, RoomError, Rooms, Will};
 pub use services::{log, spawn, time};
 
 /// The README's Rust examples ("Your first handler" and the room), compiled as doctests so

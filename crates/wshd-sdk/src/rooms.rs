@@ -94,6 +94,16 @@ impl FromStr for ConnId {
     }
 }
 
+/// What a member leaves behind when it goes without leaving: see
+/// [`Connection::join_with_will`](crate::Connection::join_with_will).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Will<'a> {
+    /// A text message.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
 /// Why a room operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -110,6 +120,9 @@ pub enum RoomError {
     Unsupported,
     /// A message id that is empty or over 64 bytes.
     BadId,
+    /// The broker linking this host to the other nodes (`[broker]`, Redis) is down: the
+    /// message was not published (nothing was delivered). Try again later.
+    Unavailable,
 }
 
 impl fmt::Display for RoomError {
@@ -121,6 +134,7 @@ impl fmt::Display for RoomError {
             RoomError::Gone => "no such connection",
             RoomError::Unsupported => "the host has no rooms",
             RoomError::BadId => "bad message id",
+            RoomError::Unavailable => "the broker to the other nodes is down",
         })
     }
 }
@@ -135,6 +149,7 @@ fn room_error(code: u32) -> RoomError {
         ROOM_TOO_MANY_CHANNELS => RoomError::TooManyChannels,
         ROOM_GONE => RoomError::Gone,
         ROOM_BAD_ID => RoomError::BadId,
+        ROOM_UNAVAILABLE => RoomError::Unavailable,
         _ => RoomError::Unsupported,
     }
 }
@@ -281,6 +296,39 @@ impl Connection {
     /// ```
     pub fn join_since(&self, channel: &str, presence: &[u8], since: &str) -> Result<bool, RoomError> {
         self.raw().room_join_since(channel, presence, since).map_err(room_error)
+    }
+
+    /// Joins `channel` like [`join`](Self::join) (or like [`join_since`](Self::join_since)
+    /// with `since`: then the result says whether `since` was found; else it is `false`),
+    /// and leaves a [`Will`] there: a message the host queues to the channel's other members
+    /// if this connection stops being a member without [`leave`](Self::leave) — its
+    /// connection ends while still a member (a crash of the handler, a close it did not
+    /// handle), or its worker process or node dies (with `[broker]`: when the node's
+    /// liveness key expires in Redis, 3 heartbeats). Each remaining member gets it once.
+    /// Joining again replaces the will; [`leave`](Self::leave) discards it (say goodbye
+    /// yourself then). A will is at most 4,096 bytes ([`RoomError::PresenceTooLarge`]);
+    /// [`RoomError::Unsupported`] from a host older than this call.
+    ///
+    /// ```no_run
+    /// # use wshd_sdk::{Connection, RoomError, Will};
+    /// # fn enter(conn: &Connection) -> Result<(), RoomError> {
+    /// conn.join_with_will("lobby", b"alice", None, Will::Text(r#"{"left":"alice"}"#))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn join_with_will(
+        &self,
+        channel: &str,
+        presence: &[u8],
+        since: Option<&str>,
+        will: Will<'_>,
+    ) -> Result<bool, RoomError> {
+        let (kind, data) = match will {
+            Will::Text(text) => (MSG_TEXT, text.as_bytes()),
+            Will::Binary(data) => (MSG_BINARY, data),
+        };
+        let since = since.unwrap_or("");
+        self.raw().room_join_with_will(channel, presence, since, kind, data).map_err(room_error)
     }
 
     /// Leaves `channel`; whether the connection was a member. (The host leaves every channel

@@ -161,6 +161,9 @@ pub struct Options {
     /// CGI scripts (e.g. /cgi-bin).
     #[arg(short = 'x', long = "cgi-paths", alias = "cgi_paths", value_name = "PATHS", help_heading = "HTTP")]
     pub cgi_paths: Option<String>,
+    /// Share rooms with other wshd nodes through this Redis (`[broker] url`).
+    #[arg(long = "broker", value_name = "URL", help_heading = "Rooms")]
+    pub broker: Option<String>,
 }
 
 /// Why the options could not be turned into a configuration.
@@ -217,6 +220,7 @@ impl Options {
             basic_auth: self.basic_auth || later.basic_auth,
             basic_auth_credential: pick(&self.basic_auth_credential, &later.basic_auth_credential),
             cgi_paths: pick(&self.cgi_paths, &later.cgi_paths),
+            broker: pick(&self.broker, &later.broker),
         }
     }
 
@@ -281,8 +285,25 @@ impl Options {
                 .collect::<Result<_, _>>()
                 .map_err(|e| OptionsError::Flag(format!("-x/--cgi-paths: {e}")))?;
         }
+        self.apply_broker_flag(&mut config)?;
         config.finish().map_err(OptionsError::Invalid)?;
         Ok(config)
+    }
+
+    /// `--broker URL`: replaces the file's URL, keeps its other `[broker]` keys.
+    fn apply_broker_flag(&self, config: &mut Config) -> Result<(), OptionsError> {
+        let Some(url) = &self.broker else { return Ok(()) };
+        config::BrokerSettings::check_url(url).map_err(|e| OptionsError::Flag(format!("--broker: {e}")))?;
+        let (heartbeat, not_ready_while_down, tls) =
+            config.broker.take().map_or(
+                (config::BrokerSettings::DEFAULT_HEARTBEAT, true, config::BrokerTls::default()),
+                |b| (b.heartbeat, b.not_ready_while_down, b.tls),
+            );
+        config::BrokerSettings::check_tls(url, &tls)
+            .map_err(|(key, why)| OptionsError::Flag(format!("--broker with the file's {key}: {why}")))?;
+        config.broker =
+            Some(config::BrokerSettings { url: url.clone(), heartbeat, not_ready_while_down, tls });
+        Ok(())
     }
 
     fn apply_handler_flags(&self, config: &mut Config) {

@@ -16,11 +16,13 @@
 //! For operations: trusted reverse proxies (`Forwarded`, `X-Forwarded-*`), connection limits,
 //! keepalive pings, idle and slow-reader timeouts, an admin listener with `/healthz`,
 //! `/readyz` and Prometheus `/metrics`, graceful shutdown (close 1001 and a drain window) and
-//! a JSON log format; see `docs/operations.md`.
+//! a JSON log format; see `docs/operations.md`. Rooms can span several nodes through Redis
+//! (`[broker]`; the `broker` module and `docs/scale-out.md`).
 
 mod addrs;
 mod admin;
 pub mod allocator;
+mod broker;
 mod budget;
 mod child;
 pub mod cli;

@@ -208,6 +208,7 @@ fn check_config(config: &wshd::Config) -> ExitCode {
     if !config.cgi.paths.is_empty() {
         println!("cgi: {} (timeout {:?})", config.cgi.paths.join(", "), config.cgi.timeout);
     }
+    failed |= !check_broker(config);
     let table = Reloader::new(Arc::new(config.clone())).pass().table;
     for route in table.routes() {
         match &route.target {
@@ -226,6 +227,29 @@ fn check_config(config: &wshd::Config) -> ExitCode {
         println!("  REFUSED {}: {}", refusal.file.display(), refusal.reason);
     }
     if table.refusals.is_empty() && !failed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// `check-config`: the broker's URL (password redacted) and its TLS files; false if a file
+/// is unusable.
+fn check_broker(config: &wshd::Config) -> bool {
+    let Some(broker) = &config.broker else { return true };
+    println!("rooms broker: {} (heartbeat {:?})", broker.redacted_url(), broker.heartbeat);
+    let tls = &broker.tls;
+    let mut checks = Vec::new();
+    if let Some(ca) = &tls.ca_file {
+        checks.push(wshd::tls::load_certs("[broker] tls_ca_file", ca).map(drop));
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        checks.push(wshd::tls::load_certs("[broker] tls_cert_file", cert).map(drop));
+        checks.push(wshd::tls::load_key(key).map(drop));
+    }
+    let mut ok = true;
+    for error in checks.into_iter().filter_map(Result::err) {
+        println!("rooms broker: REFUSED: {error}");
+        eprintln!("wshd: {error}");
+        ok = false;
+    }
+    ok
 }
 
 fn check_plugin(file: &std::path::Path) -> ExitCode {

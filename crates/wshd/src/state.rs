@@ -145,7 +145,7 @@ impl ServerState {
         if snapshot.routes.is_empty() {
             return Err(format!("no handlers loaded from {}", snapshot.config.handlers_dir.display()));
         }
-        Ok(())
+        crate::metrics::broker::BROKER.readiness()
     }
 
     /// Open WebSocket connections.

@@ -2,7 +2,7 @@
 //! (the host's channel), says each of its text messages to the room and announces its leave.
 
 use wshd_sdk::{
-    Accept, CloseCode, Config, ConnId, Connection, Error, Handler, Reject, Request, RoomError, Rooms,
+    Accept, CloseCode, Config, ConnId, Connection, Error, Handler, Reject, Request, RoomError, Rooms, Will,
 };
 
 use crate::params::{self, JoinParams, Refusal};
@@ -79,14 +79,15 @@ impl Seat {
     fn take(conn: &Connection, params: JoinParams) -> Result<Seat, RoomError> {
         let (id, rooms) = (conn.id()?, conn.rooms());
         let (room, nick) = (&params.room, params.nick.as_bytes());
-        match &params.since {
-            None => conn.join(room, nick)?,
-            Some(since) => {
-                // The host queues the replay as it joins; a message queued to this connection
-                // afterwards (send_text_to) arrives after it.
-                let ok = conn.join_since(room, nick, since)?;
-                rooms.send_text_to(id, &Event::Recovered { ok }.to_json())?;
-            }
+        // Said by the host to the others if this connection goes without `vacate` (its
+        // process or node died).
+        let will = Event::Gone { nick: &params.nick }.to_json();
+        let since = params.since.as_deref();
+        // With `since`, the host queues the replay as it joins; a message queued to this
+        // connection afterwards (send_text_to) arrives after it.
+        let ok = conn.join_with_will(room, nick, since, Will::Text(&will))?;
+        if since.is_some() {
+            rooms.send_text_to(id, &Event::Recovered { ok }.to_json())?;
         }
         let seat = Seat { params, id, rooms, said: 0 };
         seat.announce(None, |nick, online| Event::Join { nick, online });

@@ -13,6 +13,10 @@
 //!   someone joins;
 //! * `{"type":"leave","nick":N,"online":[…]}` to the members who remain when someone
 //!   leaves;
+//! * `{"type":"gone","nick":N}` to the members who remain when N's connection went without
+//!   leaving: its worker process or node died (the member's will, queued by the host; see
+//!   `Connection::join_with_will`). It has no `online`: remove N from the list (a second
+//!   connection with the same nick shows again with the next join or leave);
 //! * `{"type":"message","nick":N,"text":T,"id":ID}` to every member, the sender included,
 //!   for each message said; `ID` is opaque (`<connection id>-<counter>`).
 //!

@@ -3,6 +3,7 @@
 //! ```text
 //! {"type":"join","nick":N,"online":[sorted nicks]}
 //! {"type":"leave","nick":N,"online":[sorted nicks]}
+//! {"type":"gone","nick":N}
 //! {"type":"message","nick":N,"text":T,"id":ID}
 //! {"type":"recovered","ok":true|false}
 //! ```
@@ -38,6 +39,12 @@ pub(crate) enum Event<'a> {
         text: &'a str,
         /// Opaque id (`<connection id>-<counter>`), for `&since=` after a reconnect.
         id: &'a str,
+    },
+    /// `nick`'s connection went without leaving (its server process or node died): the
+    /// member's will, said by the host, so without `online` (remove `nick` from the list).
+    Gone {
+        /// Who went.
+        nick: &'a str,
     },
     /// After a `since` replay: whether the history covered the id (false: messages were
     /// missed).
@@ -78,6 +85,7 @@ mod tests {
         let said = Event::Message { nick: "a", text: "\"<b>\"\n\u{1}é", id: "x-1-2" };
         assert_eq!(said.to_json(), r#"{"type":"message","nick":"a","text":"\"<b>\"\n\u0001é","id":"x-1-2"}"#);
         assert_eq!(Event::Recovered { ok: false }.to_json(), r#"{"type":"recovered","ok":false}"#);
+        assert_eq!(Event::Gone { nick: "a" }.to_json(), r#"{"type":"gone","nick":"a"}"#);
         let leave = Event::Leave { nick: "a", online: vec![] };
         assert_eq!(leave.to_json(), r#"{"type":"leave","nick":"a","online":[]}"#);
     }

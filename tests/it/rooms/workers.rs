@@ -174,6 +174,8 @@ async fn a_killed_workers_members_leave_and_its_replacement_starts_from_a_snapsh
     for n in 1..=3 {
         assert_eq!(s.b[0].room_message().await, format!("v1 kept {n}"), "worker B has the history");
     }
+    // b1 joins again, now with a will: the members on worker A get it once B is killed.
+    assert_eq!(s.b[1].ask("wjoin lobby b1").await, "ok joined lobby");
     let status = std::process::Command::new("kill")
         .args(["-KILL", s.pids.1.trim_start_matches("ok ")])
         .status()
@@ -182,6 +184,12 @@ async fn a_killed_workers_members_leave_and_its_replacement_starts_from_a_snapsh
     let took = wait_names(&mut s.a[0], "lobby", &["a0", "a1"]).await;
     println!("worker SIGKILLed: its members left the other worker's presence within {took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
+    for peer in &mut s.a {
+        for n in 1..=3 {
+            assert_eq!(peer.room_message().await, format!("v1 kept {n}"));
+        }
+        assert_eq!(peer.room_message().await, "v1 will b1", "b1's will, said by the host");
+    }
     assert_eq!(s.a[1].ask("pub lobby still here").await, "ok published 2");
     // The replacement: worker A is two connections ahead, so new ones go to it.
     let deadline = Instant::now() + WAIT;

@@ -33,6 +33,10 @@ const PUBLISH_LOGGED_END: usize =
 /// The end of the appended `join_since` entry.
 const JOIN_SINCE_END: usize = std::mem::offset_of!(RoomsVTable, join_since) + std::mem::size_of::<usize>();
 
+/// The end of the appended `join_with_will` entry.
+const JOIN_WITH_WILL_END: usize =
+    std::mem::offset_of!(RoomsVTable, join_with_will) + std::mem::size_of::<usize>();
+
 /// `ROOM_GONE` when the host has no rooms (an older host).
 const NO_ROOMS: u32 = u32::MAX;
 
@@ -106,6 +110,28 @@ impl RawConn {
         // SAFETY: host function (the table's size covers it) with a live connection
         // reference; it copies the strings; `found` is a valid place.
         match unsafe { (t.join_since)(self.ctx, channel, RStr::from_bytes(presence), since, &mut found) } {
+            ROOM_OK => Ok(found != 0),
+            code => Err(code),
+        }
+    }
+
+    /// Joins `channel` (replaying after `since` unless it is empty) with a will of `MSG_*`
+    /// `will_kind`: whether `since` was found, or a `ROOM_*` code.
+    pub(crate) fn room_join_with_will(
+        &self,
+        channel: &str,
+        presence: &[u8],
+        since: &str,
+        will_kind: u8,
+        will: &[u8],
+    ) -> Result<bool, u32> {
+        let Some(t) = table_with(JOIN_WITH_WILL_END) else { return Err(NO_ROOMS) };
+        let mut found = 0u8;
+        let (channel, since) = (RStr::from_bytes(channel.as_bytes()), RStr::from_bytes(since.as_bytes()));
+        let (presence, will) = (RStr::from_bytes(presence), RStr::from_bytes(will));
+        // SAFETY: host function (the table's size covers it) with a live connection
+        // reference; it copies the strings; `found` is a valid place.
+        match unsafe { (t.join_with_will)(self.ctx, channel, presence, since, will_kind, will, &mut found) } {
             ROOM_OK => Ok(found != 0),
             code => Err(code),
         }

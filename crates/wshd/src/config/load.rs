@@ -10,13 +10,14 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::schema::{
-    AuthSection, CgiSection, FileConfig, Http2Section, ProxySection, RoomsSection, RouteSection,
-    ServerSection, TlsSection, WatchdogSection, WebSocketSection, WorkersSection, WorkersValue,
+    AuthSection, BrokerSection, CgiSection, FileConfig, Http2Section, ProxySection, RoomsSection,
+    RouteSection, ServerSection, TlsSection, WatchdogSection, WebSocketSection, WorkersSection,
+    WorkersValue,
 };
 use super::{
-    AuthSettings, Builtin, CgiSettings, Config, Credential, DeflateSettings, Http2Settings, ProxySettings,
-    RoomSettings, RouteConfig, RouteHandler, RouteOverrides, TlsProblem, TlsSettings, WatchdogSettings,
-    WorkerSettings, WsSettings, check_realm, normalize_cgi_path,
+    AuthSettings, BrokerSettings, BrokerTls, Builtin, CgiSettings, Config, Credential, DeflateSettings,
+    Http2Settings, ProxySettings, RoomSettings, RouteConfig, RouteHandler, RouteOverrides, TlsProblem,
+    TlsSettings, WatchdogSettings, WorkerSettings, WsSettings, check_realm, normalize_cgi_path,
 };
 
 /// The smallest `max_header_bytes` (the HTTP parser's minimum buffer).
@@ -222,6 +223,7 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
     let workers = workers_section(&raw.server, &raw.workers, &at)?;
     let watchdog = watchdog_section(&raw.watchdog, &at)?;
     let http2 = http2_section(&raw.http2, limits.max_header_bytes, &at)?;
+    let broker = broker_section(&raw.broker, &at)?;
     // Each serving process holds its share of the server's in-flight budget.
     if websocket.inflight_budget_bytes > 0 {
         websocket.inflight_budget_bytes = (websocket.inflight_budget_bytes / workers.count.max(1)).max(1);
@@ -260,7 +262,41 @@ pub(super) fn resolve(raw: FileConfig, text: Option<&str>, file: &str) -> Result
         workers,
         watchdog,
         http2,
+        broker,
     })
+}
+
+/// `[broker]`: the Redis URL, the heartbeat and the TLS files.
+fn broker_section(raw: &BrokerSection, at: &Locator<'_>) -> Result<Option<BrokerSettings>, ConfigError> {
+    if raw.heartbeat_ms < 50 {
+        let message = format!("{} is too small: the least is 50", raw.heartbeat_ms);
+        return Err(at.err(0..0, "broker.heartbeat_ms", message));
+    }
+    let Some(url) = &raw.url else {
+        if let Some(file) =
+            [&raw.tls_ca_file, &raw.tls_cert_file, &raw.tls_key_file].into_iter().flatten().next()
+        {
+            return Err(at.err(file.span(), "broker.url", "TLS files without a rediss:// url".into()));
+        }
+        return Ok(None);
+    };
+    BrokerSettings::check_url(url.get_ref()).map_err(|m| at.err(url.span(), "broker.url", m))?;
+    let tls = BrokerTls {
+        ca_file: path_of(&raw.tls_ca_file),
+        cert_file: path_of(&raw.tls_cert_file),
+        key_file: path_of(&raw.tls_key_file),
+    };
+    BrokerSettings::check_tls(url.get_ref(), &tls).map_err(|(key, why)| {
+        let field = match key {
+            "broker.tls_ca_file" => &raw.tls_ca_file,
+            "broker.tls_key_file" => &raw.tls_key_file,
+            _ => &raw.tls_cert_file,
+        };
+        at.err(field.as_ref().map_or(url.span(), Spanned::span), key, why)
+    })?;
+    let heartbeat = Duration::from_millis(raw.heartbeat_ms);
+    let not_ready_while_down = raw.not_ready_while_down;
+    Ok(Some(BrokerSettings { url: url.get_ref().clone(), heartbeat, not_ready_while_down, tls }))
 }
 
 /// `[server] workers` and `[workers]`: how many worker processes, their threads, and the
@@ -755,6 +791,46 @@ mod tests {
         assert_eq!(e.key, "tls.client_auth", "{e}");
         let e = parse_str("[cgi]\npaths = [\"cgi-bin\"]\n", "c.toml").expect_err("must be refused");
         assert_eq!((e.line, e.key.as_str()), (2, "cgi.paths"), "{e}");
+    }
+
+    #[test]
+    fn the_broker_section_resolves_and_its_errors_name_line_and_key() {
+        assert_eq!(parse_str("", "d.toml").unwrap_or_else(|e| panic!("{e}")).broker, None);
+        let text = "[broker]\nurl = \"redis://:secret@10.0.0.5:6380/2\"\nheartbeat_ms = 1000\nnot_ready_while_down = false\n";
+        let c = parse_str(text, "b.toml").unwrap_or_else(|e| panic!("{e}"));
+        let broker = c.broker.unwrap_or_else(|| panic!("a broker"));
+        assert_eq!(broker.url, "redis://:secret@10.0.0.5:6380/2");
+        assert_eq!((broker.heartbeat, broker.not_ready_while_down), (Duration::from_millis(1000), false));
+        let e = parse_str("[broker]\n\nurl = \"http://x\"\n", "b.toml").expect_err("must be refused");
+        assert_eq!((e.line, e.key.as_str()), (3, "broker.url"), "{e}");
+        let e =
+            parse_str("[broker]\nurl = \"rediss://:s3cret@x/#insecure\"\n", "b.toml").expect_err("refused");
+        assert!(e.to_string().contains("#insecure") && !e.to_string().contains("s3cret"), "{e}");
+        let e = parse_str("[broker]\nurl = \"http://:s3cret@x\"\n", "b.toml").expect_err("must be refused");
+        assert!(!e.to_string().contains("s3cret") && !format!("{e:?}").contains("s3cret"), "{e}");
+        let e =
+            parse_str("[broker]\nurl = \"redis://x\"\nheartbeat_ms = 10\n", "b.toml").expect_err("too short");
+        assert_eq!(e.key, "broker.heartbeat_ms", "{e}");
+    }
+
+    #[test]
+    fn the_broker_tls_keys_resolve_and_go_with_rediss_only() {
+        let text = "[broker]\nurl = \"rediss://app:s3cret@r:6380/0\"\ntls_ca_file = \"ca.pem\"\n\
+                    tls_cert_file = \"node.pem\"\ntls_key_file = \"node.key\"\n";
+        let broker = parse_str(text, "b.toml").unwrap_or_else(|e| panic!("{e}")).broker;
+        let broker = broker.unwrap_or_else(|| panic!("a broker"));
+        assert_eq!(broker.tls.ca_file.as_deref(), Some(Path::new("ca.pem")));
+        assert_eq!(broker.tls.key_file.as_deref(), Some(Path::new("node.key")));
+        assert!(!format!("{broker:?}").contains("s3cret"), "Debug redacts the URL: {broker:?}");
+        assert_eq!(broker.redacted_url(), "rediss://app:***@r:6380/0");
+        let e = parse_str("[broker]\nurl = \"redis://r\"\n\ntls_ca_file = \"ca.pem\"\n", "b.toml")
+            .expect_err("plain redis:// with a CA");
+        assert_eq!((e.line, e.key.as_str()), (4, "broker.tls_ca_file"), "{e}");
+        let e = parse_str("[broker]\nurl = \"rediss://r\"\ntls_cert_file = \"n.pem\"\n", "b.toml")
+            .expect_err("a certificate without its key");
+        assert_eq!(e.key, "broker.tls_key_file", "{e}");
+        let e = parse_str("[broker]\ntls_ca_file = \"ca.pem\"\n", "b.toml").expect_err("no url");
+        assert_eq!((e.line, e.key.as_str()), (2, "broker.url"), "{e}");
     }
 
     #[test]

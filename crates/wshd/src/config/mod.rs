@@ -1,10 +1,12 @@
 //! Configuration: `server.toml` (see `config/server.toml` for a commented example), merged
 //! with command-line flags into one resolved [`Config`].
 
+mod broker_url;
 mod handler_map;
 mod load;
 mod schema;
 
+pub use broker_url::scrub as scrub_secret;
 pub use handler_map::parse_handler_map;
 pub use load::{ConfigError, load_file, parse_str};
 pub use schema::{ClientAuthMode as ClientAuth, ClientIpHeader, FileConfig, LogFormat};
@@ -315,6 +317,85 @@ pub struct Config {
     pub watchdog: WatchdogSettings,
     /// HTTP/2 (`[http2]`).
     pub http2: Http2Settings,
+    /// The broker linking this node's rooms to other nodes' (`[broker]`, `--broker`).
+    pub broker: Option<BrokerSettings>,
+}
+
+/// Resolved `[broker]`. Its `Debug` shows the URL redacted (no password).
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrokerSettings {
+    /// The Redis URL (`redis://…` or `rediss://…`, TLS), password included.
+    pub url: String,
+    /// How often the node renews its liveness key; three missed make it dead.
+    pub heartbeat: Duration,
+    /// `/readyz` answers 503 while the broker is down.
+    pub not_ready_while_down: bool,
+    /// The TLS files of a `rediss://` URL.
+    pub tls: BrokerTls,
+}
+
+/// `[broker] tls_ca_file`, `tls_cert_file`, `tls_key_file` (PEM; only with `rediss://`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerTls {
+    /// The CAs that sign Redis's certificate, instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// This node's certificate chain, for Redis's `tls-auth-clients yes`.
+    pub cert_file: Option<PathBuf>,
+    /// The key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+}
+
+impl BrokerTls {
+    /// Whether any TLS file is set.
+    pub fn is_set(&self) -> bool {
+        self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+    }
+}
+
+impl fmt::Debug for BrokerSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerSettings")
+            .field("url", &self.redacted_url())
+            .field("heartbeat", &self.heartbeat)
+            .field("not_ready_while_down", &self.not_ready_while_down)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl BrokerSettings {
+    /// The default heartbeat.
+    pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+
+    /// Checks `url`: `redis://` or `rediss://` with a host, no `#fragment` (an error
+    /// message otherwise, showing the URL without its password).
+    pub fn check_url(url: &str) -> Result<(), String> {
+        broker_url::check(url)
+    }
+
+    /// Checks that `tls` goes with `url`: TLS files only with `rediss://`, a certificate
+    /// with its key. Returns the key at fault and why.
+    pub fn check_tls(url: &str, tls: &BrokerTls) -> Result<(), (&'static str, String)> {
+        if tls.is_set() && !broker_url::is_tls(url) {
+            let why = "TLS files are for a rediss:// URL; this one is redis:// (plain TCP)";
+            let key = if tls.ca_file.is_some() { "broker.tls_ca_file" } else { "broker.tls_cert_file" };
+            return Err((key, why.to_owned()));
+        }
+        match (&tls.cert_file, &tls.key_file) {
+            (Some(_), None) => {
+                Err(("broker.tls_key_file", "tls_cert_file needs its tls_key_file".to_owned()))
+            }
+            (None, Some(_)) => {
+                Err(("broker.tls_cert_file", "tls_key_file needs its tls_cert_file".to_owned()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The URL without its password, for logs and messages.
+    pub fn redacted_url(&self) -> String {
+        broker_url::redact(&self.url)
+    }
 }
 
 /// Resolved `[server] workers` and `[workers]`.

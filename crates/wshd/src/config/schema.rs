@@ -30,6 +30,8 @@ pub struct FileConfig {
     pub watchdog: WatchdogSection,
     /// `[http2]`: HTTP/2 on TLS listeners (ALPN `h2`) and WebSockets over it (RFC 8441).
     pub http2: Http2Section,
+    /// `[broker]`: rooms shared with other wshd nodes through Redis.
+    pub broker: BrokerSection,
     /// `[[route]]`: aliases and per-route settings.
     pub route: Vec<RouteSection>,
 }
@@ -420,6 +422,43 @@ impl Default for Http2Section {
             max_header_list_bytes: None,
             max_pending_accept_reset_streams: 20,
             max_local_error_reset_streams: 1024,
+        }
+    }
+}
+
+/// `[broker]`: rooms spanning several wshd nodes (machines) through Redis. Absent: the
+/// rooms span this node's processes only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSection {
+    /// `redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB]` (`rediss`: TLS). Unset: no broker.
+    pub url: Option<Spanned<String>>,
+    /// How often this node renews its liveness key in Redis; a node silent for three
+    /// heartbeats is dead and its members leave. At least 50. Default 5,000.
+    pub heartbeat_ms: u64,
+    /// `/readyz` answers 503 while Redis is unreachable (a load balancer sends new clients
+    /// to the nodes that have it). Default true.
+    pub not_ready_while_down: bool,
+    /// PEM bundle of the CAs that sign Redis's certificate (`rediss://` only), used instead
+    /// of the system's roots. Unset: the system's roots.
+    pub tls_ca_file: Option<Spanned<String>>,
+    /// PEM certificate chain of this node, for Redis's `tls-auth-clients yes` (with
+    /// `tls_key_file`).
+    pub tls_cert_file: Option<Spanned<String>>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<Spanned<String>>,
+}
+
+impl Default for BrokerSection {
+    fn default() -> Self {
+        let (tls_ca_file, tls_cert_file, tls_key_file) = (None, None, None);
+        BrokerSection {
+            url: None,
+            heartbeat_ms: 5000,
+            not_ready_while_down: true,
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! handshake; per message it only updates its own counts ([`traffic`]), which a scrape sums
 //! per route. No label map is consulted per message. See `docs/decisions/0004-metrics.md`.
 
+pub(crate) mod broker;
 pub(crate) mod rooms;
 pub(crate) mod traffic;
 
@@ -346,6 +347,7 @@ impl Metrics {
         let counters = Arc::clone(&plugins);
         registry.register_collector(Box::new(PluginCollector { counters, live_generations }));
         registry.register_collector(Box::new(rooms::RoomCollector));
+        registry.register_collector(Box::new(broker::BrokerCollector));
         registry.register_collector(Box::new(crate::budget::Collector));
         Metrics {
             registry,

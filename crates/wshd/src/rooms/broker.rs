@@ -20,7 +20,7 @@ use super::channel::ChannelKey;
 use super::history::Entry;
 use super::id::{ConnId, node_id};
 use super::wire::Relay;
-use super::{RoomError, Rooms, Tally, add_member, deliver, push_to, remove_member};
+use super::{Record, RoomError, Rooms, Tally, add_member, deliver, push_to, remove_member};
 use crate::metrics::rooms::ROOMS;
 use crate::ws::transport::{DataKind, server_message_frame};
 
@@ -69,19 +69,43 @@ impl Rooms {
         ROOMS.relayed_in();
         match message {
             Relay::Hello { .. } | Relay::SnapshotEnd => {}
-            Relay::Join { channel, id, presence } if id.node != node_id() => {
-                add_member(self.channels_mut().entry(channel).or_default(), id, presence, None);
+            Relay::BrokerState { up } => {
+                self.remote_nodes.store(true, std::sync::atomic::Ordering::Release);
+                self.broker_down.store(!up, std::sync::atomic::Ordering::Release);
+            }
+            Relay::Warm { .. } => {}
+            Relay::Followed { channel } => self.warming.followed(channel),
+            Relay::Join { channel, id, presence, will } if id.node != node_id() => {
+                add_member(
+                    self.channels_mut().entry(channel).or_default(),
+                    id,
+                    Record { presence, will },
+                    None,
+                );
             }
             // This process's own join, sent back once the others have it.
             Relay::Join { channel, .. } => {
                 self.settle(&channel);
                 self.settle_direct();
             }
-            Relay::Leave { channel, id } if id.node != node_id() => {
-                remove_member(&mut self.channels_mut(), &channel, id);
+            Relay::Leave { channel, id, farewell } if id.node != node_id() => {
+                let gone = remove_member(&mut self.channels_mut(), &channel, id);
+                if let Some(will) = gone.and_then(|member| member.will).filter(|_| farewell) {
+                    self.deliver_here(&channel, will.kind, &will.data);
+                }
             }
             Relay::Leave { .. } => {}
             Relay::Publish { channel, kind, data } => self.deliver_here(&channel, kind, &data),
+            Relay::Forget { channel } => {
+                self.warming.unfollowed(&channel);
+                let mut channels = self.channels_mut();
+                if let Some(entry) = channels.get_mut(&channel) {
+                    entry.history.clear();
+                    if entry.is_unused() {
+                        channels.remove(&channel);
+                    }
+                }
+            }
             Relay::Ordered { channel, origin, kind, data } => {
                 self.deliver_here(&channel, kind, &data);
                 if origin == node_id() {
@@ -108,8 +132,8 @@ impl Rooms {
         }
     }
 
-    /// Queues a relayed publish for this process's members of `channel`.
-    fn deliver_here(&self, channel: &ChannelKey, kind: DataKind, data: &Bytes) {
+    /// Queues a relayed publish (or a will) for this process's members of `channel`.
+    pub(super) fn deliver_here(&self, channel: &ChannelKey, kind: DataKind, data: &Bytes) {
         let Ok(frame) = server_message_frame(kind, data) else { return };
         let mut tally = Tally::default();
         if let Some(entry) = self.channels().get(channel) {

@@ -44,6 +44,8 @@ pub(crate) enum RoomError {
     Gone,
     /// A message id that is empty or over 64 bytes.
     BadId,
+    /// The broker to the other nodes is down: not published.
+    Unavailable,
 }
 
 impl fmt::Display for RoomError {
@@ -55,6 +57,7 @@ impl fmt::Display for RoomError {
             RoomError::NotUtf8 => "text is not UTF-8",
             RoomError::Gone => "no such connection",
             RoomError::BadId => "bad message id",
+            RoomError::Unavailable => "the broker to the other nodes is down",
         })
     }
 }

@@ -97,6 +97,18 @@ impl History {
         }
     }
 
+    /// Drops every message (the broker lost messages: what is kept may have a gap).
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// Whether a message whose id is `since` is kept (and not expired).
+    pub(crate) fn holds(&self, since: &str) -> bool {
+        let now = Instant::now();
+        let fresh = |e: &&Entry| now.saturating_duration_since(e.at) <= self.max_age;
+        self.entries.iter().filter(fresh).any(|e| e.id.as_str() == since)
+    }
+
     /// Whether no message is kept.
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use super::Rooms;
 use super::channel::{ChannelKey, MAX_JOINED, MAX_PRESENCE, RoomError};
 use super::id::ConnId;
+use super::{MAX_WILL_BYTES, Record, Rooms, Will};
 use crate::ws::session::Mailbox;
 
 /// A connection's memberships; see the module docs.
@@ -40,9 +40,7 @@ impl Member {
     /// Joins `channel` with `presence` (at most [`MAX_PRESENCE`] bytes), or replaces the
     /// presence record when already a member.
     pub(crate) fn join(&self, channel: &ChannelKey, presence: &[u8]) -> Result<(), RoomError> {
-        self.join_with(channel, presence, |rooms, presence| {
-            rooms.subscribe(channel, self.id, presence, &self.mailbox);
-        })
+        self.enter(channel, presence, None, None).map(drop)
     }
 
     /// Joins `channel` like [`join`](Self::join) and, atomically with it, queues the
@@ -54,9 +52,24 @@ impl Member {
         presence: &[u8],
         since: &str,
     ) -> Result<bool, RoomError> {
+        self.enter(channel, presence, None, Some(since))
+    }
+
+    /// Joins `channel` with `presence` and `will` (at most [`MAX_WILL_BYTES`]; replacing
+    /// both when already a member), replaying the history after `since` when given:
+    /// whether `since` was found (`false` without it).
+    pub(crate) fn enter(
+        &self,
+        channel: &ChannelKey,
+        presence: &[u8],
+        will: Option<Will>,
+        since: Option<&str>,
+    ) -> Result<bool, RoomError> {
         let mut found = false;
-        self.join_with(channel, presence, |rooms, presence| {
-            found = rooms.subscribe_since(channel, self.id, presence, &self.mailbox, since);
+        self.rooms.warm(channel, since);
+        self.join_with(channel, presence, will, |rooms, record| match since {
+            None => rooms.subscribe(channel, self.id, record, &self.mailbox),
+            Some(since) => found = rooms.subscribe_since(channel, self.id, record, &self.mailbox, since),
         })?;
         Ok(found)
     }
@@ -66,9 +79,10 @@ impl Member {
         &self,
         channel: &ChannelKey,
         presence: &[u8],
-        subscribe: impl FnOnce(&Rooms, Bytes),
+        will: Option<Will>,
+        subscribe: impl FnOnce(&Rooms, Record),
     ) -> Result<(), RoomError> {
-        if presence.len() > MAX_PRESENCE {
+        if presence.len() > MAX_PRESENCE || will.as_ref().is_some_and(|w| w.data.len() > MAX_WILL_BYTES) {
             return Err(RoomError::PresenceTooLarge);
         }
         if self.mailbox.is_closed() {
@@ -79,7 +93,7 @@ impl Member {
         if new && joined.len() >= MAX_JOINED {
             return Err(RoomError::TooManyChannels);
         }
-        subscribe(&self.rooms, Bytes::copy_from_slice(presence));
+        subscribe(&self.rooms, Record { presence: Bytes::copy_from_slice(presence), will });
         if new {
             joined.push(channel.clone());
         }

@@ -27,13 +27,16 @@
 //!
 //! The modules: `id` (connection ids), `channel` (keys, bounds, errors), `member` (one
 //! connection's memberships), `history` (logged messages), `broker` (the seam to the other
-//! processes), `wire` (the relay messages' encoding).
+//! processes), `wire` (the relay messages' encoding), `warm` (a join waiting for a channel's
+//! members and history from other nodes, with a broker to them).
 
 mod broker;
 mod channel;
 mod history;
 mod id;
 mod member;
+mod warm;
+mod will;
 mod wire;
 
 #[cfg(test)]
@@ -57,7 +60,8 @@ use self::id::BadConnId;
 pub(crate) use self::id::ConnId;
 use self::id::node_id;
 pub(crate) use self::member::Member;
-pub(crate) use self::wire::Relay;
+pub(crate) use self::will::{MAX_WILL_BYTES, Will};
+pub(crate) use self::wire::{Relay, get_will, put_will};
 use crate::metrics::rooms::{DropReason, ROOMS};
 use crate::ws::session::{ConnShared, Mailbox, MailboxLimits, Overflow, Pushed};
 use crate::ws::transport::{DataKind, server_message_frame};
@@ -72,6 +76,8 @@ pub(crate) const DEFAULT_LIMITS: MailboxLimits =
 struct Subscriber {
     id: ConnId,
     presence: Bytes,
+    /// What the others get if it goes without leaving (see [`Will`]).
+    will: Option<Will>,
     mailbox: Option<Arc<Mailbox>>,
 }
 
@@ -124,6 +130,14 @@ pub(crate) struct Rooms {
     sweeping: OnceLock<()>,
     /// The link to the other processes' rooms, when there are others (worker processes).
     broker: OnceLock<Arc<dyn Broker>>,
+    /// Set while the node's broker to the other nodes is down (`Relay::BrokerState`):
+    /// publishes fail with [`RoomError::Unavailable`].
+    broker_down: std::sync::atomic::AtomicBool,
+    /// Set once the node's hub said it has a broker to other nodes (a `BrokerState`): a
+    /// `join_since` this process cannot answer then waits for the channel's history.
+    remote_nodes: std::sync::atomic::AtomicBool,
+    /// The channels the node's hub follows, for `join_since` (see `warm`).
+    warming: warm::Warming,
     /// With a broker: this process's joins, and its `send_to`s routed through the relay,
     /// that the relay has not sent back yet. While any is on its way, a `send_to` a
     /// connection of this process goes through the relay too, behind them: so a message a
@@ -171,6 +185,9 @@ impl Rooms {
             limits,
             sweeping: OnceLock::new(),
             broker: OnceLock::new(),
+            broker_down: std::sync::atomic::AtomicBool::new(false),
+            remote_nodes: std::sync::atomic::AtomicBool::new(false),
+            warming: warm::Warming::default(),
             direct_in_flight: AtomicU32::new(0),
         }
     }
@@ -194,15 +211,16 @@ impl Rooms {
         Member::new(id, mailbox, Arc::clone(self))
     }
 
-    /// Adds `id` to `channel` (or replaces its presence record).
-    fn subscribe(&self, channel: &ChannelKey, id: ConnId, presence: Bytes, mailbox: &Arc<Mailbox>) {
+    /// Adds `id` to `channel` (or replaces its presence record and will).
+    fn subscribe(&self, channel: &ChannelKey, id: ConnId, record: Record, mailbox: &Arc<Mailbox>) {
         let mut channels = self.channels_mut();
         let entry = channels.entry(channel.clone()).or_default();
-        add_member(entry, id, presence.clone(), Some(mailbox));
+        add_member(entry, id, record.clone(), Some(mailbox));
         self.count_in_flight(entry);
         self.count_join_in_flight();
         drop(channels);
-        self.tell(|| Relay::Join { channel: channel.clone(), id, presence });
+        let Record { presence, will } = record;
+        self.tell(|| Relay::Join { channel: channel.clone(), id, presence, will });
     }
 
     /// With a broker, counts one of this process's items (a join, an ordered or logged
@@ -245,13 +263,13 @@ impl Rooms {
         &self,
         channel: &ChannelKey,
         id: ConnId,
-        presence: Bytes,
+        record: Record,
         mailbox: &Arc<Mailbox>,
         since: &str,
     ) -> bool {
         let mut channels = self.channels_mut();
         let entry = channels.entry(channel.clone()).or_default();
-        add_member(entry, id, presence.clone(), Some(mailbox));
+        add_member(entry, id, record.clone(), Some(mailbox));
         self.count_in_flight(entry);
         self.count_join_in_flight();
         let found = entry.history.since(since).map(|missed| {
@@ -262,7 +280,8 @@ impl Rooms {
             tally.record();
         });
         drop(channels);
-        self.tell(|| Relay::Join { channel: channel.clone(), id, presence });
+        let Record { presence, will } = record;
+        self.tell(|| Relay::Join { channel: channel.clone(), id, presence, will });
         found.is_some()
     }
 
@@ -271,22 +290,38 @@ impl Rooms {
         let mut channels = self.channels_mut();
         remove_member(&mut channels, channel, id);
         drop(channels);
-        self.tell(|| Relay::Leave { channel: channel.clone(), id });
+        self.tell(|| Relay::Leave { channel: channel.clone(), id, farewell: false });
     }
 
-    /// The connection `id` is gone: out of `joined` and of the id table.
+    /// The connection `id` is gone without leaving `joined`: out of them (their other
+    /// members here get its will, if it left one) and of the id table.
     fn forget(&self, id: ConnId, joined: &[ChannelKey]) {
         if !joined.is_empty() {
+            let mut wills = Vec::new();
             let mut channels = self.channels_mut();
             for channel in joined {
-                remove_member(&mut channels, channel, id);
+                if let Some(will) = remove_member(&mut channels, channel, id).and_then(|gone| gone.will) {
+                    wills.push((channel, will));
+                }
             }
             drop(channels);
+            for (channel, will) in wills {
+                self.deliver_here(channel, will.kind, &will.data);
+            }
             for channel in joined {
-                self.tell(|| Relay::Leave { channel: channel.clone(), id });
+                self.tell(|| Relay::Leave { channel: channel.clone(), id, farewell: true });
             }
         }
         self.conns_mut().remove(&id);
+    }
+
+    /// [`presence`](Self::presence) as a handler asks it: with a broker to other nodes, a
+    /// channel this node does not follow is followed first (the call waits for its members,
+    /// at most [`warm::WARM_WAIT`]; the node keeps following it a few seconds), so the other
+    /// nodes' members are listed too.
+    pub(crate) fn presence_everywhere(&self, channel: &ChannelKey) -> Vec<(ConnId, Bytes)> {
+        self.warm(channel, None);
+        self.presence(channel)
     }
 
     /// The members of `channel` (id and presence record), in the order they joined.
@@ -313,6 +348,7 @@ impl Rooms {
         data: &[u8],
     ) -> Result<usize, RoomError> {
         let frame = server_message_frame(kind, data).map_err(|_| RoomError::NotUtf8)?;
+        self.check_broker()?;
         let mut tally = Tally::default();
         let mut remote = 0;
         if let Some(entry) = self.channels().get(channel) {
@@ -340,6 +376,7 @@ impl Rooms {
         limits: HistoryLimits,
     ) -> Result<usize, RoomError> {
         let frame = server_message_frame(kind, data).map_err(|_| RoomError::NotUtf8)?;
+        self.check_broker()?;
         self.sweeping.get_or_init(|| start_sweep(Arc::downgrade(self)));
         if let Some(broker) = self.broker.get() {
             // The master orders logged messages: every process (this one too) appends and
@@ -364,6 +401,14 @@ impl Rooms {
             return Ok(members);
         }
         Ok(self.append_and_deliver(channel, Entry::new(id, frame, data.len()), limits))
+    }
+
+    /// `Err(Unavailable)` while the broker to the other nodes is down.
+    fn check_broker(&self) -> Result<(), RoomError> {
+        match self.broker_down.load(Ordering::Acquire) {
+            true => Err(RoomError::Unavailable),
+            false => Ok(()),
+        }
     }
 
     /// Appends `entry` to `channel`'s history and queues it for the local members; how many.
@@ -436,12 +481,22 @@ fn push_to(mailbox: &Mailbox, kind: DataKind, data: &[u8]) -> Result<(), RoomErr
     }
 }
 
+/// What a member joins with: its presence record and its will.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Record {
+    /// The presence record (listed by `presence`).
+    pub(crate) presence: Bytes,
+    /// What the others get if it goes without leaving.
+    pub(crate) will: Option<Will>,
+}
+
 /// Adds `id` to `channel`'s members (`None`: a member of another process), or replaces its
-/// presence record.
-fn add_member(channel: &mut Channel, id: ConnId, presence: Bytes, mailbox: Option<&Arc<Mailbox>>) {
+/// presence record and will.
+fn add_member(channel: &mut Channel, id: ConnId, record: Record, mailbox: Option<&Arc<Mailbox>>) {
+    let Record { presence, will } = record;
     match channel.members.iter_mut().find(|s| s.id == id) {
-        Some(member) => member.presence = presence,
-        None => channel.members.push(Subscriber { id, presence, mailbox: mailbox.cloned() }),
+        Some(member) => (member.presence, member.will) = (presence, will),
+        None => channel.members.push(Subscriber { id, presence, will, mailbox: mailbox.cloned() }),
     }
 }
 
@@ -460,14 +515,14 @@ fn deliver(members: &[Subscriber], frame: &Bytes, payload_len: usize, tally: &mu
 
 /// Takes `id` out of `channel` in `channels`; a channel left with neither members nor
 /// history is removed (its history stays until it expires, for members that come back).
-fn remove_member(channels: &mut Channels, channel: &ChannelKey, id: ConnId) {
-    let Some(entry) = channels.get_mut(channel) else { return };
-    if let Some(at) = entry.members.iter().position(|s| s.id == id) {
-        entry.members.remove(at);
-    }
+/// The member removed, if it was one.
+fn remove_member(channels: &mut Channels, channel: &ChannelKey, id: ConnId) -> Option<Subscriber> {
+    let entry = channels.get_mut(channel)?;
+    let removed = entry.members.iter().position(|s| s.id == id).map(|at| entry.members.remove(at));
     if entry.is_unused() {
         channels.remove(channel);
     }
+    removed
 }
 
 /// Starts the thread that sweeps `rooms` every [`SWEEP_EVERY`] while they exist.

@@ -6,13 +6,17 @@
 //! | sub-kind | message | fields after the sub-kind byte |
 //! |---|---|---|
 //! | 1 | `Hello` | node: u64 |
-//! | 2 | `Join` | channel, conn id, presence: u32 length + bytes |
-//! | 3 | `Leave` | channel, conn id |
+//! | 2 | `Join` | channel, conn id, presence: u32 length + bytes, will: u8 0 (none) or a data kind, then its data |
+//! | 3 | `Leave` | channel, conn id, farewell: u8 (1: the member went without leaving, its will is published) |
 //! | 4 | `Publish` | channel, data kind: u8 (1 text, 2 binary), data: u32 length + bytes |
 //! | 5 | `Logged` | channel, origin node: u64, message id: u8 length + bytes, max messages: u32, max age ms: u64, age ms: u64, data kind, data |
 //! | 6 | `SendTo` | conn id, origin node: u64, data kind, data |
 //! | 7 | `SnapshotEnd` | (none) |
 //! | 8 | `Ordered` | channel, origin node: u64, data kind, data |
+//! | 9 | `Forget` | channel |
+//! | 10 | `BrokerState` | up: u8 (0 or 1) |
+//! | 11 | `Warm` | channel |
+//! | 12 | `Followed` | channel |
 //!
 //! A channel is its scope (0: a route's, then the route as u16 length + bytes; 1: shared)
 //! and its name (u16 length + bytes); a conn id is node and counter, u64 each. Integers are
@@ -26,6 +30,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::channel::{ChannelKey, Scope};
 use super::history::{HistoryLimits, MessageId};
 use super::id::ConnId;
+use super::will::Will;
 use crate::ws::transport::DataKind;
 
 /// One message between the rooms of two processes; see the module docs.
@@ -36,7 +41,7 @@ pub(crate) enum Relay {
         /// The node id.
         node: u64,
     },
-    /// `id` joined `channel` with `presence` (or replaced its record).
+    /// `id` joined `channel` with `presence` (or replaced its record) and its `will`.
     Join {
         /// The channel.
         channel: ChannelKey,
@@ -44,6 +49,8 @@ pub(crate) enum Relay {
         id: ConnId,
         /// Its presence record.
         presence: Bytes,
+        /// What the channel's other members get if it goes without leaving.
+        will: Option<Will>,
     },
     /// `id` left `channel` (or its connection ended).
     Leave {
@@ -51,6 +58,9 @@ pub(crate) enum Relay {
         channel: ChannelKey,
         /// The member.
         id: ConnId,
+        /// It went without leaving (its connection ended, its process or node died): every
+        /// process delivers its will to its own members of the channel.
+        farewell: bool,
     },
     /// A plain publish to `channel`'s members.
     Publish {
@@ -95,6 +105,29 @@ pub(crate) enum Relay {
     /// The end of the snapshot a relay sends a process that just started (the members and
     /// history before it are the others' state).
     SnapshotEnd,
+    /// `channel`'s history may have a gap (the broker to the other nodes was down): every
+    /// process drops it, so `join_since` answers `false` rather than replay across the gap.
+    Forget {
+        /// The channel.
+        channel: ChannelKey,
+    },
+    /// Whether the broker to the other nodes is up; while it is down, publishes fail with
+    /// [`RoomError::Unavailable`](super::RoomError::Unavailable).
+    BrokerState {
+        /// Up.
+        up: bool,
+    },
+    /// A `join_since` that this process's history cannot answer: the node's hub is to
+    /// follow `channel` and bring its history from the other nodes.
+    Warm {
+        /// The channel.
+        channel: ChannelKey,
+    },
+    /// The node follows `channel`, and its history from the other nodes has been sent.
+    Followed {
+        /// The channel.
+        channel: ChannelKey,
+    },
     /// A message to the connection `id` alone.
     SendTo {
         /// The recipient.
@@ -127,16 +160,18 @@ impl Relay {
                 out.put_u8(1);
                 out.put_u64(*node);
             }
-            Relay::Join { channel, id, presence } => {
+            Relay::Join { channel, id, presence, will } => {
                 out.put_u8(2);
                 put_channel(&mut out, channel);
                 put_id(&mut out, *id);
                 put_data(&mut out, presence);
+                put_will(&mut out, will.as_ref());
             }
-            Relay::Leave { channel, id } => {
+            Relay::Leave { channel, id, farewell } => {
                 out.put_u8(3);
                 put_channel(&mut out, channel);
                 put_id(&mut out, *id);
+                out.put_u8(u8::from(*farewell));
             }
             Relay::Publish { channel, kind, data } => {
                 out.put_u8(4);
@@ -155,6 +190,22 @@ impl Relay {
                 put_kind_data(&mut out, *kind, data);
             }
             Relay::SnapshotEnd => out.put_u8(7),
+            Relay::Forget { channel } => {
+                out.put_u8(9);
+                put_channel(&mut out, channel);
+            }
+            Relay::BrokerState { up } => {
+                out.put_u8(10);
+                out.put_u8(u8::from(*up));
+            }
+            Relay::Warm { channel } => {
+                out.put_u8(11);
+                put_channel(&mut out, channel);
+            }
+            Relay::Followed { channel } => {
+                out.put_u8(12);
+                put_channel(&mut out, channel);
+            }
             Relay::Ordered { channel, origin, kind, data } => {
                 out.put_u8(8);
                 put_channel(&mut out, channel);
@@ -176,8 +227,13 @@ impl Relay {
         let b = &mut bytes;
         let relay = match get_u8(b)? {
             1 => Relay::Hello { node: get_u64(b)? },
-            2 => Relay::Join { channel: get_channel(b)?, id: get_id(b)?, presence: get_data(b)? },
-            3 => Relay::Leave { channel: get_channel(b)?, id: get_id(b)? },
+            2 => Relay::Join {
+                channel: get_channel(b)?,
+                id: get_id(b)?,
+                presence: get_data(b)?,
+                will: get_will(b)?,
+            },
+            3 => Relay::Leave { channel: get_channel(b)?, id: get_id(b)?, farewell: get_u8(b)? == 1 },
             4 => Relay::Publish { channel: get_channel(b)?, kind: get_kind(b)?, data: get_data(b)? },
             5 => {
                 let channel = get_channel(b)?;
@@ -196,6 +252,10 @@ impl Relay {
                 Relay::SendTo { id: get_id(b)?, origin: get_u64(b)?, kind: get_kind(b)?, data: get_data(b)? }
             }
             7 => Relay::SnapshotEnd,
+            9 => Relay::Forget { channel: get_channel(b)? },
+            10 => Relay::BrokerState { up: get_u8(b)? == 1 },
+            11 => Relay::Warm { channel: get_channel(b)? },
+            12 => Relay::Followed { channel: get_channel(b)? },
             8 => Relay::Ordered {
                 channel: get_channel(b)?,
                 origin: get_u64(b)?,
@@ -235,6 +295,23 @@ fn put_id(out: &mut BytesMut, id: ConnId) {
 fn put_data(out: &mut BytesMut, data: &[u8]) {
     out.put_u32(u32::try_from(data.len()).unwrap_or(u32::MAX));
     out.put_slice(data);
+}
+
+/// A will: 0 for none, else its kind and data.
+pub(crate) fn put_will(out: &mut BytesMut, will: Option<&Will>) {
+    match will {
+        None => out.put_u8(0),
+        Some(will) => put_kind_data(out, will.kind, &will.data),
+    }
+}
+
+/// The will [`put_will`] wrote.
+pub(crate) fn get_will(b: &mut Bytes) -> Result<Option<Will>, BadRelay> {
+    if b.first() == Some(&0) {
+        b.advance(1);
+        return Ok(None);
+    }
+    Ok(Some(Will { kind: get_kind(b)?, data: get_data(b)? }))
 }
 
 fn put_kind_data(out: &mut BytesMut, kind: DataKind, data: &[u8]) {

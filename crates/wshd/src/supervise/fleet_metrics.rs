@@ -114,6 +114,7 @@ impl Default for FleetMetrics {
             "send_to messages the master dropped: no worker has the recipient's node id",
             m.relay_undeliverable.clone(),
         );
+        registry.register_collector(Box::new(crate::metrics::broker::BrokerCollector));
         FleetMetrics { registry, ..m }
     }
 }

@@ -123,6 +123,9 @@ fn start_pool(
     };
     let workers = config.workers;
     let rooms = super::room_hub::RoomHub::start(Arc::clone(&metrics));
+    if let Some(broker) = &config.broker {
+        rooms.link_broker(broker).map_err(|e| format!("rooms broker: {e}"))?;
+    }
     let fleet = Fleet { board, board_fd, admin: fleet_admin, metrics, rooms };
     Ok(Pool::new(&workers, template, fleet, sink, config.log_format))
 }
@@ -140,6 +143,7 @@ fn fleet_view(board: &'static Layout, metrics: Arc<FleetMetrics>, unhealthy_afte
         if DRAINING.load(Ordering::Acquire) {
             return Err("draining: shutting down".to_owned());
         }
+        crate::metrics::broker::BROKER.readiness()?;
         let states: Vec<u32> = board.cells.iter().map(|c| c.state.load(Ordering::Acquire)).collect();
         if states.contains(&(CellState::Serving as u32)) {
             Ok(())

@@ -21,6 +21,7 @@
 //! | `death` | an exit status in words |
 //! | `relay` | worker log lines through the master |
 //! | `room_hub` | the master's rooms relay: who holds which member, publishes forwarded once per worker, the ordered history, snapshots for new workers |
+//! | `single_hub` | the same hub in the single process of `workers = 0`, when a broker links it to other nodes |
 //! | `room_link` | a worker's rooms linked to the master's relay (the rooms' broker) |
 //! | `master` | the master's loop: signals, supervision, shutdown |
 //! | `worker` | a worker's start: adopt fds, heartbeat, serve |
@@ -47,6 +48,7 @@ pub(crate) mod retire;
 pub(crate) mod room_hub;
 pub(crate) mod room_link;
 pub(crate) mod serve;
+pub(crate) mod single_hub;
 pub(crate) mod spawn;
 pub mod stopper;
 pub(crate) mod stuck;

@@ -113,7 +113,16 @@ pub(crate) fn single(config: Config, source: ConfigSource) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    block_on(runtime, serve(config, source, None, stopper, Hooks::default()))
+    let serving = async move {
+        if let Some(broker) = &config.broker
+            && let Err(e) = super::single_hub::start(broker)
+        {
+            tracing::error!("rooms broker: {e}");
+            return ExitCode::FAILURE;
+        }
+        serve(config, source, None, stopper, Hooks::default()).await
+    };
+    block_on(runtime, serving)
 }
 
 /// Builds the runtime of a serving process: `threads` worker threads, everything enabled.

@@ -2,7 +2,10 @@
 //! example). `?role=sub` joins the channel `bench` and reads (and ignores) what it is sent;
 //! `?role=pub` publishes every message it receives to `bench` with the host's rooms
 //! (`publish_text` / `publish_binary`, matching the message's type: the frame is built once
-//! and queued to every member). The publisher gets nothing back.
+//! and queued to every member). The publisher gets nothing back. `?role=pub&logged=1`
+//! publishes with an id instead (`publish_text_with_id` / `publish_binary_with_id`, ids
+//! 1, 2, 3…): each message goes to the channel's history too (with a broker: a Redis
+//! stream, appended and published by one script), as `join_since` needs.
 
 use wshd_sdk::{Config, Connection, Error, Handler};
 
@@ -12,9 +15,9 @@ const CHANNEL: &str = "bench";
 /// The fan-out handler. It keeps no state: the host owns the channel.
 pub struct Fanout;
 
-/// The value of `role=` in the query string, if any.
-fn role(query: Option<&str>) -> Option<&str> {
-    query?.split('&').find_map(|pair| pair.strip_prefix("role="))
+/// The value of `key=` in the query string, if any.
+fn param<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
+    query?.split('&').find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
 }
 
 impl Handler for Fanout {
@@ -23,7 +26,8 @@ impl Handler for Fanout {
     }
 
     async fn transfer_data(&self, mut conn: Connection) {
-        let role = role(conn.info().query()).map(str::to_owned);
+        let role = param(conn.info().query(), "role").map(str::to_owned);
+        let logged = param(conn.info().query(), "logged") == Some("1");
         match role.as_deref() {
             Some("sub") => {
                 if conn.join(CHANNEL, b"").is_err() {
@@ -34,10 +38,16 @@ impl Handler for Fanout {
             }
             Some("pub") => {
                 let rooms = conn.rooms();
+                let mut id = 0u64;
                 while let Some(message) = conn.recv().await {
-                    let published = match message.as_text() {
-                        Some(text) => rooms.publish_text(CHANNEL, text),
-                        None => rooms.publish_binary(CHANNEL, message.as_bytes()),
+                    id += 1;
+                    let published = match (message.as_text(), logged) {
+                        (Some(text), false) => rooms.publish_text(CHANNEL, text),
+                        (None, false) => rooms.publish_binary(CHANNEL, message.as_bytes()),
+                        (Some(text), true) => rooms.publish_text_with_id(CHANNEL, &id.to_string(), text),
+                        (None, true) => {
+                            rooms.publish_binary_with_id(CHANNEL, &id.to_string(), message.as_bytes())
+                        }
                     };
                     if published.is_err() {
                         return;

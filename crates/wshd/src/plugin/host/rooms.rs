@@ -10,8 +10,11 @@ use wshd_sdk::abi::*;
 
 use super::connection::data_kind;
 use super::{bytes_of, host_fn};
-use crate::rooms::{self, ChannelKey, ConnId, MessageId, RoomError};
+use bytes::Bytes;
+
+use crate::rooms::{self, ChannelKey, ConnId, MessageId, RoomError, Will};
 use crate::ws::session::ConnShared;
+use crate::ws::transport::DataKind;
 
 /// The table every plugin's [`HostVTable`] points to.
 pub(crate) static ROOMS_VTABLE: RoomsVTable = RoomsVTable {
@@ -24,6 +27,7 @@ pub(crate) static ROOMS_VTABLE: RoomsVTable = RoomsVTable {
     presence: rooms_presence,
     publish_logged: rooms_publish_logged,
     join_since: rooms_join_since,
+    join_with_will: rooms_join_with_will,
 };
 
 /// # Safety
@@ -43,6 +47,7 @@ fn room_code(r: Result<(), RoomError>) -> u32 {
         Err(RoomError::NotUtf8) => ROOM_NOT_UTF8,
         Err(RoomError::Gone) => ROOM_GONE,
         Err(RoomError::BadId) => ROOM_BAD_ID,
+        Err(RoomError::Unavailable) => ROOM_UNAVAILABLE,
     }
 }
 
@@ -144,7 +149,7 @@ host_fn! {
             Ok(key) => key,
             Err(e) => return room_code(Err(e)),
         };
-        for (id, presence) in rooms::global().presence(&key) {
+        for (id, presence) in rooms::global().presence_everywhere(&key) {
             let id = RConnId { node: id.node, seq: id.seq };
             // SAFETY: the plugin's callback with its own `out`; the record outlives the call.
             unsafe { push(out, id, RStr::from_bytes(&presence)) };
@@ -183,15 +188,60 @@ host_fn! {
         let since = std::str::from_utf8(since).unwrap_or("");
         let joined = channel_of(shared, name)
             .and_then(|key| rooms::member_of(shared)?.join_since(&key, presence, since));
-        match joined {
-            Ok(was_found) => {
-                if !found.is_null() {
-                    // SAFETY: a valid place provided by the caller for this call.
-                    unsafe { found.write(u8::from(was_found)) };
-                }
-                ROOM_OK
-            }
-            Err(e) => room_code(Err(e)),
-        }
+        // SAFETY: `found` is null or a valid place provided by the caller for this call.
+        unsafe { found_code(joined, found) }
     } else ROOM_GONE
+}
+
+host_fn! {
+    fn rooms_join_with_will(
+        ctx: *const c_void,
+        channel: RStr,
+        presence: RStr,
+        since: RStr,
+        will_kind: u8,
+        will: RStr,
+        found: *mut u8,
+    ) -> u32 {
+        let will_kind = match will_kind {
+            0 => None,
+            kind => match data_kind(kind) {
+                Some(kind) => Some(kind),
+                None => return ROOM_INVALID,
+            },
+        };
+        // SAFETY: a live connection reference; the strings are valid for the call (copied).
+        let (shared, name, presence, since, will) =
+            unsafe { (conn(ctx), bytes_of(channel), bytes_of(presence), bytes_of(since), bytes_of(will)) };
+        let will = will_kind.map(|kind| Will { kind, data: Bytes::copy_from_slice(will) });
+        if let Some(Will { kind: DataKind::Text, data }) = &will
+            && std::str::from_utf8(data).is_err()
+        {
+            return ROOM_NOT_UTF8;
+        }
+        // An id that is not UTF-8 was never logged: nothing to replay.
+        let since = std::str::from_utf8(since).unwrap_or("\u{0}");
+        let since = Some(since).filter(|s| !s.is_empty());
+        let joined =
+            channel_of(shared, name).and_then(|key| rooms::member_of(shared)?.enter(&key, presence, will, since));
+        // SAFETY: `found` is null or a valid place provided by the caller for this call.
+        unsafe { found_code(joined, found) }
+    } else ROOM_GONE
+}
+
+/// The `ROOM_*` code of a join that may replay, writing whether `since` was found.
+///
+/// # Safety
+/// `found` is null or valid for a write.
+unsafe fn found_code(joined: Result<bool, RoomError>, found: *mut u8) -> u32 {
+    match joined {
+        Ok(was_found) => {
+            if !found.is_null() {
+                // SAFETY: forwarded contract.
+                unsafe { found.write(u8::from(was_found)) };
+            }
+            ROOM_OK
+        }
+        Err(e) => room_code(Err(e)),
+    }
 }

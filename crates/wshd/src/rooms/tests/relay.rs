@@ -47,7 +47,12 @@ fn joins_leaves_and_publishes_go_out_and_a_replica_comes_in() {
     assert!(matches!(&join, Relay::Join { id, .. } if *id == a.id()), "{join:?}");
     rooms.apply(join); // the relay sends it back: known everywhere
     let far = remote_id(7);
-    rooms.apply(Relay::Join { channel: lobby.clone(), id: far, presence: Bytes::from_static(b"far") });
+    rooms.apply(Relay::Join {
+        channel: lobby.clone(),
+        id: far,
+        presence: Bytes::from_static(b"far"),
+        will: None,
+    });
     assert_eq!(
         rooms.presence(&lobby),
         vec![(a.id(), Bytes::from_static(b"a")), (far, Bytes::from_static(b"far"))]
@@ -63,8 +68,48 @@ fn joins_leaves_and_publishes_go_out_and_a_replica_comes_in() {
     let sent = out.take();
     assert!(matches!(&sent[0], Relay::Publish { data, .. } if &data[..] == b"hi"), "{sent:?}");
     assert!(matches!(&sent[1], Relay::Leave { id, .. } if *id == a.id()), "{sent:?}");
-    rooms.apply(Relay::Leave { channel: lobby.clone(), id: far });
+    rooms.apply(Relay::Leave { channel: lobby.clone(), id: far, farewell: true });
     assert_eq!(rooms.channel_count(), 0);
+}
+
+/// A will of text `text`.
+fn will(text: &'static str) -> Option<Will> {
+    Some(Will { kind: DataKind::Text, data: Bytes::from_static(text.as_bytes()) })
+}
+
+#[test]
+fn a_member_gone_without_leaving_leaves_its_will_to_the_others_here_once() {
+    let (rooms, out) = linked();
+    let lobby = key("/chat", "lobby");
+    let (a, inbox) = member(&rooms);
+    assert_eq!(a.join(&lobby, b"a"), Ok(()));
+    for (seq, farewell) in [(7, false), (8, true)] {
+        let id = remote_id(seq);
+        rooms.apply(Relay::Join {
+            channel: lobby.clone(),
+            id,
+            presence: Bytes::new(),
+            will: will("far went"),
+        });
+        rooms.apply(Relay::Leave { channel: lobby.clone(), id, farewell });
+    }
+    assert_eq!(payloads(&inbox.drain()), vec![b"far went".to_vec()], "only the member that went");
+    // A member here that ends while still a member: the others here get its will, and the
+    // relay is told it went (the other processes say it to theirs).
+    let (b, _b_inbox) = member(&rooms);
+    assert_eq!(b.enter(&lobby, b"b", will("b went"), None), Ok(false));
+    out.take();
+    drop(b);
+    assert_eq!(payloads(&inbox.drain()), vec![b"b went".to_vec()]);
+    assert!(matches!(&out.take()[..], [Relay::Leave { farewell: true, .. }]));
+    // One that leaves says nothing (its handler announces what it wants).
+    let (c, _c_inbox) = member(&rooms);
+    assert_eq!(c.enter(&lobby, b"c", will("c went"), None), Ok(false));
+    out.take();
+    assert!(c.leave(&lobby));
+    drop(c);
+    assert!(inbox.drain().is_empty());
+    assert!(matches!(&out.take()[..], [Relay::Leave { farewell: false, .. }]));
 }
 
 #[test]
@@ -164,10 +209,22 @@ fn relay_messages_encode_and_decode() {
     let limits = HistoryLimits { max_messages: 5, max_age: Duration::from_millis(300_000) };
     let messages = [
         Relay::Hello { node: 42 },
-        Relay::Join { channel: key("/chat", "lobby"), id: remote_id(1), presence: Bytes::from_static(b"p") },
+        Relay::Join {
+            channel: key("/chat", "lobby"),
+            id: remote_id(1),
+            presence: Bytes::from_static(b"p"),
+            will: None,
+        },
+        Relay::Join {
+            channel: key("/chat", "lobby"),
+            id: remote_id(1),
+            presence: Bytes::new(),
+            will: Some(Will { kind: DataKind::Binary, data: Bytes::from_static(b"\x00w") }),
+        },
         Relay::Leave {
             channel: ChannelKey::new(Scope::Shared, "x").unwrap_or_else(|e| panic!("{e}")),
             id: remote_id(2),
+            farewell: true,
         },
         Relay::Publish {
             channel: key("/c", "n"),
