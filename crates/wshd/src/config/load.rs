@@ -11,8 +11,7 @@ use toml::Spanned;
 
 use super::schema::{
     AuthSection, BrokerSection, CgiSection, FileConfig, Http2Section, ProxySection, RoomsSection,
-    RouteSection, ServerSection, TlsSection, WatchdogSection, WebSocketSection, WorkersSection,
-    WorkersValue,
+    RouteSection, ServerSection, TlsSection, WatchdogSection, WebSocketSection, WorkersSection, WorkersValue,
 };
 use super::{
     AuthSettings, BrokerSettings, BrokerTls, Builtin, CgiSettings, Config, Credential, DeflateSettings,
