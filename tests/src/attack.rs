@@ -49,12 +49,13 @@ impl ServerProcess {
     }
 }
 
-/// A control connection that round-trips a small text message every `every` in a task of
-/// its own, recording each round trip's time, until [`ControlProbe::finish`].
+/// A control connection that round-trips a small text message every `every` on a thread
+/// of its own (its own runtime: an attack running on the test's runtime cannot starve it),
+/// recording each round trip's time, until [`ControlProbe::finish`].
 #[derive(Debug)]
 pub struct ControlProbe {
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<Duration>>,
+    thread: std::thread::JoinHandle<Vec<Duration>>,
 }
 
 /// What a [`ControlProbe`] saw.
@@ -77,17 +78,35 @@ impl std::fmt::Display for ProbeReport {
 impl ControlProbe {
     /// Connects to `url` (an echo route) and starts probing.
     pub async fn start(url: &str, every: Duration) -> ControlProbe {
-        let mut client = connect(url).await;
-        assert_eq!(round_trip(&mut client, Message::text("warm")).await, Message::text("warm"));
         let stop = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(probe(client, every, Arc::clone(&stop)));
-        ControlProbe { stop, task }
+        let (ready, connected) = tokio::sync::oneshot::channel();
+        let (target, flag) = (url.to_owned(), Arc::clone(&stop));
+        let thread = std::thread::Builder::new()
+            .name("control-probe".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the control probe");
+                runtime.block_on(async move {
+                    let mut client = connect(&target).await;
+                    assert_eq!(round_trip(&mut client, Message::text("warm")).await, Message::text("warm"));
+                    let _ = ready.send(());
+                    probe(client, every, flag).await
+                })
+            })
+            .expect("a thread for the control probe");
+        let started = tokio::time::timeout(crate::WAIT, connected).await;
+        assert!(matches!(started, Ok(Ok(()))), "the control probe did not connect to {url:?}");
+        ControlProbe { stop, thread }
     }
 
     /// Stops probing and reports; panics if the control connection failed.
     pub async fn finish(self) -> ProbeReport {
         self.stop.store(true, Ordering::Relaxed);
-        let mut times = self.task.await.unwrap_or_else(|e| panic!("control probe: {e}"));
+        let thread = self.thread;
+        let joined = tokio::task::spawn_blocking(move || thread.join()).await.expect("join the probe thread");
+        let mut times = joined.unwrap_or_else(|_| panic!("the control probe failed (see its panic above)"));
         assert!(!times.is_empty(), "the control connection completed no round trip");
         times.sort();
         ProbeReport { count: times.len(), p50: times[times.len() / 2], max: times[times.len() - 1] }
