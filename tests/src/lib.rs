@@ -5,6 +5,7 @@
 mod attack;
 pub mod h2frames;
 pub mod h2ws;
+pub mod nginx;
 
 pub use attack::{ControlProbe, ProbeReport, process_rss};
 
