@@ -26,23 +26,23 @@ fn start() -> ServerProcess {
 }
 
 /// A client of the fixture: command replies (`ok …`/`err …`) apart from room messages.
-struct Peer {
-    client: Client,
+pub(crate) struct Peer {
+    pub(crate) client: Client,
     room: VecDeque<String>,
 }
 
 impl Peer {
-    async fn connect(server: &ServerProcess) -> Peer {
+    pub(crate) async fn connect(server: &ServerProcess) -> Peer {
         Peer::connect_to(server, "/rooms").await
     }
 
     /// A client of the route `path`.
-    async fn connect_to(server: &ServerProcess, path: &str) -> Peer {
+    pub(crate) async fn connect_to(server: &ServerProcess, path: &str) -> Peer {
         Peer { client: connect(&server.ws_url(path)).await, room: VecDeque::new() }
     }
 
     /// The next text message.
-    async fn next_text(&mut self) -> String {
+    pub(crate) async fn next_text(&mut self) -> String {
         match next_message(&mut self.client).await {
             Some(Ok(Message::Text(text))) => text.to_string(),
             other => panic!("expected a text message, got {other:?}"),
@@ -50,7 +50,7 @@ impl Peer {
     }
 
     /// Sends a command and returns its reply; room messages read meanwhile are kept.
-    async fn ask(&mut self, command: &str) -> String {
+    pub(crate) async fn ask(&mut self, command: &str) -> String {
         self.client.send(Message::text(command)).await.unwrap_or_else(|e| panic!("send: {e}"));
         loop {
             let text = self.next_text().await;
@@ -62,13 +62,29 @@ impl Peer {
     }
 
     /// The next room message.
-    async fn room_message(&mut self) -> String {
+    pub(crate) async fn room_message(&mut self) -> String {
         if let Some(text) = self.room.pop_front() {
             return text;
         }
         let text = self.next_text().await;
         assert!(!text.starts_with("ok ") && !text.starts_with("err "), "a reply, not a room message: {text}");
         text
+    }
+
+    /// Asks `who channel` until it lists exactly `want` (sorted); how long it took.
+    pub(crate) async fn wait_names(&mut self, channel: &str, want: &[&str]) -> Duration {
+        let started = Instant::now();
+        loop {
+            let answer = self.ask(&format!("who {channel}")).await;
+            let mut got: Vec<&str> =
+                answer.trim_start_matches("ok ").split(',').filter(|n| !n.is_empty()).collect();
+            got.sort_unstable();
+            if got == want {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < WAIT, "presence of {channel} stayed {got:?}, expected {want:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 

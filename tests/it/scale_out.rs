@@ -11,7 +11,7 @@
 //! and answers `false` once Redis lost the history; one publish to 600 members on three
 //! nodes is one Redis command.
 
-use std::collections::VecDeque;
+use crate::rooms::Peer;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -116,61 +116,6 @@ fn node(redis: &Redis, server_keys: &str) -> ServerProcess {
     )
 }
 
-/// A client of the fixture: command replies (`ok …`/`err …`) apart from room messages.
-struct Peer {
-    client: Client,
-    room: VecDeque<String>,
-}
-
-impl Peer {
-    async fn connect(server: &ServerProcess) -> Peer {
-        Peer { client: connect(&server.ws_url("/rooms")).await, room: VecDeque::new() }
-    }
-
-    async fn next_text(&mut self) -> String {
-        match next_message(&mut self.client).await {
-            Some(Ok(Message::Text(text))) => text.to_string(),
-            other => panic!("expected a text message, got {other:?}"),
-        }
-    }
-
-    /// Sends a command and returns its reply; room messages read meanwhile are kept.
-    async fn ask(&mut self, command: &str) -> String {
-        self.client.send(Message::text(command)).await.expect("send a command");
-        loop {
-            let text = self.next_text().await;
-            if text.starts_with("ok ") || text.starts_with("err ") {
-                return text;
-            }
-            self.room.push_back(text);
-        }
-    }
-
-    /// The next room message.
-    async fn room_message(&mut self) -> String {
-        if let Some(text) = self.room.pop_front() {
-            return text;
-        }
-        self.next_text().await
-    }
-
-    /// Asks `who channel` until it lists exactly `want` (sorted); how long it took.
-    async fn wait_names(&mut self, channel: &str, want: &[&str]) -> Duration {
-        let started = Instant::now();
-        loop {
-            let answer = self.ask(&format!("who {channel}")).await;
-            let mut got: Vec<&str> =
-                answer.trim_start_matches("ok ").split(',').filter(|n| !n.is_empty()).collect();
-            got.sort_unstable();
-            if got == want {
-                return started.elapsed();
-            }
-            assert!(started.elapsed() < WAIT, "presence of {channel} stayed {got:?}, expected {want:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_presence_and_send_to_span_two_nodes() {
     let redis = Redis::start();
@@ -256,10 +201,9 @@ async fn the_will_of_a_member_of_a_killed_node_reaches_each_other_member_once() 
     let (one, two) = (chat_node(&redis, "workers = 2"), chat_node(&redis, "workers = 0"));
     let mut here = Vec::new();
     for nick in ["alice", "carol", "dave"] {
-        here.push((nick, connect(&one.ws_url(&format!("/chat?room=lobby&nick={nick}"))).await));
+        here.push((nick, join_chat(&one.ws_url(&format!("/chat?room=lobby&nick={nick}")), nick).await));
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut bob = connect(&two.ws_url("/chat?room=lobby&nick=bob")).await;
+    let mut bob = join_chat(&two.ws_url("/chat?room=lobby&nick=bob"), "bob").await;
     bob.send(Message::text("hi from node two")).await.expect("send");
     for (nick, client) in &mut here {
         assert_eq!(chat_event(nick, client).await["text"], "hi from node two");
@@ -487,6 +431,24 @@ fn chat_node(redis: &Redis, server_keys: &str) -> ServerProcess {
     )
 }
 
+/// Connects a chat client to `url` (its `nick=` is `nick`) and waits until its own join is
+/// announced to it: it is then a member on its node, which follows the room (no sleep
+/// guessing how long a join takes on a loaded machine).
+async fn join_chat(url: &str, nick: &str) -> Client {
+    let mut client = connect(url).await;
+    loop {
+        let text = match next_message(&mut client).await {
+            Some(Ok(Message::Text(text))) => text.to_string(),
+            other => panic!("{nick}: expected its join, got {other:?}"),
+        };
+        println!("{nick:>6} << {text}");
+        let event: serde_json::Value = serde_json::from_str(&text).expect("chat events are JSON");
+        if event["type"] == "join" && event["nick"] == nick {
+            return client;
+        }
+    }
+}
+
 /// The next chat event of `client` that is a message, a recovery marker or a member's will
 /// (join and leave events, whose `online` lists lag across nodes, are printed and skipped).
 async fn chat_event(who: &str, client: &mut Client) -> serde_json::Value {
@@ -507,10 +469,8 @@ async fn chat_event(who: &str, client: &mut Client) -> serde_json::Value {
 async fn chat_across_nodes_and_recovery_by_since_on_the_other_node() {
     let redis = Redis::start();
     let (one, two) = (chat_node(&redis, ""), chat_node(&redis, "workers = 0"));
-    let mut alice = connect(&one.ws_url("/chat?room=lobby&nick=alice")).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut bob = connect(&two.ws_url("/chat?room=lobby&nick=bob")).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut alice = join_chat(&one.ws_url("/chat?room=lobby&nick=alice"), "alice").await;
+    let mut bob = join_chat(&two.ws_url("/chat?room=lobby&nick=bob"), "bob").await;
     println!(" alice >> hi bob (node one)");
     alice.send(Message::text("hi bob")).await.expect("send");
     let said = chat_event("bob", &mut bob).await;
@@ -536,10 +496,8 @@ async fn chat_across_nodes_and_recovery_by_since_on_the_other_node() {
 async fn chat_after_redis_restarted_empty_recovery_says_false_and_the_room_works_again() {
     let redis = Redis::start();
     let (one, two) = (chat_node(&redis, ""), chat_node(&redis, "workers = 0"));
-    let mut alice = connect(&one.ws_url("/chat?room=lobby&nick=alice")).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut bob = connect(&two.ws_url("/chat?room=lobby&nick=bob")).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut alice = join_chat(&one.ws_url("/chat?room=lobby&nick=alice"), "alice").await;
+    let mut bob = join_chat(&two.ws_url("/chat?room=lobby&nick=bob"), "bob").await;
     println!(" alice >> before the restart (node one)");
     alice.send(Message::text("before the restart")).await.expect("send");
     let last_seen = chat_event("bob", &mut bob).await["id"].as_str().expect("an id").to_owned();
@@ -557,12 +515,10 @@ async fn chat_after_redis_restarted_empty_recovery_says_false_and_the_room_works
     let mut bob = connect(&one.ws_url(&format!("/chat?room=lobby&nick=bob&since={last_seen}"))).await;
     let recovered = chat_event("bob", &mut bob).await;
     assert_eq!(recovered, serde_json::json!({"type": "recovered", "ok": false}), "Redis lost the history");
-    tokio::time::sleep(Duration::from_millis(200)).await;
     println!(" alice >> after the restart");
     alice.send(Message::text("after the restart")).await.expect("send");
     assert_eq!(chat_event("bob", &mut bob).await["text"], "after the restart", "the room works again");
-    let mut carol = connect(&two.ws_url("/chat?room=lobby&nick=carol")).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut carol = join_chat(&two.ws_url("/chat?room=lobby&nick=carol"), "carol").await;
     println!("   bob >> and across nodes (carol on node two)");
     bob.send(Message::text("and across nodes")).await.expect("send");
     assert_eq!(chat_event("carol", &mut carol).await["text"], "and across nodes");

@@ -174,8 +174,10 @@ async fn a_killed_workers_members_leave_and_its_replacement_starts_from_a_snapsh
     for n in 1..=3 {
         assert_eq!(s.b[0].room_message().await, format!("v1 kept {n}"), "worker B has the history");
     }
-    // b1 joins again, now with a will: the members on worker A get it once B is killed.
+    // b1 joins again, now with a will: the members on worker A get it once B is killed. A
+    // publish of b1 after the join reaches worker A after the join (and its will) did.
     assert_eq!(s.b[1].ask("wjoin lobby b1").await, "ok joined lobby");
+    assert_eq!(s.b[1].ask("pub lobby marker").await, "ok published 4");
     let status = std::process::Command::new("kill")
         .args(["-KILL", s.pids.1.trim_start_matches("ok ")])
         .status()
@@ -188,6 +190,7 @@ async fn a_killed_workers_members_leave_and_its_replacement_starts_from_a_snapsh
         for n in 1..=3 {
             assert_eq!(peer.room_message().await, format!("v1 kept {n}"));
         }
+        assert_eq!(peer.room_message().await, "v1 marker");
         assert_eq!(peer.room_message().await, "v1 will b1", "b1's will, said by the host");
     }
     assert_eq!(s.a[1].ask("pub lobby still here").await, "ok published 2");
