@@ -7,116 +7,33 @@
 //! skip.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::net::TcpSocket;
 use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
+use wshd_tests::nginx::Nginx;
 use wshd_tests::*;
-
-const NGINX: &str = "/usr/sbin/nginx";
 
 /// The address test clients connect from, so that the client (127.0.0.2) and the proxy
 /// (127.0.0.1) can be told apart.
 const CLIENT_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
-/// An nginx process on a loopback port, stopped on drop (also when a test panics).
-struct Nginx {
-    child: Child,
-    port: u16,
-    dir: TempDir,
-}
-
-impl Nginx {
-    /// Starts nginx with `config/nginx/wshd.conf`, edited for the test: wshd at `upstream`,
-    /// listening on a free port, `proxy_read_timeout 2s`, and `X-Forwarded-Proto https` (as
-    /// if nginx terminated TLS).
-    fn start(upstream: SocketAddr) -> Nginx {
-        assert!(
-            Path::new(NGINX).is_file(),
-            "nginx is not installed ({NGINX} is missing): install it with \
-             `apt-get install -y --no-install-recommends nginx` (.ci/run does this in its deps phase)"
-        );
-        let snippet_file = workspace_root().join("config/nginx/wshd.conf");
-        let mut snippet = std::fs::read_to_string(&snippet_file)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", snippet_file.display()));
-        let port = free_port();
-        for (from, to) in [
+/// nginx with `config/nginx/wshd.conf`, edited for the test: wshd at `upstream`,
+/// `proxy_read_timeout 2s`, and `X-Forwarded-Proto https` (as if nginx terminated TLS).
+fn start_nginx(upstream: SocketAddr) -> Nginx {
+    Nginx::start(
+        "wshd.conf",
+        &[
             ("server 127.0.0.1:9998;", format!("server {upstream};")),
-            ("listen 80;", format!("listen 127.0.0.1:{port};")),
             ("proxy_read_timeout 1h;", "proxy_read_timeout 2s;".to_owned()),
             (
                 "proxy_set_header X-Forwarded-Proto $scheme;",
                 "proxy_set_header X-Forwarded-Proto https;".to_owned(),
             ),
-        ] {
-            assert!(
-                snippet.contains(from),
-                "config/nginx/wshd.conf no longer contains `{from}`; update this test"
-            );
-            snippet = snippet.replace(from, &to);
-        }
-        let dir = TempDir::new();
-        let d = dir.path().display().to_string();
-        dir.write("wshd.conf", &snippet);
-        for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
-            std::fs::create_dir_all(dir.path().join("tmp").join(sub)).unwrap_or_else(|e| panic!("{e}"));
-        }
-        let conf = dir.write(
-            "nginx.conf",
-            &format!(
-                "worker_processes 1;\nerror_log {d}/error.log info;\nevents {{ worker_connections 128; }}\n\
-                 http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/tmp/body;\n  \
-                 proxy_temp_path {d}/tmp/proxy;\n  fastcgi_temp_path {d}/tmp/fastcgi;\n  \
-                 uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n  include {d}/wshd.conf;\n}}\n"
-            ),
-        );
-        let child = Command::new(NGINX)
-            .args(["-e", &format!("{d}/error.log"), "-p", &d, "-c", &conf.display().to_string()])
-            .args(["-g", &format!("daemon off; pid {d}/nginx.pid;")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {NGINX}: {e}"));
-        let mut nginx = Nginx { child, port, dir };
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = nginx.child.try_wait() {
-                panic!("nginx exited ({status}) at start:\n{}", nginx.error_log());
-            }
-            assert!(Instant::now() < deadline, "nginx is not listening on {port}:\n{}", nginx.error_log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        nginx
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("ws://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM: the master stops its workers; SIGKILL if it does not exit.
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        ],
+    )
 }
 
 /// wshd with the probe at `/probe` (and `/quiet`, the probe without keepalive pings),
@@ -160,7 +77,7 @@ async fn text_round_trip(client: &mut Client, text: &str) -> String {
 #[tokio::test]
 async fn echo_through_nginx_with_the_clients_address_and_scheme() {
     let server = wshd();
-    let nginx = Nginx::start(server.addr);
+    let nginx = start_nginx(server.addr);
     // The client tries to spoof its address; nginx appends the real one, and wshd trusts
     // only nginx.
     let mut client = connect_from_client_ip(&nginx.url("/probe"), &[("X-Forwarded-For", "6.6.6.6")]).await;
@@ -192,7 +109,7 @@ async fn listen_quietly(client: &mut Client, duration: Duration) -> Result<usize
 #[tokio::test]
 async fn keepalive_pings_keep_an_idle_connection_open_past_nginxs_read_timeout() {
     let server = wshd();
-    let nginx = Nginx::start(server.addr);
+    let nginx = start_nginx(server.addr);
     let mut kept = connect_from_client_ip(&nginx.url("/probe"), &[]).await;
     let mut quiet = connect_from_client_ip(&nginx.url("/quiet"), &[]).await;
     let (kept_result, quiet_result) = tokio::join!(
@@ -212,7 +129,7 @@ async fn keepalive_pings_keep_an_idle_connection_open_past_nginxs_read_timeout()
 #[tokio::test]
 async fn graceful_shutdown_reaches_the_client_through_nginx() {
     let mut server = wshd();
-    let nginx = Nginx::start(server.addr);
+    let nginx = start_nginx(server.addr);
     let mut client = connect_from_client_ip(&nginx.url("/probe"), &[]).await;
     assert_eq!(text_round_trip(&mut client, "before").await, "before");
     server.signal("TERM");

@@ -3,6 +3,7 @@
 //! (a WebSocket client, and raw TCP for malformed input).
 
 mod attack;
+pub mod nginx;
 
 pub use attack::{ControlProbe, ProbeReport, process_rss};
 

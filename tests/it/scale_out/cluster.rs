@@ -3,90 +3,16 @@
 //! on different nodes and chat; a node killed with SIGKILL loses its clients, which
 //! reconnect through nginx to another node with `&since=` and get what they missed.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use wshd_tests::nginx::Nginx;
 
 use super::*;
 
-const NGINX: &str = "/usr/sbin/nginx";
-
-/// nginx with the cluster example, its upstream set to `nodes`, stopped on drop.
-struct Nginx {
-    child: Child,
-    port: u16,
-    dir: TempDir,
-}
-
-impl Nginx {
-    fn start(nodes: &[&ServerProcess]) -> Nginx {
-        assert!(Path::new(NGINX).is_file(), "nginx is not installed ({NGINX}); .ci/run installs it");
-        let file = workspace_root().join("config/nginx/wshd-cluster.conf");
-        let mut snippet = std::fs::read_to_string(&file).expect("the cluster example");
-        let port = free_port();
-        let replacements = [
-            ("127.0.0.1:9998", nodes[0].addr.to_string()),
-            ("127.0.0.1:9997", nodes[1].addr.to_string()),
-            ("127.0.0.1:9996", nodes[2].addr.to_string()),
-            ("listen 80;", format!("listen 127.0.0.1:{port};")),
-        ];
-        for (from, to) in replacements {
-            assert!(snippet.contains(from), "config/nginx/wshd-cluster.conf no longer has `{from}`");
-            snippet = snippet.replace(from, &to);
-        }
-        let dir = TempDir::new();
-        let d = dir.path().display().to_string();
-        dir.write("cluster.conf", &snippet);
-        for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
-            std::fs::create_dir_all(dir.path().join("tmp").join(sub)).expect("nginx temp dirs");
-        }
-        let conf = dir.write(
-            "nginx.conf",
-            &format!(
-                "worker_processes 1;\nerror_log {d}/error.log info;\nevents {{ worker_connections 128; }}\n\
-                 http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/tmp/body;\n  \
-                 proxy_temp_path {d}/tmp/proxy;\n  fastcgi_temp_path {d}/tmp/fastcgi;\n  \
-                 uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n  include {d}/cluster.conf;\n}}\n"
-            ),
-        );
-        let child = Command::new(NGINX)
-            .args(["-e", &format!("{d}/error.log"), "-p", &d, "-c", &conf.display().to_string()])
-            .args(["-g", &format!("daemon off; pid {d}/nginx.pid;")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let nginx = Nginx { child, port, dir };
-        let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nginx is not listening:\n{}", nginx.error_log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        nginx
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("ws://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// nginx with the cluster example, its upstream set to `nodes`.
+fn start_nginx(nodes: &[&ServerProcess]) -> Nginx {
+    let upstream = ["127.0.0.1:9998", "127.0.0.1:9997", "127.0.0.1:9996"];
+    let edits: Vec<(&str, String)> =
+        upstream.into_iter().zip(nodes).map(|(from, n)| (from, n.addr.to_string())).collect();
+    Nginx::start("wshd-cluster.conf", &edits)
 }
 
 /// Connects to `url` through nginx; the client and the index of the node that served it
@@ -114,7 +40,7 @@ async fn clients_through_nginx_chat_across_three_nodes_and_rejoin_elsewhere_afte
         chat_node(&redis, "workers = 0"),
     ];
     let refs: Vec<&ServerProcess> = nodes.iter().collect();
-    let nginx = Nginx::start(&refs);
+    let nginx = start_nginx(&refs);
     let (mut clients, mut homes) = (Vec::new(), Vec::new());
     for nick in ["ann", "ben", "cat"] {
         let (client, home) = connect_via(&refs, &nginx.url(&format!("/chat?room=hall&nick={nick}"))).await;
