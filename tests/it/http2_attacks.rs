@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use wshd_tests::ServerProcess;
 use wshd_tests::h2frames::{END_HEADERS, RawH2, Received, frame, hpack, kind, websocket_fields};
-use wshd_tests::h2ws::{H2Client, H2Probe, H2WebSocket};
+use wshd_tests::h2ws::{H2Client, H2Echo, H2WebSocket};
 
 use crate::http2::{cert, start_tls};
 
@@ -54,7 +54,7 @@ async fn rapid_reset_round(
 async fn rapid_reset_is_cut_off_with_enhance_your_calm() {
     let cert = cert();
     let server = start_tls(&cert, "");
-    let probe = H2Probe::start(server.addr, &cert.der, PROBE_EVERY).await;
+    let probe = H2Echo::probe(server.addr, &cert.der, PROBE_EVERY).await;
     let before = server.rss_bytes();
     let started = Instant::now();
     let (mut rounds, mut pairs) = (0, 0u64);
@@ -85,7 +85,7 @@ async fn rapid_reset_is_cut_off_with_enhance_your_calm() {
 async fn a_continuation_flood_is_cut_off() {
     let cert = cert();
     let server = start_tls(&cert, "");
-    let probe = H2Probe::start(server.addr, &cert.der, PROBE_EVERY).await;
+    let probe = H2Echo::probe(server.addr, &cert.der, PROBE_EVERY).await;
     server.reset_peak_rss();
     let before = server.rss_bytes();
     let mut attacker = RawH2::connect(server.addr, &cert.der).await;
@@ -136,7 +136,7 @@ async fn flood(attacker: &mut RawH2, one: &[u8], frames: usize) -> usize {
 async fn settings_and_ping_floods_are_held_by_back_pressure() {
     let cert = cert();
     let server = start_tls(&cert, "");
-    let probe = H2Probe::start(server.addr, &cert.der, PROBE_EVERY).await;
+    let probe = H2Echo::probe(server.addr, &cert.der, PROBE_EVERY).await;
     server.reset_peak_rss();
     let before = server.rss_bytes();
     for (name, one) in [

@@ -1,6 +1,7 @@
 //! What an attack test measures besides status and close codes: the server's resident
 //! memory, and the round-trip latency a well-behaved control connection sees meanwhile.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -75,12 +76,42 @@ impl std::fmt::Display for ProbeReport {
     }
 }
 
+/// One end of a control connection: sends a text message, gives back the echo.
+pub trait Echo: Send + 'static {
+    /// Sends `text`; the text echoed.
+    fn echo(&mut self, text: String) -> impl Future<Output = String> + Send + '_;
+}
+
+/// A WebSocket client of an echo route (HTTP/1.1).
+struct WsEcho(Client);
+
+impl Echo for WsEcho {
+    async fn echo(&mut self, text: String) -> String {
+        match round_trip(&mut self.0, Message::text(text)).await {
+            Message::Text(echoed) => echoed.to_string(),
+            other => panic!("the control connection's echo: {other:?}"),
+        }
+    }
+}
+
 impl ControlProbe {
     /// Connects to `url` (an echo route) and starts probing.
     pub async fn start(url: &str, every: Duration) -> ControlProbe {
+        let url = url.to_owned();
+        ControlProbe::start_with(move || async move { WsEcho(connect(&url).await) }, every).await
+    }
+
+    /// Starts probing over the connection `open` makes (on the probe's thread, so it lives
+    /// on the probe's runtime).
+    pub async fn start_with<E, F, Fut>(open: F, every: Duration) -> ControlProbe
+    where
+        E: Echo,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = E>,
+    {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready, connected) = tokio::sync::oneshot::channel();
-        let (target, flag) = (url.to_owned(), Arc::clone(&stop));
+        let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("control-probe".into())
             .spawn(move || {
@@ -89,15 +120,15 @@ impl ControlProbe {
                     .build()
                     .expect("a runtime for the control probe");
                 runtime.block_on(async move {
-                    let mut client = connect(&target).await;
-                    assert_eq!(round_trip(&mut client, Message::text("warm")).await, Message::text("warm"));
+                    let mut control = open().await;
+                    assert_eq!(control.echo("warm".to_owned()).await, "warm");
                     let _ = ready.send(());
-                    probe(client, every, flag).await
+                    probe(control, every, flag).await
                 })
             })
             .expect("a thread for the control probe");
         let started = tokio::time::timeout(crate::WAIT, connected).await;
-        assert!(matches!(started, Ok(Ok(()))), "the control probe did not connect to {url:?}");
+        assert!(matches!(started, Ok(Ok(()))), "the control probe did not connect");
         ControlProbe { stop, thread }
     }
 
@@ -113,15 +144,14 @@ impl ControlProbe {
     }
 }
 
-async fn probe(mut client: Client, every: Duration, stop: Arc<AtomicBool>) -> Vec<Duration> {
+async fn probe(mut control: impl Echo, every: Duration, stop: Arc<AtomicBool>) -> Vec<Duration> {
     let mut times = Vec::new();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         let text = format!("probe {n}");
         let sent = Instant::now();
-        let echoed = round_trip(&mut client, Message::text(text.clone())).await;
-        assert_eq!(echoed, Message::text(text), "the control connection's echo");
+        assert_eq!(control.echo(text.clone()).await, text, "the control connection's echo");
         times.push(sent.elapsed());
         tokio::time::sleep(every).await;
     }

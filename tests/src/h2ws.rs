@@ -289,50 +289,34 @@ pub fn parse_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
     Some((RawFrame { fin: b0 & 0x80 != 0, opcode: b0 & 0x0f, payload }, header + len))
 }
 
-/// A control WebSocket on its own HTTP/2 connection that round-trips a small text message to
-/// `/echo` every `every` on a task of its own (the HTTP/2 twin of [`crate::ControlProbe`]).
-#[derive(Debug)]
-pub struct H2Probe {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<std::time::Duration>>,
+/// A control stream for attack tests: `/echo` over its own HTTP/2 connection (TLS, trusting
+/// `root`), probed by a [`ControlProbe`](crate::ControlProbe) on its own thread.
+pub struct H2Echo {
+    _client: H2Client,
+    ws: H2WebSocket,
 }
 
-impl H2Probe {
-    /// Connects, opens `/echo` and starts probing.
-    pub async fn start(
+impl H2Echo {
+    /// Starts a [`ControlProbe`](crate::ControlProbe) round-tripping over an HTTP/2 stream
+    /// to `/echo` every `every`.
+    pub async fn probe(
         addr: SocketAddr,
         root: &CertificateDer<'static>,
         every: std::time::Duration,
-    ) -> H2Probe {
-        let mut client = H2Client::connect(addr, root).await;
-        let response = client.websocket("/echo", &[]).await.unwrap_or_else(|e| panic!("probe CONNECT: {e}"));
-        let mut ws = H2WebSocket::accepted(response);
-        assert_eq!(ws.ask("warm").await, "warm");
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let task = tokio::spawn(async move {
-            let _client = client;
-            let mut times = Vec::new();
-            let mut n = 0u64;
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                n += 1;
-                let text = format!("probe {n}");
-                let sent = std::time::Instant::now();
-                assert_eq!(ws.ask(&text).await, text, "the control stream's echo");
-                times.push(sent.elapsed());
-                tokio::time::sleep(every).await;
-            }
-            times
-        });
-        H2Probe { stop, task }
+    ) -> crate::ControlProbe {
+        let root = root.clone();
+        crate::ControlProbe::start_with(move || H2Echo::open(addr, root), every).await
     }
 
-    /// Stops probing and reports; panics if the control connection failed.
-    pub async fn finish(self) -> crate::ProbeReport {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut times = self.task.await.unwrap_or_else(|e| panic!("control probe: {e}"));
-        assert!(!times.is_empty(), "the control connection completed no round trip");
-        times.sort();
-        crate::ProbeReport { count: times.len(), p50: times[times.len() / 2], max: times[times.len() - 1] }
+    async fn open(addr: SocketAddr, root: CertificateDer<'static>) -> H2Echo {
+        let mut client = H2Client::connect(addr, &root).await;
+        let response = client.websocket("/echo", &[]).await.unwrap_or_else(|e| panic!("probe CONNECT: {e}"));
+        H2Echo { ws: H2WebSocket::accepted(response), _client: client }
+    }
+}
+
+impl crate::attack::Echo for H2Echo {
+    async fn echo(&mut self, text: String) -> String {
+        self.ws.ask(&text).await
     }
 }

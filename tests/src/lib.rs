@@ -2,7 +2,7 @@
 //! child process on a port the OS picks, and offers clients that speak over real sockets
 //! (a WebSocket client, and raw TCP for malformed input).
 
-mod attack;
+pub mod attack;
 pub mod h2frames;
 pub mod h2ws;
 pub mod nginx;
