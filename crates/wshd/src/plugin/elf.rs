@@ -1,7 +1,8 @@
 //! A pre-`dlopen` sanity check of ELF files. `dlopen` maps segments without checking that
 //! the file actually contains them: a truncated library (a half-finished copy) maps pages
 //! past the end of the file, and touching them while relocating raises SIGBUS — the whole
-//! server would die. So before loading, every loadable segment must lie inside the file.
+//! server would die. So before loading, every loadable segment and the section header table
+//! (the end of the file, where linkers put it) must lie inside the file.
 
 const PT_LOAD: u32 = 1;
 
@@ -45,6 +46,7 @@ pub(crate) fn check_complete(bytes: &[u8]) -> Result<(), String> {
     let (Some(phoff), Some(phentsize), Some(phnum)) = (phoff, phentsize, phnum) else {
         return Err(truncated());
     };
+    check_section_headers(bytes, is64, le)?;
     for i in 0..u64::from(phnum) {
         let at = phoff.checked_add(i * u64::from(phentsize)).ok_or_else(truncated)?;
         let at = usize::try_from(at).map_err(|_| truncated())?;
@@ -74,6 +76,31 @@ pub(crate) fn check_complete(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// The section header table (where linkers put it: at the end of the file) must lie inside
+/// the file: a copy cut short after its loadable segments (in the debug sections that follow
+/// them) would load, and be replaced again when the copy completes.
+fn check_section_headers(bytes: &[u8], is64: bool, le: bool) -> Result<(), String> {
+    let (shoff, shentsize, shnum) = if is64 {
+        (read_u64(bytes, 0x28, le), read_u16(bytes, 0x3a, le), read_u16(bytes, 0x3c, le))
+    } else {
+        (read_u32(bytes, 0x20, le).map(u64::from), read_u16(bytes, 0x2e, le), read_u16(bytes, 0x30, le))
+    };
+    let (Some(shoff), Some(shentsize), Some(shnum)) = (shoff, shentsize, shnum) else {
+        return Err(format!("truncated ELF file ({} bytes): its headers are incomplete", bytes.len()));
+    };
+    if shoff == 0 {
+        return Ok(()); // no section headers
+    }
+    let end = u64::from(shentsize).checked_mul(u64::from(shnum)).and_then(|size| shoff.checked_add(size));
+    match end {
+        Some(end) if end <= bytes.len() as u64 => Ok(()),
+        _ => Err(format!(
+            "truncated ELF file: its section headers end past its {} bytes (still being copied?)",
+            bytes.len()
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +114,9 @@ mod tests {
         let err = check_complete(cut).expect_err("a truncated file must be refused");
         assert!(err.contains("truncated ELF file"), "{err}");
         assert!(check_complete(&exe[..40]).is_err());
+        let all_but_the_tail = &exe[..exe.len() - 16];
+        let err = check_complete(all_but_the_tail).expect_err("cut in its section headers");
+        assert!(err.contains("section headers"), "{err}");
         assert_eq!(check_complete(b"not an ELF file"), Ok(()));
     }
 }
