@@ -48,16 +48,22 @@ impl Redis {
     }
 
     fn start_on(port: u16) -> Redis {
+        Redis::spawn(&["--port", &port.to_string()], port, |r| r.command("PING\r\n") == "+PONG\r\n")
+    }
+
+    /// Starts `redis-server ARGS` (no persistence, loopback) answering on `port`, once `ready`.
+    fn spawn(args: &[&str], port: u16, ready: impl Fn(&Redis) -> bool) -> Redis {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server (.ci/run installs it): {e}"));
         let redis = Redis { child, port };
         let deadline = Instant::now() + WAIT;
-        while redis.command("PING\r\n") != "+PONG\r\n" {
-            assert!(Instant::now() < deadline, "redis-server did not answer PING on port {port}");
+        while !ready(&redis) {
+            assert!(Instant::now() < deadline, "redis-server did not answer on port {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
         redis

@@ -11,24 +11,6 @@ use rcgen::ExtendedKeyUsagePurpose;
 use super::*;
 use crate::tls::{Pair, ca, leaf};
 
-/// Starts `redis-server ARGS` (no persistence, loopback) answering on `port`, once `ready`.
-fn spawn_redis(args: &[&str], port: u16, ready: impl Fn(&Redis) -> bool) -> Redis {
-    let child = Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start redis-server (.ci/run installs it): {e}"));
-    let redis = Redis { child, port };
-    let deadline = Instant::now() + WAIT;
-    while !ready(&redis) {
-        assert!(Instant::now() < deadline, "redis-server did not answer on port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    redis
-}
-
 /// The certificates of a TLS test: Redis's CA and server certificate, a client certificate
 /// from the same CA, and another CA.
 struct Certs {
@@ -68,7 +50,7 @@ fn tls_redis(certs: &Certs, auth_clients: bool) -> Redis {
         }
         cli.arg("PING").output().is_ok_and(|out| out.stdout.starts_with(b"PONG"))
     };
-    spawn_redis(
+    Redis::spawn(
         &[&args[..], &["--tls-ca-cert-file", &ca_file, "--tls-auth-clients", auth]].concat(),
         port,
         ping,
@@ -216,7 +198,7 @@ async fn passwords_in_the_url_work_and_a_wrong_one_is_logged_without_it() {
     ]
     .map(str::to_owned);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let redis = spawn_redis(&args, port, |r| r.command("PING\r\n").starts_with("-NOAUTH"));
+    let redis = Redis::spawn(&args, port, |r| r.command("PING\r\n").starts_with("-NOAUTH"));
     let one = node_at(&format!("redis://:default-s3cret@127.0.0.1:{port}/0"), "workers = 2");
     let two = node_at(&format!("redis://app:app-s3cret@127.0.0.1:{port}/0"), "workers = 0");
     publish_across(&one, &two).await;
