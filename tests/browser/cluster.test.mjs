@@ -12,40 +12,17 @@
 // one nginx. Port 9998 is not used.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { REPO_ROOT, freePort, launchBrowser, startServer, waitForListener, waitUntil } from './harness.mjs';
+import { REPO_ROOT, freePort, launchBrowser, startProcess, startServer, waitForListener, waitUntil } from './harness.mjs';
 
 const REDIS_SERVER = '/usr/bin/redis-server';
 const NGINX = '/usr/sbin/nginx';
 const NODES = 3;
-
-/** Starts a child process and returns `{ child, log(), stop() }`; stop() is bounded. */
-function startProcess(program, args) {
-  const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk) => (output += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk) => (output += chunk));
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const killOnExit = () => child.kill('SIGKILL');
-  process.once('exit', killOnExit);
-  return {
-    child,
-    log: () => output,
-    async stop() {
-      process.removeListener('exit', killOnExit);
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const stopped = await Promise.race([exited.then(() => true), new Promise((r) => setTimeout(r, 3_000, false))]);
-      if (!stopped) child.kill('SIGKILL');
-    },
-  };
-}
 
 /** A private Redis on a free port, without persistence. */
 async function startRedis() {

@@ -129,21 +129,13 @@ export async function waitForListener(port, { timeoutMs = 10_000, what = `a list
 }
 
 /**
- * Starts `target/debug/wshd` with no flags (or with `args`) in the repository root and waits
- * (bounded) until 127.0.0.1:`port` (9998 unless given: `args` must then make wshd listen
- * there) accepts connections. Returns a handle with `log()`
- * (stdout+stderr so far) and `stop()` (bounded; safe to call twice).
+ * Starts `program args` in `cwd` (the repository root unless given), collecting its
+ * stdout+stderr. Returns `{ child, pid, log(), exited(), stop() }`: `stop` sends `stopSignal`
+ * (SIGTERM unless given), then SIGKILL after `timeoutMs`; the process is also killed if this
+ * one exits first.
  */
-export async function startServer({ readyTimeoutMs = 15_000, args = [], port = PORT } = {}) {
-  if (!existsSync(WSHD_BIN)) {
-    throw new Error(
-      `${WSHD_BIN} does not exist: build it first with \`cargo build --workspace\` ` +
-        `in ${REPO_ROOT} (the browser tests do not build anything).`,
-    );
-  }
-  await assertPortFree(port);
-
-  const child = spawn(WSHD_BIN, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+export function startProcess(program, args, { cwd = REPO_ROOT, stopSignal = 'SIGTERM', name = program } = {}) {
+  const child = spawn(program, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (chunk) => (output += chunk));
   child.stderr.setEncoding('utf8').on('data', (chunk) => (output += chunk));
@@ -158,33 +150,51 @@ export async function startServer({ readyTimeoutMs = 15_000, args = [], port = P
       resolve(exit);
     });
   });
-  // If this process dies without running the after-hook, do not leave wshd behind.
+  // If this process dies without running the after-hook, do not leave the child behind.
   const killOnExit = () => child.kill('SIGKILL');
   process.once('exit', killOnExit);
-
-  const server = {
+  return {
+    child,
     pid: child.pid,
     log: () => stripAnsi(output),
     exited: () => exit,
-    /** Ctrl-C (SIGINT, wshd's graceful exit), then SIGKILL after `timeoutMs`. */
     async stop({ timeoutMs = 5_000 } = {}) {
       process.removeListener('exit', killOnExit);
       if (exit) return exit;
-      child.kill('SIGINT');
+      child.kill(stopSignal);
       const graceful = await Promise.race([exited, timeout(timeoutMs)]);
       if (graceful) return graceful;
       child.kill('SIGKILL');
       const killed = await Promise.race([exited, timeout(2_000)]);
-      if (!killed) throw new Error(`wshd (pid ${child.pid}) did not exit even after SIGKILL`);
+      if (!killed) throw new Error(`${name} (pid ${child.pid}) did not exit even after SIGKILL`);
       return killed;
     },
   };
+}
+
+/**
+ * Starts `target/debug/wshd` with no flags (or with `args`) in the repository root and waits
+ * (bounded) until 127.0.0.1:`port` (9998 unless given: `args` must then make wshd listen
+ * there) accepts connections. Returns a handle with `log()`
+ * (stdout+stderr so far) and `stop()` (bounded; safe to call twice).
+ */
+export async function startServer({ readyTimeoutMs = 15_000, args = [], port = PORT } = {}) {
+  if (!existsSync(WSHD_BIN)) {
+    throw new Error(
+      `${WSHD_BIN} does not exist: build it first with \`cargo build --workspace\` ` +
+        `in ${REPO_ROOT} (the browser tests do not build anything).`,
+    );
+  }
+  await assertPortFree(port);
+
+  const server = startProcess(WSHD_BIN, args, { stopSignal: 'SIGINT', name: 'wshd' });
+  const exit = () => server.exited();
 
   try {
     await waitUntil(
       async () => {
-        if (exit) {
-          throw new Error(`wshd exited before it was ready (${JSON.stringify(exit)})`);
+        if (exit()) {
+          throw new Error(`wshd exited before it was ready (${JSON.stringify(exit())})`);
         }
         return canConnect('127.0.0.1', port);
       },

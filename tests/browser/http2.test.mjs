@@ -9,13 +9,13 @@
 //     cargo build --workspace && node --test --test-concurrency=1 tests/browser/
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { REPO_ROOT, WSHD_BIN, launchBrowser, stripAnsi, waitUntil } from './harness.mjs';
+import { REPO_ROOT, freePort, launchBrowser, startServer, waitUntil } from './harness.mjs';
 
 /** Makes a self-signed certificate for localhost; returns its paths and the SPKI hash. */
 function makeCertificate(dir) {
@@ -43,41 +43,19 @@ function echo() {
 }
 </script>`;
 
-/** Starts wshd with TLS on 127.0.0.1:0; resolves `{ port, log(), stop() }` once it listens. */
+/** Starts wshd with TLS on a free port; resolves `{ port, log(), stop() }` once it listens. */
 async function startTlsServer(dir, certs) {
   await mkdir(path.join(dir, 'www'), { recursive: true });
   await writeFile(path.join(dir, 'www', 'index.html'), PAGE);
+  const port = await freePort();
   const config = path.join(dir, 'server.toml');
   await writeFile(config, [
-    '[server]', 'listen = ["127.0.0.1:0"]', `document_root = "${path.join(dir, 'www')}"`, 'workers = 0',
+    '[server]', `listen = ["127.0.0.1:${port}"]`, `document_root = "${path.join(dir, 'www')}"`, 'workers = 0',
     '[handlers]', `dir = "${path.join(REPO_ROOT, 'target', 'debug')}"`, 'recursive = false', 'watch = false',
     '[tls]', `cert = "${certs.cert}"`, `key = "${certs.key}"`, '',
   ].join('\n'));
-  const child = spawn(WSHD_BIN, ['-c', config], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk) => (output += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk) => (output += chunk));
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const killOnExit = () => child.kill('SIGKILL');
-  process.once('exit', killOnExit);
-  const server = {
-    log: () => stripAnsi(output),
-    async stop() {
-      process.removeListener('exit', killOnExit);
-      child.kill('SIGINT');
-      const done = await Promise.race([exited.then(() => true), new Promise((r) => setTimeout(r, 5_000, false))]);
-      if (!done) child.kill('SIGKILL');
-    },
-  };
-  const line = await waitUntil(
-    () => server.log().split('\n').find((l) => l.includes('listening on 127.0.0.1:')),
-    { timeoutMs: 15_000, what: 'wshd to listen' },
-  ).catch(async (err) => {
-    await server.stop();
-    throw new Error(`${err.message}\n--- wshd output ---\n${server.log()}`);
-  });
-  server.port = Number(line.trim().split(':').pop());
-  return server;
+  const server = await startServer({ port, args: ['-c', config] });
+  return { ...server, port };
 }
 
 /** The access-log line of the `n`-th WebSocket on /echo (0-based), bounded wait. */
