@@ -122,6 +122,17 @@ fn node(redis: &Redis, server_keys: &str) -> ServerProcess {
     )
 }
 
+/// Two nodes (one with two worker processes, one with `workers = 0`), alice on the first and
+/// bob on the second, both in `lobby` and seeing each other.
+async fn alice_and_bob(redis: &Redis) -> (ServerProcess, ServerProcess, Peer, Peer) {
+    let (one, two) = (node(redis, "workers = 2"), node(redis, "workers = 0"));
+    let (mut alice, mut bob) = (Peer::connect(&one).await, Peer::connect(&two).await);
+    assert_eq!(alice.ask("join lobby alice").await, "ok joined lobby");
+    assert_eq!(bob.ask("join lobby bob").await, "ok joined lobby");
+    alice.wait_names("lobby", &["alice", "bob"]).await;
+    (one, two, alice, bob)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_presence_and_send_to_span_two_nodes() {
     let redis = Redis::start();
@@ -189,11 +200,7 @@ async fn presence_of_a_channel_with_no_member_on_this_node_lists_the_other_nodes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_members_of_a_killed_node_leave_within_30_seconds() {
     let redis = Redis::start();
-    let (one, two) = (node(&redis, "workers = 2"), node(&redis, "workers = 0"));
-    let (mut alice, mut bob) = (Peer::connect(&one).await, Peer::connect(&two).await);
-    assert_eq!(alice.ask("join lobby alice").await, "ok joined lobby");
-    assert_eq!(bob.ask("join lobby bob").await, "ok joined lobby");
-    alice.wait_names("lobby", &["alice", "bob"]).await;
+    let (one, two, mut alice, _bob) = alice_and_bob(&redis).await;
     two.signal("KILL");
     let took = alice.wait_names("lobby", &["alice"]).await;
     println!("the killed node's member left after {took:?} (heartbeat 200 ms, expiry 600 ms)");
@@ -235,11 +242,7 @@ async fn the_will_of_a_member_of_a_killed_node_reaches_each_other_member_once() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_work_again_after_redis_restarted_empty() {
     let redis = Redis::start();
-    let (one, two) = (node(&redis, "workers = 2"), node(&redis, "workers = 0"));
-    let (mut alice, mut bob) = (Peer::connect(&one).await, Peer::connect(&two).await);
-    assert_eq!(alice.ask("join lobby alice").await, "ok joined lobby");
-    assert_eq!(bob.ask("join lobby bob").await, "ok joined lobby");
-    alice.wait_names("lobby", &["alice", "bob"]).await;
+    let (one, two, mut alice, mut bob) = alice_and_bob(&redis).await;
     let port = redis.port;
     drop(redis);
     let stopped = Instant::now();
@@ -340,11 +343,7 @@ async fn expect_room(peer: &mut Peer, want: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logged_publishes_have_one_order_and_join_since_works_on_the_other_node_until_redis_lost_them() {
     let redis = Redis::start();
-    let (one, two) = (node(&redis, "workers = 2"), node(&redis, "workers = 0"));
-    let (mut alice, mut bob) = (Peer::connect(&one).await, Peer::connect(&two).await);
-    assert_eq!(alice.ask("join lobby alice").await, "ok joined lobby");
-    assert_eq!(bob.ask("join lobby bob").await, "ok joined lobby");
-    alice.wait_names("lobby", &["alice", "bob"]).await;
+    let (one, two, mut alice, mut bob) = alice_and_bob(&redis).await;
     for (id, text) in [("m1", "one"), ("m2", "two")] {
         assert!(alice.ask(&format!("lpub lobby {id} {text}")).await.starts_with("ok published"));
     }
@@ -391,11 +390,7 @@ async fn logged_publishes_have_one_order_and_join_since_works_on_the_other_node_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_since_on_a_node_that_does_not_follow_the_channel_loads_its_history_from_redis() {
     let redis = Redis::start();
-    let (one, two) = (node(&redis, "workers = 2"), node(&redis, "workers = 0"));
-    let (mut alice, mut bob) = (Peer::connect(&one).await, Peer::connect(&two).await);
-    assert_eq!(alice.ask("join lobby alice").await, "ok joined lobby");
-    assert_eq!(bob.ask("join lobby bob").await, "ok joined lobby");
-    alice.wait_names("lobby", &["alice", "bob"]).await;
+    let (_one, two, mut alice, mut bob) = alice_and_bob(&redis).await;
     assert!(alice.ask("lpub lobby m1 one").await.starts_with("ok published"));
     expect_room(&mut bob, "v1 one").await;
     assert_eq!(bob.ask("leave lobby").await, "ok left lobby true");
