@@ -49,9 +49,28 @@ pub(crate) struct H2Args {
     /// WebSockets (and idle HTTP/2 connections) opened for the memory figures.
     #[arg(long, default_value_t = 1000)]
     pub(crate) idle: usize,
+    /// Measure only this part (for profiling one of them); all by default.
+    #[arg(long, value_enum)]
+    pub(crate) only: Option<Part>,
+    /// The server's runtime threads (`[workers] threads`); its default when not given.
+    #[arg(long)]
+    pub(crate) threads: Option<u64>,
     /// Extra lines appended to the server's `[http2]` section (e.g. to try a builder option).
     #[arg(long, default_value = "")]
     pub(crate) http2_extra: String,
+}
+
+/// The parts of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Part {
+    /// WebSocket handshakes/s.
+    Handshakes,
+    /// One socket's echo round trips/s.
+    RoundTrips,
+    /// Echoes/s over many sockets at once.
+    Parallel,
+    /// Server RSS per idle WebSocket and per idle HTTP/2 connection.
+    Memory,
 }
 
 /// The `wshd` under test, killed on drop with its temporary directory removed.
@@ -91,11 +110,12 @@ fn start_wshd(args: &H2Args) -> Result<Wshd, BoxError> {
     let streams = (args.idle + args.sockets + 16).max(128);
     let config = format!(
         "# Written by wshd-bench h2.\n[server]\nlisten = [\"127.0.0.1:{port}\"]\n\
-         max_connections = 0\nmax_pending_connections = 100000\nworkers = 0\n\n\
+         max_connections = 0\nmax_pending_connections = 100000\nworkers = 0\n{}\n\
          [handlers]\ndir = {}\nrecursive = false\n\n[log]\nlevel = \"warn\"\n\n\
          [websocket]\nping_interval_secs = 0\n\n[tls]\ncert = {}\nkey = {}\n\n\
          [http2]\nmax_concurrent_streams = {streams}\n{}\n\n\
          [[route]]\npath = \"/echo\"\nbuiltin = \"echo\"\n",
+        args.threads.map(|n| format!("[workers]\nthreads = {n}\n")).unwrap_or_default(),
         quoted(path_str(&dir.join("handlers"))?),
         quoted(path_str(&dir.join("server.pem"))?),
         quoted(path_str(&dir.join("server.key"))?),
@@ -144,11 +164,12 @@ async fn measure(args: &H2Args, wshd: &Wshd) -> Result<Figures, BoxError> {
     let h1 = Dialer::h1(wshd);
     let (h2_client, h2) = Dialer::h2(wshd).await;
     let mut f = Figures::default();
-    for tasks in [1, 8] {
+    let part = |p: Part| args.only.is_none_or(|only| only == p);
+    for tasks in [1, 8].into_iter().filter(|_| part(Part::Handshakes)) {
         eprintln!("handshakes, {tasks} task(s) ...");
         f.handshakes.push((tasks, bench.handshakes(&h1, tasks).await?, bench.handshakes(&h2, tasks).await?));
     }
-    for bytes in [32, 16 << 10] {
+    for bytes in [32, 16 << 10].into_iter().filter(|_| part(Part::RoundTrips)) {
         eprintln!("round trips, one socket, {bytes} B ...");
         f.round_trips.push((
             bytes,
@@ -161,7 +182,7 @@ async fn measure(args: &H2Args, wshd: &Wshd) -> Result<Figures, BoxError> {
         spread.push(Dialer::h2(wshd).await);
     }
     let dialers: Vec<Dialer> = spread.iter().map(|(_, d)| d.clone()).collect();
-    for bytes in [32, 16 << 10] {
+    for bytes in [32, 16 << 10].into_iter().filter(|_| part(Part::Parallel)) {
         eprintln!("parallel, {} sockets, {bytes} B ...", args.sockets);
         let one = bench.parallel(std::slice::from_ref(&h1), bytes).await?;
         let streams = bench.parallel(std::slice::from_ref(&h2), bytes).await?;
@@ -170,7 +191,9 @@ async fn measure(args: &H2Args, wshd: &Wshd) -> Result<Figures, BoxError> {
     }
     drop(spread);
     drop(h2_client);
-    f.memory = Some(memory(args, &bench).await?);
+    if part(Part::Memory) {
+        f.memory = Some(memory(args, &bench).await?);
+    }
     Ok(f)
 }
 
