@@ -9,6 +9,10 @@
 //! and N streams over a few connections); and the server's RSS per idle WebSocket each way and
 //! per idle HTTP/2 connection. Prints a markdown table with the ratios h2 / h1 and writes
 //! `target/bench/h2.json`. The RFC 8441 client is the integration tests' (`wshd_tests::h2ws`).
+//! The one-socket rows also give the server's CPU time and context switches per round trip
+//! (from `/proc`), and this client's CPU time: where an HTTP/2 stream's extra cost goes.
+//! `--only <part>` measures one part (to profile it); `--threads N` sets the server's runtime
+//! threads (`[workers] threads`).
 //!
 //! ```text
 //! cargo build --release -p wshd -p wshd-bench
@@ -18,12 +22,12 @@
 use std::fs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use crate::BoxError;
 use crate::h2bench_load::{Bench, Dialer, Idle};
 use crate::h2bench_report::{Figures, Memory};
-use crate::run::{free_port, quoted, wait_for_listener};
+use crate::run::{free_port, quoted, spawn_wshd};
 
 /// Arguments of `h2`.
 #[derive(Debug, clap::Args)]
@@ -55,9 +59,6 @@ pub(crate) struct H2Args {
     /// The server's runtime threads (`[workers] threads`); its default when not given.
     #[arg(long)]
     pub(crate) threads: Option<u64>,
-    /// Extra lines appended to the server's `[http2]` section (e.g. to try a builder option).
-    #[arg(long, default_value = "")]
-    pub(crate) http2_extra: String,
 }
 
 /// The parts of the run.
@@ -113,24 +114,16 @@ fn start_wshd(args: &H2Args) -> Result<Wshd, BoxError> {
          max_connections = 0\nmax_pending_connections = 100000\nworkers = 0\n{}\n\
          [handlers]\ndir = {}\nrecursive = false\n\n[log]\nlevel = \"warn\"\n\n\
          [websocket]\nping_interval_secs = 0\n\n[tls]\ncert = {}\nkey = {}\n\n\
-         [http2]\nmax_concurrent_streams = {streams}\n{}\n\n\
+         [http2]\nmax_concurrent_streams = {streams}\n\n\
          [[route]]\npath = \"/echo\"\nbuiltin = \"echo\"\n",
         args.threads.map(|n| format!("[workers]\nthreads = {n}\n")).unwrap_or_default(),
         quoted(path_str(&dir.join("handlers"))?),
         quoted(path_str(&dir.join("server.pem"))?),
         quoted(path_str(&dir.join("server.key"))?),
-        args.http2_extra
     );
     fs::write(dir.join("server.toml"), config)?;
-    let child = Command::new(&wshd_bin)
-        .arg("-c")
-        .arg(dir.join("server.toml"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", wshd_bin.display()))?;
-    let mut wshd = Wshd { child, addr, dir, cert: made.cert.der().clone() };
-    wait_for_listener(&mut wshd.child, "wshd", addr)?;
+    let child = spawn_wshd(&wshd_bin, &dir.join("server.toml"), addr)?;
+    let wshd = Wshd { child, addr, dir, cert: made.cert.der().clone() };
     Ok(wshd)
 }
 
