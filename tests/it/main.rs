@@ -23,7 +23,6 @@ mod hostile_deflate;
 mod hostile_pending;
 mod http2;
 mod http2_attacks;
-mod http2_bench;
 mod io;
 mod limits;
 mod nginx;

@@ -22,7 +22,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use flate2::{Compress, Compression, FlushCompress};
@@ -30,7 +30,7 @@ use tokio::time::timeout;
 
 use crate::BoxError;
 use crate::procinfo::vm_rss_kib;
-use crate::run::{free_port, quoted, wait_for_listener};
+use crate::run::{free_port, quoted, spawn_wshd};
 use crate::wsclient::{ClientOptions, OP_TEXT, Target, WsClient};
 
 /// Arguments of `deflate-memory`.
@@ -128,15 +128,8 @@ fn start_wshd(args: &DeflateArgs, variant: &Variant) -> Result<Wshd, BoxError> {
         variant.deflate_keys
     );
     fs::write(dir.join("server.toml"), config)?;
-    let child = Command::new(&wshd_bin)
-        .arg("-c")
-        .arg(dir.join("server.toml"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", wshd_bin.display()))?;
-    let mut wshd = Wshd { child, addr, dir };
-    wait_for_listener(&mut wshd.child, "wshd", addr)?;
+    let child = spawn_wshd(&wshd_bin, &dir.join("server.toml"), addr)?;
+    let wshd = Wshd { child, addr, dir };
     Ok(wshd)
 }
 

@@ -25,6 +25,8 @@
 //!   (build: `cargo build --release -p wshd -p wshd-bench -p fanout_wsh`).
 //! - `deflate-memory`: server memory per compressed connection and compressed throughput,
 //!   context takeover (before issue 16) against the defaults, in one run.
+//! - `h2`: WebSockets over HTTP/2 streams (RFC 8441) against HTTP/1.1 upgrades, both over
+//!   TLS, one release `wshd` (build: `cargo build --release -p wshd -p wshd-bench`).
 
 mod cluster;
 mod cluster_layout;
@@ -37,6 +39,9 @@ mod fanout_peers;
 mod fanout_report;
 mod fanout_tt;
 mod fws_echo;
+mod h2bench;
+mod h2bench_load;
+mod h2bench_report;
 mod load;
 mod procinfo;
 mod raw_echo;
@@ -95,6 +100,10 @@ enum Command {
     /// cross-node deliveries/s and publish→receive latency, Redis commands per publish; the
     /// table and `target/bench/cluster.json`.
     Cluster(cluster_layout::ClusterArgs),
+    /// WebSockets over HTTP/2 streams (RFC 8441) against HTTP/1.1 upgrades, both over TLS:
+    /// handshakes/s, round trips/s, parallel echoes/s, server memory per WebSocket; the table
+    /// and `target/bench/h2.json`.
+    H2(h2bench::H2Args),
     /// Mixed traffic for an hour (echo, rooms, deflate, slow readers, dribblers, churn, a hot
     /// reload every 10 s): RSS, fds and threads sampled, CSV + SVG in `target/soak/`.
     Soak(soak::SoakArgs),
@@ -116,6 +125,7 @@ fn main() -> ExitCode {
         Command::FanoutLoad(args) => fanout_load::run(&args),
         Command::Soak(args) => soak::run(&args),
         Command::Cluster(args) => cluster::run(&args),
+        Command::H2(args) => h2bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -101,3 +101,22 @@ pub(crate) fn mapped_files_containing(pid: u32, needle: &str) -> Option<usize> {
     files.dedup();
     Some(files.len())
 }
+
+/// Context switches (voluntary + involuntary) of the live threads of process `pid` (`"self"`
+/// for this one), from `/proc/PID/task/*/status`: a thread that sleeps waiting for a wake-up
+/// between messages switches once each time.
+pub(crate) fn context_switches(pid: &str) -> Option<u64> {
+    let mut total = 0u64;
+    for entry in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(status) = fs::read_to_string(entry.ok()?.path().join("status")) else { continue };
+        for line in status.lines() {
+            let value = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"));
+            if let Some(n) = value.and_then(|v| v.trim().parse::<u64>().ok()) {
+                total += n;
+            }
+        }
+    }
+    Some(total)
+}

@@ -326,6 +326,20 @@ pub(crate) fn wait_for_listener(child: &mut Child, name: &str, addr: SocketAddr)
     }
 }
 
+/// Starts `wshd_bin -c config` (stdin and stdout to /dev/null) and waits until it listens on
+/// `addr`.
+pub(crate) fn spawn_wshd(wshd_bin: &Path, config: &Path, addr: SocketAddr) -> Result<Child, BoxError> {
+    let mut child = Command::new(wshd_bin)
+        .arg("-c")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", wshd_bin.display()))?;
+    wait_for_listener(&mut child, "wshd", addr)?;
+    Ok(child)
+}
+
 /// A TOML basic string (also a valid JSON string for the text used here).
 pub(crate) fn quoted(s: &str) -> String {
     let mut out = String::from("\"");
