@@ -99,6 +99,10 @@ describe('chat.html against wshd', { timeout: 180_000 }, () => {
       await bob.click('#leave');
       await waitForLine(alice, 'bob left');
       assert.deepEqual(await online(alice), ['alice']);
+      // A page that left is not also "gone" (that is for connections lost without leaving).
+      await say(alice, 'bye bob');
+      await waitForLine(alice, 'alice: bye bob');
+      assert.deepEqual((await lines(alice)).slice(-2), ['bob left', 'alice: bye bob']);
       t.diagnostic(`alice saw: ${JSON.stringify(await lines(alice))}`);
       for (const page of [alice, bob, carol]) assert.deepEqual(page.errors, [], 'uncaught errors in the page');
       const screenshot = path.join(browser.screenshotDir, 'chat.png');

@@ -152,6 +152,10 @@ async fn two_members_of_a_room_chat_and_another_room_sees_nothing() {
     bob.client.close(None).await.unwrap_or_else(|e| panic!("close: {e}"));
     log.record("bob", "::", "closes");
     alice.expect(leave("bob", &["alice"])).await;
+    // A member that closed and was announced leaving is not also "gone" (its will is for
+    // connections that end without leaving): alice's next message is her own.
+    alice.say("bye bob").await;
+    alice.expect_said("alice", "bye bob").await;
 
     // Room B's member got nothing of room A: the next thing it reads is its own message.
     carol.say("anyone in B?").await;

@@ -107,9 +107,8 @@ impl Seat {
 
     /// Leaves the room and tells the members who remain.
     fn vacate(&self, conn: &Connection) {
-        // Once the peer has closed, the host answers `Gone` and lists the connection until
-        // its session ends (then it leaves every channel): the leave announcement leaves it
-        // out by id either way.
+        // Leaving (also after the peer's close) discards the will, so the room hears `leave`
+        // and not also `gone`; the announcement leaves the connection out by id either way.
         if let Err(e) = conn.leave(&self.params.room) {
             wshd_sdk::debug!("chat: leave: {e}");
         }

@@ -161,6 +161,11 @@ pub(crate) fn member_of(conn: &ConnShared) -> Result<Arc<Member>, RoomError> {
     conn.room_member(limits, |mailbox| rooms.member(mailbox)).map_err(|_| RoomError::Gone)
 }
 
+/// `conn`'s rooms side if it has one, also after its TCP connection closed (for leaving).
+pub(crate) fn existing_member_of(conn: &ConnShared) -> Option<Arc<Member>> {
+    conn.existing_room_member()
+}
+
 /// The channel `name` for a connection of `conn`'s route: in the shared namespace when the
 /// route opted into it, else in the route's own.
 pub(crate) fn channel_of(conn: &ConnShared, name: &str) -> Result<ChannelKey, RoomError> {

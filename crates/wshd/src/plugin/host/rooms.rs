@@ -91,7 +91,11 @@ host_fn! {
     fn rooms_leave(ctx: *const c_void, channel: RStr) -> u32 {
         // SAFETY: a live connection reference; the name is valid for the call.
         let (shared, name) = unsafe { (conn(ctx), bytes_of(channel)) };
-        match channel_of(shared, name).and_then(|key| Ok(rooms::member_of(shared)?.leave(&key))) {
+        // Not `member_of`: a handler leaving after the peer's close must still leave (its
+        // will is for connections that end as members), and one that never joined has
+        // nothing to leave.
+        let left = channel_of(shared, name).map(|key| rooms::existing_member_of(shared).is_some_and(|m| m.leave(&key)));
+        match left {
             Ok(true) => ROOM_OK,
             Ok(false) => ROOM_NOT_MEMBER,
             Err(e) => room_code(Err(e)),

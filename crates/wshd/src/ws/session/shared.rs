@@ -247,6 +247,14 @@ impl ConnShared {
         Arc::clone(&slot.member).downcast::<T>().map_err(|_| OpError::Invalid)
     }
 
+    /// The connection's room-membership owner of type `T` if one was made, also after TCP
+    /// closed: a handler that leaves its channels after the peer's close still leaves them
+    /// (and so discards its wills) until the session ends.
+    pub(crate) fn existing_room_member<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let st = self.lock();
+        st.room.as_ref().and_then(|slot| Arc::clone(&slot.member).downcast::<T>().ok())
+    }
+
     /// Turns pong notifications on or off.
     pub(crate) fn set_pong_notifications(&self, enabled: bool) {
         self.lock().notify_pongs = enabled;
