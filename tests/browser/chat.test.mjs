@@ -11,10 +11,12 @@
 // 9998, so they run one at a time.
 
 import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { PORT, launchBrowser, startServer, waitForFreePort, waitUntil } from './harness.mjs';
+import { PORT, REPO_ROOT, freePort, launchBrowser, startServer, waitForFreePort, waitUntil } from './harness.mjs';
 
 const BASE = `http://localhost:${PORT}`;
 const XSS = '<img src=x onerror="window.__pwned = true"> & <b>bold</b>';
@@ -22,17 +24,30 @@ const XSS = '<img src=x onerror="window.__pwned = true"> & <b>bold</b>';
 describe('chat.html against wshd', { timeout: 180_000 }, () => {
   let server;
   let browser;
+  let configDir;
+  let adminPort;
   const pages = [];
 
   before(async () => {
     await waitForFreePort();
-    server = await startServer();
+    // config/server.toml as it is, plus an admin listener for /metrics.
+    adminPort = await freePort();
+    configDir = await mkdtemp(path.join(os.tmpdir(), 'wshd-chat-'));
+    const config = (await readFile(path.join(REPO_ROOT, 'config', 'server.toml'), 'utf8')).replace(
+      /^# admin_listen = .*$/m,
+      `admin_listen = "127.0.0.1:${adminPort}"`,
+    );
+    assert.ok(config.includes(`admin_listen = "127.0.0.1:${adminPort}"`), 'the admin line was found');
+    const configFile = path.join(configDir, 'server.toml');
+    await writeFile(configFile, config);
+    server = await startServer({ args: ['-c', configFile] });
     browser = await launchBrowser();
   }, { timeout: 120_000 });
 
   after(async () => {
     await Promise.allSettled(pages.map((page) => page.close()));
     await Promise.allSettled([browser?.close(), server?.stop()]);
+    if (configDir) await rm(configDir, { recursive: true, force: true });
   }, { timeout: 20_000 });
 
   /** Opens chat.html, joins `room` as `nick` and waits until its own join is shown. */
@@ -104,6 +119,13 @@ describe('chat.html against wshd', { timeout: 180_000 }, () => {
       await waitForLine(alice, 'alice: bye bob');
       assert.deepEqual((await lines(alice)).slice(-2), ['bob left', 'alice: bye bob']);
       t.diagnostic(`alice saw: ${JSON.stringify(await lines(alice))}`);
+      // Chromium offers permessage-deflate: the room's messages reached these pages as
+      // compressed frames (each worker process compresses a message once for its members).
+      const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+      const sample = (name) => Number(metrics.match(new RegExp(`^${name} (\\d+)$`, 'm'))?.[1] ?? NaN);
+      const [compressions, compressed] = ['wshd_room_compressions_total', 'wshd_room_compressed_deliveries_total'].map(sample);
+      assert.ok(compressions > 0 && compressed >= compressions, `compressions ${compressions}, compressed deliveries ${compressed}`);
+      t.diagnostic(`room frames compressed: ${compressions}, compressed deliveries: ${compressed}`);
       for (const page of [alice, bob, carol]) assert.deepEqual(page.errors, [], 'uncaught errors in the page');
       const screenshot = path.join(browser.screenshotDir, 'chat.png');
       await alice.screenshot({ path: screenshot });

@@ -12,11 +12,6 @@ fn server(setup: impl FnOnce(&TempDir)) -> ServerProcess {
     ServerProcess::start_with(setup, "admin_listen = \"127.0.0.1:0\"", "")
 }
 
-/// The value of the sample `name` (with its labels, exactly as exposed).
-fn sample(metrics: &str, name: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 #[tokio::test]
 async fn health_readiness_and_metrics_after_some_traffic() {
     let server = server(|dir| {
@@ -78,7 +73,7 @@ async fn health_readiness_and_metrics_after_some_traffic() {
         ("wshd_draining", 0.0),
     ];
     for (name, value) in expect {
-        assert_eq!(sample(&m, name), Some(value), "{name} in\n{m}");
+        assert_eq!(metric_sample(&m, name), Some(value), "{name} in\n{m}");
     }
     assert!(m.trim_end().ends_with("# EOF"), "{m}");
 

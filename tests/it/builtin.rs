@@ -62,11 +62,14 @@ async fn a_fragmented_message_comes_back_whole_and_goodbye_closes_with_1000() {
     raw.send_frame(false, 0x0, b"lo, ", true).await;
     raw.send_frame(true, 0x0, "wörld".as_bytes(), true).await;
     let frame = raw.read_frame().await.unwrap_or_else(|| panic!("no echo"));
-    assert_eq!(frame, RawFrame { fin: true, opcode: 0x1, payload: "Hello, wörld".as_bytes().to_vec() });
+    assert_eq!(
+        frame,
+        RawFrame { fin: true, rsv1: false, opcode: 0x1, payload: "Hello, wörld".as_bytes().to_vec() }
+    );
     raw.send_frame(false, 0x2, &[1, 2], true).await;
     raw.send_frame(true, 0x0, &[3], true).await;
     let frame = raw.read_frame().await.unwrap_or_else(|| panic!("no echo"));
-    assert_eq!(frame, RawFrame { fin: true, opcode: 0x2, payload: vec![1, 2, 3] });
+    assert_eq!(frame, RawFrame { fin: true, rsv1: false, opcode: 0x2, payload: vec![1, 2, 3] });
     // A pong the client sends unasked is ignored: the next reply is the next echo.
     raw.send_frame(true, 0xA, b"unasked", true).await;
     raw.send_frame(true, 0x1, b"Goodbye", true).await;

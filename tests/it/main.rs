@@ -30,6 +30,7 @@ mod plugins;
 mod proxy;
 mod quarantine;
 mod reload;
+mod room_deflate;
 mod rooms;
 mod routes;
 mod scale_out;

@@ -169,11 +169,6 @@ async fn members_of_two_plugin_generations_share_a_channel_across_a_hot_reload()
     wait_presence(&mut new, "lobby", "ok new").await;
 }
 
-/// The value of the sample `name` (labels included, exactly as exposed).
-fn sample(metrics: &str, name: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_does_not_read_is_closed_with_1008_and_counted() {
     let server = ServerProcess::start_with(
@@ -202,10 +197,10 @@ async fn a_member_that_does_not_read_is_closed_with_1008_and_counted() {
     assert_eq!(publisher.ask("who feed").await, "ok ", "the closed member left");
     let metrics = http_get(server.admin_addr(), "/metrics").await.text();
     assert!(
-        sample(&metrics, "wshd_room_dropped_total{reason=\"overflow\"}").is_some_and(|n| n >= 1.0),
+        metric_sample(&metrics, "wshd_room_dropped_total{reason=\"overflow\"}").is_some_and(|n| n >= 1.0),
         "{metrics}"
     );
-    let delivered = sample(&metrics, "wshd_room_deliveries_total").unwrap_or(0.0);
+    let delivered = metric_sample(&metrics, "wshd_room_deliveries_total").unwrap_or(0.0);
     assert!(delivered < 400.0, "the queue took {delivered} of 400");
     assert!(f64::from(binaries) <= delivered, "{binaries} read, {delivered} queued");
 }

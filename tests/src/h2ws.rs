@@ -322,7 +322,7 @@ pub fn parse_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
         n => (n as usize, 2),
     };
     let payload = buf.get(header..header + len)?.to_vec();
-    Some((RawFrame { fin: b0 & 0x80 != 0, opcode: b0 & 0x0f, payload }, header + len))
+    Some((RawFrame { fin: b0 & 0x80 != 0, rsv1: b0 & 0x40 != 0, opcode: b0 & 0x0f, payload }, header + len))
 }
 
 /// A control stream for attack tests: `/echo` over its own HTTP/2 connection (TLS, trusting

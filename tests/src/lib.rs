@@ -594,6 +594,12 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> RawResponse {
     raw_http(addr, &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")).await
 }
 
+/// The value of the sample `name` (a metric's name with its labels, exactly as exposed) in
+/// a Prometheus text exposition such as `/metrics`.
+pub fn metric_sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// A loopback port that was free a moment ago (for programs that need a port number in
 /// their configuration).
 pub fn free_port() -> u16 {
@@ -627,6 +633,8 @@ pub struct RawSocket {
 pub struct RawFrame {
     /// FIN bit.
     pub fin: bool,
+    /// RSV1 bit (permessage-deflate: the message is compressed).
+    pub rsv1: bool,
     /// Opcode.
     pub opcode: u8,
     /// Payload.
@@ -726,7 +734,7 @@ impl RawSocket {
         }
         let payload = self.buffered[header..header + len].to_vec();
         self.buffered.drain(..header + len);
-        Some(RawFrame { fin: b0 & 0x80 != 0, opcode: b0 & 0x0f, payload })
+        Some(RawFrame { fin: b0 & 0x80 != 0, rsv1: b0 & 0x40 != 0, opcode: b0 & 0x0f, payload })
     }
 
     /// Whether the server closed the TCP connection (reads EOF) without sending more frames.

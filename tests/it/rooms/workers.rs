@@ -109,7 +109,7 @@ async fn members_on_two_workers_share_publishes_presence_and_send_to() {
         "wshd_room_relay_messages_total{direction=\"in\"}",
         "wshd_room_relay_forwarded_total",
     ] {
-        assert!(sample(&metrics, name).is_some_and(|n| n >= 20.0), "{name} in\n{metrics}");
+        assert!(metric_sample(&metrics, name).is_some_and(|n| n >= 20.0), "{name} in\n{metrics}");
     }
 }
 

@@ -30,6 +30,8 @@ pub(crate) struct RoomCounters {
     dropped_gone: AtomicU64,
     relay_out: AtomicU64,
     relay_in: AtomicU64,
+    compressions: AtomicU64,
+    compressed_deliveries: AtomicU64,
 }
 
 /// The counters every room in this process counts into.
@@ -41,6 +43,8 @@ pub(crate) static ROOMS: RoomCounters = RoomCounters {
     dropped_gone: AtomicU64::new(0),
     relay_out: AtomicU64::new(0),
     relay_in: AtomicU64::new(0),
+    compressions: AtomicU64::new(0),
+    compressed_deliveries: AtomicU64::new(0),
 };
 
 impl RoomCounters {
@@ -48,6 +52,13 @@ impl RoomCounters {
     pub(crate) fn published(&self, deliveries: u64) {
         self.publishes.fetch_add(1, Ordering::Relaxed);
         self.deliveries.fetch_add(deliveries, Ordering::Relaxed);
+    }
+
+    /// Counts `compressions` deflate runs for one message, whose compressed frames went to
+    /// `deliveries` members.
+    pub(crate) fn compressed(&self, compressions: u64, deliveries: u64) {
+        self.compressions.fetch_add(compressions, Ordering::Relaxed);
+        self.compressed_deliveries.fetch_add(deliveries, Ordering::Relaxed);
     }
 
     /// Counts one message sent to the other processes' rooms.
@@ -114,6 +125,20 @@ impl Collector for RoomCollector {
             "Room messages queued for a member (one per member per publish)",
             None,
             deliveries.metric_type(),
+        )?)?;
+        let compressions = counter(&ROOMS.compressions);
+        compressions.encode(encoder.encode_descriptor(
+            "wshd_room_compressions",
+            "Room messages compressed for permessage-deflate members (once per message and set of parameters, shared by those members)",
+            None,
+            compressions.metric_type(),
+        )?)?;
+        let compressed = counter(&ROOMS.compressed_deliveries);
+        compressed.encode(encoder.encode_descriptor(
+            "wshd_room_compressed_deliveries",
+            "Room messages queued for a member as a compressed frame (part of wshd_room_deliveries_total)",
+            None,
+            compressed.metric_type(),
         )?)?;
         let mut family = encoder.encode_descriptor(
             "wshd_room_dropped",

@@ -10,8 +10,10 @@
 //! member's bounded [`Mailbox`], in member order, under the registry's read lock; a
 //! publisher's messages to a channel therefore reach each member in the order published.
 //! The member's session moves them into its write queue between the handler's messages.
-//! Room frames are never compressed (RSV1 unset), whatever the connection negotiated: see
-//! `docs/decisions/0014-rooms.md`.
+//! A member whose connection resets its compressor after every message (permessage-deflate
+//! with `server_no_context_takeover`, the default answer) gets the message compressed
+//! instead, compressed once for all such members ([`framed`]); others get the plain frame:
+//! see `docs/decisions/0014-rooms.md`.
 //!
 //! The connection's end takes it out of every channel ([`Member`]'s drop), without the
 //! handler. A channel also keeps the messages published with an id (`history`), bounded by
@@ -32,6 +34,7 @@
 
 mod broker;
 mod channel;
+mod framed;
 mod history;
 mod id;
 mod member;
@@ -53,6 +56,7 @@ pub(crate) use self::broker::Broker;
 pub(crate) use self::channel::{ChannelKey, RoomError, Scope};
 #[cfg(test)]
 use self::channel::{MAX_CHANNEL_NAME, MAX_PRESENCE};
+use self::framed::Framed;
 use self::history::{Entry, History};
 pub(crate) use self::history::{HistoryLimits, MessageId};
 #[cfg(test)]
@@ -280,7 +284,8 @@ impl Rooms {
         let found = entry.history.since(since).map(|missed| {
             let mut tally = Tally::default();
             for message in missed {
-                tally.count(mailbox.push(message.frame.clone(), message.payload_len));
+                let frame = Framed::new(&message.frame, message.payload_len).for_mailbox(mailbox);
+                tally.count(mailbox.push(frame, message.payload_len));
             }
             tally.record();
         });
@@ -477,7 +482,7 @@ impl Rooms {
 fn push_to(mailbox: &Mailbox, kind: DataKind, data: &[u8]) -> Result<(), RoomError> {
     let frame = server_message_frame(kind, data).map_err(|_| RoomError::NotUtf8)?;
     let mut tally = Tally::default();
-    let pushed = mailbox.push(frame, data.len());
+    let pushed = mailbox.push(Framed::new(&frame, data.len()).for_mailbox(mailbox), data.len());
     tally.count(pushed);
     tally.record();
     match pushed {
@@ -509,9 +514,10 @@ fn add_member(channel: &mut Channel, id: ConnId, record: Record, mailbox: Option
 /// are remote (their process delivers to them).
 fn deliver(members: &[Subscriber], frame: &Bytes, payload_len: usize, tally: &mut Tally) -> usize {
     let mut remote = 0;
+    let mut framed = Framed::new(frame, payload_len);
     for member in members {
         match &member.mailbox {
-            Some(mailbox) => tally.count(mailbox.push(frame.clone(), payload_len)),
+            Some(mailbox) => tally.count(mailbox.push(framed.for_mailbox(mailbox), payload_len)),
             None => remote += 1,
         }
     }

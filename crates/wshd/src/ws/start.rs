@@ -94,8 +94,12 @@ pub(crate) fn spawn(
             }
         };
         metrics.session_started(plan.http);
+        let room_deflate = plan.deflate.as_ref().and_then(Agreement::shared_server_side);
         let (stream, wire) = transport::accept(upgraded, &plan.settings, plan.deflate.take());
-        let settings = SessionSettings::for_route(&plan.settings, Arc::clone(&plan.metrics), wire);
+        let settings = SessionSettings {
+            room_deflate,
+            ..SessionSettings::for_route(&plan.settings, Arc::clone(&plan.metrics), wire)
+        };
         let Handler { start, keep_alive, name, file } = handler;
         let shared = ConnShared::new(stream, settings, keep_alive.clone());
         let future = start(&shared);

@@ -273,6 +273,85 @@ impl OwnSide {
 /// The trailer a sync flush ends with; stripped on send, restored on receive (§7.2.1).
 const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
+/// Compresses all of `data` into `out`, ending with a sync flush (the trailer included).
+fn sync_flush(compressor: &mut Compress, data: &[u8], out: &mut Vec<u8>) {
+    let start_in = compressor.total_in();
+    loop {
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity().max(256));
+        }
+        let consumed = (compressor.total_in() - start_in) as usize;
+        let (before_in, before_out) = (consumed, out.len());
+        if compressor.compress_vec(&data[consumed..], out, FlushCompress::Sync).is_err() {
+            break; // cannot happen with valid parameters; send what we have
+        }
+        let consumed = (compressor.total_in() - start_in) as usize;
+        // zlib's rule: the flush is complete once all input is in and output space is left.
+        if consumed == data.len() && out.len() < out.capacity() {
+            break;
+        }
+        if consumed == before_in && out.len() == before_out && out.len() < out.capacity() {
+            break; // no progress possible
+        }
+    }
+}
+
+/// Turns the sync-flushed end of a message into its payload: the trailer stripped (§7.2.1),
+/// an empty message as one empty stored-block byte (§7.2.3.6).
+fn end_message(out: &mut Vec<u8>) {
+    if out.ends_with(&TRAILER) {
+        out.truncate(out.len() - TRAILER.len());
+    }
+    if out.is_empty() {
+        out.push(0x00);
+    }
+}
+
+/// Parameters under which one compressed message suits every connection that has them: the
+/// server resets its compressor after every message (`server_no_context_takeover`, the
+/// default answer), so a message compressed once with a fresh context is valid on each of
+/// them, between the connection's own messages. Rooms compress a publish once per distinct
+/// value among its members (`rooms::framed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SharedDeflate {
+    window_bits: u8,
+    /// 0–9.
+    level: u8,
+    /// Saturated at `u32::MAX` (no message is that large).
+    min_message_bytes: u32,
+}
+
+impl SharedDeflate {
+    /// `data` compressed as one whole message (the payload of a frame with RSV1 set), or
+    /// `None` when it is smaller than the agreed minimum or would not shrink.
+    pub(crate) fn compress(self, data: &[u8]) -> Option<Vec<u8>> {
+        if data.len() < self.min_message_bytes as usize {
+            return None;
+        }
+        let level = u32::from(self.level);
+        let mut compressor = deflate_pool::take_compressor(level, self.window_bits);
+        let mut out = Vec::with_capacity(data.len() / 2 + 64);
+        sync_flush(&mut compressor, data, &mut out);
+        end_message(&mut out);
+        compressor.reset();
+        deflate_pool::give_compressor(level, self.window_bits, compressor);
+        (out.len() < data.len()).then_some(out)
+    }
+}
+
+impl Agreement {
+    /// The server side of this agreement as [`SharedDeflate`] parameters, when messages
+    /// compressed once for many connections can be sent on it: the server resets after
+    /// every message and compresses at all (window ≥ 9, see `wants_to_compress`).
+    pub(crate) fn shared_server_side(&self) -> Option<SharedDeflate> {
+        (self.server_no_context_takeover && self.server_window_bits >= 9).then_some(SharedDeflate {
+            window_bits: self.server_window_bits,
+            level: u8::try_from(self.level).unwrap_or(9),
+            min_message_bytes: u32::try_from(self.min_message_bytes).unwrap_or(u32::MAX),
+        })
+    }
+}
+
 /// Per-connection compression state (created lazily).
 pub(crate) struct DeflateCodec {
     agreement: Agreement,
@@ -327,32 +406,9 @@ impl DeflateCodec {
             }
         });
         let mut out = Vec::with_capacity(data.len() / 2 + 64);
-        let start_in = compressor.total_in();
-        loop {
-            if out.len() == out.capacity() {
-                out.reserve(out.capacity().max(256));
-            }
-            let consumed = (compressor.total_in() - start_in) as usize;
-            let (before_in, before_out) = (consumed, out.len());
-            if compressor.compress_vec(&data[consumed..], &mut out, FlushCompress::Sync).is_err() {
-                break; // cannot happen with valid parameters; send what we have
-            }
-            let consumed = (compressor.total_in() - start_in) as usize;
-            // zlib's rule: the flush is complete once all input is in and output space is left.
-            if consumed == data.len() && out.len() < out.capacity() {
-                break;
-            }
-            if consumed == before_in && out.len() == before_out && out.len() < out.capacity() {
-                break; // no progress possible
-            }
-        }
+        sync_flush(compressor, data, &mut out);
         if last {
-            if out.ends_with(&TRAILER) {
-                out.truncate(out.len() - TRAILER.len());
-            }
-            if out.is_empty() {
-                out.push(0x00); // §7.2.3.6: an empty message as one empty stored-block byte
-            }
+            end_message(&mut out);
             if pooled {
                 compressor.reset();
                 if let Some(idle) = self.compressor.take() {
@@ -461,6 +517,43 @@ mod tests {
             assert_eq!(a.as_ref().map(|a| a.response.as_str()), Some(response.as_str()), "{offer}");
             assert!(a.is_some_and(|a| a.server_no_context_takeover && a.client_no_context_takeover));
         }
+    }
+
+    #[test]
+    fn shared_compression_is_offered_only_where_the_server_resets_after_every_message() {
+        let shared = |offer: &str, policy: &DeflatePolicy| negotiate(&[offer], policy)?.shared_server_side();
+        let default = DeflatePolicy::default();
+        assert!(shared("permessage-deflate; client_max_window_bits", &default).is_some());
+        assert!(shared("permessage-deflate", &takeover()).is_none(), "context takeover: per connection");
+        assert!(
+            shared("permessage-deflate; server_max_window_bits=8", &default).is_none(),
+            "never compresses"
+        );
+        let ten = shared("permessage-deflate; server_max_window_bits=10", &default);
+        assert!(ten.is_some() && ten != shared("permessage-deflate", &default), "another window");
+    }
+
+    #[test]
+    fn a_shared_compression_inflates_alone_and_is_skipped_when_it_would_not_gain() {
+        let Some(params) = negotiate(&["permessage-deflate"], &DeflatePolicy::default())
+            .and_then(|a| a.shared_server_side())
+        else {
+            panic!("the default agreement shares")
+        };
+        let text = "a room message, a room message, a room message, a room message".repeat(8);
+        let compressed = params.compress(text.as_bytes()).unwrap_or_default();
+        assert!(!compressed.is_empty() && compressed.len() < text.len() / 4, "{}", compressed.len());
+        let agreement = negotiate(&["permessage-deflate"], &DeflatePolicy::default());
+        let mut client = DeflateCodec::new(agreement.unwrap_or_else(|| panic!("agreed")), Role::Client);
+        let mut out = Vec::new();
+        assert_eq!(client.decompress(&compressed, true, &mut out, 1 << 20), Ok(()));
+        assert_eq!(out, text.as_bytes());
+        // Bytes with no repeats only grow; too short for the route's minimum: both plain.
+        let noise: Vec<u8> = (0..64u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        assert_eq!(params.compress(&noise), None);
+        let min = DeflatePolicy { min_message_bytes: 1024, ..DeflatePolicy::default() };
+        let params = negotiate(&["permessage-deflate"], &min).and_then(|a| a.shared_server_side());
+        assert_eq!(params.and_then(|p| p.compress(text.as_bytes())), None);
     }
 
     #[test]

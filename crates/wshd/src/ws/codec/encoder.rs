@@ -86,11 +86,24 @@ pub(crate) fn server_message_frame(kind: DataKind, data: &[u8]) -> Result<Bytes,
         DataKind::Text => OP_TEXT,
         DataKind::Binary => OP_BINARY,
     };
-    let header = EncodedHeader::new(true, false, opcode, data.len());
-    let mut frame = Vec::with_capacity(header.as_bytes().len() + data.len());
+    Ok(prebuilt_frame(false, opcode, data))
+}
+
+/// The compressed counterpart of `plain` (a frame made by [`server_message_frame`]): the
+/// same opcode, RSV1 set, `compressed` as the payload (permessage-deflate's whole-message
+/// output, e.g. from `SharedDeflate::compress`).
+pub(crate) fn server_deflated_frame(plain: &[u8], compressed: &[u8]) -> Bytes {
+    let opcode = plain.first().map_or(OP_BINARY, |first| first & 0x0f);
+    prebuilt_frame(true, opcode, compressed)
+}
+
+/// A whole, final, unmasked frame in one buffer.
+fn prebuilt_frame(rsv1: bool, opcode: u8, payload: &[u8]) -> Bytes {
+    let header = EncodedHeader::new(true, rsv1, opcode, payload.len());
+    let mut frame = Vec::with_capacity(header.as_bytes().len() + payload.len());
     frame.extend_from_slice(header.as_bytes());
-    frame.extend_from_slice(data);
-    Ok(Bytes::from(frame))
+    frame.extend_from_slice(payload);
+    Bytes::from(frame)
 }
 
 /// Builds the frames one end sends and queues them until they are written.
@@ -220,8 +233,9 @@ impl Encoder {
     }
 
     /// Queues a whole frame built elsewhere (header and payload in one buffer, e.g. by
-    /// [`server_message_frame`]); it bypasses compression (RSV1 unset: RFC 7692 lets a
-    /// message go uncompressed) and must not be queued inside a fragmented message.
+    /// [`server_message_frame`], or compressed by [`server_deflated_frame`] for a connection
+    /// whose server side resets after every message); it bypasses this connection's
+    /// compressor and must not be queued inside a fragmented message.
     pub(crate) fn queue_prebuilt(&mut self, frame: Bytes) {
         debug_assert!(self.fragmented.is_none() && self.role == Role::Server);
         let frame = OutFrame { header: EncodedHeader::empty(), payload: frame, written: 0 };

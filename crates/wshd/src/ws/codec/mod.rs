@@ -34,7 +34,7 @@ mod utf8;
 use wshd_sdk::CloseCode;
 
 pub(crate) use self::decoder::{Decoder, Event};
-pub(crate) use self::encoder::{Encoder, Frame, InvalidFrame, server_message_frame};
+pub(crate) use self::encoder::{Encoder, Frame, InvalidFrame, server_deflated_frame, server_message_frame};
 
 /// Which end of the connection the codec is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

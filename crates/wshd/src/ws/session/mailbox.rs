@@ -18,6 +18,7 @@ use wshd_sdk::CloseCode;
 use super::SessionSettings;
 use super::shared::SEND_HIGH_WATER;
 use super::state::ConnState;
+use crate::ws::transport::SharedDeflate;
 
 /// What happens when a frame would take a mailbox past its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +79,9 @@ struct Inner {
 #[derive(Debug)]
 pub(crate) struct Mailbox {
     limits: MailboxLimits,
+    /// The connection takes frames compressed once for many connections with these
+    /// parameters (`rooms::framed`); `None`: plain frames only.
+    deflate: Option<SharedDeflate>,
     inner: Mutex<Inner>,
 }
 
@@ -92,8 +96,14 @@ pub(super) struct Taken {
 
 impl Mailbox {
     /// An empty mailbox with `limits`.
-    pub(crate) fn new(limits: MailboxLimits) -> Mailbox {
-        Mailbox { limits, inner: Mutex::new(Inner::default()) }
+    pub(crate) fn new(limits: MailboxLimits, deflate: Option<SharedDeflate>) -> Mailbox {
+        Mailbox { limits, deflate, inner: Mutex::new(Inner::default()) }
+    }
+
+    /// The shared-compression parameters of the connection, if it takes compressed frames.
+    #[inline]
+    pub(crate) fn deflate(&self) -> Option<SharedDeflate> {
+        self.deflate
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -39,7 +39,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use wshd_sdk::CloseCode;
 
-use super::transport::Wire;
+use super::transport::{SharedDeflate, Wire};
 use crate::config::{RoomSettings, WsSettings};
 use crate::metrics::RouteMetrics;
 
@@ -113,6 +113,9 @@ pub(crate) struct SessionSettings {
     pub(crate) wire: Option<Arc<Wire>>,
     /// The route's rooms settings (namespace, mailbox policy, history bounds).
     pub(crate) rooms: RoomSettings,
+    /// Room messages reach this connection compressed with these parameters (built once
+    /// per publish for every member that has them); `None`: uncompressed.
+    pub(crate) room_deflate: Option<SharedDeflate>,
 }
 
 impl SessionSettings {
@@ -135,6 +138,7 @@ impl SessionSettings {
             metrics: Some(metrics),
             wire: Some(wire),
             rooms: route.rooms,
+            room_deflate: None,
         }
     }
 }

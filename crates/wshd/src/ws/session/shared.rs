@@ -236,7 +236,7 @@ impl ConnShared {
         let slot = match st.room.as_ref() {
             Some(slot) => slot,
             None => {
-                let mailbox = Arc::new(Mailbox::new(limits));
+                let mailbox = Arc::new(Mailbox::new(limits, self.settings.room_deflate));
                 if let Some(waker) = st.driver_waker() {
                     mailbox.register(waker);
                 }

@@ -42,6 +42,7 @@ fn settings() -> SessionSettings {
         metrics: None,
         wire: None,
         rooms: crate::config::RoomSettings::default(),
+        room_deflate: None,
     }
 }
 

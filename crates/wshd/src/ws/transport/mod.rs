@@ -15,14 +15,16 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-pub(crate) use super::codec::deflate::Agreement;
+pub(crate) use super::codec::deflate::{Agreement, SharedDeflate};
 use super::codec::{Limits, Role};
 use crate::config::WsSettings;
 
 pub(crate) use self::metered::{Metered, Wire};
 pub(crate) use self::ws_io::{ReadStatus, WsIo};
 pub(crate) use super::codec::deflate::negotiate as negotiate_deflate;
-pub(crate) use super::codec::{DataKind, Encoder, Event, Failure, server_message_frame};
+pub(crate) use super::codec::{
+    DataKind, Encoder, Event, Failure, server_deflated_frame, server_message_frame,
+};
 
 /// A server-side WebSocket over an upgraded HTTP connection.
 pub(crate) type WsStream = WsIo<Metered<Socket>>;
