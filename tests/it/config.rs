@@ -104,9 +104,15 @@ async fn the_log_can_go_to_a_size_rotated_file() {
         let mut client = connect(&format!("ws://{addr}/echo")).await;
         let _ = round_trip(&mut client, tokio_tungstenite::tungstenite::Message::text("x")).await;
     }
+    // Each session's access line is written when the server sees it end, which under load
+    // can come after the last round trip: wait for the rotation before stopping the server.
+    let rotated = dir.path().join("logs/wshd.log.1");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !rotated.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let _ = child.kill();
     let _ = child.wait();
-    let rotated = dir.path().join("logs/wshd.log.1");
     assert!(rotated.exists(), "the log was rotated");
     assert!(!dir.path().join("logs/wshd.log.3").exists(), "at most two old files are kept");
     assert!(std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) <= 1500);
