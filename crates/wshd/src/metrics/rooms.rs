@@ -112,34 +112,30 @@ pub(crate) struct RoomCollector;
 impl Collector for RoomCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let counter = |value: &AtomicU64| ConstCounter::new(value.load(Ordering::Relaxed));
-        let publishes = counter(&ROOMS.publishes);
-        publishes.encode(encoder.encode_descriptor(
-            "wshd_room_publishes",
-            "Room messages published (and sent to one connection by id)",
-            None,
-            publishes.metric_type(),
-        )?)?;
-        let deliveries = counter(&ROOMS.deliveries);
-        deliveries.encode(encoder.encode_descriptor(
-            "wshd_room_deliveries",
-            "Room messages queued for a member (one per member per publish)",
-            None,
-            deliveries.metric_type(),
-        )?)?;
-        let compressions = counter(&ROOMS.compressions);
-        compressions.encode(encoder.encode_descriptor(
-            "wshd_room_compressions",
-            "Room messages compressed for permessage-deflate members (once per message and set of parameters, shared by those members)",
-            None,
-            compressions.metric_type(),
-        )?)?;
-        let compressed = counter(&ROOMS.compressed_deliveries);
-        compressed.encode(encoder.encode_descriptor(
-            "wshd_room_compressed_deliveries",
-            "Room messages queued for a member as a compressed frame (part of wshd_room_deliveries_total)",
-            None,
-            compressed.metric_type(),
-        )?)?;
+        for (name, help, value) in [
+            (
+                "wshd_room_publishes",
+                "Room messages published (and sent to one connection by id)",
+                &ROOMS.publishes,
+            ),
+            (
+                "wshd_room_deliveries",
+                "Room messages queued for a member (one per member per publish)",
+                &ROOMS.deliveries,
+            ),
+            (
+                "wshd_room_compressions",
+                "Room messages compressed for permessage-deflate members (once per message and set of parameters, shared by those members)",
+                &ROOMS.compressions,
+            ),
+            (
+                "wshd_room_compressed_deliveries",
+                "Room messages queued for a member as a compressed frame (part of wshd_room_deliveries_total)",
+                &ROOMS.compressed_deliveries,
+            ),
+        ] {
+            counter(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
+        }
         let mut family = encoder.encode_descriptor(
             "wshd_room_dropped",
             "Room messages not delivered: oldest (dropped for a newer one), overflow (the member is closed 1008), gone (the member had left)",
